@@ -1,0 +1,17 @@
+"""User-facing errors: the CLI prints their message as one line, never a traceback."""
+
+
+class GenbenchError(Exception):
+    """A problem the user can fix; the message says what to do."""
+
+
+class UnknownName(GenbenchError):
+    """A model, dataset, metric, preset or --set key that is not registered."""
+
+
+class DataMissing(GenbenchError):
+    """A dataset's files are absent or corrupt; the message says where we looked."""
+
+
+class Diverged(Exception):
+    """Raised by a model (or the runner) when training has blown up; the run is marked failed."""

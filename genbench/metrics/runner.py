@@ -1,0 +1,62 @@
+"""Run registered metrics on a model, turning a missing capability into "n/a: reason"."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+
+import torch
+
+from genbench.contract import capabilities, has_density_encoder, missing_reason
+from genbench.errors import GenbenchError
+from genbench.metrics.context import EvalContext
+from genbench.registry import METRICS, MetricEntry, get_metric
+
+
+def model_capabilities(model: torch.nn.Module) -> frozenset[str]:
+    have = set(capabilities(model))
+    if has_density_encoder(model):
+        have.add("density_encoder")
+    return frozenset(have)
+
+
+def applicable_metrics(model: torch.nn.Module, names: Iterable[str] = ()) -> list[MetricEntry]:
+    """The requested metrics (default: all default ones), in registration order."""
+    entries = [get_metric(n) for n in names] if names else [
+        m for m in METRICS.values() if m.default]
+    seen: dict[str, MetricEntry] = {}
+    for e in entries:
+        seen.setdefault(e.name, e)
+    return list(seen.values())
+
+
+def evaluate_metrics(
+    ctx: EvalContext,
+    names: Iterable[str] = (),
+    progress: Callable[[str], None] | None = None,
+) -> tuple[dict[str, float], dict[str, str]]:
+    """Evaluate metrics; returns (values, not_applicable: result key -> reason).
+
+    A metric that raises :class:`GenbenchError` is recorded as n/a with its message, so one
+    missing extractor does not cost the other numbers.
+    """
+    have = model_capabilities(ctx.model)
+    values: dict[str, float] = {}
+    na: dict[str, str] = {}
+    for entry in applicable_metrics(ctx.model, names):
+        reason = missing_reason(entry.needs, have)
+        if reason is not None:
+            na.update({key: reason for key in entry.produces})
+            continue
+        if progress:
+            progress(entry.name)
+        start = time.perf_counter()
+        try:
+            out = entry.fn(ctx)  # adapters manage grad themselves (HMC needs it)
+        except GenbenchError as err:
+            na.update({key: str(err) for key in entry.produces})
+            continue
+        ctx.results.update(out)
+        values.update(out)
+        values[f"_seconds_{entry.name}"] = round(time.perf_counter() - start, 3)
+    return values, na

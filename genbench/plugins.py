@@ -1,0 +1,110 @@
+"""Plugin discovery: one mechanism, three sources.
+
+1. the bundled model folder (the repository's ``models/``, installed as ``genbench_models``),
+2. a user's plugin folders (``--plugins DIR`` or ``GENBENCH_PLUGINS``, os.pathsep-separated),
+3. the ``genbench.models`` entry-point group of installed packages.
+
+A folder plugin is any ``*.py`` file (not starting with ``_``) or package directory in the
+folder; importing it runs its ``@register_model`` decorators. An entry point may name a
+module (imported) or a class (registered under the entry point's name if it is not yet).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import os
+import sys
+from collections.abc import Iterable
+from importlib.metadata import entry_points
+from pathlib import Path
+
+from genbench.errors import GenbenchError
+from genbench.registry import MODELS, register_model
+
+ENTRY_POINT_GROUP = "genbench.models"
+ENV_VAR = "GENBENCH_PLUGINS"
+_loaded: set[str] = set()
+
+
+def bundled_folder() -> Path:
+    import genbench_models
+
+    return Path(genbench_models.__file__).parent
+
+
+def plugin_folders(extra: Iterable[str | Path] = ()) -> list[Path]:
+    folders = [bundled_folder()]
+    env = os.environ.get(ENV_VAR, "")
+    folders += [Path(p) for p in env.split(os.pathsep) if p]
+    folders += [Path(p) for p in extra]
+    return folders
+
+
+def load_folder(folder: Path) -> list[str]:
+    """Import every plugin file in ``folder``; returns the module names imported."""
+    folder = folder.expanduser().resolve()
+    if not folder.is_dir():
+        raise GenbenchError(f"plugin folder {folder} does not exist; pass an existing --plugins DIR")
+    tag = hashlib.sha1(str(folder).encode()).hexdigest()[:8]
+    names = []
+    for path in sorted(folder.iterdir()):
+        if path.name.startswith(("_", ".")):
+            continue
+        if path.is_dir() and (path / "__init__.py").exists():
+            path = path / "__init__.py"
+        elif path.suffix != ".py":
+            continue
+        stem = path.parent.name if path.name == "__init__.py" else path.stem
+        names.append(_import_file(path, f"genbench_plugin_{tag}_{stem}"))
+    return names
+
+
+def _import_file(path: Path, module_name: str) -> str:
+    if module_name in _loaded:
+        return module_name
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise GenbenchError(f"cannot import plugin {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except GenbenchError:
+        raise
+    except Exception as err:
+        del sys.modules[module_name]
+        raise GenbenchError(f"plugin {path} failed to import: {type(err).__name__}: {err}") from err
+    _loaded.add(module_name)
+    return module_name
+
+
+def load_entry_points() -> list[str]:
+    names = []
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        key = f"ep:{ep.value}"
+        if key in _loaded:
+            continue
+        try:
+            obj = ep.load()
+        except Exception as err:
+            raise GenbenchError(
+                f"entry point {ep.name} = {ep.value} failed to load: {type(err).__name__}: {err}"
+            ) from err
+        if isinstance(obj, type) and getattr(obj, "registered_name", None) is None:
+            register_model(ep.name)(obj)
+        _loaded.add(key)
+        names.append(ep.value)
+    return names
+
+
+def load_plugins(extra_folders: Iterable[str | Path] = ()) -> dict[str, str]:
+    """Load all three sources; returns model name -> source. Safe to call repeatedly."""
+    for folder in plugin_folders(extra_folders):
+        load_folder(folder)
+    load_entry_points()
+    import genbench.data  # noqa: F401  (dataset registration)
+    import genbench.metrics  # noqa: F401  (metric registration)
+
+    return {name: entry.source for name, entry in MODELS.items()}

@@ -1,0 +1,1 @@
+"""genbench's built-in model plugins, one file per family (installed as genbench_models)."""
