@@ -58,12 +58,13 @@ class DataInfo:
 class Batch:
     """One training batch: ``x`` (N, C, H, W) in [0, 1]; ``y`` labels or None.
 
-    ``labelled`` marks which rows may use their label (semi-supervised M2); None = all.
+    ``index`` holds the rows' positions in the training split (so a semi-supervised model
+    can tell its labelled examples apart).
     """
 
     x: torch.Tensor
     y: torch.Tensor | None = None
-    labelled: torch.Tensor | None = None
+    index: torch.Tensor | None = None
 
 
 CAPABILITIES = ("train", "sample", "prior", "generate", "decode", "encode", "condition", "classify")

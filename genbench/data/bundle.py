@@ -86,7 +86,7 @@ class DataBundle:
             part = self.train.take(index)
             x = transform(part.x, self.info.variant, gen, train=True,
                           static_seed=_mix(EVAL_SEED, 0, 0), index=index)
-            yield Batch(x=x, y=part.y)
+            yield Batch(x=x, y=part.y, index=index)
 
     # -- evaluation -------------------------------------------------------------------
     def eval_x(self, split: str = "test", n: int | None = None) -> torch.Tensor:
