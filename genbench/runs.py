@@ -1,0 +1,59 @@
+"""``genbench run``: plan every (model, seed) job first, so bad input fails before any
+training, then run them one after another; one failure does not stop the others."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.console import Console
+
+from genbench.data import DataRequest, load_dataset
+from genbench.errors import GenbenchError
+from genbench.progress import RichReporter
+from genbench.settings import parse_overrides
+from genbench.training import Plan, RunOutcome, RunSpec, execute, plan_run, resolve_device
+
+
+def run_all(*, models: list[str], dataset: str, variant: str | None, preset: str,
+            epochs: int | None, seeds: list[int], device: str, overrides: list[str],
+            results: Path, metrics: tuple[str, ...], data_dir: str | None, force: bool,
+            console: Console, command: str = "") -> list[RunOutcome]:
+    from genbench.presets import get_preset
+    from genbench.registry import get_metric, get_model
+
+    for name in models:  # names first: a typo costs nothing
+        get_model(name)
+    get_preset(preset)
+    for m in metrics:
+        get_metric(m)
+    if epochs is not None and epochs < 1:
+        raise GenbenchError("--epochs must be at least 1")
+    sets = parse_overrides(overrides)
+    dev = resolve_device(device)
+    data = load_dataset(DataRequest(dataset, variant, data_dir, str(dev)))
+    for note in data.notes:
+        console.print(f"[bold yellow]warning:[/] {note}", highlight=False)
+    plans: list[Plan] = []
+    for name in models:
+        for seed in dict.fromkeys(seeds):
+            spec = RunSpec(model=name, dataset=dataset, variant=variant, preset=preset,
+                           seed=seed, epochs=epochs, overrides=sets, device=device,
+                           results=results, data_dir=data_dir, metrics=metrics, force=force,
+                           command=command or _command())
+            plans.append(plan_run(spec, data))
+    outcomes = []
+    for plan in plans:
+        outcome = execute(plan, RichReporter(console))
+        if outcome.status == "skipped":
+            console.print(f"[dim]{outcome.message}[/]", highlight=False)
+        elif outcome.status == "failed":
+            console.print(f"[bold red]{plan.spec.model} seed {plan.spec.seed} failed:[/] "
+                          f"{outcome.message}", highlight=False)
+        outcomes.append(outcome)
+    return outcomes
+
+
+def _command() -> str:
+    import sys
+
+    return " ".join(["genbench", *sys.argv[1:]])

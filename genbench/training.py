@@ -1,0 +1,389 @@
+"""The runner: device, seeding, the loop, checkpoints, resume, progress, failure isolation.
+
+It knows nothing about any model beyond the contract (:mod:`genbench.contract`) and logs
+through a :class:`Reporter`. Performance matters here because a benchmark suite that trains
+slower than the tutorials loses its users, so the loop keeps to the device: batches are
+index-gathers from a device tensor, per-step losses are summed on the device, and the host
+synchronises only for the progress bar (a few times a second) and at the end of an epoch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import platform
+import shutil
+import sys
+import time
+import traceback
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+
+import genbench
+from genbench import store
+from genbench.contract import capabilities
+from genbench.data import DataBundle, DataRequest, load_dataset
+from genbench.errors import Diverged, GenbenchError
+from genbench.presets import Preset, get_preset
+from genbench.registry import get_model
+from genbench.settings import resolve
+
+CHECKPOINT_EVERY_S = 300.0  # also checkpoint mid-epoch this often (long epochs)
+
+
+class Reporter(Protocol):
+    """Where the runner says what it is doing (the CLI's rich progress bar, or nothing)."""
+
+    def start(self, title: str, total_steps: int, done_steps: int) -> None: ...
+    def advance(self, steps: int, images: int, loss: float | None) -> None: ...
+    def note(self, message: str) -> None: ...
+    def stop(self) -> None: ...
+
+
+class SilentReporter:
+    def start(self, title: str, total_steps: int, done_steps: int) -> None: ...
+    def advance(self, steps: int, images: int, loss: float | None) -> None: ...
+    def note(self, message: str) -> None: ...
+    def stop(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One (model, dataset, seed) job, as the command line describes it."""
+
+    model: str
+    dataset: str = "mnist"
+    variant: str | None = None
+    preset: str = "quick"
+    seed: int = 0
+    epochs: int | None = None
+    overrides: Mapping[str, str] = field(default_factory=dict)
+    device: str = "auto"
+    results: Path = Path("results")
+    data_dir: str | None = None
+    metrics: tuple[str, ...] = ()
+    force: bool = False
+    command: str = ""
+
+
+@dataclass
+class RunOutcome:
+    status: str  # finished | skipped | failed | interrupted
+    run_dir: Path
+    metrics: dict[str, Any] = field(default_factory=dict)
+    message: str = ""
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise GenbenchError("--device cuda: no CUDA device is visible here; use --device cpu or auto")
+    if name not in ("cpu",) and not name.startswith("cuda"):
+        raise GenbenchError(f"unknown --device {name!r}; use auto, cpu or cuda")
+    return torch.device(name)
+
+
+def versions() -> dict[str, str]:
+    return {"genbench": genbench.__version__, "torch": torch.__version__,
+            "python": platform.python_version(), "platform": platform.platform()}
+
+
+@dataclass
+class Plan:
+    """Everything resolved for one run before anything is written."""
+
+    spec: RunSpec
+    model_cls: type
+    model_config: Any
+    preset: Preset
+    data: DataBundle
+    device: torch.device
+    run_dir: Path
+
+    def config_json(self) -> dict[str, Any]:
+        info = self.data.info
+        return {
+            "model": self.spec.model,
+            "model_config": dataclasses.asdict(self.model_config),
+            "preset": dataclasses.asdict(self.preset),
+            "dataset": {"name": info.name, "requested": self.spec.dataset,
+                        "variant": info.variant, "shape": list(info.shape),
+                        "splits": info.splits, "observation": info.observation,
+                        "num_classes": info.num_classes, "num_attributes": info.num_attributes,
+                        "source": self.data.source, "data_dir": self.spec.data_dir,
+                        "notes": self.data.notes},
+            "seed": self.spec.seed,
+            "overrides": dict(self.spec.overrides),
+            "device": str(self.device),
+            "versions": versions(),
+            "command": self.spec.command,
+            "capabilities": sorted(capabilities(self.model_cls)),
+        }
+
+
+def plan_run(spec: RunSpec, data: DataBundle | None = None) -> Plan:
+    """Resolve model, settings and data; name the run folder. Writes nothing."""
+    entry = get_model(spec.model)
+    preset = get_preset(spec.preset)
+    config, preset = resolve(entry.cls.Config, getattr(entry.cls, "presets", {}), preset,
+                             spec.overrides, spec.epochs)
+    device = resolve_device(spec.device)
+    if data is None:
+        data = load_dataset(DataRequest(spec.dataset, spec.variant, spec.data_dir, str(device)))
+    data = data.subset_train(preset.max_train)
+    identity = {"model": spec.model, "config": dataclasses.asdict(config),
+                "preset": dataclasses.asdict(preset), "dataset": data.info.name,
+                "variant": data.info.variant, "splits": data.info.splits}
+    rid = store.run_id(preset.name, data.info.variant, spec.seed, identity)
+    folder = store.run_dir(spec.results, data.info.name, spec.model, rid)
+    return Plan(spec, entry.cls, config, preset, data, device, folder)
+
+
+def execute(plan: Plan, reporter: Reporter | None = None) -> RunOutcome:
+    """Train (or resume) and evaluate one run; failures are recorded, not raised.
+
+    KeyboardInterrupt is saved as a resumable checkpoint and re-raised so the caller stops.
+    """
+    reporter = reporter or SilentReporter()
+    folder = plan.run_dir
+    existing = store.read_json(folder / store.METRICS)
+    if existing.get("status") == "finished" and not plan.spec.force:
+        return RunOutcome("skipped", folder, existing,
+                          f"already finished: {folder} (use --force to rerun)")
+    with store.locked(folder):
+        if plan.spec.force:
+            _clear(folder)
+        store.write_json(folder / store.CONFIG, plan.config_json())
+        store.update_metrics(folder, {"status": "running"})
+        try:
+            return _train_and_evaluate(plan, reporter)
+        except KeyboardInterrupt:
+            store.update_metrics(folder, {"status": "interrupted"})
+            raise
+        except Diverged as err:
+            return _fail(folder, f"diverged: {err}")
+        except GenbenchError as err:
+            return _fail(folder, str(err))
+        except Exception as err:  # a plugin's bug must not cost the other runs
+            (folder / "error.log").write_text(traceback.format_exc())
+            return _fail(folder, f"{type(err).__name__}: {err} (traceback in {folder / 'error.log'})")
+        finally:
+            reporter.stop()
+
+
+def _clear(folder: Path) -> None:
+    for name in (store.METRICS, store.HISTORY, store.CHECKPOINT, "error.log"):
+        (folder / name).unlink(missing_ok=True)
+    shutil.rmtree(folder / "samples", ignore_errors=True)
+
+
+def _fail(folder: Path, reason: str) -> RunOutcome:
+    metrics = store.update_metrics(folder, {"status": "failed", "reason": reason})
+    return RunOutcome("failed", folder, metrics, reason)
+
+
+def build_model(plan: Plan) -> torch.nn.Module:
+    torch.manual_seed(plan.spec.seed)  # parameter initialisation is part of the seed
+    return plan.model_cls(plan.model_config, plan.data.info).to(plan.device)
+
+
+@dataclass
+class Progress:
+    """Where training stands; all of it goes into the checkpoint."""
+
+    epoch: int = 0  # the epoch in progress (or next to run)
+    step: int = 0  # the next step within it
+    sums: dict[str, float] = field(default_factory=dict)  # this epoch's per-step stat sums
+    steps_done: int = 0  # steps summed in ``sums``
+    seconds: float = 0.0  # training seconds spent in this epoch so far
+    history: list[dict[str, float]] = field(default_factory=list)
+    trained: bool = False
+
+
+def _train_and_evaluate(plan: Plan, reporter: Reporter) -> RunOutcome:
+    from genbench.evaluation import evaluate_model  # evaluation imports the metrics
+
+    folder, spec = plan.run_dir, plan.spec
+    if plan.device.type == "cpu":
+        torch.set_flush_denormal(True)  # denormals slow CPU matmuls by orders of magnitude
+    model = build_model(plan)
+    optimizers = model.configure_optimizers()
+    progress = load_checkpoint(folder, model, optimizers) or Progress()
+    if progress.step or progress.epoch:
+        reporter.note(f"resuming {folder} at epoch {progress.epoch + 1}, step {progress.step}")
+    if not progress.trained:
+        if callable(getattr(model, "on_train_start", None)):
+            model.on_train_start(plan.data)
+        train_loop(plan, model, optimizers, progress, reporter)
+        reporter.stop()
+        if callable(getattr(model, "on_train_end", None)):
+            with torch.no_grad():
+                model.on_train_end(plan.data.eval_x("train"))
+        progress.trained = True
+        save_checkpoint(folder, model, optimizers, progress)
+    model.eval()
+    save_images(plan, model, folder)
+    reporter.note(f"evaluating {spec.model} ({plan.preset.name} preset)")
+    start = time.perf_counter()
+    values, na = evaluate_model(model, plan.data, plan.preset, seed=spec.seed, device=plan.device,
+                                names=spec.metrics, run_dir=folder, results_root=spec.results)
+    summary = {"status": "finished", "epochs": len(progress.history),
+               "train_seconds": round(sum(r["seconds"] for r in progress.history), 2),
+               "eval_seconds": round(time.perf_counter() - start, 2), **values,
+               "not_applicable": na}
+    return RunOutcome("finished", folder, store.update_metrics(folder, summary))
+
+
+def train_loop(plan: Plan, model: torch.nn.Module, optimizers: dict[str, torch.optim.Optimizer],
+               progress: Progress, reporter: Reporter) -> None:
+    data, preset, seed = plan.data, plan.preset, plan.spec.seed
+    steps = data.steps_per_epoch(preset.batch_size)
+    title = f"{plan.spec.model} · {data.info.name} · seed {seed}"
+    reporter.start(title, steps * preset.epochs, progress.epoch * steps + progress.step)
+    while progress.epoch < preset.epochs:
+        model.train()
+        run_epoch(plan, model, optimizers, progress, reporter, steps)
+        row = end_epoch(plan, model, progress)
+        progress.history.append(row)
+        store.write_history(plan.run_dir / store.HISTORY, progress.history)
+        progress.epoch, progress.step, progress.sums, progress.steps_done = progress.epoch + 1, 0, {}, 0
+        progress.seconds = 0.0
+        save_checkpoint(plan.run_dir, model, optimizers, progress)
+
+
+def run_epoch(plan: Plan, model: torch.nn.Module, optimizers: dict[str, torch.optim.Optimizer],
+              progress: Progress, reporter: Reporter, steps: int) -> None:
+    """Steps of one epoch from ``progress.step``; on Ctrl-C saves where it stands."""
+    data, preset = plan.data, plan.preset
+    sums: dict[str, torch.Tensor] = {}
+    started = last_report = last_save = time.perf_counter()
+    pending_steps = pending_images = 0
+
+    def fold() -> None:  # move the device sums into progress (a host sync)
+        nonlocal sums
+        for k, v in sums.items():
+            progress.sums[k] = progress.sums.get(k, 0.0) + float(v)
+        sums = {}
+
+    try:
+        for batch in data.train_batches(preset.batch_size, seed=plan.spec.seed,
+                                        epoch=progress.epoch, start_step=progress.step):
+            stats = model.training_step(batch, optimizers)
+            for k, v in stats.items():
+                sums[k] = sums[k] + v if k in sums else v.detach().clone()
+            progress.step += 1
+            progress.steps_done += 1
+            pending_steps += 1
+            pending_images += batch.x.shape[0]
+            now = time.perf_counter()
+            if now - last_report > 0.5 or progress.step == steps:
+                loss = float(stats["loss"]) if "loss" in stats else None
+                reporter.advance(pending_steps, pending_images, loss)
+                pending_steps = pending_images = 0
+                last_report = now
+                if now - last_save > CHECKPOINT_EVERY_S:
+                    fold()
+                    progress.seconds += now - started
+                    started = last_save = now
+                    save_checkpoint(plan.run_dir, model, optimizers, progress)
+    except KeyboardInterrupt:
+        fold()
+        progress.seconds += time.perf_counter() - started
+        save_checkpoint(plan.run_dir, model, optimizers, progress)
+        reporter.note(f"interrupted: saved {plan.run_dir / store.CHECKPOINT}; "
+                      "run the same command again to resume")
+        raise
+    fold()
+    progress.seconds += time.perf_counter() - started
+
+
+
+def end_epoch(plan: Plan, model: torch.nn.Module, progress: Progress) -> dict[str, float]:
+    """The epoch's history row; divergence checks; the fixed-noise sample grid."""
+    n = max(progress.steps_done, 1)
+    means = {k: v / n for k, v in progress.sums.items()}
+    bad = [k for k, v in means.items() if not math.isfinite(v)]
+    if bad:
+        raise Diverged(f"non-finite {', '.join(bad)} in epoch {progress.epoch + 1}")
+    images = len(plan.data.train)
+    row = {"epoch": progress.epoch + 1, "seconds": round(progress.seconds, 3),
+           "images_per_s": round(images / max(progress.seconds, 1e-9), 1), **means}
+    if callable(getattr(model, "on_epoch_end", None)):
+        model.on_epoch_end(progress.epoch, means)
+    if callable(getattr(model, "sample", None)):
+        save_epoch_grid(plan, model, progress.epoch)
+    return row
+
+
+def fixed_noise_generator(plan: Plan) -> torch.Generator:
+    gen = torch.Generator(device=plan.device)
+    gen.manual_seed(10_000 + plan.spec.seed)
+    return gen
+
+
+@torch.no_grad()
+def save_epoch_grid(plan: Plan, model: torch.nn.Module, epoch: int) -> None:
+    """64 samples from the same noise every epoch, so a user can watch training."""
+    from genbench.images import save_grid
+
+    was_training = model.training
+    model.eval()
+    rng = torch.get_rng_state()  # sampling must not perturb the training stream
+    x = model.sample(64, generator=fixed_noise_generator(plan))
+    torch.set_rng_state(rng)
+    save_grid(x, plan.run_dir / "samples" / f"epoch_{epoch + 1:03d}.png", nrow=8)
+    model.train(was_training)
+
+
+@torch.no_grad()
+def save_images(plan: Plan, model: torch.nn.Module, folder: Path) -> None:
+    from genbench.images import save_grid, save_reconstructions
+
+    if callable(getattr(model, "sample", None)):
+        save_grid(model.sample(64, generator=fixed_noise_generator(plan)), folder / "samples.png")
+    if callable(getattr(model, "encode", None)) and callable(getattr(model, "generate", None)):
+        x = plan.data.eval_x("test", 32)
+        y = plan.data.eval_y("test", 32)
+        save_reconstructions(model, x, y, folder / "reconstructions.png")
+
+
+# -- checkpoints ----------------------------------------------------------------------
+def save_checkpoint(folder: Path, model: torch.nn.Module,
+                    optimizers: Mapping[str, torch.optim.Optimizer], progress: Progress) -> None:
+    state = {
+        "model": model.state_dict(),
+        "optimizers": {k: opt.state_dict() for k, opt in optimizers.items()},
+        "progress": dataclasses.asdict(progress),
+        "rng_cpu": torch.get_rng_state(),
+        "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+    store.save_torch(folder / store.CHECKPOINT, state)
+
+
+def load_checkpoint(folder: Path, model: torch.nn.Module,
+                    optimizers: Mapping[str, torch.optim.Optimizer]) -> Progress | None:
+    path = folder / store.CHECKPOINT
+    if not path.exists():
+        return None
+    try:
+        state = torch.load(path, map_location=next(iter(model.state_dict().values())).device,
+                           weights_only=True)
+    except Exception as err:
+        raise GenbenchError(f"{path} is unreadable ({type(err).__name__}); delete it or rerun "
+                            "with --force") from err
+    model.load_state_dict(state["model"])
+    for k, opt in optimizers.items():
+        opt.load_state_dict(state["optimizers"][k])
+    torch.set_rng_state(state["rng_cpu"].cpu())
+    if state["rng_cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["rng_cuda"]])
+    return Progress(**state["progress"])
+
+
+def python_command() -> str:
+    return " ".join(["genbench", *sys.argv[1:]])
