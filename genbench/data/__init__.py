@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-from genbench.data import mnist5k, synthetic  # noqa: F401  (registration)
+from genbench.data import celeba, mnist, mnist5k, synthetic  # noqa: F401  (registration)
 from genbench.data.bundle import VARIANTS, Batch, DataBundle, DataRequest, Split, make_bundle
 from genbench.registry import get_dataset
-
-try:  # the file-backed sources (mnist, fashion-mnist, celeba)
-    from genbench.data import celeba, mnist  # noqa: F401
-except ImportError:  # pragma: no cover - while those modules are being written
-    pass
 
 
 def load_dataset(request: DataRequest) -> DataBundle:
