@@ -32,7 +32,7 @@ def friendly(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except GenbenchError as err:
-            err_console.print(f"[bold red]error:[/] {err}", highlight=False)
+            err_console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             err_console.print("[yellow]interrupted; run the same command again to resume[/]")

@@ -1,0 +1,3 @@
+from genbench.cli import app
+
+app(prog_name="genbench")

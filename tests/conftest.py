@@ -1,0 +1,25 @@
+"""Test-wide rules: offline, a private cache, deterministic, small."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+os.environ["GENBENCH_OFFLINE"] = "1"  # nothing downloads in tests
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GENBENCH_OFFLINE", "1")
+    monkeypatch.setenv("GENBENCH_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+    monkeypatch.delenv("GENBENCH_PLUGINS", raising=False)
+    torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def plugins_loaded() -> None:
+    from genbench.plugins import load_plugins
+
+    load_plugins()

@@ -1,0 +1,99 @@
+"""The command line: listings, the run table, and one clear line for bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from genbench.cli import app
+
+runner = CliRunner()
+
+
+def _run(*args: str):
+    return runner.invoke(app, list(args), env={"COLUMNS": "200"})
+
+
+@pytest.mark.parametrize("what", ["models", "datasets", "metrics", "presets"])
+def test_list_sections_have_one_line_descriptions(what: str) -> None:
+    out = _run("list", what)
+    assert out.exit_code == 0, out.output
+    expected = {"models": ["vae", "Variational autoencoder", "ae"],
+                "datasets": ["mnist-5k", "synthetic"],
+                "metrics": ["test_elbo", "recon_bce", "active_units"],
+                "presets": ["smoke", "quick", "paper"]}[what]
+    for word in expected:
+        assert word in out.output
+
+
+def test_list_all_and_unknown_section() -> None:
+    assert all(s in _run("list").output for s in ("models", "datasets", "metrics", "presets"))
+    out = _run("list", "modles")
+    assert out.exit_code == 2 and "unknown list 'modles'" in out.output
+
+
+def _one_line_error(out, *fragments: str) -> None:
+    assert out.exit_code == 2, out.output
+    assert "Traceback" not in out.output
+    lines = [line for line in out.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), out.output
+    for fragment in fragments:
+        assert fragment in out.output
+
+
+def test_unknown_model_suggests_the_closest(tmp_path: Path) -> None:
+    out = _run("run", "vea", "--dataset", "synthetic", "--results", str(tmp_path))
+    _one_line_error(out, "unknown model 'vea'", "did you mean vae")
+    assert not any(tmp_path.iterdir())  # nothing written
+
+
+def test_unknown_set_key_lists_the_valid_keys(tmp_path: Path) -> None:
+    out = _run("run", "vae", "--dataset", "synthetic", "--set", "latnet_dim=2",
+               "--results", str(tmp_path))
+    _one_line_error(out, "unknown --set key 'latnet_dim'", "latent_dim", "batch_size")
+
+
+def test_bad_set_value_and_form(tmp_path: Path) -> None:
+    _one_line_error(_run("run", "vae", "--dataset", "synthetic", "--set", "latent_dim=two"),
+                    "expected a int")
+    _one_line_error(_run("run", "vae", "--dataset", "synthetic", "--set", "latent_dim"),
+                    "KEY=VALUE")
+
+
+def test_unknown_dataset_preset_and_device(tmp_path: Path) -> None:
+    _one_line_error(_run("run", "vae", "--dataset", "mnsit"), "unknown dataset 'mnsit'", "mnist")
+    _one_line_error(_run("run", "vae", "--preset", "quik"), "unknown preset 'quik'", "quick")
+    _one_line_error(_run("run", "vae", "--device", "tpu", "--dataset", "synthetic"), "--device")
+
+
+def test_missing_data_says_where_it_looked(tmp_path: Path) -> None:
+    out = _run("run", "vae", "--dataset", "celeba", "--data-dir", str(tmp_path / "nowhere"))
+    _one_line_error(out, str(tmp_path / "nowhere"))
+
+
+def test_run_prints_the_table_and_where_results_are(tmp_path: Path) -> None:
+    out = _run("run", "vae", "ae", "--dataset", "synthetic", "--preset", "smoke",
+               "--seed", "0", "--seed", "1", "--device", "cpu", "--results", str(tmp_path),
+               "--metrics", "elbo,recon")
+    assert out.exit_code == 0, out.output
+    assert "test_elbo" in out.output and "recon_bce" in out.output
+    assert str(tmp_path.resolve()) in out.output.replace("\n", "")
+    assert len(list(tmp_path.glob("synthetic/*/*/metrics.json"))) == 4
+    again = _run("run", "vae", "--dataset", "synthetic", "--preset", "smoke", "--device", "cpu",
+                 "--results", str(tmp_path), "--metrics", "elbo,recon")
+    assert again.exit_code == 0 and "already finished" in again.output and "--force" in again.output
+
+
+def test_eval_adds_metrics_without_retraining(tmp_path: Path) -> None:
+    _run("run", "vae", "--dataset", "synthetic", "--preset", "smoke", "--device", "cpu",
+         "--results", str(tmp_path), "--metrics", "elbo")
+    run_dir = next(tmp_path.glob("synthetic/vae/*"))
+    before = (run_dir / "checkpoint.pt").stat().st_mtime_ns
+    out = _run("eval", str(run_dir), "--metrics", "recon", "--device", "cpu")
+    assert out.exit_code == 0, out.output
+    assert "recon_bce" in (run_dir / "metrics.json").read_text()
+    assert "test_elbo" in (run_dir / "metrics.json").read_text()
+    assert (run_dir / "checkpoint.pt").stat().st_mtime_ns == before
+    _one_line_error(_run("eval", str(tmp_path)), "not a run folder")
