@@ -1,0 +1,95 @@
+"""The Fréchet distance between feature sets (FID; Heusel et al. 2017), as pure functions.
+
+The data flow follows torch-fidelity's names: ``fid_features_to_statistics`` ->
+``fid_statistics_to_metric``. Statistics are float64 sums (count, sum, sum of outer
+products), as in torchmetrics' ``FrechetInceptionDistance``, so they stream over chunks and
+merge: a set's statistics do not depend on how its features were chunked.
+
+The distance between N(mu1, S1) and N(mu2, S2) is
+
+    |mu1 - mu2|^2 + tr(S1) + tr(S2) - 2 tr((S1 S2)^(1/2)).
+
+S1 S2 is not symmetric, so taking its square root directly (scipy.linalg.sqrtm, or the
+eigenvalues of the product as torchmetrics does) can return complex parts and lose
+accuracy when the covariances are near singular. Here the trace uses the symmetric
+product instead: with A = S1^(1/2), A S2 A is symmetric PSD and similar to S1 S2, so
+tr((S1 S2)^(1/2)) = sum(sqrt(eigvalsh(A S2 A))), eigenvalues clamped at 0. FID(x, x) is
+then 0 to rounding.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class FidStatistics:
+    """Float64 streaming statistics of one feature set: they add, so chunks merge."""
+
+    n: int
+    total: torch.Tensor  # (D,) float64 sum of features
+    outer: torch.Tensor  # (D, D) float64 sum of outer products
+
+    @classmethod
+    def empty(cls, dim: int, device: torch.device | str = "cpu") -> FidStatistics:
+        zeros = torch.zeros(dim, dtype=torch.float64, device=device)
+        return cls(0, zeros, torch.zeros(dim, dim, dtype=torch.float64, device=device))
+
+    def update(self, features: torch.Tensor) -> FidStatistics:
+        """The statistics with ``features`` (N, D) added."""
+        f = features.to(torch.float64)
+        return FidStatistics(self.n + f.shape[0], self.total + f.sum(0), self.outer + f.T @ f)
+
+    def merge(self, other: FidStatistics) -> FidStatistics:
+        return FidStatistics(self.n + other.n, self.total + other.total, self.outer + other.outer)
+
+    def mean_cov(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean (D,) and unbiased covariance (D, D), as numpy.cov and the common FIDs use."""
+        if self.n < 2:
+            raise ValueError(f"FID needs at least 2 feature vectors, got {self.n}")
+        mu = self.total / self.n
+        cov = (self.outer - self.n * torch.outer(mu, mu)) / (self.n - 1)
+        return mu, cov
+
+
+def fid_features_to_statistics(features: torch.Tensor, chunk: int | None = None) -> FidStatistics:
+    """Statistics of ``features`` (N, D), summed ``chunk`` rows at a time (memory only)."""
+    stats = FidStatistics.empty(features.shape[1], features.device)
+    step = chunk or max(features.shape[0], 1)
+    for start in range(0, features.shape[0], step):
+        stats = stats.update(features[start : start + step])
+    return stats
+
+
+def sqrtm_psd(matrix: torch.Tensor) -> torch.Tensor:
+    """The PSD square root of a symmetric PSD matrix by eigendecomposition (negative
+    eigenvalues from rounding are clamped to 0)."""
+    sym = 0.5 * (matrix + matrix.T)
+    vals, vecs = torch.linalg.eigh(sym)
+    return (vecs * vals.clamp_min(0).sqrt()) @ vecs.T
+
+
+def trace_sqrt_product(sigma1: torch.Tensor, sigma2: torch.Tensor) -> torch.Tensor:
+    """tr((S1 S2)^(1/2)) through the symmetric PSD matrix S1^(1/2) S2 S1^(1/2)."""
+    root = sqrtm_psd(sigma1)
+    middle = root @ sigma2 @ root
+    vals = torch.linalg.eigvalsh(0.5 * (middle + middle.T))
+    return vals.clamp_min(0).sqrt().sum()
+
+
+def frechet_distance(mu1: torch.Tensor, sigma1: torch.Tensor, mu2: torch.Tensor,
+                     sigma2: torch.Tensor) -> torch.Tensor:
+    """The squared Fréchet (2-Wasserstein) distance between two Gaussians, float64."""
+    mu1, mu2, sigma1, sigma2 = (t.to(torch.float64) for t in (mu1, mu2, sigma1, sigma2))
+    diff = (mu1 - mu2).square().sum()
+    return diff + sigma1.trace() + sigma2.trace() - 2 * trace_sqrt_product(sigma1, sigma2)
+
+
+def fid_statistics_to_metric(generated: FidStatistics, real: FidStatistics) -> float:
+    """FID between two feature sets' statistics (symmetric; the order is for reading)."""
+    mu_g, cov_g = generated.mean_cov()
+    mu_r, cov_r = real.mean_cov()
+    # rounding can leave a tiny negative value where the sets coincide
+    return max(float(frechet_distance(mu_g, cov_g, mu_r, cov_r)), 0.0)
