@@ -41,6 +41,10 @@ class Preset:
     feature_epochs: int = 5  # epochs of the evaluator classifier
     # which metrics `genbench run` evaluates; empty = every default metric that applies
     metrics: tuple[str, ...] = ()
+    # sample-quality features: "classifier" (trained by genbench) or "inception" (needs the
+    # path of a torchvision inception_v3 state dict in inception_weights)
+    feature_extractor: str = "classifier"
+    inception_weights: str | None = None
 
     def with_overrides(self, **changes: object) -> Preset:
         return dataclasses.replace(self, **changes)
