@@ -245,6 +245,8 @@ def test_static_binarization_ignores_batch_size_and_order(mnist_dir: Path) -> No
     assert (reference >= 0).all()
     assert torch.equal(reference, _by_index(b, 16, 0))
     assert torch.equal(reference, _by_index(b, 50, 5))  # another epoch, another order
+    assert torch.equal(b.eval_x("train"), reference)  # scored as trained
+    assert set(reference.unique().tolist()) == {0.0, 1.0}
 
 
 def test_continuous_is_dequantized_within_one_level(mnist_dir: Path) -> None:

@@ -100,7 +100,11 @@ class DataBundle:
             x = part.x[:n] if n is not None else part.x
             gen = torch.Generator(device=self.device)
             gen.manual_seed(_mix(EVAL_SEED, {"train": 0, "val": 1, "test": 2}[split], 0))
-            self._eval_cache[key] = transform(x, self.info.variant, gen, train=False)
+            # static: the training split is scored as it was trained on, its one fixed draw
+            as_trained = split == "train" and self.info.variant == "static"
+            index = torch.arange(len(x), device=self.device) if as_trained else None
+            self._eval_cache[key] = transform(x, self.info.variant, gen, train=as_trained,
+                                              static_seed=_mix(EVAL_SEED, 0, 0), index=index)
         return self._eval_cache[key]
 
     def eval_y(self, split: str = "test", n: int | None = None) -> torch.Tensor | None:
