@@ -1,0 +1,180 @@
+"""``genbench report``: results/ -> report.md + index.html + small PNGs.
+
+It reads only the store (config.json, metrics.json, history.csv, sample PNGs) and decodes
+galleries from checkpoints; it never trains. One section per (dataset, variant, preset):
+the unit inside which numbers are comparable.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+
+from genbench.errors import GenbenchError
+from genbench.report import glossary, plots, tables
+from genbench.report.document import (
+    Bullets,
+    Cell,
+    Document,
+    Heading,
+    Image,
+    Para,
+    Table,
+    to_html,
+    to_markdown,
+)
+from genbench.report.floors import floor_values
+
+READING = (
+    "How to read the tables: each cell is the mean ± standard deviation over seeds (the `seeds` "
+    "column counts finished runs; `[n=2]` marks a metric measured on fewer of them); `(s.e. x)` "
+    "is the estimator's own standard error, averaged over seeds; the best value of each column is "
+    "in **bold** (↑ higher is better, ↓ lower); `n/a — reason` says which capability a model "
+    "lacks; † marks a conditional model. Log-likelihoods are in nats per image (NLL = -value).")
+
+
+@dataclass
+class ReportSummary:
+    out: Path
+    runs: int
+    groups: int
+    failed: int
+    seconds: float
+    images: list[Path] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def build_report(results: Path, out: Path, galleries: bool = True) -> ReportSummary:
+    """Write ``out/report.md``, ``out/index.html`` and ``out/img/*.png`` from ``results``."""
+    start = time.perf_counter()
+    results, out = Path(results), Path(out)
+    if not results.is_dir():
+        raise GenbenchError(f"results folder {results} does not exist; run `genbench run ...` first "
+                            "or pass --results DIR")
+    from genbench.plugins import load_plugins
+
+    load_plugins()
+    df = tables.load(results)
+    if df.empty:
+        raise GenbenchError(f"no runs under {results} (expected {results}/<dataset>/<model>/<run>/"
+                            "config.json); run `genbench run ...` first")
+    out.mkdir(parents=True, exist_ok=True)
+    doc = Document("genbench report")
+    summary = ReportSummary(out, len(df), 0, int((df["status"] != "finished").sum()), 0.0)
+    doc.add(Para(f"Made by `genbench report --results {results.as_posix()} --out {out.as_posix()}` "
+                 f"on {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC from {len(df)} runs."),
+            Para(READING), overview_table(df))
+    for key, runs in tables.groups(df):
+        summary.groups += 1
+        add_group(doc, key, runs, results, out, galleries, summary)
+    add_glossary(doc, df)
+    (out / "report.md").write_text(to_markdown(doc))
+    (out / "index.html").write_text(to_html(doc, out))
+    summary.seconds = time.perf_counter() - start
+    return summary
+
+
+def overview_table(df: pd.DataFrame) -> Table:
+    counts = df.assign(ok=df["status"] == "finished").groupby(["dataset", "variant", "preset", "model"])
+    rows = [[*(Cell(str(v)) for v in k), Cell(str(int(g["ok"].sum()))), Cell(str(int((~g["ok"]).sum())))]
+            for k, g in counts]
+    return Table(["dataset", "variant", "preset", "model", "finished", "not finished"], rows, "Runs found.")
+
+
+def _slug(key: tables.GroupKey) -> str:
+    return "-".join(key).replace("/", "_")
+
+
+def add_group(doc: Document, key: tables.GroupKey, runs: pd.DataFrame, results: Path, out: Path,
+              galleries: bool, summary: ReportSummary) -> None:
+    dataset, variant, preset = key
+    doc.add(Heading(2, f"{dataset} · {variant} · preset {preset}"))
+    if failures := tables.failures_table(runs):
+        doc.add(Heading(3, "Runs that did not finish"), failures)
+    if tables.finished(runs).empty:
+        doc.add(Para("No finished runs in this group."))
+        return
+    add_tables(doc, key, runs, results)
+    img = out / "img" / _slug(key)
+    add_plots(doc, runs, img, out, summary)
+    if galleries:
+        from genbench.report.galleries import add_galleries
+
+        add_galleries(doc, runs, img / "galleries", out, summary)
+
+
+def add_tables(doc: Document, key: tables.GroupKey, runs: pd.DataFrame, results: Path) -> None:
+    keys = tables.metric_keys(tables.finished(runs))
+    known = {k for s in glossary.SECTIONS for k in s.keys}
+    for section in glossary.SECTIONS:
+        cols = [k for k in section.keys if k in keys]
+        if not cols:
+            continue
+        if section.title != "Sample quality":
+            if table := tables.comparison_table(runs, cols, section.intro):
+                doc.add(Heading(3, section.title), table)
+            if section.title == "Likelihood" and (pub := tables.published_table(runs, key)):
+                doc.add(pub)
+            continue
+        for space in tables.feature_spaces(tables.finished(runs)):
+            sub = tables.in_space(runs, space)
+            floor = floor_values(sub, results, key[0], space)
+            if table := tables.comparison_table(sub, cols, section.intro, floor):
+                where = f" — feature space `{space}`" if space else ""
+                doc.add(Heading(3, f"Sample quality{where}"), table)
+    extra = [k for k in keys if k not in known]
+    if extra and (table := tables.comparison_table(runs, extra, "Values recorded by plugins or "
+                                                   "evaluators beside the standard metrics.")):
+        doc.add(Heading(3, "Other recorded values"), table)
+    if table := tables.comparison_table(runs, list(tables.COST), "What each run cost (this machine; "
+                                        "times are wall-clock seconds).", rank=False):
+        doc.add(Heading(3, "Cost"), table)
+
+
+def add_plots(doc: Document, runs: pd.DataFrame, img: Path, out: Path, summary: ReportSummary) -> None:
+    keys = tables.metric_keys(tables.finished(runs))
+    spaces = tables.feature_spaces(tables.finished(runs))
+    quality = {k for s in glossary.SECTIONS if s.title == "Sample quality" for k in s.keys}
+    single = keys if len(spaces) < 2 else [k for k in keys if k not in quality]
+    made = [
+        (plots.metric_panels(runs, single, img / "metrics.png"),
+         "Each metric per model: mean over seeds, bars = one standard deviation."),
+        (plots.training_curves(runs, img / "curves.png"),
+         "Training curves from history.csv (mean over seeds, band = one s.d.): the ELBO's terms, "
+         "the discriminator's and generator's losses."),
+        (plots.likelihood_estimators(runs, img / "likelihood.png"),
+         "The likelihood estimators side by side per model: ELBO <= IWAE <= AIS should hold; the "
+         "BDMC gap under each name says how far AIS may be from the truth. Parzen is not a bound."),
+    ]
+    for space in spaces:
+        name = "quality_vs_nll.png" if space is None else f"quality_vs_nll_{space[:12]}.png"
+        made.append((plots.quality_vs_nll(runs, img / name, space),
+                     "Sample quality against NLL, one point per run: good likelihood and good samples "
+                     "are different goals (the survey's GANs win one and lose the other)."))
+    made = [(p, c) for p, c in made if p is not None]
+    if made:
+        doc.add(Heading(3, "Plots"))
+        for path, caption in made:
+            summary.images.append(path)
+            doc.add(Image(path.relative_to(out), caption))
+
+
+def add_glossary(doc: Document, df: pd.DataFrame) -> None:
+    from genbench.registry import MODELS
+
+    fin = tables.finished(df)
+    keys = tables.metric_keys(fin) if not fin.empty else []
+    doc.add(Heading(2, "What the metrics say, and what they do not"),
+            Bullets(tuple(f"**{glossary.label(k)}** (`{k}`): {glossary.metric_text(k)}" for k in keys)))
+    items = []
+    for m in tables.model_order(set(df["model"])):
+        entry = MODELS.get(m)
+        text = f"**{m}**: {glossary.model_text(m, entry.description if entry else '')}"
+        if entry is not None and getattr(entry.cls, "conditional", False):
+            text += f" († {glossary.CONDITIONAL_NOTE}.)"
+        items.append(text)
+    doc.add(Heading(2, "The models"), Bullets(tuple(items)))

@@ -1,0 +1,68 @@
+"""``genbench report`` and ``genbench gallery``: parse, call one library function, print."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from genbench.errors import GenbenchError
+
+console = Console()
+
+
+def report_command(
+    results: Path = typer.Option(Path("results"), "--results", help="results folder to read"),
+    out: Path = typer.Option(Path("reports"), "--out", help="folder for report.md, index.html, PNGs"),
+    galleries: bool = typer.Option(True, "--galleries/--no-galleries",
+                                   help="decode galleries from checkpoints"),
+) -> None:
+    """Write the comparison report (tables, plots, galleries) from a results folder."""
+    from genbench.report.build import build_report
+
+    s = build_report(results, out, galleries=galleries)
+    console.print(f"[bold green]report[/] {s.out / 'index.html'} and {s.out / 'report.md'}: "
+                  f"{s.runs} runs in {s.groups} groups ({s.failed} not finished), "
+                  f"{len(s.images)} images, {s.seconds:.1f} s", highlight=False)
+
+
+def parse_endpoints(text: str) -> tuple[int, ...]:
+    """'0,5,2,7' -> (0, 5, 2, 7): pairs of test-image indices."""
+    try:
+        idx = tuple(int(t) for t in text.replace(" ", "").split(",") if t)
+    except ValueError:
+        raise GenbenchError(f"--endpoints takes comma-separated test-image indices like 0,5,2,7; "
+                            f"got {text!r}") from None
+    if len(idx) % 2:
+        raise GenbenchError(f"--endpoints takes pairs of indices (start,end,...); got {len(idx)}")
+    return idx
+
+
+def gallery_command(
+    run_dir: Path = typer.Argument(..., help="a run folder: results/<dataset>/<model>/<run-id>"),
+    kind: str = typer.Option("samples", "--kind", "-k", help="samples | reconstructions | "
+                             "interpolation | arithmetic | manifold | scatter | analogies"),
+    endpoints: str = typer.Option("", "--endpoints", help="interpolation: test-image index pairs, "
+                                  "e.g. 0,5,2,7 (default 0,1,...,7)"),
+    steps: int = typer.Option(10, "--steps", help="interpolation: images per row, endpoints included"),
+    mode: str = typer.Option("both", "--mode", help="interpolation: linear | slerp | both"),
+    target: str | None = typer.Option(None, "--attribute", "--class",
+                                      help="arithmetic: one class (e.g. 7) or attribute (e.g. Smiling)"),
+    strength: float | None = typer.Option(None, "--strength", help="arithmetic: multiple of the vector"),
+    n: int = typer.Option(8, "--n", help="images per row (samples) or rows (arithmetic)"),
+    seed: int = typer.Option(0, "--seed", help="noise seed for samples and prior draws"),
+    out: Path | None = typer.Option(None, "--out", "-o", help="PNG path (default RUN_DIR/gallery_KIND.png)"),
+) -> None:
+    """Decode one gallery from a run's checkpoint and write it as a PNG."""
+    from genbench.report.gallery import GalleryOptions, write_gallery
+
+    modes = {"both": ("linear", "slerp"), "linear": ("linear",), "slerp": ("slerp",)}
+    if mode not in modes:
+        raise GenbenchError(f"--mode {mode!r}: use linear, slerp or both")
+    if steps < 2 or n < 1:
+        raise GenbenchError("--steps needs at least 2 (the two endpoints) and --n at least 1")
+    opts = GalleryOptions(n=n, endpoints=parse_endpoints(endpoints), steps=steps, modes=modes[mode],
+                          target=target, strength=strength, seed=seed)
+    path = write_gallery(run_dir, kind, out, opts)
+    console.print(f"[bold green]gallery[/] {path}", highlight=False)

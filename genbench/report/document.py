@@ -1,0 +1,148 @@
+"""The report as a list of blocks, rendered twice: ``report.md`` and a self-contained HTML.
+
+Building one document and rendering it in two formats keeps the two files' content the
+same by construction. Images are PNG files beside report.md; the HTML embeds them as
+base64 data URIs so it opens anywhere on its own.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Cell:
+    text: str
+    best: bool = False
+
+
+@dataclass
+class Table:
+    columns: list[str]
+    rows: list[list[Cell]]
+    caption: str = ""
+
+
+@dataclass(frozen=True)
+class Heading:
+    level: int
+    text: str
+
+
+@dataclass(frozen=True)
+class Para:
+    text: str
+
+
+@dataclass(frozen=True)
+class Bullets:
+    items: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Image:
+    path: Path  # relative to the report folder
+    caption: str
+
+
+Block = Heading | Para | Bullets | Table | Image
+
+
+@dataclass
+class Document:
+    title: str
+    blocks: list[Block] = field(default_factory=list)
+
+    def add(self, *blocks: Block) -> None:
+        self.blocks.extend(blocks)
+
+
+# -- markdown ---------------------------------------------------------------------------
+def _md_cell(cell: Cell) -> str:
+    text = cell.text.replace("|", "\\|")
+    return f"**{text}**" if cell.best and text else text
+
+
+def _md_table(table: Table) -> str:
+    lines = []
+    if table.caption:
+        lines += [f"*{table.caption}*", ""]
+    lines.append("| " + " | ".join(c.replace("|", "\\|") for c in table.columns) + " |")
+    lines.append("|" + "|".join(" --- " for _ in table.columns) + "|")
+    lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in table.rows]
+    return "\n".join(lines)
+
+
+def to_markdown(doc: Document) -> str:
+    out = [f"# {doc.title}"]
+    for b in doc.blocks:
+        if isinstance(b, Heading):
+            out.append("#" * b.level + " " + b.text)
+        elif isinstance(b, Para):
+            out.append(b.text)
+        elif isinstance(b, Bullets):
+            out.append("\n".join(f"- {item}" for item in b.items))
+        elif isinstance(b, Table):
+            out.append(_md_table(b))
+        elif isinstance(b, Image):
+            out.append(f"![{b.caption}]({b.path.as_posix()})\n\n*{b.caption}*")
+    return "\n\n".join(out) + "\n"
+
+
+# -- html -------------------------------------------------------------------------------
+CSS = """
+body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+table{border-collapse:collapse;margin:.5em 0 1.5em;font-size:.9em}
+th,td{border:1px solid #ccc;padding:.25em .6em;text-align:right}
+th:first-child,td:first-child{text-align:left}
+th{background:#f2f2f2} td.best{font-weight:bold;background:#e8f5e9}
+caption{caption-side:top;text-align:left;font-style:italic;padding:.3em 0}
+figure{display:inline-block;margin:.5em 1em .5em 0;vertical-align:top}
+figure img{max-width:100%;image-rendering:pixelated;border:1px solid #ddd}
+figcaption{font-size:.85em;color:#555;max-width:520px}
+code{background:#f4f4f4;padding:0 .2em}
+"""
+
+
+def _inline(text: str) -> str:
+    """Escape, then the two markdown inlines the report uses: `code` and **bold**."""
+    parts = html.escape(text).split("`")
+    out = "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
+    bold = out.split("**")
+    return "".join(f"<strong>{p}</strong>" if i % 2 else p for i, p in enumerate(bold))
+
+
+def _html_table(table: Table) -> str:
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in table.columns)
+    body = "".join(
+        "<tr>" + "".join(f'<td{" class=best" if c.best else ""}>{_inline(c.text)}</td>' for c in row)
+        + "</tr>" for row in table.rows)
+    cap = f"<caption>{_inline(table.caption)}</caption>" if table.caption else ""
+    return f"<table>{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _data_uri(path: Path) -> str:
+    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+
+
+def to_html(doc: Document, root: Path) -> str:
+    """Self-contained HTML; ``root`` is the folder image paths are relative to."""
+    out = [f"<h1>{html.escape(doc.title)}</h1>"]
+    for b in doc.blocks:
+        if isinstance(b, Heading):
+            out.append(f"<h{b.level}>{_inline(b.text)}</h{b.level}>")
+        elif isinstance(b, Para):
+            out.append(f"<p>{_inline(b.text)}</p>")
+        elif isinstance(b, Bullets):
+            out.append("<ul>" + "".join(f"<li>{_inline(i)}</li>" for i in b.items) + "</ul>")
+        elif isinstance(b, Table):
+            out.append(_html_table(b))
+        elif isinstance(b, Image):
+            out.append(f'<figure><img src="{_data_uri(root / b.path)}" alt="{html.escape(b.caption)}">'
+                       f"<figcaption>{_inline(b.caption)}</figcaption></figure>")
+    return ("<!DOCTYPE html><html><head><meta charset='utf-8'>"
+            f"<title>{html.escape(doc.title)}</title><style>{CSS}</style></head><body>"
+            + "\n".join(out) + "</body></html>\n")

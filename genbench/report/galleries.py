@@ -1,0 +1,94 @@
+"""The report's gallery section: for each model, one run's pictures decoded from its checkpoint.
+
+The first finished seed with a checkpoint stands for its model. A gallery that does not
+apply (no encoder, a latent that is not 2-D) is skipped with its reason in the text, and a
+gallery that fails never costs the rest of the report.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from genbench.errors import GenbenchError
+from genbench.report import tables
+from genbench.report.document import Document, Heading, Image, Para
+from genbench.store import CHECKPOINT
+
+CAPTIONS = {
+    "samples": "Samples from the prior (fixed noise).",
+    "reconstructions": "Test inputs (odd rows) above their reconstructions (even rows).",
+    "interpolation": "Latent interpolation {how}; in each pair of rows linear above spherical (slerp).",
+    "arithmetic": "Latent arithmetic: [input,] unedited decode, then each class mean (z - mean[y] + "
+                  "mean[k]) or attribute edit (Smiling +3, Male +3, Young -5, Mustache +5, "
+                  "Eyeglasses +1, in prior standard deviations).",
+    "manifold": "The 2-D latent manifold (Kingma & Welling 2013, Fig. 4): a grid through the inverse "
+                "Gaussian CDF.",
+    "scatter": "Test codes coloured by class (first two principal components when the latent is "
+               "wider than 2-D).",
+    "analogies": "Analogies: each row keeps one test image's style z and decodes it with every label.",
+}
+
+
+def representative(runs: pd.DataFrame, model: str) -> Path | None:
+    fin = tables.finished(runs)
+    fin = fin[fin["model"] == model].sort_values("seed")
+    for d in fin["run_dir"]:
+        if (Path(d) / CHECKPOINT).exists():
+            return Path(d)
+    return None
+
+
+def kinds_for(model: object) -> list[str]:
+    from genbench.report.gallery import has_encoder
+
+    kinds = ["samples"] if callable(getattr(model, "sample", None)) else []
+    if has_encoder(model):
+        kinds.append("reconstructions")
+    if has_encoder(model) or callable(getattr(model, "prior", None)):
+        kinds += ["interpolation", "arithmetic"]
+    prior = getattr(model, "prior", None)
+    if callable(prior) and prior().mean.shape[-1] == 2:
+        kinds.append("manifold")
+    if has_encoder(model):
+        kinds.append("scatter")
+    if getattr(model, "conditional", False):
+        kinds = [k for k in kinds if k != "arithmetic"] + ["analogies"]
+    return kinds
+
+
+def add_galleries(doc: Document, runs: pd.DataFrame, img: Path, out: Path, summary) -> None:
+    from genbench.evaluation import load_run
+    from genbench.report.gallery import GalleryOptions, density_note, render
+
+    doc.add(Heading(3, "Galleries"))
+    opts = GalleryOptions(n=8, steps=10, endpoints=(0, 1, 2, 3), manifold_n=15)
+    for model in tables.model_order(set(tables.finished(runs)["model"])):
+        run_dir = representative(runs, model)
+        doc.add(Heading(4, model))
+        if run_dir is None:
+            doc.add(Para("No checkpoint.pt among its finished runs, so no galleries."))
+            continue
+        try:
+            run = load_run(run_dir)
+        except Exception as err:  # a broken checkpoint must not cost the report
+            doc.add(Para(f"Could not load `{run_dir.name}`: {type(err).__name__}: {err}"))
+            continue
+        doc.add(Para(f"From run `{run_dir.name}` (seed {run.seed})."))
+        skipped = []
+        for kind in kinds_for(run.model):
+            path = img / model / f"{kind}.png"
+            try:
+                render(run, kind, path, opts)
+            except GenbenchError as err:
+                skipped.append(f"{kind}: n/a — {err}")
+                continue
+            except Exception as err:  # noqa: BLE001
+                skipped.append(f"{kind}: failed — {type(err).__name__}: {err}")
+                continue
+            summary.images.append(path)
+            caption = CAPTIONS[kind].format(how=density_note(run))
+            doc.add(Image(path.relative_to(out), f"{model}: {caption}"))
+        if skipped:
+            doc.add(Para("Not shown: " + "; ".join(skipped) + "."))

@@ -1,0 +1,155 @@
+"""What the report says about each metric and model, and which way each metric ranks.
+
+The report teaches: every metric and every model gets two sentences, what it is and its
+caveat. Directions come from the metric registry (``higher_is_better``, after torchmetrics);
+the table below is the fallback for a result key whose adapter is not loaded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from genbench.registry import METRICS
+
+
+@dataclass(frozen=True)
+class Section:
+    title: str
+    keys: tuple[str, ...]
+    intro: str
+
+
+SECTIONS = (
+    Section("Likelihood", ("test_elbo", "test_iwae", "test_ais", "bdmc_gap", "parzen"),
+            "Test log-likelihood in nats per image (higher is better; NLL = -value). The estimators "
+            "are ordered from the loosest bound to the tightest: ELBO <= IWAE <= AIS."),
+    Section("Reconstruction", ("test_recon_term", "test_kl_term", "recon_bce", "recon_mse",
+                               "active_units"),
+            "How well a model with an encoder gives back its input, and what the KL term costs."),
+    Section("Sample quality", ("fid", "kid", "inception_score", "precision", "recall", "density",
+                               "coverage", "mode_kl", "classes_covered"),
+            "Measured in the features of an evaluator classifier genbench trains on the dataset "
+            "itself; the real-versus-real floor row is the best a metric can say."),
+    Section("Classification", ("test_error",), "Semi-supervised models also classify."),
+)
+
+# Fallback directions: True = higher is better, None = not a ranking (no best marked).
+DIRECTION: dict[str, bool | None] = {
+    "test_elbo": True, "test_iwae": True, "test_ais": True, "bdmc_gap": False, "parzen": True,
+    "test_recon_term": True, "test_kl_term": None, "recon_bce": False, "recon_mse": False,
+    "active_units": None, "fid": False, "kid": False, "inception_score": True, "precision": True,
+    "recall": True, "density": True, "coverage": True, "mode_kl": False, "classes_covered": True,
+    "test_error": False,
+}
+
+LABELS = {
+    "test_elbo": "ELBO", "test_iwae": "IWAE", "test_ais": "AIS", "bdmc_gap": "BDMC gap",
+    "parzen": "Parzen", "test_recon_term": "E[log p(x|z)]", "test_kl_term": "KL(q||p)",
+    "recon_bce": "recon BCE", "recon_mse": "recon MSE", "active_units": "active units",
+    "fid": "FID", "kid": "KID", "inception_score": "IS", "precision": "precision",
+    "recall": "recall", "density": "density", "coverage": "coverage", "mode_kl": "mode KL",
+    "classes_covered": "classes covered", "test_error": "test error",
+}
+
+METRIC_TEXT = {
+    "test_elbo": "The evidence lower bound E_q[log p(x|z)] - KL(q(z|x) || p(z)) of Kingma & Welling "
+                 "(2013) on the test set, the objective a VAE maximises. It is only a bound: a model "
+                 "with a poor encoder looks worse than it is.",
+    "test_iwae": "The importance-weighted bound of Burda et al. (2015): log of the mean of k weights "
+                 "p(x, z)/q(z|x); it tightens toward log p(x) as k grows. It needs a density encoder, "
+                 "so a GAN or a point-mass AE gets n/a.",
+    "test_ais": "Annealed importance sampling (Neal 2001) from the prior to the posterior with HMC, "
+                "the estimator Wu et al. (2017) used for every decoder-based model. It is a "
+                "stochastic lower bound whose tightness the BDMC gap measures.",
+    "bdmc_gap": "Bidirectional Monte Carlo (Grosse et al. 2015): on data simulated from the model, the "
+                "gap between reverse (upper) and forward (lower) AIS. A small gap says the AIS number "
+                "is trustworthy, but only on simulated data, not on the test set itself.",
+    "parzen": "A Gaussian kernel density estimate on model samples (Goodfellow et al. 2014), kept as "
+              "the legacy baseline. It is badly biased in 784 dimensions: Wu et al. (2017) show it "
+              "ranks models in the wrong order, so never read it as a likelihood.",
+    "test_recon_term": "The ELBO's reconstruction term E_q[log p(x|z)] on the test set. Higher means "
+                       "sharper reconstructions, which a model can buy with a larger KL.",
+    "test_kl_term": "KL(q(z|x) || p(z)), the ELBO's rate: the nats the code carries about x. Neither "
+                    "direction is better by itself; near zero means posterior collapse.",
+    "recon_bce": "Binary cross-entropy between a test image and its reconstruction through the "
+                 "encoder's mean code. It rewards blur on ambiguous pixels and says nothing about samples.",
+    "recon_mse": "Mean squared error between a test image and its reconstruction. Like BCE it favours "
+                 "blurry averages over sharp but shifted strokes.",
+    "active_units": "Latent dimensions whose posterior mean varies with x (covariance above 0.01, "
+                    "Burda et al. 2015). Few active units mean the latent space is underused.",
+    "fid": "The Frechet distance between Gaussians fitted to real and generated features (Heusel et "
+           "al. 2017); lower is better. It is biased in the sample count and comparable only within "
+           "one feature space and one count.",
+    "kid": "The kernel inception distance (Binkowski et al. 2018): an unbiased MMD with a polynomial "
+           "kernel, averaged over subsets. Less biased than FID for small samples, but noisier.",
+    "inception_score": "exp E[KL(p(y|x) || p(y))] with genbench's own classifier standing in for "
+                       "Inception (Salimans et al. 2016). It rewards confident, varied classes and "
+                       "ignores whether samples look like the data.",
+    "precision": "The fraction of samples that fall inside the k-NN manifold of real features "
+                 "(Kynkaenniemi et al. 2019): fidelity. Outliers among the real points inflate it.",
+    "recall": "The fraction of real features inside the k-NN manifold of samples: diversity. Outliers "
+              "among the samples inflate it.",
+    "density": "Like precision but counts how many real neighbourhoods contain each sample (Naeem et "
+               "al. 2020), robust to outliers. It can exceed 1 when samples crowd dense regions.",
+    "coverage": "The fraction of real points with a sample in their k-NN ball (Naeem et al. 2020). A "
+                "robust recall, bounded by 1.",
+    "mode_kl": "KL of the predicted-class histogram of samples from the data's class frequencies. It "
+               "catches mode collapse between classes, not within one.",
+    "classes_covered": "How many classes the classifier finds among the samples. A coarse check: one "
+                       "sample per class already counts.",
+    "test_error": "The classification error of q(y|x) on the test set (M2, Kingma et al. 2014). It "
+                  "depends strongly on how many labels were used in training.",
+}
+
+MODEL_TEXT = {
+    "vae": "The variational autoencoder (Kingma & Welling 2013): a Gaussian encoder, a prior N(0, I) "
+           "and a decoder trained on the ELBO with the reparameterization trick. It has every "
+           "capability, but its samples are blurry where the decoder averages.",
+    "ae": "A deterministic autoencoder with an ex-post Gaussian prior fitted to its codes (Ghosh et "
+          "al. 2020). Its point-mass encoder has no density, so IWAE is n/a and its samples depend "
+          "on how Gaussian the codes are.",
+    "gan": "The generative adversarial network of Goodfellow et al. (2014): an MLP generator trained "
+           "against a discriminator. It has no encoder or likelihood of its own; genbench scores it "
+           "under a Gaussian observation model chosen on validation data (Wu et al. 2017).",
+    "dcgan": "The deep convolutional GAN of Radford et al. (2016). Sharp samples, but the same "
+             "caveats as the GAN: no encoder, a likelihood only under an assumed observation model, "
+             "and seed-to-seed variance.",
+    "vaegan": "VAE-GAN (Larsen et al. 2016): a VAE whose reconstruction error is measured in a "
+              "discriminator's features. Samples are sharper than the VAE's, but its ELBO is not a "
+              "pixel likelihood bound, so compare its AIS rather than its training loss.",
+    "cvae": "The conditional VAE (Sohn et al. 2015): encoder and decoder see the label y. Its "
+            "likelihoods are log p(x | y), which is easier than log p(x), so they are not directly "
+            "comparable with the unconditional rows.",
+    "m2": "The semi-supervised M2 of Kingma et al. (2014): a classifier q(y|x) beside q(z|x, y) and "
+          "p(x|y, z), trained with few labels. Its test error is the headline; its likelihood "
+          "marginalises over the predicted label.",
+}
+
+CONDITIONAL_NOTE = ("conditional: likelihoods are log p(x | y) given the true label, not comparable "
+                    "with unconditional rows")
+
+
+def direction(key: str) -> bool | None:
+    """True if higher is better, False if lower, None if the key is not a ranking."""
+    for entry in METRICS.values():
+        if key in entry.higher_is_better:
+            return entry.higher_is_better[key]
+    return DIRECTION.get(key)
+
+
+def label(key: str) -> str:
+    return LABELS.get(key, key)
+
+
+def metric_text(key: str) -> str:
+    if key in METRIC_TEXT:
+        return METRIC_TEXT[key]
+    for entry in METRICS.values():
+        if key in entry.produces:
+            return f"{entry.produces[key]}. {entry.description}".strip()
+    return "A metric from a plugin; its adapter does not describe it."
+
+
+def model_text(name: str, registered: str = "") -> str:
+    return MODEL_TEXT.get(name) or (f"{registered or 'A model from a plugin.'} Read its plugin's "
+                                    "docstring for what its numbers mean.")

@@ -1,0 +1,148 @@
+"""Seaborn plots for the report: small PNGs, one function per figure.
+
+Each function takes a group's runs (one dataset, variant and preset) and returns the path
+it wrote, or None when there is nothing to draw. Figures are saved at a low dpi and
+quantized to a 256-colour palette so a committed reference report stays small.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display; must precede pyplot
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from genbench.report import glossary, tables  # noqa: E402
+from genbench.store import HISTORY  # noqa: E402
+
+DPI = 72
+HISTORY_SKIP = {"epoch", "seconds", "images_per_s", "step", "steps", "time", "lr"}
+LIKELIHOOD = ("test_elbo", "test_iwae", "test_ais", "parzen")
+
+sns.set_theme(style="whitegrid", context="paper")
+
+
+def save_small(fig: plt.Figure, path: Path) -> Path:
+    """Save as a palette PNG (a quarter of the bytes of RGBA for flat plots)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight")
+    plt.close(fig)
+    buf.seek(0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.open(buf).convert("RGB").quantize(colors=256).save(path, optimize=True)
+    return path
+
+
+def palette(models: list[str]) -> dict[str, tuple[float, float, float]]:
+    """One colour per model, the same in every figure of a group."""
+    return dict(zip(models, sns.color_palette("tab10", len(models)), strict=True))
+
+
+def long_metrics(runs: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """One row per (run, metric): model, seed, metric label, value."""
+    runs = tables.finished(runs)
+    cols = [k for k in keys if k in runs]
+    if not cols:
+        return pd.DataFrame(columns=["model", "seed", "metric", "value"])
+    df = runs[["model", "seed", *cols]].melt(id_vars=["model", "seed"], var_name="metric",
+                                               value_name="value")
+    df["value"] = pd.to_numeric(df["value"], errors="coerce")
+    df = df.dropna(subset=["value"])
+    df["metric"] = df["metric"].map(lambda k: glossary.label(k) + {True: " ↑", False: " ↓",
+                                                                   None: ""}[glossary.direction(k)])
+    return df
+
+
+def metric_panels(runs: pd.DataFrame, keys: list[str], path: Path) -> Path | None:
+    """Each metric per model, mean with seed standard-deviation error bars."""
+    df = long_metrics(runs, keys)
+    if df.empty:
+        return None
+    order = tables.model_order(set(df["model"]))
+    g = sns.catplot(df, x="model", y="value", col="metric", kind="point", order=order, hue="model",
+                    hue_order=order, palette=palette(order), legend=False, errorbar="sd", capsize=0.2,
+                    col_wrap=min(4, df["metric"].nunique()),
+                    sharey=False, height=2.2, aspect=1.2, linestyle="none")
+    g.set_titles("{col_name}")
+    g.set_axis_labels("", "")
+    for ax in g.axes.flat:
+        ax.tick_params(axis="x", rotation=45)
+    return save_small(g.figure, path)
+
+
+def read_history(runs: pd.DataFrame) -> pd.DataFrame:
+    """Every run's history.csv in long form: model, seed, epoch, term, value."""
+    frames = []
+    for r in runs.itertuples():
+        path = Path(r.run_dir) / HISTORY
+        if not path.exists():
+            continue
+        h = pd.read_csv(path)
+        if "epoch" not in h:
+            h["epoch"] = range(1, len(h) + 1)
+        terms = [c for c in h.columns if c not in HISTORY_SKIP and pd.api.types.is_numeric_dtype(h[c])]
+        h = h[["epoch", *terms]].melt(id_vars="epoch", var_name="term", value_name="value")
+        frames.append(h.assign(model=r.model, seed=r.seed))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def training_curves(runs: pd.DataFrame, path: Path) -> Path | None:
+    """One panel per loss term (ELBO terms; D and G losses), a line per model, band = seeds."""
+    df = read_history(runs)
+    if df.empty:
+        return None
+    order = tables.model_order(set(df["model"]))
+    g = sns.relplot(df, x="epoch", y="value", col="term", hue="model", hue_order=order, kind="line",
+                    palette=palette(order), marker="o", markersize=3, errorbar="sd",
+                    col_wrap=min(4, df["term"].nunique()), height=2.2, aspect=1.3,
+                    facet_kws={"sharey": False})
+    g.set_titles("{col_name}")
+    g.set_axis_labels("epoch", "")
+    return save_small(g.figure, path)
+
+
+def likelihood_estimators(runs: pd.DataFrame, path: Path) -> Path | None:
+    """ELBO <= IWAE <= AIS (and Parzen) side by side per model; BDMC gap under each name."""
+    df = long_metrics(runs, list(LIKELIHOOD))
+    if df.empty:
+        return None
+    fin = tables.finished(runs)
+    order = tables.model_order(set(df["model"]))
+    names = []
+    for m in order:
+        s = tables.stats(fin[fin["model"] == m], "bdmc_gap")
+        names.append(f"{m}\nBDMC {tables.fmt_number(s.mean)}" if s else m)
+    fig, ax = plt.subplots(figsize=(1.2 + 1.1 * len(order), 3))
+    sns.pointplot(df, x="model", y="value", hue="metric", order=order, errorbar="sd",
+                  dodge=0.4 if df["metric"].nunique() > 1 else False,
+                  capsize=0.1, linestyle="none", ax=ax)
+    ax.set_xticks(range(len(order)), names)
+    ax.set(xlabel="", ylabel="log p(x), nats (higher is better)")
+    ax.legend(title="", fontsize=7)
+    return save_small(fig, path)
+
+
+def quality_vs_nll(runs: pd.DataFrame, path: Path, space: str | None) -> Path | None:
+    """Sample quality (FID, else KID) against NLL, one point per run: the survey's trade-off."""
+    fin = tables.in_space(tables.finished(runs), space)
+    ll = next((k for k in ("test_ais", "test_iwae", "test_elbo") if k in fin and fin[k].notna().any()), None)
+    q = next((k for k in ("fid", "kid") if k in fin and fin[k].notna().any()), None)
+    if ll is None or q is None:
+        return None
+    df = pd.DataFrame({"model": fin["model"], "NLL": -pd.to_numeric(fin[ll], errors="coerce"),
+                       q: pd.to_numeric(fin[q], errors="coerce")}).dropna()
+    if df.empty:
+        return None
+    fig, ax = plt.subplots(figsize=(4, 3))
+    order = tables.model_order(set(df["model"]))
+    sns.scatterplot(df, x="NLL", y=q, hue="model", hue_order=order, palette=palette(order), s=50, ax=ax)
+    ax.set(xlabel=f"NLL from {glossary.label(ll)} (nats, lower is better)",
+           ylabel=f"{glossary.label(q)} (lower is better)")
+    ax.legend(fontsize=7)
+    return save_small(fig, path)
