@@ -45,6 +45,11 @@ class Preset:
     # path of a torchvision inception_v3 state dict in inception_weights)
     feature_extractor: str = "classifier"
     inception_weights: str | None = None
+    # likelihood: the observation noise of generators without a decoder (and of every model
+    # on continuous data) is chosen by short AIS runs on validation images
+    obs_val_n: int = 20  # validation images
+    obs_val_steps: int = 100  # AIS distributions per candidate noise level
+    ais_init: str = "prior"  # AIS starts from the "prior", or the "encoder" where there is one
 
     def with_overrides(self, **changes: object) -> Preset:
         return dataclasses.replace(self, **changes)
@@ -56,14 +61,14 @@ PRESETS: dict[str, Preset] = {
         epochs=1, batch_size=64, max_train=512, n_eval=64, iwae_k=16, iwae_chunk=8,
         ais_n=8, ais_chains=4, ais_steps=20, hmc_leapfrog=5, bdmc_n=4,
         parzen_samples=256, parzen_n=64, n_quality=256, kid_subsets=10, kid_subset_size=64,
-        feature_epochs=1,
+        feature_epochs=1, obs_val_n=4, obs_val_steps=10,
     ),
     "quick": Preset(
         "quick", "minutes on a laptop CPU (the default): real training, modest evaluations",
         epochs=30, batch_size=128, n_eval=1000, iwae_k=1000, iwae_chunk=500,
         ais_n=50, ais_chains=16, ais_steps=500, hmc_leapfrog=10, bdmc_n=10,
         parzen_samples=5000, parzen_n=500, n_quality=2000, kid_subsets=50,
-        kid_subset_size=500, feature_epochs=5,
+        kid_subset_size=500, feature_epochs=5, obs_val_n=20, obs_val_steps=100,
     ),
     "paper": Preset(
         "paper", "the published protocols (IWAE k=5000 on the full test set; AIS 16 chains "
@@ -71,7 +76,7 @@ PRESETS: dict[str, Preset] = {
         epochs=1000, batch_size=100, n_eval=None, iwae_k=5000, iwae_chunk=1000,
         ais_n=1000, ais_chains=16, ais_steps=10000, hmc_leapfrog=10, bdmc_n=100,
         parzen_samples=10000, parzen_n=10000, n_quality=10000, kid_subsets=100,
-        kid_subset_size=1000, feature_epochs=20,
+        kid_subset_size=1000, feature_epochs=20, obs_val_n=100, obs_val_steps=1000,
     ),
 }
 
