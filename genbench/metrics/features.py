@@ -1,0 +1,326 @@
+"""The evaluator: a classifier trained by genbench on the dataset, whose features FID & co. use.
+
+Standard FID features come from an ImageNet InceptionV3 that must be downloaded and that
+fits digits badly, so genbench trains its own evaluator on each dataset (as many MNIST GAN
+papers do): a small CNN over the classes for MNIST-like data (``cnn28-classes``), the same
+family with three stages over the 40 attributes for 64x64 RGB data (``cnn64-attributes``).
+The features are the 128/256-dimensional penultimate layer *before* its ReLU (closer to
+Gaussian and of full rank, which the Fréchet distance assumes); the logits feed the
+Inception Score and mode coverage.
+
+Images are compared in "mean form": the expected value of the variant's observation given
+the raw intensity v, i.e. v/255 for binarized variants and (v + 1/2)/256 for dequantized
+data. That is what a model's ``sample`` returns (the observation mean), so a perfect model
+scores the floor; comparing blurry means with binary draws would penalise every model for
+the binarization, not for its samples. The classifier is trained on the same form.
+
+The classifier is trained once per (dataset, variant, training images, code, epochs, seed)
+and cached under ``<cache_dir>/features/<name>-<key>.pt`` (state dict) beside a ``.json``
+with its test accuracy and provenance. Training is deterministic on CPU (explicit
+generators, forked global RNG). The seed is fixed (``FEATURE_SEED``), not the run's seed,
+so runs with different seeds are measured in one feature space. ``feature_space`` names
+the extractor and the hash of its weights: numbers are comparable only within one.
+
+InceptionV3 features are an option (``--set feature_extractor=inception --set
+inception_weights=PATH``, a torchvision ``inception_v3`` state dict): 2048-d pool features
+of images resized to 299x299. Note that the common FID implementations use the TF-ported
+"pt_inception-2015-12-05" network, whose numbers differ from torchvision's weights.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from genbench.data.bundle import DataBundle
+from genbench.errors import GenbenchError
+
+FEATURE_SEED = 0  # one feature space for every run seed
+SUBSET_SEED = 4321  # fixed subsets of real images (floors, references)
+CODE_HASH = hashlib.sha1(Path(__file__).read_bytes()).hexdigest()[:12]
+Task = Literal["classes", "attributes", "imagenet"]
+
+
+def mean_images(x: torch.Tensor, variant: str) -> torch.Tensor:
+    """uint8 (N, C, H, W) -> float in [0, 1]: E[observation | intensity] for the variant."""
+    if variant == "continuous":
+        return (x.float() + 0.5) / 256.0
+    return x.float() / 255.0
+
+
+def fixed_subset(total: int, n: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """The first ``n`` of a fixed permutation of ``total`` rows (splits can be class-sorted)."""
+    gen = torch.Generator().manual_seed(SUBSET_SEED)
+    return torch.randperm(total, generator=gen)[: min(n, total)].to(device)
+
+
+# -- the network ----------------------------------------------------------------------
+
+class EvaluatorCNN(nn.Module):
+    """(N, C, H, W) in [0, 1] -> (features (N, F), logits (N, K)).
+
+    Stages of conv3x3-BN-ReLU-maxpool halve the image until it is at most 8 pixels wide
+    (28 -> 14 -> 7: two stages; 64 -> 32 -> 16 -> 8: three), then a linear feature layer
+    and the output layer.
+    """
+
+    def __init__(self, shape: tuple[int, int, int], outputs: int) -> None:
+        super().__init__()
+        c, h, w = shape
+        layers: list[nn.Module] = []
+        width = 32
+        while h > 8:
+            layers += [nn.Conv2d(c, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(),
+                       nn.MaxPool2d(2)]
+            c, width, h, w = width, width * 2, h // 2, w // 2
+        self.body = nn.Sequential(*layers, nn.Flatten())  # (N, c * h * w)
+        feature_dim = 128 if shape[1] <= 32 else 256
+        self.feature = nn.Linear(c * h * w, feature_dim)
+        self.head = nn.Linear(feature_dim, outputs)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        f = self.feature(self.body(x))  # (N, F), before the ReLU
+        return f, self.head(F.relu(f))
+
+
+@dataclass
+class Extractor:
+    """A frozen feature extractor and what it was: name, weight hash, test accuracy."""
+
+    name: str
+    net: nn.Module  # eval mode, returns (features, logits)
+    digest: str  # sha1 of the weights
+    task: Task
+    accuracy: float | None = None
+    path: Path | None = None
+    trained: bool = False  # trained by this call (False: loaded from the cache)
+
+    @property
+    def feature_space(self) -> str:
+        return f"{self.name}:{self.digest[:12]}"
+
+    @torch.no_grad()
+    def __call__(self, images: torch.Tensor, chunk: int = 500) -> tuple[torch.Tensor, torch.Tensor]:
+        """(features, logits) of images (N, C, H, W) in [0, 1], ``chunk`` at a time."""
+        device = next(self.net.parameters()).device
+        feats, logits = [], []
+        for start in range(0, images.shape[0], chunk):
+            f, lg = self.net(images[start : start + chunk].to(device))
+            feats.append(f.to(images.device))
+            logits.append(lg.to(images.device))
+        return torch.cat(feats), torch.cat(logits)
+
+
+def weights_digest(net: nn.Module) -> str:
+    h = hashlib.sha1()
+    for key, value in sorted(net.state_dict().items()):
+        h.update(key.encode())
+        h.update(value.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+# -- training -------------------------------------------------------------------------
+
+def task_of(data: DataBundle) -> tuple[Task, int]:
+    if data.info.num_classes:
+        return "classes", data.info.num_classes
+    if data.info.num_attributes:
+        return "attributes", data.info.num_attributes
+    raise GenbenchError(f"dataset {data.info.name!r} has no labels: the evaluator classifier "
+                        "needs classes or attributes; use feature_extractor=inception")
+
+
+def shift_images(x: torch.Tensor, max_shift: int, gen: torch.Generator) -> torch.Tensor:
+    """Each image translated by its own random integer shift in [-max_shift, max_shift]."""
+    n, _, h, w = x.shape
+    pad = F.pad(x, (max_shift,) * 4)
+    dy, dx = (torch.randint(0, 2 * max_shift + 1, (2, n), generator=gen, device=x.device))
+    rows = dy[:, None] + torch.arange(h, device=x.device)  # (N, H)
+    cols = dx[:, None] + torch.arange(w, device=x.device)  # (N, W)
+    out = pad[torch.arange(n, device=x.device)[:, None, None], :, rows[:, :, None], cols[:, None, :]]
+    return out.permute(0, 3, 1, 2)  # (N, H, W, C) -> (N, C, H, W)
+
+
+def _loss(task: Task, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    if task == "classes":
+        return F.cross_entropy(logits, y)
+    return F.binary_cross_entropy_with_logits(logits, y.float())
+
+
+@torch.no_grad()
+def test_accuracy(net: nn.Module, data: DataBundle, task: Task, chunk: int = 500) -> float:
+    """Class accuracy, or the mean per-attribute accuracy, on the test split."""
+    net.eval()
+    x, y = mean_images(data.test.x, data.info.variant), data.test.y
+    correct = 0.0
+    for start in range(0, x.shape[0], chunk):
+        _, logits = net(x[start : start + chunk])
+        yy = y[start : start + chunk]
+        hit = logits.argmax(1) == yy if task == "classes" else ((logits > 0).float() == yy).float()
+        correct += float(hit.float().sum())
+    return correct / (x.shape[0] * (1 if task == "classes" else y.shape[1]))
+
+
+def train_classifier(data: DataBundle, *, epochs: int, seed: int, batch_size: int = 64,
+                     progress: Callable[[str], None] | None = None) -> tuple[nn.Module, float]:
+    """Train the evaluator on the training split (mean form); returns (net, test accuracy).
+
+    Adam with a cosine-decayed step size and small random translations; deterministic
+    given ``seed`` on CPU.
+    """
+    task, outputs = task_of(data)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = EvaluatorCNN(data.info.shape, outputs).to(data.device)
+    x, y = mean_images(data.train.x, data.info.variant), data.train.y
+    steps = max(x.shape[0] // batch_size, 1)
+    opt = torch.optim.Adam(net.parameters(), lr=2e-3)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s / (epochs * steps), 1.0))))
+    gen = torch.Generator(device=data.device).manual_seed(seed)
+    max_shift = max(data.info.shape[1] // 14, 1)
+    for epoch in range(epochs):
+        net.train()
+        order = torch.randperm(x.shape[0], generator=gen, device=data.device)
+        total = 0.0
+        for step in range(steps):
+            index = order[step * batch_size : (step + 1) * batch_size]  # drop the ragged end
+            loss = _loss(task, net(shift_images(x[index], max_shift, gen))[1], y[index])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += float(loss.detach())
+        if progress:
+            progress(f"evaluator epoch {epoch + 1}/{epochs}: loss {total / steps:.4f}")
+    net.eval()
+    return net, test_accuracy(net, data, task)
+
+
+# -- the cache ------------------------------------------------------------------------
+
+def data_digest(data: DataBundle) -> str:
+    """sha1 of the training images and labels (what the classifier learns from)."""
+    h = hashlib.sha1()
+    for t in (data.train.x, data.train.y):
+        if t is not None:
+            h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def extractor_key(data: DataBundle, *, epochs: int, seed: int) -> dict[str, object]:
+    """Everything the trained weights depend on."""
+    return {"dataset": data.info.name, "variant": data.info.variant,
+            "shape": list(data.info.shape), "train": data_digest(data),
+            "n_train": len(data.train), "code": CODE_HASH, "epochs": epochs, "seed": seed}
+
+
+def load_or_train_extractor(data: DataBundle, *, epochs: int, cache_dir: Path,
+                            seed: int = FEATURE_SEED,
+                            progress: Callable[[str], None] | None = None) -> Extractor:
+    """The cached evaluator for ``data``, trained (and cached) on first use."""
+    task, outputs = task_of(data)
+    key = extractor_key(data, epochs=epochs, seed=seed)
+    name = f"cnn{data.info.shape[1]}-{task}"
+    digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    path = Path(cache_dir) / "features" / f"{name}-{digest}.pt"
+    meta_path = path.with_suffix(".json")
+    if path.exists() and meta_path.exists():
+        net = EvaluatorCNN(data.info.shape, outputs).to(data.device)
+        net.load_state_dict(torch.load(path, map_location=data.device, weights_only=True))
+        meta = json.loads(meta_path.read_text())
+        return Extractor(name, net.eval(), weights_digest(net), task, meta["accuracy"], path)
+    from genbench import store
+
+    net, accuracy = train_classifier(data, epochs=epochs, seed=seed, progress=progress)
+    store.save_torch(path, {k: v.cpu() for k, v in net.state_dict().items()})
+    wd = weights_digest(net)
+    store.write_json(meta_path, {"name": name, "accuracy": accuracy, "task": task,
+                                 "weights_sha1": wd, "key": key})
+    return Extractor(name, net, wd, task, accuracy, path, trained=True)
+
+
+# -- InceptionV3 (optional) -----------------------------------------------------------
+
+class InceptionFeatures(nn.Module):
+    """torchvision's InceptionV3: 2048-d pool features and ImageNet logits of [0, 1] images."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.fc = net.fc
+        net.fc = nn.Identity()
+        self.net = net
+        self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x  # grey -> RGB
+        x = F.interpolate(x, size=(299, 299), mode="bilinear", align_corners=False)
+        f = self.net((x - self.mean) / self.std)  # (N, 2048)
+        return f, self.fc(f)
+
+
+def inception_extractor(weights: str | None, device: torch.device | str = "cpu") -> Extractor:
+    """InceptionV3 features from a torchvision ``inception_v3`` state-dict file."""
+    if not weights or not Path(weights).is_file():
+        raise GenbenchError(
+            "InceptionV3 features need a weights file: download torchvision's inception_v3 "
+            "weights (inception_v3_google-0cc3c7bd.pth) and pass --set inception_weights=PATH, "
+            "or use the default --set feature_extractor=classifier")
+    from torchvision.models import inception_v3
+
+    net = inception_v3(weights=None, aux_logits=True, init_weights=False)
+    try:
+        net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+    except (RuntimeError, KeyError, TypeError) as err:
+        raise GenbenchError(f"{weights} is not a torchvision inception_v3 state dict ({err})"
+                            ) from None
+    net.aux_logits, net.AuxLogits = False, None
+    model = InceptionFeatures(net).to(device).eval()
+    return Extractor("inception-v3", model, weights_digest(model), "imagenet")
+
+
+def get_extractor(data: DataBundle, *, kind: str, epochs: int, cache_dir: Path,
+                  inception_weights: str | None = None,
+                  progress: Callable[[str], None] | None = None) -> Extractor:
+    """The extractor a preset asks for (``feature_extractor``: classifier | inception)."""
+    if kind == "classifier":
+        return load_or_train_extractor(data, epochs=epochs, cache_dir=cache_dir, progress=progress)
+    if kind == "inception":
+        return inception_extractor(inception_weights, data.device)
+    raise GenbenchError(f"unknown feature_extractor {kind!r}; use classifier or inception")
+
+
+# -- the command ----------------------------------------------------------------------
+
+def features_command(dataset: str, preset: str = "quick", device: str = "auto",
+                     data_dir: str | None = None, seed: int = FEATURE_SEED) -> None:
+    """Build (or load) the evaluator classifier for DATASET and print its test accuracy."""
+    from rich.console import Console
+
+    from genbench.data import DataRequest, load_dataset
+    from genbench.evaluation import default_cache_dir
+    from genbench.presets import get_preset
+    from genbench.training import resolve_device
+
+    console = Console()
+    p = get_preset(preset)
+    data = load_dataset(DataRequest(dataset, data_dir=data_dir, device=str(resolve_device(device))))
+    for note in data.notes:
+        console.print(f"[yellow]note:[/] {note}", highlight=False)
+    ext = load_or_train_extractor(data, epochs=p.feature_epochs, cache_dir=default_cache_dir(),
+                                  seed=seed, progress=lambda m: console.print(m, highlight=False))
+    status = "trained" if ext.trained else "loaded from cache"
+    console.print(f"evaluator for {data.info.name} ({data.info.variant}): [bold]{ext.feature_space}"
+                  f"[/] ({ext.task}), test accuracy [bold]{100 * (ext.accuracy or 0):.2f}%[/]",
+                  highlight=False)
+    console.print(f"{status}: {ext.path}", highlight=False, soft_wrap=True)

@@ -1,0 +1,234 @@
+"""Sample-quality adapters: ``quality`` (FID, KID, precision/recall, density/coverage) and
+``modes`` (classifier Inception Score, mode KL, classes covered), each beside its floor.
+
+The adapters are thin: they draw ``preset.n_quality`` samples, pass them and a fixed set
+of real test images through the evaluator (:mod:`genbench.metrics.features`), and hand
+the features to the pure functions in :mod:`frechet`, :mod:`kid`, :mod:`prdc` and
+:mod:`modes`. Which set is which: *generated* = the model's samples, *real* = the
+reference (``min(n_quality, test size)`` test images of a fixed subset, in mean form, see
+:func:`features.mean_images`). The floor (:mod:`floor`) runs the same functions with
+training images in place of samples.
+
+Samples are drawn in blocks of ``SAMPLE_BLOCK`` images, block b from its own generator
+seeded by (run seed, b): the images do not depend on the chunk size the features are
+computed in, and the first m of n samples are the m samples a smaller preset would draw.
+A conditional model whose ``sample`` takes ``y`` gets labels drawn from the training
+labels (the data's class or attribute distribution).
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+
+import torch
+
+from genbench.errors import GenbenchError
+from genbench.metrics import floor
+from genbench.metrics.context import EvalContext
+from genbench.metrics.features import Extractor, fixed_subset, get_extractor, mean_images
+from genbench.metrics.frechet import fid_features_to_statistics, fid_statistics_to_metric
+from genbench.metrics.kid import kid_features_to_metric
+from genbench.metrics.modes import class_histogram, classes_covered, inception_score, mode_kl
+from genbench.metrics.prdc import prdc_standard
+from genbench.metrics.sampling import seed_from
+from genbench.registry import register_metric
+
+SALT = 60_601  # this module's evaluation randomness: ctx.generator(SALT + i)
+SAMPLE_BLOCK = 64  # images per sampling generator (the unit of randomness, not memory)
+FEATURE_CHUNK = 500  # images per feature-extraction pass (memory only)
+
+DISTANCE_KEYS = ("fid", "kid", "kid_stderr", "precision", "recall", "density", "coverage")
+MODE_KEYS = ("inception_score", "inception_score_stderr", "mode_kl", "classes_covered")
+
+
+@dataclass
+class FeatureSet:
+    features: torch.Tensor  # (N, D)
+    logits: torch.Tensor  # (N, K)
+
+
+# -- images -> features ---------------------------------------------------------------
+
+def real_features(extractor: Extractor, x: torch.Tensor, variant: str, n: int,
+                  chunk: int = FEATURE_CHUNK) -> FeatureSet:
+    """Features of a fixed subset of ``n`` real images (uint8 split) in mean form."""
+    index = fixed_subset(x.shape[0], n, x.device)
+    return FeatureSet(*extractor(mean_images(x[index], variant), chunk))
+
+
+def _block_generator(device: torch.device, base: int, block: int) -> torch.Generator:
+    return torch.Generator(device=device).manual_seed((base * 1_000_003 + block) & (2**63 - 1))
+
+
+def _sample_block(model: torch.nn.Module, m: int, gen: torch.Generator,
+                  labels: torch.Tensor | None) -> torch.Tensor:
+    takes_y = getattr(model, "conditional", False) and "y" in inspect.signature(
+        model.sample).parameters
+    if takes_y and labels is not None:  # labels drawn from the data's empirical distribution
+        pick = torch.randint(labels.shape[0], (m,), generator=gen, device=gen.device)
+        return model.sample(m, generator=gen, y=labels[pick.to(labels.device)])
+    return model.sample(m, generator=gen)
+
+
+@torch.no_grad()
+def generated_features(model: torch.nn.Module, extractor: Extractor, n: int, *, seed: int,
+                       device: torch.device, labels: torch.Tensor | None = None,
+                       chunk: int = FEATURE_CHUNK) -> FeatureSet:
+    """Features of ``n`` model samples; blocks of SAMPLE_BLOCK seeded by (seed, block)."""
+    feats: list[FeatureSet] = []
+    buffer: list[torch.Tensor] = []
+    held = 0
+    for block, start in enumerate(range(0, n, SAMPLE_BLOCK)):
+        m = min(SAMPLE_BLOCK, n - start)
+        images = _sample_block(model, m, _block_generator(device, seed, block), labels)
+        buffer.append(images.float().clamp(0, 1))
+        held += m
+        if held >= chunk or start + m == n:
+            feats.append(FeatureSet(*extractor(torch.cat(buffer), chunk)))
+            buffer, held = [], 0
+    return FeatureSet(torch.cat([f.features for f in feats]), torch.cat([f.logits for f in feats]))
+
+
+# -- features -> numbers (pure) ---------------------------------------------------------
+
+def distance_metrics(generated: FeatureSet, real: FeatureSet, *, kid_subsets: int,
+                     kid_subset_size: int, generator: torch.Generator) -> dict[str, float]:
+    """FID, KID (+ stderr), precision/recall (k=3), density/coverage (k=5)."""
+    fid = fid_statistics_to_metric(fid_features_to_statistics(generated.features),
+                                   fid_features_to_statistics(real.features))
+    kid, kid_err = kid_features_to_metric(generated.features, real.features, subsets=kid_subsets,
+                                          subset_size=kid_subset_size, generator=generator)
+    return {"fid": fid, "kid": kid, "kid_stderr": kid_err,
+            **prdc_standard(real.features, generated.features)}
+
+
+def mode_metrics(generated: FeatureSet, class_probs: torch.Tensor) -> dict[str, float]:
+    """Classifier Inception Score (+ stderr), mode KL and classes covered."""
+    counts = class_histogram(generated.logits, class_probs.shape[0])
+    score, score_err = inception_score(generated.logits)
+    return {"inception_score": score, "inception_score_stderr": score_err,
+            "mode_kl": mode_kl(counts, class_probs),
+            "classes_covered": float(classes_covered(counts, class_probs))}
+
+
+def class_probabilities(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """The training split's class frequencies (K,), float64."""
+    counts = torch.bincount(labels.flatten().long().cpu(), minlength=num_classes).double()
+    return counts / counts.sum()
+
+
+# -- the adapters ---------------------------------------------------------------------
+
+def _extractor(ctx: EvalContext) -> Extractor:
+    return get_extractor(ctx.data, kind=getattr(ctx.preset, "feature_extractor", "classifier"),
+                         epochs=ctx.preset.feature_epochs, cache_dir=ctx.cache_dir,
+                         inception_weights=getattr(ctx.preset, "inception_weights", None))
+
+
+def _class_probs(ctx: EvalContext) -> torch.Tensor | None:
+    k = ctx.data.info.num_classes
+    return None if not k or ctx.data.train.y is None else class_probabilities(ctx.data.train.y, k)
+
+
+def _reference(ctx: EvalContext, ext: Extractor) -> FeatureSet:
+    n_real = min(ctx.preset.n_quality, len(ctx.data.test))
+    return real_features(ext, ctx.data.test.x, ctx.data.info.variant, n_real)
+
+
+def _samples(ctx: EvalContext, ext: Extractor) -> FeatureSet:
+    seed = seed_from(ctx.generator(SALT))
+    return generated_features(ctx.model, ext, ctx.preset.n_quality, seed=seed, device=ctx.device,
+                              labels=ctx.data.train.y)
+
+
+def _floor(ctx: EvalContext, ext: Extractor, real: FeatureSet) -> dict[str, float]:
+    """The stored real-versus-real floor (computed and stored on first use)."""
+    p, data = ctx.preset, ctx.data
+    n_train = min(p.n_quality, len(data.train))
+    counts = f"n{n_train}-r{real.features.shape[0]}-kid{p.kid_subsets}x{p.kid_subset_size}"
+
+    def compute() -> dict[str, float]:
+        train = real_features(ext, data.train.x, data.info.variant, n_train)
+        gen = torch.Generator(device=real.features.device).manual_seed(floor.FLOOR_SEED)
+        values = distance_metrics(train, real, kid_subsets=p.kid_subsets,
+                                  kid_subset_size=p.kid_subset_size, generator=gen)
+        probs = _class_probs(ctx)
+        if probs is not None and ext.task == "classes":
+            values.update(mode_metrics(train, probs))
+        return {"feature_space": ext.feature_space, "dataset": data.info.name,
+                "variant": data.info.variant, "n_train": n_train,
+                "n_reference": real.features.shape[0], "counts": counts,
+                **{f"floor_{k}": v for k, v in values.items()}}
+
+    path = floor.floor_path(dataset=data.info.name, variant=data.info.variant,
+                            feature_space=ext.feature_space, counts=counts,
+                            results_root=ctx.results_root, cache_dir=ctx.cache_dir)
+    stored = floor.load_or_compute_floor(path, compute)
+    return {k: v for k, v in stored.items() if k.startswith("floor_")}
+
+
+_DESCRIBE = {
+    "fid": "Fréchet distance of evaluator features, samples vs test images (lower is better)",
+    "kid": "kernel (cubic polynomial) MMD^2 of evaluator features, unbiased (lower is better)",
+    "kid_stderr": "standard error of kid over its subsets",
+    "precision": "share of samples inside the real k=3 NN manifold (Kynkäänniemi et al. 2019)",
+    "recall": "share of real images inside the samples' k=3 NN manifold",
+    "density": "mean real k=5 NN balls holding a sample, over k (Naeem et al. 2020)",
+    "coverage": "share of real images whose k=5 NN ball holds a sample (Naeem et al. 2020)",
+    "inception_score": "exp E KL(p(y|x) || p(y)) with the dataset's own classifier",
+    "inception_score_stderr": "standard error of inception_score over 10 splits",
+    "mode_kl": "KL(predicted-class histogram of samples || data class distribution), nats",
+    "classes_covered": "classes with at least 10% of their data share among the samples",
+}
+_HIGHER = {"fid": False, "kid": False, "kid_stderr": False, "precision": True, "recall": True,
+           "density": True, "coverage": True, "inception_score": True,
+           "inception_score_stderr": False, "mode_kl": False, "classes_covered": True}
+
+
+def _produces(keys: tuple[str, ...]) -> dict[str, str]:
+    out = {k: _DESCRIBE[k] for k in keys}
+    out.update({f"floor_{k}": f"{k} of training vs test images (the real-vs-real floor)"
+                for k in keys})
+    out["feature_space"] = "the evaluator the numbers were measured in (name:weights-hash)"
+    return out
+
+
+def _higher(keys: tuple[str, ...]) -> dict[str, bool]:
+    return {**{k: _HIGHER[k] for k in keys}, **{f"floor_{k}": _HIGHER[k] for k in keys}}
+
+
+@register_metric(
+    "quality", needs={"sample"},
+    produces={**_produces(DISTANCE_KEYS),
+              "feature_accuracy": "test accuracy of the evaluator classifier"},
+    higher_is_better={**_higher(DISTANCE_KEYS), "feature_accuracy": True},
+    description="FID, KID, precision/recall, density/coverage in the evaluator's features")
+def quality(ctx: EvalContext) -> dict[str, float | str]:
+    ext = _extractor(ctx)
+    real = _reference(ctx, ext)
+    values = distance_metrics(_samples(ctx, ext), real, kid_subsets=ctx.preset.kid_subsets,
+                              kid_subset_size=ctx.preset.kid_subset_size,
+                              generator=ctx.generator(SALT + 1))
+    floors = _floor(ctx, ext, real)
+    values.update({k: v for k, v in floors.items() if k[len("floor_"):] in DISTANCE_KEYS})
+    if ext.accuracy is not None:
+        values["feature_accuracy"] = ext.accuracy
+    return {**values, "feature_space": ext.feature_space}
+
+
+@register_metric(
+    "modes", needs={"sample"}, produces=_produces(MODE_KEYS), higher_is_better=_higher(MODE_KEYS),
+    description="classifier Inception Score and mode coverage of the samples (labelled data)")
+def modes(ctx: EvalContext) -> dict[str, float | str]:
+    probs = _class_probs(ctx)
+    if probs is None:
+        raise GenbenchError(f"mode coverage needs class labels; {ctx.data.info.name} has none")
+    ext = _extractor(ctx)
+    if ext.task != "classes":
+        raise GenbenchError("mode coverage needs the dataset's own classifier; "
+                            "use feature_extractor=classifier")
+    values = mode_metrics(_samples(ctx, ext), probs)
+    floors = _floor(ctx, ext, _reference(ctx, ext))
+    values.update({k: v for k, v in floors.items() if k[len("floor_"):] in MODE_KEYS})
+    return {**values, "feature_space": ext.feature_space}
