@@ -74,7 +74,7 @@ def reparameterize(q: Distribution, eps: torch.Tensor) -> torch.Tensor:
     stream seeded by the noise (then the draws depend on the chunking).
     """
     base = q.base_dist if isinstance(q, Independent) else q
-    if isinstance(base, Normal) and base.loc.dim() == 2:
+    if isinstance(base, Normal):
         return base.loc + base.scale * eps
     if isinstance(q, MultivariateNormal):
         return q.loc + (q.scale_tril @ eps.unsqueeze(-1)).squeeze(-1)
@@ -88,6 +88,30 @@ def reparameterize(q: Distribution, eps: torch.Tensor) -> torch.Tensor:
 def seed_from(gen: torch.Generator) -> int:
     """A 62-bit integer seed drawn from a metric's generator (ctx.generator(salt))."""
     return int(torch.randint(0, 2**62, (1,), generator=gen, device=gen.device).item())
+
+
+def _splitmix_int(h: int) -> int:
+    """:func:`splitmix64` on a Python int (no tensor round trip for scalar seeds)."""
+    h = (h + 0x9E3779B97F4A7C15) & _MASK64
+    h = ((h ^ (h >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    h = ((h ^ (h >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return h ^ (h >> 31)
+
+
+def derive_seed(seed: int, *tags: int) -> int:
+    """A new 62-bit seed from ``seed`` and integer tags (e.g. an AIS step), by SplitMix64."""
+    h = seed & _MASK64
+    for tag in tags:
+        h = _splitmix_int(h ^ _splitmix_int(tag & _MASK64))
+    return h & ((1 << 62) - 1)
+
+
+def counter_uniform(seed: int, images: torch.Tensor, samples: torch.Tensor) -> torch.Tensor:
+    """Uniform [0, 1) noise (len(samples), len(images)) addressed by counters."""
+    samples = samples.to(images.device, torch.int64)
+    counter = images.to(torch.int64)[None, :] * SAMPLE_STRIDE + samples[:, None]  # (S, N)
+    h = splitmix64(counter ^ splitmix64(torch.tensor(seed & ((1 << 63) - 1), device=images.device)))
+    return _shr(h, 40).to(torch.float32) * 2.0**-24
 
 
 # -- calling a model with or without labels --------------------------------------------
