@@ -1,0 +1,152 @@
+"""Galleries decoded from a checkpoint: interpolation ends at the reconstructions, a zero edit
+changes nothing, slerp stays on the sphere, the manifold grid is the inverse Gaussian CDF."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+from scipy.stats import norm
+from typer.testing import CliRunner
+
+from genbench.data import DataRequest, load_dataset
+from genbench.images import reconstruct
+from genbench.presets import PRESETS
+from genbench.report import latent
+from genbench.store import save_torch
+
+
+def make_vae_run(folder: Path, latent_dim: int = 4, steps: int = 30, seed: int = 0) -> Path:
+    """A small VAE trained a few steps on `synthetic`, saved as a run folder (config + checkpoint)."""
+    from genbench_models.vae import VAE
+
+    torch.manual_seed(seed)
+    data = load_dataset(DataRequest("synthetic"))
+    config = VAE.Config(hidden=(32,), latent_dim=latent_dim)
+    model = VAE(config, data.info)
+    opts = model.configure_optimizers()
+    for step, batch in enumerate(data.train_batches(64, seed=seed, epoch=0)):
+        if step >= steps:
+            break
+        model.training_step(batch, opts)
+    folder.mkdir(parents=True, exist_ok=True)
+    preset = dataclasses.asdict(PRESETS["smoke"])
+    (folder / "config.json").write_text(json.dumps({
+        "model": "vae", "model_config": dataclasses.asdict(config), "preset": preset, "seed": seed,
+        "dataset": {"name": "synthetic", "variant": "dynamic", "shape": [1, 28, 28], "data_dir": None},
+        "device": "cpu"}))
+    save_torch(folder / "checkpoint.pt", {"model": model.state_dict()})
+    return folder
+
+
+@pytest.fixture(scope="module")
+def vae_run(tmp_path_factory: pytest.TempPathFactory):
+    from genbench.evaluation import load_run
+
+    folder = make_vae_run(tmp_path_factory.mktemp("res") / "synthetic" / "vae" / "smoke-run")
+    return folder, load_run(folder)
+
+
+@pytest.mark.parametrize("mode", latent.MODES)
+def test_interpolation_endpoints_are_the_reconstructions(vae_run, mode: str) -> None:
+    from genbench.report.gallery import GalleryOptions, interpolation_images
+
+    _, run = vae_run
+    opts = GalleryOptions(endpoints=(3, 7, 10, 2), steps=6, modes=(mode,))
+    images, nrow = interpolation_images(run, opts)
+    assert nrow == 6 and images.shape == (12, 1, 28, 28)
+    x = run.data.eval_x("test")
+    rows = images.view(2, 6, 1, 28, 28)  # (pairs, steps, C, H, W)
+    start, end = reconstruct(run.model, x[[3, 10]]), reconstruct(run.model, x[[7, 2]])
+    torch.testing.assert_close(rows[:, 0], start, atol=1e-5, rtol=0)
+    torch.testing.assert_close(rows[:, -1], end, atol=1e-5, rtol=0)
+    assert (rows[:, 1] - rows[:, 0]).abs().max() > 1e-4  # it does move between them
+
+
+def test_zero_edit_returns_the_original(vae_run) -> None:
+    from genbench.report.arithmetic import arithmetic_images, latent_stats
+    from genbench.report.gallery import GalleryOptions, codes
+
+    _, run = vae_run
+    z, y = latent_stats(run, seed=0)
+    assert torch.equal(latent.apply_edit(z, torch.zeros_like(z[0]), 5.0), z)
+    # a class transfer to each code's own class is the identity too
+    moved = latent.class_transfer(z, y, latent.class_means(z, y, 10))  # (N, K, D)
+    torch.testing.assert_close(moved[torch.arange(len(y)), y], z, atol=1e-5, rtol=0)
+    images, ncol = arithmetic_images(run, GalleryOptions(n=4))
+    assert ncol == 1 + 1 + 10  # input, unedited decode, ten classes
+    grid = images.view(4, ncol, 1, 28, 28)
+    x = run.data.eval_x("test", 4)
+    torch.testing.assert_close(grid[:, 0], x)
+    torch.testing.assert_close(grid[:, 1], reconstruct(run.model, x), atol=1e-6, rtol=0)
+    own = grid[torch.arange(4), 2 + run.data.eval_y("test", 4)]
+    torch.testing.assert_close(own, reconstruct(run.model, x), atol=1e-5, rtol=0)
+    assert codes(run, x, None).shape == (4, 4)
+
+
+def test_slerp_keeps_the_norm_and_lerp_does_not() -> None:
+    gen = torch.Generator().manual_seed(0)
+    z0, z1 = torch.randn(5, 16, generator=gen), torch.randn(5, 16, generator=gen)
+    z0, z1 = z0 / z0.norm(dim=1, keepdim=True), z1 / z1.norm(dim=1, keepdim=True)
+    s, line = latent.interpolate(z0, z1, 9, "slerp"), latent.interpolate(z0, z1, 9, "linear")
+    torch.testing.assert_close(s.norm(dim=-1), torch.ones(5, 9))
+    assert (line[:, 4].norm(dim=-1) < 0.95).all()
+    torch.testing.assert_close(s[:, 0], z0)
+    torch.testing.assert_close(s[:, -1], z1)
+    # equal angles between consecutive steps: uniform speed along the great circle
+    cos = (s[:, 1:] * s[:, :-1]).sum(-1)
+    torch.testing.assert_close(cos, cos[:, :1].expand_as(cos), atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="linear or slerp"):
+        latent.interpolate(z0, z1, 3, "cubic")
+
+
+def test_attribute_vector_is_the_difference_of_means() -> None:
+    z = torch.tensor([[1.0, 0.0], [3.0, 0.0], [0.0, 2.0], [0.0, 4.0]])
+    has = torch.tensor([1, 1, 0, 0])
+    torch.testing.assert_close(latent.attribute_vector(z, has, unit=False), torch.tensor([2.0, -3.0]))
+    assert latent.attribute_vector(z, has).norm().item() == pytest.approx(1.0)
+
+
+def test_manifold_grid_is_the_inverse_gaussian_cdf(tmp_path: Path) -> None:
+    from torch.distributions import Independent, MultivariateNormal, Normal
+
+    z = latent.manifold_codes(Independent(Normal(torch.zeros(2), torch.ones(2)), 1), 4)
+    u = norm.ppf((torch.arange(4) + 0.5).numpy() / 4)
+    torch.testing.assert_close(z[:4, 0], torch.tensor(u, dtype=torch.float32))  # first row: x varies
+    torch.testing.assert_close(z[::4, 1], torch.tensor(u[::-1].copy(), dtype=torch.float32))
+    tril = torch.tensor([[2.0, 0.0], [1.0, 0.5]])
+    mvn = MultivariateNormal(torch.tensor([1.0, -1.0]), scale_tril=tril)
+    torch.testing.assert_close(latent.manifold_codes(mvn, 4), torch.tensor([1.0, -1.0]) + z @ tril.T)
+
+
+def test_gallery_command_writes_pngs_and_rejects_bad_input(tmp_path: Path) -> None:
+    from genbench.cli import app
+
+    run_dir = make_vae_run(tmp_path / "synthetic" / "vae" / "run2d", latent_dim=2, steps=5)
+    runner = CliRunner()
+    for kind, extra in [("manifold", []), ("interpolation", ["--endpoints", "0,5", "--mode", "slerp"]),
+                        ("samples", []), ("reconstructions", []), ("scatter", []),
+                        ("arithmetic", ["--class", "3", "--strength", "2"])]:
+        out = tmp_path / f"{kind}.png"
+        res = runner.invoke(app, ["gallery", str(run_dir), "--kind", kind, "--out", str(out), *extra])
+        assert res.exit_code == 0, res.output
+        assert Image.open(out).size[0] > 28
+    assert Image.open(tmp_path / "manifold.png").size == (20 * 30 + 2, 20 * 30 + 2)
+    assert Image.open(tmp_path / "interpolation.png").size == (10 * 30 + 2, 30 + 2)
+    bad = [(["--kind", "cubes"], "unknown gallery kind"),
+           (["--kind", "interpolation", "--endpoints", "0,1,2"], "pairs"),
+           (["--kind", "interpolation", "--endpoints", "0,9999"], "out of range"),
+           (["--kind", "interpolation", "--mode", "cubic"], "linear, slerp or both"),
+           (["--kind", "arithmetic", "--class", "Smiling"], "unknown class or attribute")]
+    for args, message in bad:
+        res = runner.invoke(app, ["gallery", str(run_dir), *args])
+        assert res.exit_code == 2 and message in res.output, res.output
+    wide = make_vae_run(tmp_path / "synthetic" / "vae" / "run4d", latent_dim=4, steps=1)
+    res = runner.invoke(app, ["gallery", str(wide), "--kind", "manifold"])
+    assert res.exit_code == 2 and "2-D latent" in res.output
+    res = runner.invoke(app, ["gallery", str(tmp_path), "--kind", "samples"])
+    assert res.exit_code == 2 and "not a run folder" in res.output
