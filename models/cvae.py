@@ -54,14 +54,15 @@ def label_width(info: DataInfo) -> int:
                         "labels or attributes (use mnist, mnist-5k, fashion-mnist or celeba)")
 
 
-def label_features(y: torch.Tensor, info: DataInfo) -> torch.Tensor:
+def label_features(y: torch.Tensor, info: DataInfo, dtype: torch.dtype = torch.float32
+                   ) -> torch.Tensor:
     """Labels as the float vectors the networks take: (N,) classes -> (N, K) one-hot.
 
     Float (N, K) rows are taken as given (soft or mixed labels); attributes pass through.
     """
     if info.num_classes and not torch.is_floating_point(y):
-        return F.one_hot(y.long(), info.num_classes).float()
-    return y.float()
+        return F.one_hot(y.long(), info.num_classes).to(dtype)
+    return y.to(dtype)
 
 
 def need_labels(y: torch.Tensor | None) -> torch.Tensor:
@@ -134,7 +135,8 @@ class CVAE(nn.Module):
         return Independent(Normal(self.zero, torch.ones_like(self.zero)), 1)
 
     def encode(self, x: torch.Tensor, y: torch.Tensor | None = None) -> Distribution:
-        mu, logvar = self.encoder(x, label_features(need_labels(y), self.info)).chunk(2, dim=-1)
+        y_feat = label_features(need_labels(y), self.info, self.zero.dtype)
+        mu, logvar = self.encoder(x, y_feat).chunk(2, dim=-1)
         return Independent(Normal(mu, (0.5 * logvar).exp()), 1)
 
     def decode(self, z: torch.Tensor, y: torch.Tensor | None = None) -> Distribution:
@@ -158,8 +160,8 @@ class CVAE(nn.Module):
         return torch.bernoulli(self.attribute_freq.expand(n, -1), generator=generator)
 
     def _logits(self, z: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
-        return decoder_logits(self.decoder, z, label_features(need_labels(y), self.info),
-                              self.info.shape)
+        y_feat = label_features(need_labels(y), self.info, self.zero.dtype)
+        return decoder_logits(self.decoder, z, y_feat, self.info.shape)
 
     # -- training ---------------------------------------------------------------------
     def on_train_start(self, data: DataBundle) -> None:
@@ -177,7 +179,7 @@ class CVAE(nn.Module):
 
         ``eps`` (N, D) fixes the standard-normal noise (tests); by default it is drawn.
         """
-        y_feat = label_features(y, self.info)
+        y_feat = label_features(y, self.info, self.zero.dtype)
         mu, logvar = self.encoder(x, y_feat).chunk(2, dim=-1)
         eps = torch.randn_like(mu) if eps is None else eps
         z = mu + eps * (0.5 * logvar).exp()  # reparameterization trick

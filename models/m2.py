@@ -1,0 +1,257 @@
+"""M2, the semi-supervised VAE of Kingma, Rezende, Mohamed & Welling (2014), section 3.1.2.
+
+Generative model p(y) p(z) p(x|y, z) with a uniform p(y) over K classes and p(z) = N(0, I);
+inference networks q(y|x) (the classifier) and q(z|x, y). For a labelled pair the bound is
+
+    log p(x, y) >= L(x, y) = E_q(z|x,y)[log p(x|y, z)] + log p(y) - KL(q(z|x, y) || p(z)),   (eq. 6)
+
+and for an unlabelled x the label is summed out (all K labels, no sampling):
+
+    log p(x) >= U(x) = sum_y q(y|x) L(x, y) + H(q(y|x)).                                     (eq. 7)
+
+Objective (eq. 9): J^alpha = sum_labelled L + sum_unlabelled U - alpha E_labelled[-log q(y|x)]
+with alpha = 0.1 N. Kingma's code (nips14-ssl, learn_yz_x_ss.py) weighs each labelled
+example's log q(y|x) by beta = 0.1 N / N_l and divides the whole sum by N; so per image,
+
+    J^alpha / N = (N_l/N) mean_l L + 0.1 mean_l log q(y|x) + (N_u/N) mean_u U.
+
+Each step takes the runner's batch as unlabelled data (the labelled images in it are dropped,
+as the paper keeps the two sets apart) plus a mini-batch of the stored labelled set.
+
+The labelled subset (``labels`` images, balanced across classes) is chosen in
+``on_train_start`` with the fixed ``label_seed`` and kept as buffers, so it is checkpointed.
+M1+M2 (M2 on a trained VAE's codes) is not implemented.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.distributions import Categorical, Distribution, Independent, Normal
+
+from genbench import register_model
+from genbench.contract import Batch, DataInfo
+from genbench.data.bundle import DataBundle, transform
+from genbench.errors import GenbenchError
+from genbench.nn import activation, build_decoder, build_encoder, mlp
+from genbench.observation import observation_log_prob, observation_model
+
+
+@dataclass(frozen=True)
+class M2Config:
+    hidden: tuple[int, ...] = (500,)  # q(z|x,y) and p(x|y,z) MLPs (the paper: one layer of 500)
+    classifier_hidden: tuple[int, ...] = (500,)  # q(y|x)
+    latent_dim: int = 50
+    activation: str = "softplus"
+    lr: float = 3e-4  # the paper's Adam step size
+    labels: int = 100  # labelled training images, balanced across classes
+    label_seed: int = 0  # fixes which images are labelled (the same for every run seed)
+    alpha: float = 0.1  # classification weight: alpha * N on E_labelled[-log q(y|x)] (eq. 9)
+    labelled_batch: int = 100  # labelled images per step (all of them when fewer)
+
+
+def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu, sigma^2) || N(0, I)) per row, Kingma & Welling (2013) Appendix B."""
+    return -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(-1)
+
+
+def balanced_subset(y: torch.Tensor, n: int, num_classes: int, seed: int) -> torch.Tensor:
+    """Sorted indices of ``n`` examples, ``n / num_classes`` of each class, fixed by ``seed``.
+
+    One permutation of all indices (CPU generator, so every device picks the same) and the
+    first ``n / K`` of each class in that order.
+    """
+    if n <= 0 or n % num_classes:
+        raise GenbenchError(f"labels={n} must be a positive multiple of the {num_classes} "
+                            f"classes (e.g. --set labels={10 * num_classes})")
+    per_class = n // num_classes
+    y = y.cpu()
+    order = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))
+    chosen = []
+    for c in range(num_classes):
+        members = order[y[order] == c]
+        if len(members) < per_class:
+            raise GenbenchError(f"class {c} has {len(members)} training images, fewer than the "
+                                f"{per_class} labels per class asked for; lower --set labels")
+        chosen.append(members[:per_class])
+    return torch.cat(chosen).sort().values
+
+
+class LabelledEncoder(nn.Module):
+    """q(z|x, y): one layer on concat(x, y) split as W_x x + W_y y, so that summing over all
+    K labels (eq. 7) computes the x part once."""
+
+    def __init__(self, info: DataInfo, hidden: tuple[int, ...], latent_dim: int, act: str) -> None:
+        super().__init__()
+        width = hidden[0]
+        self.x_part = build_encoder(info.shape, (), width, act)  # (N, width)
+        self.y_part = nn.Linear(int(info.num_classes or 0), width, bias=False)
+        self.head = nn.Sequential(activation(act), mlp([*hidden, 2 * latent_dim], act))
+
+    def forward(self, hx: torch.Tensor, y_feat: torch.Tensor) -> torch.Tensor:
+        """``hx`` = x_part(x) (..., width), labels (..., K) -> (..., 2 * latent_dim)."""
+        return self.head(hx + self.y_part(y_feat))
+
+
+@register_model("m2")
+class M2(nn.Module):
+    """Semi-supervised VAE M2 (Kingma et al. 2014): q(y|x), q(z|x,y), p(x|y,z)."""
+
+    Config = M2Config
+    conditional = True
+    presets = {
+        "smoke": {"hidden": (64,), "classifier_hidden": (64,), "latent_dim": 8, "lr": 1e-3},
+        "quick": {"hidden": (500,), "classifier_hidden": (500,), "latent_dim": 50, "lr": 1e-3,
+                  "epochs": 30},
+        "paper": {"hidden": (500,), "classifier_hidden": (500,), "latent_dim": 50},
+    }
+
+    def __init__(self, config: M2Config, info: DataInfo) -> None:
+        super().__init__()
+        if not info.num_classes:
+            raise GenbenchError(f"m2 needs class labels; dataset {info.name!r} has none "
+                                "(use mnist, mnist-5k or fashion-mnist)")
+        self.config, self.info = config, info
+        k, act = info.num_classes, config.activation
+        self.classifier = build_encoder(info.shape, config.classifier_hidden, k, act)
+        self.encoder = LabelledEncoder(info, config.hidden, config.latent_dim, act)
+        self.decoder = build_decoder(info.shape, tuple(reversed(config.hidden)),
+                                     config.latent_dim + k, act)
+        self.log_std = nn.Parameter(torch.tensor(-1.0), requires_grad=info.observation == "gaussian")
+        self.register_buffer("zero", torch.zeros(config.latent_dim))
+        # the labelled subset, filled by on_train_start and saved with the weights
+        self.register_buffer("labelled_index", torch.zeros(config.labels, dtype=torch.int64))
+        self.register_buffer("labelled_x", torch.zeros(config.labels, *info.shape, dtype=torch.uint8))
+        self.register_buffer("labelled_y", torch.zeros(config.labels, dtype=torch.int64))
+        self.register_buffer("train_size", torch.zeros((), dtype=torch.int64))
+
+    # -- capabilities -----------------------------------------------------------------
+    def prior(self) -> Distribution:
+        return Independent(Normal(self.zero, torch.ones_like(self.zero)), 1)
+
+    def classify(self, x: torch.Tensor) -> Distribution:
+        return Categorical(logits=self.classifier(x))
+
+    def encode(self, x: torch.Tensor, y: torch.Tensor | None = None) -> Distribution:
+        mu, logvar = self._q_z(x, self._one_hot(y))
+        return Independent(Normal(mu, (0.5 * logvar).exp()), 1)
+
+    def decode(self, z: torch.Tensor, y: torch.Tensor | None = None) -> Distribution:
+        return observation_model(self.info.observation, self._logits(z, self._one_hot(y)),
+                                 self.log_std)
+
+    def generate(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        return torch.sigmoid(self._logits(z, self._one_hot(y)))
+
+    def sample(self, n: int, generator: torch.Generator | None = None,
+               y: torch.Tensor | None = None) -> torch.Tensor:
+        """n images from p(y) p(z) p(x|y,z); without ``y`` the classes are drawn uniformly."""
+        dev = self.zero.device
+        z = torch.randn(n, self.config.latent_dim, generator=generator, device=dev)
+        if y is None:
+            y = torch.randint(int(self.info.num_classes), (n,), generator=generator, device=dev)
+        return self.generate(z, y)
+
+    # -- networks ---------------------------------------------------------------------
+    def _one_hot(self, y: torch.Tensor | None) -> torch.Tensor:
+        if y is None:
+            raise GenbenchError("m2 is conditional: pass y= labels (its classifier is classify(x))")
+        if torch.is_floating_point(y):
+            return y.to(self.zero.dtype)  # (N, K) given as probabilities
+        return F.one_hot(y.long(), int(self.info.num_classes)).to(self.zero.dtype)
+
+    def _q_z(self, x: torch.Tensor, y_feat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.encoder(self.encoder.x_part(x), y_feat).chunk(2, dim=-1)
+
+    def _logits(self, z: torch.Tensor, y_feat: torch.Tensor) -> torch.Tensor:
+        """p(x|y,z) logits for z (..., N, D), labels (N, K): (..., N, C, H, W)."""
+        lead = z.shape[:-1]
+        y_feat = y_feat.expand(*lead, y_feat.shape[-1])
+        h = torch.cat([z, y_feat], dim=-1).reshape(-1, z.shape[-1] + y_feat.shape[-1])
+        return self.decoder(h).reshape(*lead, *self.info.shape)
+
+    # -- the bounds -------------------------------------------------------------------
+    def labelled_bound(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """L(x, y) of eq. 6 per image (N,), one reparameterized draw; includes log p(y)."""
+        y_feat = self._one_hot(y)
+        mu, logvar = self._q_z(x, y_feat)
+        z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
+        recon = observation_log_prob(self.info.observation, self._logits(z, y_feat), x, self.log_std)
+        return recon - gaussian_kl(mu, logvar) - math.log(self.info.num_classes)
+
+    def unlabelled_bound(self, x: torch.Tensor) -> torch.Tensor:
+        """U(x) of eq. 7 per image (N,): L(x, y) for all K labels, weighted by q(y|x), + H."""
+        n, k = x.shape[0], int(self.info.num_classes)
+        eye = torch.eye(k, device=x.device, dtype=x.dtype)
+        hx = self.encoder.x_part(x)[:, None, :]  # (N, 1, width), shared by the K labels
+        mu, logvar = self.encoder(hx, eye).chunk(2, dim=-1)  # (N, K, D)
+        z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
+        logits = self._logits(z, eye).reshape(n * k, *self.info.shape)  # row i*K + y
+        x_rep = x[:, None].expand(n, k, *x.shape[1:]).reshape(n * k, *x.shape[1:])
+        recon = observation_log_prob(self.info.observation, logits, x_rep, self.log_std).view(n, k)
+        bound = recon - gaussian_kl(mu, logvar) - math.log(k)  # L(x, y): (N, K)
+        log_q = torch.log_softmax(self.classifier(x), dim=-1)
+        return (log_q.exp() * (bound - log_q)).sum(-1)
+
+    # -- training ---------------------------------------------------------------------
+    def on_train_start(self, data: DataBundle) -> None:
+        """Choose the balanced labelled subset (fixed by ``label_seed``) and store it."""
+        if data.train.y is None:
+            raise GenbenchError(f"m2 needs class labels; dataset {data.info.name!r} has none")
+        index = balanced_subset(data.train.y, self.config.labels, int(self.info.num_classes),
+                                self.config.label_seed).to(data.device)
+        self.labelled_index.copy_(index)
+        self.labelled_x.copy_(data.train.x[index])
+        self.labelled_y.copy_(data.train.y[index])
+        self.train_size.fill_(len(data.train))
+
+    def labelled_counts(self) -> torch.Tensor:
+        """Labelled images per class (K,): the record that the subset is balanced."""
+        return torch.bincount(self.labelled_y, minlength=int(self.info.num_classes))
+
+    def labelled_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """A mini-batch of the labelled set, binarized/dequantized like the training data."""
+        n_l, dev = self.config.labels, self.labelled_y.device
+        pick = (torch.randperm(n_l, device=dev)[: self.config.labelled_batch]
+                if n_l > self.config.labelled_batch else torch.arange(n_l, device=dev))
+        gen = torch.Generator(device=dev)
+        if self.info.variant == "static":  # one fixed binarization of the labelled images
+            gen.manual_seed(self.config.label_seed)
+            x = transform(self.labelled_x, "static", gen, train=False)[pick]
+        else:  # fresh noise each step, from the run's seeded stream
+            gen.manual_seed(int(torch.randint(2**62, (1,))))
+            x = transform(self.labelled_x[pick], self.info.variant, gen, train=True)
+        return x, self.labelled_y[pick]
+
+    def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"m2": torch.optim.Adam(self.parameters(), lr=self.config.lr, foreach=True)}
+
+    def objective(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """J^alpha / N (eq. 9, per image) and its parts for one step."""
+        if int(self.train_size) == 0:
+            raise GenbenchError("m2 has no labelled subset: the runner must call on_train_start(data)")
+        x_u = batch.x
+        if batch.index is not None:  # the labelled images are not also unlabelled
+            x_u = x_u[~torch.isin(batch.index, self.labelled_index)]
+        x_l, y_l = self.labelled_batch()
+        n, n_l = float(self.train_size), float(self.config.labels)
+        bound_l = self.labelled_bound(x_l, y_l).mean()
+        log_q = self.classify(x_l).log_prob(y_l).mean()
+        bound_u = self.unlabelled_bound(x_u).mean() if len(x_u) else bound_l.new_zeros(())
+        total = (n_l / n) * bound_l + self.config.alpha * log_q + ((n - n_l) / n) * bound_u
+        return {"objective": total, "labelled_bound": bound_l, "unlabelled_bound": bound_u,
+                "class_nll": -log_q}
+
+    def training_step(self, batch: Batch, optimizers: dict[str, torch.optim.Optimizer]
+                      ) -> dict[str, torch.Tensor]:
+        parts = self.objective(batch)
+        opt = optimizers["m2"]
+        opt.zero_grad(set_to_none=True)
+        (-parts["objective"]).backward()
+        opt.step()
+        stats = {k: v.detach() for k, v in parts.items() if k != "objective"}
+        return {"loss": -parts["objective"].detach(), **stats}
