@@ -398,6 +398,25 @@ def test_celeba_missing_or_corrupt_images_and_text(tmp_path: Path) -> None:
         load_dataset(DataRequest("celeba", data_dir=str(tmp_path)))
 
 
+@pytest.mark.parametrize(("body", "message"), [
+    ("3\nA B\nx.jpg 1 -1\ny.jpg 1\nz.jpg -1 1\n", "line 4 does not have 2 values"),
+    ("3\nA B\nx.jpg 1 -1\ny.jpg 1 yes\nz.jpg -1 1\n", "has non-numbers"),
+    ("3\nA B\nx.jpg 1 -1\ny.jpg 1 0\nz.jpg -1 1\n", "other than -1 and 1"),
+    ("A B\nx.jpg 1 -1\n", "does not start with an image count"),
+])
+def test_celeba_bad_attribute_files(tmp_path: Path, body: str, message: str) -> None:
+    (tmp_path / "attr.txt").write_text(body)
+    with pytest.raises(DataMissing, match=message):
+        celeba_source.read_attributes(tmp_path / "attr.txt")
+
+
+def test_celeba_attribute_file_with_crlf_and_padding(tmp_path: Path) -> None:
+    (tmp_path / "attr.txt").write_text("2\r\nA B \r\nx.jpg  1 -1\r\ny.jpg -1  1\r\n")
+    names, files, values = celeba_source.read_attributes(tmp_path / "attr.txt")
+    assert names == ("A", "B") and files == ["x.jpg", "y.jpg"]
+    np.testing.assert_array_equal(values, [[1, -1], [-1, 1]])
+
+
 # -- the built-in small sets --------------------------------------------------------------
 @pytest.fixture(scope="module")
 def mnist5k_pair():

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import warnings
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -59,18 +60,25 @@ def read_attributes(path: Path) -> tuple[tuple[str, ...], list[str], np.ndarray]
         raise DataMissing(f"{path} does not start with an image count and the attribute names; "
                           f"is it CelebA's {ATTR_FILE}?")
     names = tuple(lines[1].split())
-    rows = [line.split() for line in lines[2:] if line.strip()]
+    rows = [line.split(None, 1) for line in lines[2:] if line.strip()]  # [file, "v1 ... vA"]
     if len(rows) != int(lines[0]):
         raise DataMissing(f"{path} announces {int(lines[0])} images but lists {len(rows)}; "
                           "it is truncated: fetch it again")
-    bad = next((i for i, r in enumerate(rows) if len(r) != len(names) + 1), None)
-    if bad is not None:
-        raise DataMissing(f"{path} line {bad + 3} has {len(rows[bad]) - 1} values for "
-                          f"{len(names)} attributes; fetch the file again")
-    values = np.array([r[1:] for r in rows], dtype=np.int8).reshape(len(rows), len(names))
-    if not np.isin(values, (-1, 1)).all():
+    try:  # one C-level parse of 8 million numbers: several times faster than row by row
+        with warnings.catch_warnings():  # older numpy warns where newer raises: size is checked
+            warnings.simplefilter("ignore", DeprecationWarning)
+            values = np.fromstring(" ".join(r[1] if len(r) > 1 else "" for r in rows),
+                                   dtype=np.int64, sep=" ")
+    except ValueError:  # a non-number
+        values = np.empty(0, dtype=np.int64)
+    if values.size != len(rows) * len(names):
+        bad = next((i for i, r in enumerate(rows) if len(r) < 2 or len(r[1].split()) != len(names)), None)
+        where = f"line {bad + 3} does not have {len(names)} values" if bad is not None else "has non-numbers"
+        raise DataMissing(f"{path} {where}; fetch the file again")
+    values = values.reshape(len(rows), len(names))
+    if not ((values == 1) | (values == -1)).all():
         raise DataMissing(f"{path} has attribute values other than -1 and 1; fetch the file again")
-    return names, [r[0] for r in rows], values
+    return names, [r[0] for r in rows], values.astype(np.int8)
 
 
 def read_partition(path: Path) -> dict[str, int]:
