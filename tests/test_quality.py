@@ -183,3 +183,128 @@ def test_classes_covered_ignores_stray_predictions():
     counts = torch.zeros(10, dtype=torch.float64)
     counts[0], counts[1] = 995.0, 5.0  # class 1 at 0.5% of samples, 5% of its data share
     assert classes_covered(counts, uniform) == 1
+
+
+# -- the adapters on synthetic data -------------------------------------------------------
+
+from pathlib import Path  # noqa: E402
+
+from genbench.data import DataRequest, load_dataset  # noqa: E402
+from genbench.metrics.context import EvalContext  # noqa: E402
+from genbench.metrics.features import fixed_subset, load_or_train_extractor, mean_images  # noqa: E402
+from genbench.metrics.quality import SAMPLE_BLOCK, generated_features, modes, quality  # noqa: E402
+from genbench.presets import get_preset  # noqa: E402
+
+
+class TrainingImages(torch.nn.Module):
+    """A 'generator' that replays the floor's training subset, plus Gaussian pixel noise."""
+
+    def __init__(self, data, noise: float = 0.0, only_class: int | None = None) -> None:
+        super().__init__()
+        x, y = data.train.x, data.train.y
+        order = fixed_subset(len(x), len(x))
+        if only_class is not None:
+            order = order[y[order] == only_class]
+        self.images = mean_images(x[order], data.info.variant)
+        self.noise, self.pos = noise, 0
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        index = torch.arange(self.pos, self.pos + n) % len(self.images)
+        self.pos += n
+        eps = torch.randn(self.images[index].shape, generator=generator)
+        return (self.images[index] + self.noise * eps).clamp(0, 1)
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory):
+    cache = tmp_path_factory.mktemp("cache")
+    data = load_dataset(DataRequest("synthetic"))
+    load_or_train_extractor(data, epochs=1, cache_dir=cache)  # trained once for the module
+    return data, cache
+
+
+def _vae(data) -> torch.nn.Module:
+    from genbench.plugins import load_plugins
+    from genbench.registry import get_model
+
+    load_plugins()
+    cls = get_model("vae").cls
+    torch.manual_seed(0)
+    return cls(cls.Config(hidden=(32,), latent_dim=4), data.info).eval()
+
+
+def _ctx(model, data, cache: Path, root: Path, seed: int = 0) -> EvalContext:
+    return EvalContext(model=model, data=data, preset=get_preset("smoke"), seed=seed,
+                       device=torch.device("cpu"), cache_dir=cache, results_root=root)
+
+
+def test_quality_at_the_floor_for_real_images_and_rising_with_noise(synthetic, tmp_path):
+    data, cache = synthetic
+    n = get_preset("smoke").n_quality
+    assert n <= len(data.train)  # so the replayed images are exactly the floor's
+    out = quality(_ctx(TrainingImages(data), data, cache, tmp_path))
+    assert out["fid"] == pytest.approx(out["floor_fid"], rel=1e-9)
+    assert out["precision"] == out["floor_precision"] and out["coverage"] == out["floor_coverage"]
+    assert out["feature_space"].startswith("cnn28-classes:") and 0 < out["feature_accuracy"] <= 1
+    floors = list((tmp_path / "synthetic" / "_floor").glob("*.json"))
+    assert len(floors) == 1
+    stamp = floors[0].stat().st_mtime_ns
+    fids = [out["fid"]]
+    for noise in (0.05, 0.2, 0.5):
+        fids.append(quality(_ctx(TrainingImages(data, noise), data, cache, tmp_path))["fid"])
+    assert all(b > a for a, b in zip(fids, fids[1:], strict=False)), fids
+    assert floors[0].stat().st_mtime_ns == stamp  # the floor is stored once, then read
+
+
+def test_modes_catch_a_single_class_generator(synthetic, tmp_path):
+    data, cache = synthetic
+    out = modes(_ctx(TrainingImages(data, only_class=3), data, cache, tmp_path))
+    assert out["classes_covered"] == 1
+    assert out["mode_kl"] == pytest.approx(math.log(10), abs=0.05)
+    assert out["inception_score"] < 1.5
+    assert out["floor_classes_covered"] == 10 and out["floor_mode_kl"] < 0.1
+    full = modes(_ctx(TrainingImages(data), data, cache, tmp_path))
+    assert full["classes_covered"] == 10 and full["mode_kl"] == out["floor_mode_kl"]
+
+
+def test_quality_of_a_vae_has_every_key(synthetic, tmp_path):
+    data, cache = synthetic
+    model = _vae(data)
+    out = {**quality(_ctx(model, data, cache, tmp_path)), **modes(_ctx(model, data, cache, tmp_path))}
+    for key in ("fid", "kid", "kid_stderr", "precision", "recall", "density", "coverage",
+                "inception_score", "mode_kl", "classes_covered", "floor_fid", "floor_kid"):
+        assert math.isfinite(out[key]), key
+    assert out["fid"] > out["floor_fid"]  # an untrained VAE is far from real data
+    again = quality(_ctx(model, data, cache, tmp_path))
+    assert again == {k: v for k, v in out.items() if k in again}  # seeded: reproducible
+
+
+def test_sample_count_independent_of_chunk(synthetic):
+    data, cache = synthetic
+    ext = load_or_train_extractor(data, epochs=1, cache_dir=cache)
+    model = _vae(data)
+    n = 3 * SAMPLE_BLOCK + 5
+    a = generated_features(model, ext, n, seed=7, device=torch.device("cpu"), chunk=50)
+    b = generated_features(model, ext, n, seed=7, device=torch.device("cpu"), chunk=1000)
+    assert a.features.shape[0] == n and b.features.shape[0] == n
+    assert torch.allclose(a.features, b.features, atol=1e-5)
+    prefix = generated_features(model, ext, SAMPLE_BLOCK, seed=7, device=torch.device("cpu"))
+    assert torch.allclose(prefix.features, a.features[:SAMPLE_BLOCK], atol=1e-5)
+
+
+def test_conditional_sampling_gets_labels_from_the_data(synthetic):
+    data, cache = synthetic
+    ext = load_or_train_extractor(data, epochs=1, cache_dir=cache)
+    seen = []
+
+    class Conditional(torch.nn.Module):
+        conditional = True
+
+        def sample(self, n, generator=None, y=None):
+            seen.append(y)
+            return torch.zeros(n, 1, 28, 28)
+
+    generated_features(Conditional(), ext, 100, seed=0, device=torch.device("cpu"),
+                       labels=data.train.y)
+    ys = torch.cat(seen)
+    assert ys.shape == (100,) and set(ys.tolist()) <= set(range(10)) and len(set(ys.tolist())) > 5
