@@ -370,6 +370,19 @@ def test_celeba_caches_decoded_images_keyed_by_file_list(tmp_path: Path,
     assert torch.equal(third.test.x[0], first.train.x[0])
 
 
+def test_celeba_in_a_read_only_folder_loads_with_a_note(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    write_celeba(tmp_path)
+
+    def read_only(obj: object, path: Path) -> None:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(celeba_source.torch, "save", read_only)
+    b = load_dataset(DataRequest("celeba", data_dir=str(tmp_path)))
+    assert len(b.train) == 6 and len(b.notes) == 3 and "could not cache" in b.notes[0]
+    assert not list((tmp_path / "celeba").glob("genbench_*"))  # no temp files left behind
+
+
 def test_celeba_missing_files_are_listed_in_one_line(tmp_path: Path) -> None:
     with pytest.raises(DataMissing) as err:
         load_dataset(DataRequest("celeba", data_dir=str(tmp_path)))

@@ -11,7 +11,8 @@ leaves)::
 Images go through torchvision's ``Resize(64)`` then ``CenterCrop(64)`` on PIL images, the
 preprocessing of the DCGAN example (Radford et al. 2016). Decoding 200,000 JPEGs takes
 minutes, so each split's decoded uint8 tensor (N, 3, 64, 64) is cached once under
-``<root>/celeba/genbench_64x64_<split>.pt``, keyed by its file list. The published
+``<root>/celeba/genbench_64x64_<split>.pt``, keyed by its file list (delete those files
+after replacing images under the same names). The published
 partitions are used as they are: no random validation split.
 """
 
