@@ -1,0 +1,211 @@
+"""The report from small fake result folders: the right means, stds and seed counts, failed
+runs with reasons, best values marked in the metric's direction, presets never mixed, plots
+written, and an HTML page that headless Chromium renders with every image loaded."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from genbench.report import tables
+
+VAE_ELBO = [-100.0, -102.0, -104.0]  # mean -102, std 2
+VAE_FID, AE_FID, GAN_FID = [10.0, 12.0, 14.0], [5.0, 7.0], [20.0]
+
+
+def write_run(root: Path, model: str, seed: int, metrics: dict, *, preset: str = "quick",
+              dataset: str = "synthetic", variant: str = "dynamic", history: str | None = None,
+              latent_dim: int = 8) -> Path:
+    folder = root / dataset / model / f"{preset}-{variant}-seed{seed}-abc123"
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps({
+        "model": model, "model_config": {"latent_dim": latent_dim}, "seed": seed,
+        "preset": {"name": preset}, "dataset": {"name": dataset, "variant": variant}}))
+    (folder / "metrics.json").write_text(json.dumps({"status": "finished", **metrics}))
+    if history:
+        (folder / "history.csv").write_text(history)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("results")
+    curves = "epoch,seconds,loss,recon,kl\n1,0.1,110,-100,10\n2,0.1,105,-96,9\n"
+    for seed, (elbo, fid) in enumerate(zip(VAE_ELBO, VAE_FID, strict=True)):
+        write_run(root, "vae", seed, {"test_elbo": elbo, "test_elbo_stderr": 0.5, "fid": fid,
+                                      "floor_fid": 1.5, "feature_space": "cnn-aaaa"}, history=curves)
+    for seed, fid in enumerate(AE_FID):
+        write_run(root, "ae", seed, {"fid": fid, "recon_bce": 60.0 + seed, "feature_space": "cnn-aaaa",
+                                     "not_applicable": {"test_elbo": "point-mass encoder"}})
+    gan_curves = "epoch,seconds,d_loss,g_loss\n1,0.1,1.3,0.8\n2,0.1,1.2,0.9\n"
+    write_run(root, "gan", 0, {"fid": GAN_FID[0], "feature_space": "cnn-aaaa",
+                               "not_applicable": {"test_elbo": "no encoder"}}, history=gan_curves)
+    failed = write_run(root, "gan", 1, {}, history=gan_curves)
+    (failed / "metrics.json").write_text(json.dumps({"status": "failed",
+                                                      "reason": "diverged: NaN in the D loss"}))
+    # another preset (a run with a checkpoint, for the galleries) and a sample-quality number in
+    # another feature space: never mixed in
+    from test_gallery import make_vae_run
+
+    smoke = make_vae_run(root / "synthetic" / "vae" / "smoke-dynamic-seed0-ckpt", steps=5)
+    (smoke / "metrics.json").write_text(json.dumps({"status": "finished", "test_elbo": -300.0}))
+    write_run(root, "dcgan", 0, {"fid": 99.0, "feature_space": "inception-bbbb"})
+    # a run that followed a published protocol
+    write_run(root, "vae", 0, {"test_iwae": -87.0, "test_iwae_stderr": 0.1}, preset="paper",
+              dataset="mnist", latent_dim=50)
+    return root
+
+
+@pytest.fixture(scope="module")
+def report(results: Path, tmp_path_factory: pytest.TempPathFactory):
+    from genbench.report.build import build_report
+
+    out = tmp_path_factory.mktemp("report")
+    return build_report(results, out)
+
+
+def md_tables(text: str) -> list[list[list[str]]]:
+    """Every markdown table as rows of cells (header first)."""
+    found, current = [], []
+    for line in text.splitlines() + [""]:
+        if line.startswith("|"):
+            cells = [c.strip() for c in re.split(r"(?<!\\)\|", line.strip())[1:-1]]
+            if not all(set(c) <= {"-", " "} for c in cells):
+                current.append(cells)
+        elif current:
+            found.append(current)
+            current = []
+    return found
+
+
+def section(text: str, title: str) -> str:
+    start = text.index(title)
+    nxt = text.find("\n## ", start + 1)
+    return text[start: nxt if nxt > 0 else None]
+
+
+def table_with(text: str, column: str) -> dict[str, dict[str, str]]:
+    """The first table with ``column``: model -> {column -> cell}."""
+    for t in md_tables(text):
+        if column in t[0]:
+            return {row[0]: dict(zip(t[0], row, strict=True)) for row in t[1:]}
+    raise AssertionError(f"no table with column {column!r}")
+
+
+def test_table_has_means_stds_and_seed_counts(report) -> None:
+    text = (report.out / "report.md").read_text()
+    quick = section(text, "## synthetic · dynamic · preset quick")
+    elbo = table_with(quick, "ELBO ↑")
+    assert elbo["vae"]["seeds"] == "3"
+    assert elbo["vae"]["ELBO ↑"] == "-102.0 ± 2.0 (s.e. 0.50)"  # alone in its column: not marked
+    assert elbo["ae"]["ELBO ↑"] == "n/a — point-mass encoder"
+    assert elbo["gan"]["ELBO ↑"] == "n/a — no encoder" and elbo["gan"]["seeds"] == "1"
+    assert "-300" not in quick  # the smoke preset has its own section
+    smoke = section(text, "## synthetic · dynamic · preset smoke")
+    assert table_with(smoke, "ELBO ↑")["vae"]["ELBO ↑"].startswith("-300")
+
+
+def test_best_is_marked_in_the_metric_direction(report) -> None:
+    quick = section((report.out / "report.md").read_text(), "## synthetic · dynamic · preset quick")
+    fid = table_with(quick, "FID ↓")
+    assert fid["ae"]["FID ↓"] == f"**{np.mean(AE_FID):.1f} ± {np.std(AE_FID, ddof=1):.1f}**"
+    assert not fid["vae"]["FID ↓"].startswith("**") and not fid["gan"]["FID ↓"].startswith("**")
+    assert fid["real vs real (floor)"]["FID ↓"] == "1.500"
+    # another feature space gets its own table: dcgan's 99 never shares a column with the others
+    assert "dcgan" not in fid
+    assert "feature space `inception-bbbb`" in quick and "feature space `cnn-aaaa`" in quick
+    assert tables.best_models({"a": 1.0, "b": 2.0}, "fid") == {"a"}
+    assert tables.best_models({"a": 1.0, "b": 2.0}, "test_elbo") == {"b"}
+
+
+def test_failed_runs_are_listed_with_reasons(report) -> None:
+    text = (report.out / "report.md").read_text()
+    fails = table_with(section(text, "## synthetic · dynamic · preset quick"), "reason")
+    assert fails["gan"]["status"] == "failed"
+    assert fails["gan"]["reason"] == "diverged: NaN in the D loss"
+    assert report.failed == 1 and report.runs == 10
+
+
+def test_published_figure_beside_ours(report) -> None:
+    paper = section((report.out / "report.md").read_text(), "## mnist · dynamic · preset paper")
+    pub = table_with(paper, "published")
+    row = next(iter(pub.values()))
+    assert row["published"] == "-86.76" and row["difference"] == "-0.24"
+    assert "Burda" in row["source"]
+
+
+def test_plots_exist_and_are_small(report) -> None:
+    img = report.out / "img" / "synthetic-dynamic-quick"
+    for name in ("metrics.png", "curves.png", "likelihood.png", "quality_vs_nll_cnn-aaaa.png"):
+        path = img / name
+        assert path.exists() and path.stat().st_size < 200_000
+        assert min(Image.open(path).size) > 100
+    assert not (img / "quality_vs_nll_inception-bb.png").exists()  # dcgan has FID but no NLL
+    md = (report.out / "report.md").read_text()
+    assert all((report.out / p).exists() for p in re.findall(r"\]\((img/[^)]+\.png)\)", md))
+    assert "**FID** (`fid`)" in md and "**vae**:" in md  # the teaching sections
+
+
+def test_report_command(tmp_path: Path) -> None:
+    from genbench.cli import app
+
+    write_run(tmp_path / "res", "vae", 0, {"test_elbo": -90.0})
+    runner = CliRunner()
+    res = runner.invoke(app, ["report", "--results", str(tmp_path / "res"), "--out", str(tmp_path / "r"),
+                              "--no-galleries"])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "r" / "index.html").exists()
+    res = runner.invoke(app, ["report", "--results", str(tmp_path / "nope")])
+    assert res.exit_code == 2 and "does not exist" in res.output
+    (tmp_path / "empty").mkdir()
+    res = runner.invoke(app, ["report", "--results", str(tmp_path / "empty")])
+    assert res.exit_code == 2 and "no runs" in res.output
+
+
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+PROBE = """<script>window.addEventListener('load', () => {
+  const im = [...document.images];
+  const ok = im.filter(i => i.complete && i.naturalWidth > 0).length;
+  const d = document.createElement('div'); d.id = 'probe';
+  d.textContent = 'IMAGES ' + im.length + ' LOADED ' + ok; document.body.prepend(d); });</script>"""
+
+
+def chromium() -> str:
+    exe = shutil.which("chromium") or shutil.which("chromium-browser")
+    if exe is None:
+        pytest.fail("headless Chromium is needed for the HTML test: apt-get install chromium")
+    return exe
+
+
+def test_html_renders_in_chromium_with_every_image(results: Path, tmp_path: Path) -> None:
+    from test_gallery import make_vae_run
+
+    from genbench.report.build import build_report
+
+    make_vae_run(results / "synthetic" / "vae" / "smoke-dynamic-seed7-ckpt", steps=5, seed=7)
+    report = build_report(results, tmp_path / "report")
+    html = (report.out / "index.html").read_text()
+    assert "src=\"img/" not in html and html.count("data:image/png;base64,") == len(report.images)
+    assert any("galleries" in str(p) for p in report.images)  # the checkpointed run got galleries
+    probe = tmp_path / "probe.html"
+    probe.write_text(html.replace("</body>", PROBE + "</body>"))
+    exe, profile = chromium(), f"--user-data-dir={tmp_path / 'profile'}"
+    dom = subprocess.run([exe, *CHROMIUM_FLAGS, profile, "--virtual-time-budget=10000", "--dump-dom",
+                          probe.as_uri()], capture_output=True, text=True, timeout=120).stdout
+    found = re.search(r"IMAGES (\d+) LOADED (\d+)", dom)
+    assert found, "Chromium did not run the page's probe"
+    assert int(found[1]) == len(report.images) > 5 and found[1] == found[2]
+    shot = tmp_path / "shot.png"
+    subprocess.run([exe, *CHROMIUM_FLAGS, profile, "--window-size=1000,1400", f"--screenshot={shot}",
+                    (report.out / "index.html").as_uri()], capture_output=True, timeout=120)
+    pixels = np.asarray(Image.open(shot).convert("L"), dtype=float)
+    assert pixels.std() > 10, "the screenshot is blank"
