@@ -6,10 +6,14 @@ stack for 64x64 RGB (Radford et al. 2016), which CelebA models share.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+
+from genbench.errors import Diverged, GenbenchError
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU, "tanh": nn.Tanh, "leaky_relu": nn.LeakyReLU, "softplus": nn.Softplus,
@@ -92,3 +96,163 @@ def build_decoder(shape: tuple[int, int, int], hidden: Sequence[int], latent_dim
     if is_conv_shape(shape):
         return ConvDecoder64(latent_dim, c)
     return nn.Sequential(mlp([latent_dim, *hidden, c * h * w], act), nn.Unflatten(1, shape))
+
+
+# -- 28x28 convolutional pair (DCGAN's shape scaled to MNIST-like data) -------------------
+class ConvEncoder28(nn.Module):
+    """(N, C, 28, 28) -> (N, out_features): three strided convolutions, DCGAN's D for MNIST.
+
+    As in Radford et al. (2016): LeakyReLU(0.2) and no BatchNorm on the input layer.
+    """
+
+    def __init__(self, channels: int, out_features: int, width: int = 32) -> None:
+        super().__init__()
+        w = width
+        self.net = nn.Sequential(
+            nn.Conv2d(channels, w, 4, 2, 1), nn.LeakyReLU(0.2),  # 14x14
+            nn.Conv2d(w, 2 * w, 4, 2, 1), nn.BatchNorm2d(2 * w), nn.LeakyReLU(0.2),  # 7x7
+            nn.Conv2d(2 * w, 4 * w, 3, 2, 1), nn.BatchNorm2d(4 * w), nn.LeakyReLU(0.2),  # 4x4
+            nn.Flatten(), nn.Linear(4 * w * 16, out_features),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class ConvDecoder28(nn.Module):
+    """(N, latent) -> (N, C, 28, 28) pre-activations: DCGAN's generator for MNIST."""
+
+    def __init__(self, latent_dim: int, channels: int, width: int = 32) -> None:
+        super().__init__()
+        w = width
+        self.net = nn.Sequential(
+            nn.Unflatten(1, (latent_dim, 1, 1)),
+            nn.ConvTranspose2d(latent_dim, 4 * w, 7, 1, 0), nn.BatchNorm2d(4 * w), nn.ReLU(),  # 7
+            nn.ConvTranspose2d(4 * w, 2 * w, 4, 2, 1), nn.BatchNorm2d(2 * w), nn.ReLU(),  # 14
+            nn.ConvTranspose2d(2 * w, channels, 4, 2, 1),  # 28
+        )
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z)
+
+
+def conv_pair(shape: tuple[int, int, int], latent_dim: int, out_features: int,
+              width: int) -> tuple[nn.Module, nn.Module]:
+    """(encoder x -> out_features, decoder z -> pre-activation image) for 28x28 or 64x64."""
+    c, h, w = shape
+    if (h, w) == (28, 28):
+        return ConvEncoder28(c, out_features, width), ConvDecoder28(latent_dim, c, width)
+    if (h, w) == (64, 64):
+        return ConvEncoder64(c, out_features, width), ConvDecoder64(latent_dim, c, width)
+    raise GenbenchError(f"the convolutional models take 28x28 or 64x64 images, not {h}x{w}; "
+                        "use an MLP model (vae, gan) for this dataset")
+
+
+def split_head(encoder: nn.Module) -> tuple[nn.Sequential, nn.Module]:
+    """(body, head) of a ConvEncoder28/64: the flattened last hidden layer and the final
+    Linear. VAE-GAN measures reconstructions on the body's output (Larsen et al. 2016)."""
+    net = encoder.net
+    return net[:-1], net[-1]
+
+
+def dcgan_init(module: nn.Module) -> None:
+    """Radford et al. (2016): all weights from N(0, 0.02); BatchNorm scales from N(1, 0.02)."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            nn.init.normal_(m.weight, 0.0, 0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.normal_(m.weight, 1.0, 0.02)
+            nn.init.zeros_(m.bias)
+
+
+class Maxout(nn.Module):
+    """Maxout units (Goodfellow et al. 2013): the max over ``pieces`` linear maps.
+
+    The discriminator of the original GAN (Goodfellow et al. 2014) is a maxout network.
+    """
+
+    def __init__(self, in_features: int, out_features: int, pieces: int) -> None:
+        super().__init__()
+        self.pieces = pieces
+        self.linear = nn.Linear(in_features, out_features * pieces)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.linear(x)  # (N, out * pieces)
+        return h.view(x.shape[0], -1, self.pieces).amax(-1)  # (N, out)
+
+
+# -- adversarial training helpers (GAN, DCGAN, VAE-GAN) ------------------------------------
+def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    """-[log D(x) + log(1 - D(G(z)))], the discriminator's side of Goodfellow et al.'s game."""
+    real = F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits))
+    fake = F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
+    return real + fake
+
+
+def generator_loss(fake_logits: torch.Tensor) -> torch.Tensor:
+    """-log D(G(z)): the non-saturating generator loss (Goodfellow et al. 2014, Sec. 3),
+    whose gradient does not vanish early in training when D rejects every sample."""
+    return F.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits))
+
+
+def discriminator_stats(real_logits: torch.Tensor, fake_logits: torch.Tensor,
+                        certainty: float) -> dict[str, torch.Tensor]:
+    """Mean D(x), mean D(G(z)) as probabilities, and whether D was certain on this batch
+    (mean D(x) > certainty and mean D(G(z)) < 1 - certainty), all detached."""
+    d_real = torch.sigmoid(real_logits.detach()).mean()
+    d_fake = torch.sigmoid(fake_logits.detach()).mean()
+    certain = ((d_real > certainty) & (d_fake < 1 - certainty)).float()
+    return {"d_real": d_real, "d_fake": d_fake, "d_certain": certain}
+
+
+def check_discriminator(epoch: int, stats: dict[str, float]) -> None:
+    """Raise Diverged when D was certain on every batch of the epoch.
+
+    ``stats["d_certain"]`` is the epoch mean of the per-batch flag from
+    :func:`discriminator_stats`, so 1.0 means D told every real batch from every fake
+    one with confidence: G gets no useful gradient and will not recover.
+    """
+    if stats.get("d_certain", 0.0) >= 1.0:
+        raise Diverged(f"discriminator certain for all of epoch {epoch} (mean D(x) = "
+                       f"{stats.get('d_real', float('nan')):.4f}, mean D(G(z)) = "
+                       f"{stats.get('d_fake', float('nan')):.4f}): the generator has collapsed")
+
+
+@contextmanager
+def frozen(module: nn.Module) -> Iterator[None]:
+    """Turn off ``module``'s parameter gradients inside the block (the G step of a GAN
+    backpropagates through D without computing, or touching, D's gradients)."""
+    flags = [p.requires_grad for p in module.parameters()]
+    for p in module.parameters():
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in zip(module.parameters(), flags, strict=True):
+            p.requires_grad_(flag)
+
+
+def adversarial_step(discriminator: nn.Module, real: torch.Tensor,
+                     fake: torch.Tensor, optimizers: dict[str, torch.optim.Optimizer],
+                     certainty: float) -> dict[str, torch.Tensor]:
+    """Step D on -[log D(x) + log(1 - D(fake))], then G on -log D(fake) (D frozen).
+
+    ``fake`` must still carry G's graph; D sees it detached in its own step.
+    """
+    real_logits = discriminator(real)
+    fake_logits = discriminator(fake.detach())
+    d_loss = discriminator_loss(real_logits, fake_logits)
+    opt_d = optimizers["discriminator"]
+    opt_d.zero_grad(set_to_none=True)
+    d_loss.backward()
+    opt_d.step()
+    with frozen(discriminator):  # G's loss must not leave gradients on D
+        g_loss = generator_loss(discriminator(fake))
+    opt_g = optimizers["generator"]
+    opt_g.zero_grad(set_to_none=True)
+    g_loss.backward()
+    opt_g.step()
+    return {"d_loss": d_loss.detach(), "g_loss": g_loss.detach(),
+            **discriminator_stats(real_logits, fake_logits, certainty)}

@@ -1,0 +1,83 @@
+"""DCGAN (Radford, Metz & Chintala 2016): the convolutional GAN.
+
+Generator: transposed convolutions with BatchNorm and ReLU, tanh output. Discriminator:
+strided convolutions with LeakyReLU(0.2), BatchNorm on every layer but the input one. All
+weights from N(0, 0.02); Adam with lr 2e-4 and beta1 0.5 (the paper's Section 4). D works in
+[-1, 1] (tanh's range), so real images are mapped there and ``generate`` maps back to [0, 1].
+
+Two shapes: 28x28 one-channel (MNIST-like, three layers a side) and the paper's 64x64 RGB
+(CelebA, four layers a side, :class:`genbench.nn.ConvDecoder64`/``ConvEncoder64``).
+No ``decode``: the likelihood evaluator puts a Gaussian around ``generate(z)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.distributions import Distribution, Independent, Normal
+
+from genbench import register_model
+from genbench.contract import Batch, DataInfo
+from genbench.nn import adversarial_step, check_discriminator, conv_pair, dcgan_init
+
+
+@dataclass(frozen=True)
+class DCGANConfig:
+    latent_dim: int = 100
+    width: int = 32  # channels of the first D layer / last G layer (the paper's 64x64: 128)
+    lr: float = 2e-4  # both networks; 1e30 makes training diverge on purpose
+    beta1: float = 0.5
+    certainty: float = 0.99  # D certain on a batch: mean D(x) above, mean D(G(z)) below 1-it
+
+
+@register_model("dcgan")
+class DCGAN(nn.Module):
+    """Deep convolutional GAN (Radford et al. 2016): 28x28 or 64x64, N(0, I) prior."""
+
+    Config = DCGANConfig
+    presets = {
+        "smoke": {"latent_dim": 16, "width": 8},
+        "quick": {"epochs": 15, "batch_size": 64},
+        "paper": {"width": 128, "batch_size": 128},
+    }
+
+    def __init__(self, config: DCGANConfig, info: DataInfo) -> None:
+        super().__init__()
+        self.config, self.info = config, info
+        self.discriminator, self.generator = conv_pair(info.shape, config.latent_dim, 1, config.width)
+        dcgan_init(self)
+        self.register_buffer("zero", torch.zeros(config.latent_dim))
+
+    # -- capabilities -----------------------------------------------------------------
+    def prior(self) -> Distribution:
+        return Independent(Normal(self.zero, torch.ones_like(self.zero)), 1)
+
+    def generate(self, z: torch.Tensor) -> torch.Tensor:
+        return (torch.tanh(self.generator(z)) + 1) / 2
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        z = torch.randn(n, self.config.latent_dim, generator=generator, device=self.zero.device)
+        return self.generate(z)
+
+    # -- training ---------------------------------------------------------------------
+    def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        betas = (self.config.beta1, 0.999)
+        return {
+            "discriminator": torch.optim.Adam(self.discriminator.parameters(), lr=self.config.lr,
+                                              betas=betas, foreach=True),
+            "generator": torch.optim.Adam(self.generator.parameters(), lr=self.config.lr,
+                                          betas=betas, foreach=True),
+        }
+
+    def training_step(self, batch: Batch, optimizers: dict[str, torch.optim.Optimizer]
+                      ) -> dict[str, torch.Tensor]:
+        """One D step (real and fake batches apart, as the paper), then one G step."""
+        z = torch.randn(batch.x.shape[0], self.config.latent_dim, device=batch.x.device)
+        fake = torch.tanh(self.generator(z))  # (N, C, H, W) in [-1, 1], D's scale
+        real = batch.x * 2 - 1
+        return adversarial_step(self.discriminator, real, fake, optimizers, self.config.certainty)
+
+    def on_epoch_end(self, epoch: int, stats: dict[str, float]) -> None:
+        check_discriminator(epoch, stats)

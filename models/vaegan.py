@@ -1,0 +1,149 @@
+"""VAE-GAN (Larsen, Sønderby, Larochelle & Winther 2016): autoencoding beyond pixels.
+
+Three networks: an encoder q(z|x) (diagonal Gaussian), a decoder that is also the GAN's
+generator, and a discriminator. The reconstruction error is measured on the
+discriminator's last hidden layer Dis_l (a "learned similarity"), under a Gaussian with
+identity covariance: ``L_llike = 1/2 ||Dis_l(x) - Dis_l(Dec(z))||^2`` with z ~ q(z|x).
+With ``L_prior = KL(q(z|x) || N(0, I))`` and the GAN loss on real images, reconstructions
+and prior samples, each network follows its own loss (the paper's Algorithm 1):
+
+- encoder:       L_prior + L_llike
+- decoder:       gamma * L_llike + L_GAN(G side)   (gamma weighs reconstructing vs fooling D)
+- discriminator: L_GAN(D side) = -[log D(x) + 1/2 log(1 - D(Dec(z))) + 1/2 log(1 - D(Dec(z_p)))]
+
+(the paper sums the two fake terms; we average them so real and fake weigh alike).
+
+The decoder's GAN side uses the non-saturating -log D(.) (Goodfellow et al. 2014). The
+three gradients come from one forward pass (``torch.autograd.grad`` of each loss with
+respect to its own network only), then each optimizer steps. No ``decode``: there is no
+pixel observation model; the likelihood evaluator picks a Gaussian around ``generate(z)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.distributions import Distribution, Independent, Normal
+
+from genbench import register_model
+from genbench.contract import Batch, DataInfo
+from genbench.nn import (
+    check_discriminator,
+    conv_pair,
+    dcgan_init,
+    discriminator_loss,
+    discriminator_stats,
+    generator_loss,
+    split_head,
+)
+
+
+@dataclass(frozen=True)
+class VAEGANConfig:
+    latent_dim: int = 32
+    width: int = 32  # channels of the first conv layer of encoder and D
+    gamma: float = 1e-2  # decoder: gamma * feature reconstruction + GAN loss
+    lr: float = 3e-4  # all three networks; 1e30 makes training diverge on purpose
+    beta1: float = 0.5
+    certainty: float = 0.99  # D certain on a batch: mean D(x) above, mean D(G(z)) below 1-it
+
+
+def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu, sigma^2) || N(0, I)) per row (Kingma & Welling 2013, Appendix B)."""
+    return -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(-1)
+
+
+@register_model("vaegan")
+class VAEGAN(nn.Module):
+    """VAE-GAN (Larsen et al. 2016): VAE whose reconstruction is judged in D's feature space."""
+
+    Config = VAEGANConfig
+    presets = {
+        "smoke": {"latent_dim": 8, "width": 8},
+        "quick": {"epochs": 15, "batch_size": 64},
+        # the paper's CelebA model: 128-d z, 64x64 (use the 64-wide conv stack)
+        "paper": {"latent_dim": 128, "width": 64, "batch_size": 64},
+    }
+
+    def __init__(self, config: VAEGANConfig, info: DataInfo) -> None:
+        super().__init__()
+        self.config, self.info = config, info
+        self.encoder, self.decoder = conv_pair(info.shape, config.latent_dim,
+                                               2 * config.latent_dim, config.width)
+        self.discriminator, _ = conv_pair(info.shape, config.latent_dim, 1, config.width)
+        dcgan_init(self)
+        self.register_buffer("zero", torch.zeros(config.latent_dim))
+
+    # -- capabilities -----------------------------------------------------------------
+    def prior(self) -> Distribution:
+        return Independent(Normal(self.zero, torch.ones_like(self.zero)), 1)
+
+    def encode(self, x: torch.Tensor) -> Distribution:
+        mu, logvar = self.encoder(x * 2 - 1).chunk(2, dim=-1)  # networks work in [-1, 1]
+        return Independent(Normal(mu, (0.5 * logvar).exp()), 1)
+
+    def generate(self, z: torch.Tensor) -> torch.Tensor:
+        return (torch.tanh(self.decoder(z)) + 1) / 2
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        z = torch.randn(n, self.config.latent_dim, generator=generator, device=self.zero.device)
+        return self.generate(z)
+
+    # -- training ---------------------------------------------------------------------
+    def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        betas = (self.config.beta1, 0.999)
+        return {name: torch.optim.Adam(getattr(self, name).parameters(), lr=self.config.lr,
+                                       betas=betas, foreach=True)
+                for name in ("encoder", "decoder", "discriminator")}
+
+    def losses(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Every term of the paper's Algorithm 1 from one forward pass (batch means)."""
+        n = x.shape[0]
+        real = x * 2 - 1  # (N, C, H, W) in [-1, 1], tanh's range
+        mu, logvar = self.encoder(real).chunk(2, dim=-1)
+        z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()  # reparameterization trick
+        z_p = torch.randn_like(mu)  # prior samples
+        fakes = torch.tanh(self.decoder(torch.cat([z, z_p])))  # (2N, C, H, W)
+        body, head = split_head(self.discriminator)
+        # one D pass over [real; reconstructions; prior samples]: one set of BatchNorm
+        # statistics, so the features of x and of its reconstruction are comparable
+        feats = body(torch.cat([real, fakes]))  # (3N, F)
+        logits = head(feats).squeeze(-1)  # (3N,)
+        f_real, f_rec = feats[:n], feats[n : 2 * n]
+        real_l, rec_l, prior_l = logits[:n], logits[n : 2 * n], logits[2 * n :]
+        fake_l = torch.cat([rec_l, prior_l])
+        return {
+            "kl": gaussian_kl(mu, logvar).mean(),
+            "feature_recon": 0.5 * (f_real - f_rec).pow(2).sum(-1).mean(),  # -log N(f_real; f_rec, I) + c
+            # fakes = reconstructions and prior samples, averaged (real and fake weigh alike)
+            "d_loss": discriminator_loss(real_l, fake_l),
+            "g_loss": generator_loss(fake_l),  # non-saturating, on both kinds of fake
+            "real_logits": real_l, "rec_logits": rec_l, "prior_logits": prior_l,
+        }
+
+    def training_step(self, batch: Batch, optimizers: dict[str, torch.optim.Optimizer]
+                      ) -> dict[str, torch.Tensor]:
+        t = self.losses(batch.x)
+        own = {
+            "encoder": t["kl"] + t["feature_recon"],
+            "decoder": self.config.gamma * t["feature_recon"] + t["g_loss"],
+            "discriminator": t["d_loss"],
+        }
+        names = list(own)
+        for i, name in enumerate(names):  # each network's gradient of its own loss only
+            params = [p for p in getattr(self, name).parameters() if p.requires_grad]
+            grads = torch.autograd.grad(own[name], params, retain_graph=i < len(names) - 1)
+            for p, g in zip(params, grads, strict=True):
+                p.grad = g
+        for name in names:
+            optimizers[name].step()
+            optimizers[name].zero_grad(set_to_none=True)
+        stats = discriminator_stats(t["real_logits"], t["prior_logits"], self.config.certainty)
+        return {"d_loss": t["d_loss"].detach(), "g_loss": t["g_loss"].detach(),
+                "kl": t["kl"].detach(), "feature_recon": t["feature_recon"].detach(),
+                "d_recon": torch.sigmoid(t["rec_logits"].detach()).mean(), **stats}
+
+    def on_epoch_end(self, epoch: int, stats: dict[str, float]) -> None:
+        check_discriminator(epoch, stats)
