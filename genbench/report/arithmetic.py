@@ -9,6 +9,9 @@ genbench's evaluator classifier.
 
 from __future__ import annotations
 
+import hashlib
+import json
+
 import torch
 
 from genbench.errors import GenbenchError
@@ -40,17 +43,26 @@ def latent_stats(run: LoadedRun, seed: int) -> tuple[torch.Tensor, torch.Tensor]
 
 
 def classifier_labels(run: LoadedRun, x: torch.Tensor) -> torch.Tensor:
-    """Labels of generated images from the evaluator classifier (genbench.metrics.features)."""
-    try:
-        from genbench.metrics import features
-    except ImportError:
-        features = None
-    label_fn = getattr(features, "predict_labels", None)
-    if label_fn is None:
+    """Labels of generated images from the cached evaluator classifier (never trained here).
+
+    Classes (N,) by argmax, or attributes (N, A) in {0, 1} by the sign of the logits.
+    """
+    from genbench.evaluation import default_cache_dir
+    from genbench.metrics import features
+
+    data, epochs = run.data, run.preset.feature_epochs
+    task, _ = features.task_of(data)
+    # the cache file load_or_train_extractor would read; checked first so the report never trains
+    key = features.extractor_key(data, epochs=epochs, seed=features.FEATURE_SEED)
+    digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    path = default_cache_dir() / "features" / f"cnn{data.info.shape[1]}-{task}-{digest}.pt"
+    if not path.exists():
         raise GenbenchError(f"{run.config['model']} has no encoder, and labelling its samples needs "
-                            "the evaluator classifier; run `genbench features "
-                            f"{run.data.info.name}` first")
-    return label_fn(run.data, x)
+                            f"the evaluator classifier; run `genbench features {data.info.name} "
+                            f"--preset {run.preset.name}` first")
+    ext = features.load_or_train_extractor(data, epochs=epochs, cache_dir=default_cache_dir())
+    _, logits = ext(x)
+    return logits.argmax(1) if task == "classes" else (logits > 0).float()
 
 
 def _start(run: LoadedRun, opts: GalleryOptions, z: torch.Tensor, y: torch.Tensor
@@ -127,21 +139,23 @@ def manifold_images(run: LoadedRun, opts: GalleryOptions) -> tuple[torch.Tensor,
 
 @torch.no_grad()
 def analogies_images(run: LoadedRun, opts: GalleryOptions) -> tuple[torch.Tensor, int]:
-    """The conditional models' style grid, from genbench.report.analogies when present."""
+    """The conditional models' style grid from genbench.report.analogies: one assembled image."""
     try:
-        from genbench.report.analogies import analogies_grid
+        from genbench.report import analogies
     except ImportError:
         raise GenbenchError("analogies need genbench/report/analogies.py (conditional models)") from None
     if not getattr(run.model, "conditional", False):
         raise GenbenchError(f"{run.config['model']} is not conditional; analogies need a model "
                             "that takes labels (cvae, m2)")
-    x, y = test_images(run, opts.n)
-    out = analogies_grid(run.model, x, y)
-    if isinstance(out, tuple):
-        return out[0], int(out[1])
-    if out.dim() == 3:  # an already assembled grid (C, H, W)
-        return out[None], 1
-    return out, max(1, out.shape[0] // x.shape[0])
+    x, y = test_images(run, N_STATS)
+    if y is None:
+        raise GenbenchError(f"dataset {run.data.info.name!r} has no labels; analogies need them")
+    pick = getattr(analogies, "dataset_analogies", None)
+    if pick is not None:  # one test image of each class per row: different styles
+        grid = pick(run.model, x, y, rows=opts.n)
+    else:
+        grid = analogies.analogies_grid(run.model, x[: opts.n], y[: opts.n])
+    return grid[None], 1  # (1, C, H', W'): make_grid returns a single image unchanged
 
 
 @torch.no_grad()

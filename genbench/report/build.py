@@ -122,7 +122,7 @@ def add_tables(doc: Document, key: tables.GroupKey, runs: pd.DataFrame, results:
             continue
         for space in tables.feature_spaces(tables.finished(runs)):
             sub = tables.in_space(runs, space)
-            floor = floor_values(sub, results, key[0], space)
+            floor = floor_values(sub, results, key[0], key[1], space)
             if table := tables.comparison_table(sub, cols, section.intro, floor):
                 where = f" — feature space `{space}`" if space else ""
                 doc.add(Heading(3, f"Sample quality{where}"), table)

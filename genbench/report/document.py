@@ -99,7 +99,7 @@ table{border-collapse:collapse;margin:.5em 0 1.5em;font-size:.9em}
 th,td{border:1px solid #ccc;padding:.25em .6em;text-align:right}
 th:first-child,td:first-child{text-align:left}
 th{background:#f2f2f2} td.best{font-weight:bold;background:#e8f5e9}
-caption{caption-side:top;text-align:left;font-style:italic;padding:.3em 0}
+p.cap{font-style:italic;margin:.8em 0 .2em}
 figure{display:inline-block;margin:.5em 1em .5em 0;vertical-align:top}
 figure img{max-width:100%;image-rendering:pixelated;border:1px solid #ddd}
 figcaption{font-size:.85em;color:#555;max-width:520px}
@@ -120,8 +120,8 @@ def _html_table(table: Table) -> str:
     body = "".join(
         "<tr>" + "".join(f'<td{" class=best" if c.best else ""}>{_inline(c.text)}</td>' for c in row)
         + "</tr>" for row in table.rows)
-    cap = f"<caption>{_inline(table.caption)}</caption>" if table.caption else ""
-    return f"<table>{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    cap = f'<p class="cap">{_inline(table.caption)}</p>' if table.caption else ""
+    return f"{cap}<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def _data_uri(path: Path) -> str:

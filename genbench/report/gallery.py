@@ -119,10 +119,11 @@ def interpolation_images(run: LoadedRun, opts: GalleryOptions) -> tuple[torch.Te
 
 
 def save_png_grid(images: torch.Tensor, path: Path, nrow: int) -> Path:
-    """(N, C, H, W) in [0, 1] -> a PNG grid; grey images stay one channel (a third of the bytes)."""
+    """(N, C, H, W) in [0, 1] -> a PNG grid; grey grids are saved with one channel (a third of the bytes)."""
     grid = make_grid(images.detach().float().clamp(0, 1).cpu(), nrow=nrow, padding=2, pad_value=1.0)
     array = (grid * 255).round().to(torch.uint8)  # (3, H, W); make_grid repeats a grey channel
-    img = Image.fromarray(array[0].numpy() if images.shape[1] == 1 else array.permute(1, 2, 0).numpy())
+    grey = bool((array == array[:1]).all())
+    img = Image.fromarray(array[0].numpy() if grey else array.permute(1, 2, 0).numpy())
     path.parent.mkdir(parents=True, exist_ok=True)
     img.save(path, optimize=True)
     return path
