@@ -24,7 +24,7 @@ import math
 from dataclasses import dataclass
 
 import torch
-from torch.distributions import Distribution
+from torch.distributions import Distribution, Independent, MultivariateNormal, Normal
 
 from genbench.metrics.obsmodel import ObservationModel
 from genbench.metrics.sampling import (
@@ -81,12 +81,25 @@ class PathState:
                          torch.where(a3, other.grad_init, self.grad_init))
 
 
-def _log_prob_and_grad(dist: Distribution, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    with torch.enable_grad():
-        zr = z.detach().requires_grad_(True)
-        lp = dist.log_prob(zr)
-        (grad,) = torch.autograd.grad(lp.sum(), zr)
-    return lp.detach(), grad
+def _log_prob_and_grad(dist: Distribution, z: torch.Tensor, need_value: bool = True
+                       ) -> tuple[torch.Tensor | None, torch.Tensor]:
+    """(log dist(z) or None, its gradient in z) for z (C, n, D).
+
+    Gaussians (every prior and encoder genbench ships) in closed form, which keeps the small
+    per-step work of HMC off the autograd engine; anything else through autograd.
+    """
+    base = dist.base_dist if isinstance(dist, Independent) else dist
+    if isinstance(base, Normal) and (base is dist or dist.reinterpreted_batch_ndims == 1):
+        grad = (base.loc - z) / base.scale.pow(2)
+    elif isinstance(dist, MultivariateNormal):
+        grad = (dist.loc - z) @ dist.precision_matrix  # the precision matrix is symmetric
+    else:
+        with torch.enable_grad():
+            zr = z.detach().requires_grad_(True)
+            lp = dist.log_prob(zr)
+            (grad,) = torch.autograd.grad(lp.sum(), zr)
+        return lp.detach(), grad
+    return (dist.log_prob(z) if need_value else None), grad
 
 
 @dataclass
@@ -103,13 +116,18 @@ class AISPath:
     def evaluate(self, z: torch.Tensor, *, need_value: bool = True) -> PathState:
         """L and log pi_0 at z (C, n, D) with their gradients (L's value only if asked)."""
         lik, grad = self.obs.log_lik_and_grad(self.model, z, self.y, self.x, need_value=need_value)
-        lp, grad_p = _log_prob_and_grad(self.prior, z)
-        if lik is None:  # a leapfrog step that only needs the gradient
-            lik = torch.full_like(lp, math.nan)
-        if self.init is None:
-            return PathState(z, lik, grad, lp, grad_p)
-        lq, grad_q = _log_prob_and_grad(self.init, z)
-        return PathState(z, lik + lp - lq, grad + grad_p - grad_q, lq, grad_q)
+        lp, grad_p = _log_prob_and_grad(self.prior, z, need_value)
+        if self.init is not None:
+            lq, grad_q = _log_prob_and_grad(self.init, z, need_value)
+            grad, grad_init = grad + grad_p - grad_q, grad_q
+        else:
+            lq, grad_init = lp, grad_p
+        if not need_value:  # a leapfrog step that only needs the gradient
+            nan = torch.full(z.shape[:-1], math.nan, device=z.device)
+            return PathState(z, nan, grad, nan, grad_init)
+        if self.init is not None:
+            lik = lik + lp - lq
+        return PathState(z, lik, grad, lq, grad_init)
 
     def start(self, chains: int, seed: int, images: torch.Tensor) -> torch.Tensor:
         """Exact draws from pi_0, (chains, n, D)."""
@@ -171,6 +189,12 @@ class AISResult:
     def log_mean_exp(self) -> torch.Tensor:
         """The estimate per image (n,): log of the mean weight over chains."""
         return torch.logsumexp(self.log_w, 0) - math.log(self.log_w.shape[0])
+
+    def stderr(self) -> torch.Tensor:
+        """Monte Carlo standard error of :meth:`log_mean_exp` per image (delta method:
+        std(w) / (mean(w) sqrt(C))); it understates the error when all chains miss a mode."""
+        w = torch.exp(self.log_w - self.log_w.max(0).values)  # (C, n), scaled weights
+        return w.std(0) / (w.mean(0) * math.sqrt(w.shape[0]))
 
 
 def run_ais(path: AISPath, z0: torch.Tensor, betas: torch.Tensor, *, hmc: HMCConfig, seed: int,

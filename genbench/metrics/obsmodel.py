@@ -113,7 +113,8 @@ class ObservationModel:
         if self.kind == "gaussian":
             return (xf - out) / self.noise**2
         pr = flip_bernoulli_probs(out, self.noise)
-        return (1.0 - 2.0 * self.noise) * (xf / pr - (1 - xf) / (1 - pr))
+        inside = (out >= 0) & (out <= 1)  # the clamp passes no gradient outside [0, 1]
+        return (1.0 - 2.0 * self.noise) * (xf / pr - (1 - xf) / (1 - pr)) * inside
 
     @torch.no_grad()
     def log_lik(self, model: torch.nn.Module, z: torch.Tensor, y: torch.Tensor | None,
