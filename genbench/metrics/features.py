@@ -5,8 +5,9 @@ fits digits badly, so genbench trains its own evaluator on each dataset (as many
 papers do): a small CNN over the classes for MNIST-like data (``cnn28-classes``), the same
 family with three stages over the 40 attributes for 64x64 RGB data (``cnn64-attributes``).
 The features are the 128/256-dimensional penultimate layer *before* its ReLU (closer to
-Gaussian and of full rank, which the Fréchet distance assumes); the logits feed the
-Inception Score and mode coverage.
+Gaussian and of full rank, which the Fréchet distance assumes), centred and scaled by one
+number to unit RMS on the training images (raw, their norm is in the hundreds and KID's
+cubic kernel explodes); the logits feed the Inception Score and mode coverage.
 
 Images are compared in "mean form": the expected value of the variant's observation given
 the raw intensity v, i.e. v/255 for binarized variants and (v + 1/2)/256 for dequantized
@@ -30,15 +31,17 @@ of images resized to 299x299. Note that the common FID implementations use the T
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import torch
 import torch.nn.functional as F
+import typer
 from torch import nn
 
 from genbench.data.bundle import DataBundle
@@ -46,7 +49,6 @@ from genbench.errors import GenbenchError
 
 FEATURE_SEED = 0  # one feature space for every run seed
 SUBSET_SEED = 4321  # fixed subsets of real images (floors, references)
-CODE_HASH = hashlib.sha1(Path(__file__).read_bytes()).hexdigest()[:12]
 Task = Literal["classes", "attributes", "imagenet"]
 
 
@@ -86,10 +88,23 @@ class EvaluatorCNN(nn.Module):
         feature_dim = 128 if shape[1] <= 32 else 256
         self.feature = nn.Linear(c * h * w, feature_dim)
         self.head = nn.Linear(feature_dim, outputs)
+        # features are reported centred and scaled to unit RMS on the training images (see
+        # calibrate): KID's kernel (x.y/d + 1)^3 assumes features of order 1
+        self.register_buffer("shift", torch.zeros(feature_dim))
+        self.register_buffer("scale", torch.ones(()))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         f = self.feature(self.body(x))  # (N, F), before the ReLU
-        return f, self.head(F.relu(f))
+        return (f - self.shift) / self.scale, self.head(F.relu(f))
+
+    @torch.no_grad()
+    def calibrate(self, x: torch.Tensor, chunk: int = 500) -> None:
+        """Set the feature shift (mean) and scale (RMS deviation) on images x, eval mode."""
+        self.shift.zero_()
+        self.scale.fill_(1.0)
+        f = torch.cat([self(x[i : i + chunk])[0] for i in range(0, x.shape[0], chunk)])
+        self.shift.copy_(f.mean(0))
+        self.scale.copy_((f - f.mean(0)).pow(2).mean().sqrt().clamp_min(1e-12))
 
 
 @dataclass
@@ -203,10 +218,20 @@ def train_classifier(data: DataBundle, *, epochs: int, seed: int, batch_size: in
         if progress:
             progress(f"evaluator epoch {epoch + 1}/{epochs}: loss {total / steps:.4f}")
     net.eval()
+    net.calibrate(x)
     return net, test_accuracy(net, data, task)
 
 
 # -- the cache ------------------------------------------------------------------------
+
+def _code_hash() -> str:
+    """sha1 of the source that decides the weights: network, inputs and training."""
+    parts = (mean_images, EvaluatorCNN, shift_images, _loss, train_classifier)
+    return hashlib.sha1("".join(inspect.getsource(p) for p in parts).encode()).hexdigest()[:12]
+
+
+CODE_HASH = _code_hash()
+
 
 def data_digest(data: DataBundle) -> str:
     """sha1 of the training images and labels (what the classifier learns from)."""
@@ -302,8 +327,13 @@ def get_extractor(data: DataBundle, *, kind: str, epochs: int, cache_dir: Path,
 
 # -- the command ----------------------------------------------------------------------
 
-def features_command(dataset: str, preset: str = "quick", device: str = "auto",
-                     data_dir: str | None = None, seed: int = FEATURE_SEED) -> None:
+def features_command(
+    dataset: Annotated[str, typer.Argument(help="dataset name (see `genbench list datasets`)")],
+    preset: Annotated[str, typer.Option(help="smoke | quick | paper: sets the epochs")] = "quick",
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
+    data_dir: Annotated[str | None, typer.Option(help="folder with the dataset's files")] = None,
+    seed: Annotated[int, typer.Option(help="training seed (0: the one every run uses)")] = FEATURE_SEED,
+) -> None:
     """Build (or load) the evaluator classifier for DATASET and print its test accuracy."""
     from rich.console import Console
 
