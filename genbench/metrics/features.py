@@ -249,28 +249,47 @@ def extractor_key(data: DataBundle, *, epochs: int, seed: int) -> dict[str, obje
             "n_train": len(data.train), "code": CODE_HASH, "epochs": epochs, "seed": seed}
 
 
+def extractor_path(data: DataBundle, *, epochs: int, cache_dir: Path, seed: int = FEATURE_SEED
+                   ) -> Path:
+    """Where the evaluator for ``data`` is (or would be) cached: ``<name>-<key hash>.pt``."""
+    task, _ = task_of(data)
+    key = extractor_key(data, epochs=epochs, seed=seed)
+    digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    return Path(cache_dir) / "features" / f"cnn{data.info.shape[1]}-{task}-{digest}.pt"
+
+
+def load_cached_extractor(data: DataBundle, *, epochs: int, cache_dir: Path,
+                          seed: int = FEATURE_SEED) -> Extractor | None:
+    """The cached evaluator for ``data``, or None when it was never trained (never trains)."""
+    task, outputs = task_of(data)
+    path = extractor_path(data, epochs=epochs, cache_dir=cache_dir, seed=seed)
+    meta_path = path.with_suffix(".json")
+    if not (path.exists() and meta_path.exists()):
+        return None
+    net = EvaluatorCNN(data.info.shape, outputs).to(data.device)
+    net.load_state_dict(torch.load(path, map_location=data.device, weights_only=True))
+    meta = json.loads(meta_path.read_text())
+    return Extractor(meta["name"], net.eval(), weights_digest(net), task, meta["accuracy"], path)
+
+
 def load_or_train_extractor(data: DataBundle, *, epochs: int, cache_dir: Path,
                             seed: int = FEATURE_SEED,
                             progress: Callable[[str], None] | None = None) -> Extractor:
     """The cached evaluator for ``data``, trained (and cached) on first use."""
-    task, outputs = task_of(data)
-    key = extractor_key(data, epochs=epochs, seed=seed)
-    name = f"cnn{data.info.shape[1]}-{task}"
-    digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-    path = Path(cache_dir) / "features" / f"{name}-{digest}.pt"
-    meta_path = path.with_suffix(".json")
-    if path.exists() and meta_path.exists():
-        net = EvaluatorCNN(data.info.shape, outputs).to(data.device)
-        net.load_state_dict(torch.load(path, map_location=data.device, weights_only=True))
-        meta = json.loads(meta_path.read_text())
-        return Extractor(name, net.eval(), weights_digest(net), task, meta["accuracy"], path)
+    cached = load_cached_extractor(data, epochs=epochs, cache_dir=cache_dir, seed=seed)
+    if cached is not None:
+        return cached
     from genbench import store
 
+    task, _ = task_of(data)
+    name = f"cnn{data.info.shape[1]}-{task}"
+    path = extractor_path(data, epochs=epochs, cache_dir=cache_dir, seed=seed)
     net, accuracy = train_classifier(data, epochs=epochs, seed=seed, progress=progress)
     store.save_torch(path, {k: v.cpu() for k, v in net.state_dict().items()})
     wd = weights_digest(net)
-    store.write_json(meta_path, {"name": name, "accuracy": accuracy, "task": task,
-                                 "weights_sha1": wd, "key": key})
+    store.write_json(path.with_suffix(".json"), {
+        "name": name, "accuracy": accuracy, "task": task, "weights_sha1": wd,
+        "key": extractor_key(data, epochs=epochs, seed=seed)})
     return Extractor(name, net, wd, task, accuracy, path, trained=True)
 
 
