@@ -9,7 +9,6 @@ genbench's evaluator classifier.
 
 from __future__ import annotations
 
-import hashlib
 import json
 
 import torch
@@ -29,7 +28,8 @@ from genbench.report.gallery import (
 
 
 @torch.no_grad()
-def latent_stats(run: LoadedRun, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+def latent_stats(run: LoadedRun, seed: int, feature_space: str | None = None
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(codes (N, D), labels): encoded test images, or labelled prior samples without an encoder."""
     if has_encoder(run.model):
         x, y = test_images(run, N_STATS)
@@ -39,29 +39,33 @@ def latent_stats(run: LoadedRun, seed: int) -> tuple[torch.Tensor, torch.Tensor]
         return codes(run, x, y), y
     torch.manual_seed(seed)
     z = run.model.prior().sample((N_STATS,))
-    return z, classifier_labels(run, decode_mean(run, z))
+    return z, classifier_labels(run, decode_mean(run, z), feature_space)
 
 
-def classifier_labels(run: LoadedRun, x: torch.Tensor) -> torch.Tensor:
+def classifier_labels(run: LoadedRun, x: torch.Tensor, feature_space: str | None) -> torch.Tensor:
     """Labels of generated images from the cached evaluator classifier (never trained here).
 
-    Classes (N,) by argmax, or attributes (N, A) in {0, 1} by the sign of the logits.
+    The classifier is the one that measured the run (its ``feature_space`` names the weights'
+    hash). Classes (N,) by argmax, or attributes (N, A) in {0, 1} by the sign of the logits.
     """
     from genbench.evaluation import default_cache_dir
     from genbench.metrics import features
 
-    data, epochs = run.data, run.preset.feature_epochs
-    task, _ = features.task_of(data)
-    # the cache file load_or_train_extractor would read; checked first so the report never trains
-    key = features.extractor_key(data, epochs=epochs, seed=features.FEATURE_SEED)
-    digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-    path = default_cache_dir() / "features" / f"cnn{data.info.shape[1]}-{task}-{digest}.pt"
-    if not path.exists():
+    task, outputs = features.task_of(run.data)
+    name, _, digest = (feature_space or "").partition(":")
+    path = None
+    for meta in sorted((default_cache_dir() / "features").glob(f"{name or 'cnn'}*.json")):
+        info = json.loads(meta.read_text())
+        if digest and info.get("weights_sha1", "").startswith(digest) and info.get("task") == task:
+            path = meta.with_suffix(".pt")
+    if path is None or not path.exists():
         raise GenbenchError(f"{run.config['model']} has no encoder, and labelling its samples needs "
-                            f"the evaluator classifier; run `genbench features {data.info.name} "
-                            f"--preset {run.preset.name}` first")
-    ext = features.load_or_train_extractor(data, epochs=epochs, cache_dir=default_cache_dir())
-    _, logits = ext(x)
+                            f"the evaluator classifier that measured it ({feature_space or 'none recorded'}"
+                            f"); run `genbench features {run.data.info.name} --preset {run.preset.name}`")
+    net = features.EvaluatorCNN(run.data.info.shape, outputs).to(x.device)
+    # strict=False: buffers that only rescale the reported features do not change the logits
+    net.load_state_dict(torch.load(path, map_location=x.device, weights_only=True), strict=False)
+    _, logits = net.eval()(x)
     return logits.argmax(1) if task == "classes" else (logits > 0).float()
 
 
@@ -111,7 +115,7 @@ def arithmetic_images(run: LoadedRun, opts: GalleryOptions) -> tuple[torch.Tenso
     """Rows: images; columns: [input,] unedited decode, then each edit (or each class)."""
     if getattr(run.model, "conditional", False):
         return analogies_images(run, opts)
-    z, y = latent_stats(run, opts.seed)
+    z, y = latent_stats(run, opts.seed, opts.feature_space)
     z0, y0, x0 = _start(run, opts, z, y)
     columns = [] if x0 is None else [x0]
     columns.append(decode_mean(run, latent.apply_edit(z0, torch.zeros_like(z0), 0.0)))

@@ -127,8 +127,8 @@ def add_tables(doc: Document, key: tables.GroupKey, runs: pd.DataFrame, results:
                 where = f" — feature space `{space}`" if space else ""
                 doc.add(Heading(3, f"Sample quality{where}"), table)
     extra = [k for k in keys if k not in known]
-    if extra and (table := tables.comparison_table(runs, extra, "Values recorded by plugins or "
-                                                   "evaluators beside the standard metrics.")):
+    if extra and (table := tables.comparison_table(
+            runs, extra, "Diagnostics recorded beside the standard metrics (not ranked).", rank=False)):
         doc.add(Heading(3, "Other recorded values"), table)
     if table := tables.comparison_table(runs, list(tables.COST), "What each run cost (this machine; "
                                         "times are wall-clock seconds).", rank=False):

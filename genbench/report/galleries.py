@@ -7,6 +7,7 @@ gallery that fails never costs the rest of the report.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pandas as pd
@@ -14,7 +15,7 @@ import pandas as pd
 from genbench.errors import GenbenchError
 from genbench.report import tables
 from genbench.report.document import Document, Heading, Image, Para
-from genbench.store import CHECKPOINT
+from genbench.store import CHECKPOINT, METRICS, read_json
 
 CAPTIONS = {
     "samples": "Samples from the prior (fixed noise).",
@@ -76,11 +77,13 @@ def add_galleries(doc: Document, runs: pd.DataFrame, img: Path, out: Path, summa
             doc.add(Para(f"Could not load `{run_dir.name}`: {type(err).__name__}: {err}"))
             continue
         doc.add(Para(f"From run `{run_dir.name}` (seed {run.seed})."))
+        space = read_json(run_dir / METRICS).get("feature_space")
+        run_opts = dataclasses.replace(opts, feature_space=space)
         skipped = []
         for kind in kinds_for(run.model):
             path = img / model / f"{kind}.png"
             try:
-                render(run, kind, path, opts)
+                render(run, kind, path, run_opts)
             except GenbenchError as err:
                 skipped.append(f"{kind}: n/a — {err}")
                 continue

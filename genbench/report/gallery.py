@@ -9,6 +9,7 @@ make_grid. Nothing here trains: the model comes from ``checkpoint.pt`` via
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from genbench.evaluation import LoadedRun, load_run
 from genbench.images import reconstruct
 from genbench.metrics.sampling import encode, generate, labels_for
 from genbench.report import latent
+from genbench.store import METRICS, read_json
 
 KINDS = ("samples", "reconstructions", "interpolation", "arithmetic", "manifold", "scatter",
          "analogies")
@@ -41,6 +43,7 @@ class GalleryOptions:
     strength: float | None = None  # arithmetic: multiple of the vector (None: 1, or the seed's edit)
     manifold_n: int = 20  # the manifold's grid is manifold_n x manifold_n
     seed: int = 0
+    feature_space: str | None = None  # the evaluator that labels a GAN's samples (from metrics.json)
 
 
 def has_encoder(model: torch.nn.Module) -> bool:
@@ -135,8 +138,9 @@ def write_gallery(run_dir: Path, kind: str, out: Path | None = None,
     if kind not in KINDS:
         raise GenbenchError(f"unknown gallery kind {kind!r}; use one of {', '.join(KINDS)}")
     run = load_run(Path(run_dir))
-    return render(run, kind, Path(out or Path(run_dir) / f"gallery_{kind}.png"),
-                  opts or GalleryOptions())
+    space = read_json(Path(run_dir) / METRICS).get("feature_space")
+    opts = dataclasses.replace(opts or GalleryOptions(), feature_space=space)
+    return render(run, kind, Path(out or Path(run_dir) / f"gallery_{kind}.png"), opts)
 
 
 def render(run: LoadedRun, kind: str, path: Path, opts: GalleryOptions) -> Path:

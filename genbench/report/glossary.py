@@ -30,7 +30,8 @@ SECTIONS = (
                                "coverage", "mode_kl", "classes_covered"),
             "Measured in the features of an evaluator classifier genbench trains on the dataset "
             "itself; the real-versus-real floor row is the best a metric can say."),
-    Section("Classification", ("test_error",), "Semi-supervised models also classify."),
+    Section("Classification", ("test_error", "labelled_examples"),
+            "Semi-supervised models also classify; the error depends on how many labels they had."),
 )
 
 # Fallback directions: True = higher is better, None = not a ranking (no best marked).
@@ -39,7 +40,7 @@ DIRECTION: dict[str, bool | None] = {
     "test_recon_term": True, "test_kl_term": None, "recon_bce": False, "recon_mse": False,
     "active_units": None, "fid": False, "kid": False, "inception_score": True, "precision": True,
     "recall": True, "density": True, "coverage": True, "mode_kl": False, "classes_covered": True,
-    "test_error": False,
+    "test_error": False, "labelled_examples": None,
 }
 
 LABELS = {
@@ -99,6 +100,8 @@ METRIC_TEXT = {
                        "sample per class already counts.",
     "test_error": "The classification error of q(y|x) on the test set (M2, Kingma et al. 2014). It "
                   "depends strongly on how many labels were used in training.",
+    "labelled_examples": "How many training images a semi-supervised model saw with their label. "
+                         "Compare test errors only at the same count.",
 }
 
 MODEL_TEXT = {
