@@ -9,7 +9,8 @@ and for an unlabelled x the label is summed out (all K labels, no sampling):
 
     log p(x) >= U(x) = sum_y q(y|x) L(x, y) + H(q(y|x)).                                     (eq. 7)
 
-Objective (eq. 9): J^alpha = sum_labelled L + sum_unlabelled U - alpha E_labelled[-log q(y|x)]
+(L and U here are the bounds; the paper names their negatives L and U.) The objective to
+maximize (eq. 9): J^alpha = sum_labelled L + sum_unlabelled U - alpha E_labelled[-log q(y|x)]
 with alpha = 0.1 N. Kingma's code (nips14-ssl, learn_yz_x_ss.py) weighs each labelled
 example's log q(y|x) by beta = 0.1 N / N_l and divides the whole sum by N; so per image,
 
@@ -106,7 +107,7 @@ class M2(nn.Module):
     presets = {
         "smoke": {"hidden": (64,), "classifier_hidden": (64,), "latent_dim": 8, "lr": 1e-3},
         "quick": {"hidden": (500,), "classifier_hidden": (500,), "latent_dim": 50, "lr": 1e-3,
-                  "epochs": 30},
+                  "epochs": 50},
         "paper": {"hidden": (500,), "classifier_hidden": (500,), "latent_dim": 50},
     }
 
