@@ -48,6 +48,11 @@ class VAEGANConfig:
     lr: float = 3e-4  # all three networks; 1e30 makes training diverge on purpose
     beta1: float = 0.5
     certainty: float = 0.99  # D certain on a batch: mean D(x) above, mean D(G(z)) below 1-it
+    # Balancing from the authors' code (not the paper): skip D's step while D's real or fake
+    # cost is below equilibrium - margin, the decoder's while one is above equilibrium +
+    # margin (costs in nats, -log D(x) and -log(1 - D(fake))); margin <= 0 turns it off.
+    equilibrium: float = 0.68
+    margin: float = 0.4
 
 
 def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -120,6 +125,8 @@ class VAEGAN(nn.Module):
             # fakes = reconstructions and prior samples, averaged (real and fake weigh alike)
             "d_loss": discriminator_loss(real_l, fake_l),
             "g_loss": generator_loss(fake_l),  # non-saturating, on both kinds of fake
+            "real_cost": generator_loss(real_l).detach(),  # -log D(x)
+            "fake_cost": generator_loss(-fake_l).detach(),  # -log(1 - D(fake))
             "real_logits": real_l, "rec_logits": rec_l, "prior_logits": prior_l,
         }
 
@@ -131,7 +138,7 @@ class VAEGAN(nn.Module):
             "decoder": self.config.gamma * t["feature_recon"] + t["g_loss"],
             "discriminator": t["d_loss"],
         }
-        names = list(own)
+        names = self.networks_to_step(float(t["real_cost"]), float(t["fake_cost"]))
         for i, name in enumerate(names):  # each network's gradient of its own loss only
             params = [p for p in getattr(self, name).parameters() if p.requires_grad]
             grads = torch.autograd.grad(own[name], params, retain_graph=i < len(names) - 1)
@@ -143,7 +150,22 @@ class VAEGAN(nn.Module):
         stats = discriminator_stats(t["real_logits"], t["prior_logits"], self.config.certainty)
         return {"d_loss": t["d_loss"].detach(), "g_loss": t["g_loss"].detach(),
                 "kl": t["kl"].detach(), "feature_recon": t["feature_recon"].detach(),
-                "d_recon": torch.sigmoid(t["rec_logits"].detach()).mean(), **stats}
+                "d_recon": torch.sigmoid(t["rec_logits"].detach()).mean(), **stats,
+                # fraction of steps each was updated (history.csv shows the balancing at work)
+                "decoder_stepped": torch.tensor(float("decoder" in names), device=batch.x.device),
+                "discriminator_stepped": torch.tensor(float("discriminator" in names), device=batch.x.device)}
+
+    def networks_to_step(self, real_cost: float, fake_cost: float) -> list[str]:
+        """The encoder always; D unless it is winning, the decoder unless it is losing by
+        the margin (and both when both conditions hold), as in Larsen et al.'s code."""
+        c = self.config
+        if c.margin <= 0:
+            return ["encoder", "decoder", "discriminator"]
+        step_d = min(real_cost, fake_cost) >= c.equilibrium - c.margin
+        step_g = max(real_cost, fake_cost) <= c.equilibrium + c.margin
+        if not (step_d or step_g):
+            step_d = step_g = True
+        return ["encoder"] + ["decoder"] * step_g + ["discriminator"] * step_d
 
     def on_epoch_end(self, epoch: int, stats: dict[str, float]) -> None:
         check_discriminator(epoch, stats)

@@ -169,6 +169,18 @@ def test_vaegan_networks_follow_the_losses_of_larsen_et_al() -> None:
                                0.5 * (feats[:n] - feats[n : 2 * n]).pow(2).sum(1).mean())
 
 
+def test_vaegan_balancing_skips_the_winning_side() -> None:
+    """Larsen et al.'s code: no D step while D wins by the margin, no decoder step while it
+    loses by it; the encoder always steps; margin <= 0 turns the rule off."""
+    model = build("vaegan", equilibrium=0.68, margin=0.4)
+    everyone = ["encoder", "decoder", "discriminator"]
+    assert model.networks_to_step(0.7, 0.6) == everyone
+    assert model.networks_to_step(0.1, 0.7) == ["encoder", "decoder"]  # D sure of real images
+    assert model.networks_to_step(0.7, 1.5) == ["encoder", "discriminator"]  # fakes all caught
+    assert model.networks_to_step(0.1, 1.5) == everyone  # both rules fire: step both
+    assert build("vaegan", margin=0.0).networks_to_step(0.1, 0.7) == everyone
+
+
 # -- capabilities and sampling ----------------------------------------------------------
 @pytest.mark.parametrize("name", NAMES)
 def test_capabilities_and_eval_mode_sampling(name: str) -> None:
