@@ -46,6 +46,7 @@ class Bullets:
 class Image:
     path: Path  # relative to the report folder
     caption: str
+    zoom: int = 1  # the HTML shows image grids of 28-pixel digits enlarged, pixels kept sharp
 
 
 Block = Heading | Para | Bullets | Table | Image
@@ -128,6 +129,14 @@ def _data_uri(path: Path) -> str:
     return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
 
 
+def _html_image(b: Image, root: Path) -> str:
+    from PIL import Image as PILImage
+
+    width = PILImage.open(root / b.path).size[0] * b.zoom
+    return (f'<figure><img src="{_data_uri(root / b.path)}" alt="{html.escape(b.caption)}" '
+            f'style="width:{width}px"><figcaption>{_inline(b.caption)}</figcaption></figure>')
+
+
 def to_html(doc: Document, root: Path) -> str:
     """Self-contained HTML; ``root`` is the folder image paths are relative to."""
     out = [f"<h1>{html.escape(doc.title)}</h1>"]
@@ -141,8 +150,7 @@ def to_html(doc: Document, root: Path) -> str:
         elif isinstance(b, Table):
             out.append(_html_table(b))
         elif isinstance(b, Image):
-            out.append(f'<figure><img src="{_data_uri(root / b.path)}" alt="{html.escape(b.caption)}">'
-                       f"<figcaption>{_inline(b.caption)}</figcaption></figure>")
+            out.append(_html_image(b, root))
     return ("<!DOCTYPE html><html><head><meta charset='utf-8'>"
             f"<title>{html.escape(doc.title)}</title><style>{CSS}</style></head><body>"
             + "\n".join(out) + "</body></html>\n")

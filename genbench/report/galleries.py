@@ -92,6 +92,6 @@ def add_galleries(doc: Document, runs: pd.DataFrame, img: Path, out: Path, summa
                 continue
             summary.images.append(path)
             caption = CAPTIONS[kind].format(how=density_note(run))
-            doc.add(Image(path.relative_to(out), f"{model}: {caption}"))
+            doc.add(Image(path.relative_to(out), f"{model}: {caption}", zoom=1 if kind == "scatter" else 2))
         if skipped:
             doc.add(Para("Not shown: " + "; ".join(skipped) + "."))

@@ -112,6 +112,8 @@ def _decimals(spread: float) -> int:
 def fmt_number(x: float, spread: float = math.nan) -> str:
     if not math.isfinite(x):
         return str(x)
+    if not math.isfinite(spread) and float(x).is_integer() and abs(x) < 1e6:
+        return str(int(x))  # counts: epochs, active units, classes covered
     if not math.isfinite(spread) and abs(x) < 1:
         return f"{x:.3g}"
     return f"{x:.{_decimals(spread if math.isfinite(spread) else abs(x) / 100)}f}"
@@ -132,8 +134,8 @@ def fmt_stats(s: Stats, seeds: int) -> str:
 def best_models(means: dict[str, float], key: str) -> set[str]:
     """Models holding the best mean for ``key`` (ties all marked); none for a non-ranking key."""
     higher = glossary.direction(key)
-    if higher is None or len(means) < 2:
-        return set()
+    if higher is None or len(means) < 2 or len(set(means.values())) == 1:
+        return set()  # alone in a column, or all tied: nothing to point at
     target = max(means.values()) if higher else min(means.values())
     return {m for m, v in means.items() if v == target}
 
