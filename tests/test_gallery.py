@@ -20,27 +20,38 @@ from genbench.report import latent
 from genbench.store import save_torch
 
 
-def make_vae_run(folder: Path, latent_dim: int = 4, steps: int = 30, seed: int = 0) -> Path:
-    """A small VAE trained a few steps on `synthetic`, saved as a run folder (config + checkpoint)."""
-    from genbench_models.vae import VAE
+def make_run(folder: Path, model: str = "vae", dataset: str = "synthetic", latent_dim: int | None = 4,
+             steps: int = 30, seed: int = 0) -> Path:
+    """A smoke-sized model trained ``steps`` batches, saved as a run folder (config + checkpoint)."""
+    from genbench.plugins import load_plugins
+    from genbench.registry import get_model
+    from genbench.settings import resolve
 
+    load_plugins()
     torch.manual_seed(seed)
-    data = load_dataset(DataRequest("synthetic"))
-    config = VAE.Config(hidden=(32,), latent_dim=latent_dim)
-    model = VAE(config, data.info)
-    opts = model.configure_optimizers()
+    data = load_dataset(DataRequest(dataset))
+    cls = get_model(model).cls
+    config, preset = resolve(cls.Config, cls.presets, PRESETS["smoke"], {})
+    if latent_dim is not None:
+        config = dataclasses.replace(config, latent_dim=latent_dim)
+    net = cls(config, data.info)
+    opts = net.configure_optimizers()
     for step, batch in enumerate(data.train_batches(64, seed=seed, epoch=0)):
         if step >= steps:
             break
-        model.training_step(batch, opts)
+        net.training_step(batch, opts)
     folder.mkdir(parents=True, exist_ok=True)
-    preset = dataclasses.asdict(PRESETS["smoke"])
     (folder / "config.json").write_text(json.dumps({
-        "model": "vae", "model_config": dataclasses.asdict(config), "preset": preset, "seed": seed,
-        "dataset": {"name": "synthetic", "variant": "dynamic", "shape": [1, 28, 28], "data_dir": None},
-        "device": "cpu"}))
-    save_torch(folder / "checkpoint.pt", {"model": model.state_dict()})
+        "model": model, "model_config": dataclasses.asdict(config), "seed": seed, "device": "cpu",
+        "preset": dataclasses.asdict(preset),
+        "dataset": {"name": dataset, "variant": data.info.variant, "shape": list(data.info.shape),
+                    "data_dir": None}}))
+    save_torch(folder / "checkpoint.pt", {"model": net.state_dict()})
     return folder
+
+
+def make_vae_run(folder: Path, latent_dim: int = 4, steps: int = 30, seed: int = 0) -> Path:
+    return make_run(folder, "vae", latent_dim=latent_dim, steps=steps, seed=seed)
 
 
 @pytest.fixture(scope="module")
@@ -150,3 +161,33 @@ def test_gallery_command_writes_pngs_and_rejects_bad_input(tmp_path: Path) -> No
     assert res.exit_code == 2 and "2-D latent" in res.output
     res = runner.invoke(app, ["gallery", str(tmp_path), "--kind", "samples"])
     assert res.exit_code == 2 and "not a run folder" in res.output
+
+
+def test_attribute_edit_moves_along_the_unit_attribute_vector(tmp_path: Path) -> None:
+    from genbench.evaluation import load_run
+    from genbench.report.arithmetic import arithmetic_images
+    from genbench.report.gallery import N_STATS, GalleryOptions, codes, decode_mean
+
+    run = load_run(make_run(tmp_path / "rgb", "vae", "synthetic-rgb", steps=0))
+    x, y = run.data.eval_x("test", N_STATS), run.data.eval_y("test", N_STATS)
+    images, ncol = arithmetic_images(run, GalleryOptions(n=3, target="attr1", strength=2.0))
+    assert ncol == 3 and images.shape == (9, 3, 64, 64)  # input, unedited, edited
+    z = codes(run, x, y)
+    v = z[y[:, 1] == 1].mean(0) - z[y[:, 1] == 0].mean(0)
+    expected = decode_mean(run, z[:3] + 2.0 * v / v.norm())
+    torch.testing.assert_close(images.view(3, 3, 3, 64, 64)[:, 2], expected, atol=1e-5, rtol=0)
+    _, ncol = arithmetic_images(run, GalleryOptions(n=3))  # no CelebA names here: no default edits
+    assert ncol == 2
+
+
+def test_without_an_encoder_interpolation_runs_between_prior_draws(tmp_path: Path) -> None:
+    from genbench.evaluation import load_run
+    from genbench.report.gallery import GalleryOptions, decode_mean, interpolation_images
+
+    run = load_run(make_run(tmp_path / "gan", "gan", latent_dim=None, steps=0))
+    assert not callable(getattr(run.model, "encode", None))
+    images, _ = interpolation_images(run, GalleryOptions(endpoints=(0, 1), steps=5, seed=3))
+    torch.manual_seed(3)
+    z = run.model.prior().sample((2,))
+    torch.testing.assert_close(images[0], decode_mean(run, z[:1])[0])
+    torch.testing.assert_close(images[4], decode_mean(run, z[1:])[0])
