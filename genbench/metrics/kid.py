@@ -4,7 +4,10 @@ k(x, y) = (x.y / d + 1)^3 on D-dimensional features. The estimate is averaged ov
 ``subsets`` random subsets of ``subset_size`` rows from each set (drawn independently per
 subset, as in the authors' code, torch-fidelity and torchmetrics); its standard error is
 the subsets' standard deviation over sqrt(subsets). Randomness is an explicit generator.
-Unlike FID, the estimator is unbiased, so sets of different sizes compare fairly.
+Unlike FID, the estimator is unbiased, so sets of different sizes compare fairly, and it
+can come out slightly negative when the two sets are alike (the real-vs-real floor). The
+standard error treats the subsets as independent; when a set is smaller than
+``subset_size`` every subset holds all of it, so the error understates the true spread.
 """
 
 from __future__ import annotations
