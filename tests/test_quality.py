@@ -190,6 +190,7 @@ def test_classes_covered_ignores_stray_predictions():
 from pathlib import Path  # noqa: E402
 
 from genbench.data import DataRequest, load_dataset  # noqa: E402
+from genbench.errors import GenbenchError  # noqa: E402
 from genbench.metrics.context import EvalContext  # noqa: E402
 from genbench.metrics.features import fixed_subset, load_or_train_extractor, mean_images  # noqa: E402
 from genbench.metrics.quality import SAMPLE_BLOCK, generated_features, modes, quality  # noqa: E402
@@ -308,3 +309,18 @@ def test_conditional_sampling_gets_labels_from_the_data(synthetic):
                        labels=data.train.y)
     ys = torch.cat(seen)
     assert ys.shape == (100,) and set(ys.tolist()) <= set(range(10)) and len(set(ys.tolist())) > 5
+
+
+def test_attribute_data_gets_quality_but_no_mode_coverage(tmp_path):
+    data = load_dataset(DataRequest("synthetic-rgb")).subset_train(64)
+
+    class Noise(torch.nn.Module):
+        def sample(self, n, generator=None):
+            return torch.rand(n, 3, 64, 64, generator=generator)
+
+    ctx = _ctx(Noise(), data, tmp_path / "cache", tmp_path)
+    ctx.preset = ctx.preset.with_overrides(n_quality=64)
+    out = quality(ctx)
+    assert out["feature_space"].startswith("cnn64-attributes:") and out["fid"] > out["floor_fid"]
+    with pytest.raises(GenbenchError, match="needs class labels"):
+        modes(ctx)
