@@ -137,7 +137,8 @@ def add_tables(doc: Document, key: tables.GroupKey, runs: pd.DataFrame, results:
 
 def add_plots(doc: Document, runs: pd.DataFrame, img: Path, out: Path, summary: ReportSummary) -> None:
     known = {k for sec in glossary.SECTIONS for k in sec.keys}
-    keys = [k for k in tables.metric_keys(tables.finished(runs)) if k in known]
+    keys = [k for k in tables.metric_keys(tables.finished(runs))
+            if k in known and glossary.direction(k) is not None]
     spaces = tables.feature_spaces(tables.finished(runs))
     quality = {k for s in glossary.SECTIONS if s.title == "Sample quality" for k in s.keys}
     single = keys if len(spaces) < 2 else [k for k in keys if k not in quality]
