@@ -80,7 +80,7 @@ def test_interpolation_endpoints_are_the_reconstructions(vae_run, mode: str) -> 
 
 def test_zero_edit_returns_the_original(vae_run) -> None:
     from genbench.report.arithmetic import arithmetic_images, latent_stats
-    from genbench.report.gallery import GalleryOptions, codes
+    from genbench.report.gallery import GalleryOptions, codes, test_images
 
     _, run = vae_run
     z, y = latent_stats(run, seed=0)
@@ -91,10 +91,11 @@ def test_zero_edit_returns_the_original(vae_run) -> None:
     images, ncol = arithmetic_images(run, GalleryOptions(n=4))
     assert ncol == 1 + 1 + 10  # input, unedited decode, ten classes
     grid = images.view(4, ncol, 1, 28, 28)
-    x = run.data.eval_x("test", 4)
+    x, y4 = test_images(run, 4)
+    assert len(set(y4.tolist())) == 4  # the rows show different classes
     torch.testing.assert_close(grid[:, 0], x)
     torch.testing.assert_close(grid[:, 1], reconstruct(run.model, x), atol=1e-6, rtol=0)
-    own = grid[torch.arange(4), 2 + run.data.eval_y("test", 4)]
+    own = grid[torch.arange(4), 2 + y4]
     torch.testing.assert_close(own, reconstruct(run.model, x), atol=1e-5, rtol=0)
     assert codes(run, x, None).shape == (4, 4)
 
@@ -166,10 +167,10 @@ def test_gallery_command_writes_pngs_and_rejects_bad_input(tmp_path: Path) -> No
 def test_attribute_edit_moves_along_the_unit_attribute_vector(tmp_path: Path) -> None:
     from genbench.evaluation import load_run
     from genbench.report.arithmetic import arithmetic_images
-    from genbench.report.gallery import N_STATS, GalleryOptions, codes, decode_mean
+    from genbench.report.gallery import N_STATS, GalleryOptions, codes, decode_mean, test_images
 
     run = load_run(make_run(tmp_path / "rgb", "vae", "synthetic-rgb", steps=0))
-    x, y = run.data.eval_x("test", N_STATS), run.data.eval_y("test", N_STATS)
+    x, y = test_images(run, N_STATS)
     images, ncol = arithmetic_images(run, GalleryOptions(n=3, target="attr1", strength=2.0))
     assert ncol == 3 and images.shape == (9, 3, 64, 64)  # input, unedited, edited
     z = codes(run, x, y)

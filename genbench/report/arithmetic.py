@@ -173,7 +173,7 @@ def latent_scatter(run: LoadedRun, path):
 
     if not has_encoder(run.model):
         raise GenbenchError(f"{run.config['model']} has no encoder, so no latent scatter")
-    x, y = test_images(run, 2 * N_STATS)
+    x, y = test_images(run, N_STATS)
     z = codes(run, x, y).float().cpu()
     axes = ("z1", "z2")
     if z.shape[1] > 2:

@@ -44,7 +44,7 @@ def gallery_command(
     kind: str = typer.Option("samples", "--kind", "-k", help="samples | reconstructions | "
                              "interpolation | arithmetic | manifold | scatter | analogies"),
     endpoints: str = typer.Option("", "--endpoints", help="interpolation: test-image index pairs, "
-                                  "e.g. 0,5,2,7 (default 0,1,...,7)"),
+                                  "e.g. 0,5,2,7 (default: 4 pairs of different classes)"),
     steps: int = typer.Option(10, "--steps", help="interpolation: images per row, endpoints included"),
     mode: str = typer.Option("both", "--mode", help="interpolation: linear | slerp | both"),
     target: str | None = typer.Option(None, "--attribute", "--class",

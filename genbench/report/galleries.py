@@ -64,7 +64,7 @@ def add_galleries(doc: Document, runs: pd.DataFrame, img: Path, out: Path, summa
     from genbench.report.gallery import GalleryOptions, density_note, render
 
     doc.add(Heading(3, "Galleries"))
-    opts = GalleryOptions(n=8, steps=10, endpoints=(0, 1, 2, 3), manifold_n=15)
+    opts = GalleryOptions(n=8, steps=10, manifold_n=15)
     for model in tables.model_order(set(tables.finished(runs)["model"])):
         run_dir = representative(runs, model)
         doc.add(Heading(4, model))

@@ -30,13 +30,13 @@ KINDS = ("samples", "reconstructions", "interpolation", "arithmetic", "manifold"
 # The seed's CelebA edits (attribute, strength in prior standard deviations).
 CELEBA_EDITS = (("Smiling", 3.0), ("Male", 3.0), ("Young", -5.0), ("Mustache", 5.0),
                 ("Eyeglasses", 1.0))
-N_STATS = 500  # test images encoded for class/attribute means and the scatter
+N_STATS = 1000  # test images encoded for class/attribute means
 
 
 @dataclass(frozen=True)
 class GalleryOptions:
     n: int = 8  # images per row (samples, reconstructions) or rows (arithmetic)
-    endpoints: tuple[int, ...] = ()  # test-image indices, taken in pairs; () = 0,1 2,3 4,5 6,7
+    endpoints: tuple[int, ...] = ()  # test-image indices, in pairs; (): 4 pairs of different classes
     steps: int = 10  # interpolation steps, endpoints included
     modes: tuple[str, ...] = latent.MODES  # interpolation: linear and/or slerp
     target: str | None = None  # arithmetic: a class (e.g. "7") or attribute name
@@ -50,9 +50,28 @@ def has_encoder(model: torch.nn.Module) -> bool:
     return callable(getattr(model, "encode", None))
 
 
+def display_order(y: torch.Tensor | None, size: int) -> torch.Tensor:
+    """Test indices in the order galleries use them: classes interleaved (0, 1, ..., 9, 0, ...).
+
+    Test splits are often sorted by class, so "the first 16 test images" can all be zeros and
+    class means from "the first 500" can miss most classes. Without class labels: a fixed
+    random permutation.
+    """
+    if y is None or y.dim() != 1:
+        return torch.randperm(size, generator=torch.Generator().manual_seed(0))
+    y = y.cpu()
+    rank = torch.zeros_like(y)  # position of each image within its class
+    for k in y.unique():
+        members = (y == k).nonzero().flatten()
+        rank[members] = torch.arange(len(members))
+    return torch.argsort(rank * (int(y.max()) + 1) + y, stable=True)  # by (rank, class)
+
+
 def test_images(run: LoadedRun, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-    n = min(n, len(run.data.test))
-    return run.data.eval_x("test", n), run.data.eval_y("test", n)
+    """``n`` test images (and labels) in :func:`display_order`, as models are scored on them."""
+    x, y = run.data.eval_x("test"), run.data.eval_y("test")
+    idx = display_order(y, len(x))[:n].to(x.device)
+    return x[idx], None if y is None else y[idx]
 
 
 @torch.no_grad()
@@ -84,7 +103,7 @@ def reconstructions_images(run: LoadedRun, opts: GalleryOptions) -> tuple[torch.
 
 
 def _pairs(run: LoadedRun, endpoints: tuple[int, ...]) -> tuple[list[int], list[int]]:
-    idx = list(endpoints) or list(range(8))
+    idx = list(endpoints) or display_order(run.data.eval_y("test"), len(run.data.test))[:8].tolist()
     if len(idx) % 2:
         raise GenbenchError(f"--endpoints takes pairs of test-image indices; got {len(idx)} numbers")
     size = len(run.data.test)
