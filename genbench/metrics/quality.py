@@ -137,6 +137,9 @@ def _reference(ctx: EvalContext, ext: Extractor) -> FeatureSet:
 
 
 def _samples(ctx: EvalContext, ext: Extractor) -> FeatureSet:
+    if ctx.preset.n_quality < 10:
+        raise GenbenchError(f"n_quality={ctx.preset.n_quality} is too few for k-NN metrics; "
+                            "use --set n_quality=256 or more")
     seed = seed_from(ctx.generator(SALT))
     return generated_features(ctx.model, ext, ctx.preset.n_quality, seed=seed, device=ctx.device,
                               labels=ctx.data.train.y)
