@@ -18,9 +18,12 @@ the binarization, not for its samples. The classifier is trained on the same for
 The classifier is trained once per (dataset, variant, training images, code, epochs, seed)
 and cached under ``<cache_dir>/features/<name>-<key>.pt`` (state dict) beside a ``.json``
 with its test accuracy and provenance. Training is deterministic on CPU (explicit
-generators, forked global RNG). The seed is fixed (``FEATURE_SEED``), not the run's seed,
-so runs with different seeds are measured in one feature space. ``feature_space`` names
-the extractor and the hash of its weights: numbers are comparable only within one.
+generators, forked global RNG): bit-identical weights for a given torch build, CPU and
+thread count (CPU reductions are summed in another order with another thread count, so
+another machine may train slightly different weights, and ``feature_space`` says so).
+The seed is fixed (``FEATURE_SEED``), not the run's seed, so runs with different seeds are
+measured in one feature space. ``feature_space`` names the extractor and the hash of its
+weights: numbers are comparable only within one.
 
 InceptionV3 features are an option (``--set feature_extractor=inception --set
 inception_weights=PATH``, a torchvision ``inception_v3`` state dict): 2048-d pool features
