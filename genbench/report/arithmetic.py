@@ -38,7 +38,7 @@ def latent_stats(run: LoadedRun, seed: int, feature_space: str | None = None
                                 "needs class or attribute labels")
         return codes(run, x, y), y
     torch.manual_seed(seed)
-    z = run.model.prior().sample((N_STATS,))
+    z = run.model.prior().sample((N_STATS // 2,))  # ~50 labelled samples a class
     return z, classifier_labels(run, decode_mean(run, z), feature_space)
 
 

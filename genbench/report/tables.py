@@ -36,8 +36,12 @@ def load(results: Path) -> pd.DataFrame:
     df["conditional"] = [bool(getattr(MODELS[m].cls, "conditional", False)) if m in MODELS else False
                          for m in df["model"]]
     if "status" not in df:
-        df["status"] = "finished"
-    df["status"] = df["status"].fillna("finished")
+        df["status"] = None
+    if "reason" not in df:
+        df["reason"] = None
+    missing = df["status"].isna()  # no metrics.json yet (or a foreign one): never averaged in
+    df.loc[missing, "reason"] = "metrics.json has no status (not written yet?)"
+    df["status"] = df["status"].fillna("unknown")
     for col in ("variant", "preset"):
         df[col] = df[col].fillna("?")
     return df
