@@ -312,3 +312,36 @@ def test_a_diverging_run_fails_alone(setting: str, reason: str, tmp_path: Path, 
     assert "diverged" in bad.metrics["reason"] and reason in bad.metrics["reason"]
     good = run("gan", tmp_path, synthetic)
     assert good.status == "finished" and good.metrics["status"] == "finished"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_runner_resume_after_ctrl_c_matches_a_straight_run(name: str, tmp_path: Path,
+                                                           synthetic) -> None:
+    """Every network, optimizer and BatchNorm buffer (and GAN's dropout stream) resume."""
+    import dataclasses as dc
+
+    from genbench.training import RunSpec, execute, plan_run
+
+    straight = run(name, tmp_path / "a", synthetic)
+    spec = RunSpec(model=name, dataset="synthetic", preset="smoke", seed=0, epochs=2,
+                   results=tmp_path / "b", device="cpu", metrics=("elbo",))
+    plan = plan_run(spec, dc.replace(synthetic))  # a private bundle: we patch its batches
+    original, calls = plan.data.train_batches, {"n": 0}
+
+    def interrupting(*args, **kwargs):  # Ctrl-C in the middle of the second epoch
+        for b in original(*args, **kwargs):
+            calls["n"] += 1
+            if calls["n"] == 10:
+                raise KeyboardInterrupt
+            yield b
+
+    object.__setattr__(plan.data, "train_batches", interrupting)
+    with pytest.raises(KeyboardInterrupt):
+        execute(plan)
+    resumed = execute(plan_run(spec, synthetic))
+    assert resumed.status == "finished", resumed.message
+    a = torch.load(straight.run_dir / "checkpoint.pt", weights_only=True)
+    b = torch.load(resumed.run_dir / "checkpoint.pt", weights_only=True)
+    assert a["model"].keys() == b["model"].keys()
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    assert a["optimizers"].keys() == b["optimizers"].keys() == set(NETWORKS[name])
