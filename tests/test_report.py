@@ -122,6 +122,8 @@ def test_best_is_marked_in_the_metric_direction(report) -> None:
     # another feature space gets its own table: dcgan's 99 never shares a column with the others
     assert "dcgan" not in fid
     assert "feature space `inception-bbbb`" in quick and "feature space `cnn-aaaa`" in quick
+    assert "- Lowest FID: **ae** at 6.0 ± 1.4, then vae at 12.0 ± 2.0. The real-vs-real floor is 1.500." \
+        in quick
     assert tables.best_models({"a": 1.0, "b": 2.0}, "fid") == {"a"}
     assert tables.best_models({"a": 1.0, "b": 2.0}, "test_elbo") == {"b"}
 

@@ -98,6 +98,10 @@ def add_group(doc: Document, key: tables.GroupKey, runs: pd.DataFrame, results: 
     if tables.finished(runs).empty:
         doc.add(Para("No finished runs in this group."))
         return
+    space = tables.feature_spaces(tables.finished(runs))[0]
+    floor = floor_values(tables.in_space(runs, space), results, dataset, variant, space)
+    if lines := tables.headlines(runs, floor, space):
+        doc.add(Bullets(tuple(lines)))
     add_tables(doc, key, runs, results)
     img = out / "img" / _slug(key)
     add_plots(doc, runs, img, out, summary)

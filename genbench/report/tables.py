@@ -247,3 +247,39 @@ def _int(x: object) -> int | None:
         return None if x is None or (isinstance(x, float) and math.isnan(x)) else int(x)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         return None
+
+
+HEADLINES = (("test_ais", "highest log-likelihood (AIS)"), ("test_iwae", "highest IWAE bound"),
+             ("test_elbo", "highest ELBO"), ("fid", "lowest FID"), ("test_error", "lowest test error"))
+
+
+def headlines(runs: pd.DataFrame, floor: dict[str, float] | None = None,
+              space: str | None = None) -> list[str]:
+    """One sentence per headline metric: who is best, by how much, and the floor if known.
+
+    Conditional models are left out of the likelihood sentences: log p(x | y) is easier
+    than log p(x), so "best" would compare different quantities.
+    """
+    fin = finished(runs)
+    out, said_ll = [], False
+    for key, what in HEADLINES:
+        likelihood = key.startswith("test_") and key != "test_error"
+        if likelihood and said_ll:
+            continue
+        if likelihood:
+            pool = fin[~fin["conditional"].astype(bool)]
+        else:  # sample quality only within one feature space
+            pool = in_space(fin, space) if key == "fid" else fin
+        means = {m: s for m in set(pool["model"]) if (s := stats(pool[pool["model"] == m], key))}
+        best = best_models({m: s.mean for m, s in means.items()}, key)
+        if not best:
+            continue
+        ranked = sorted(means.items(), key=lambda kv: kv[1].mean, reverse=glossary.direction(key) is True)
+        (m1, s1), (m2, s2) = ranked[0], ranked[1]
+        text = (f"{what[0].upper()}{what[1:]}: **{m1}** at {fmt_stats(s1, s1.n)}, then {m2} at "
+                f"{fmt_stats(s2, s2.n)}.")
+        if floor and key in floor:
+            text += f" The real-vs-real floor is {fmt_number(floor[key])}."
+        out.append(text)
+        said_ll |= likelihood
+    return out
