@@ -324,3 +324,26 @@ def test_attribute_data_gets_quality_but_no_mode_coverage(tmp_path):
     assert out["feature_space"].startswith("cnn64-attributes:") and out["fid"] > out["floor_fid"]
     with pytest.raises(GenbenchError, match="needs class labels"):
         modes(ctx)
+
+
+def test_fid_pipeline_matches_torchmetrics_with_our_extractor(synthetic):
+    """torchmetrics' FrechetInceptionDistance accepts a custom feature module: same FID."""
+    from torchmetrics.image.fid import FrechetInceptionDistance
+
+    data, cache = synthetic
+    ext = load_or_train_extractor(data, epochs=1, cache_dir=cache)
+
+    class Features(torch.nn.Module):
+        num_features = 128
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return ext.net(x)[0]
+
+    real = mean_images(data.test.x, data.info.variant)
+    fake = (real + 0.2 * torch.randn(real.shape, generator=torch.Generator().manual_seed(0))).clamp(0, 1)
+    reference = FrechetInceptionDistance(feature=Features(), normalize=True)
+    reference.update(real, real=True)
+    reference.update(fake, real=False)
+    ours = fid_statistics_to_metric(fid_features_to_statistics(ext(fake)[0]),
+                                    fid_features_to_statistics(ext(real)[0]))
+    assert ours == pytest.approx(float(reference.compute()), rel=1e-4)
