@@ -156,7 +156,8 @@ def likelihood_estimators(runs: pd.DataFrame, path: Path) -> Path | None:
     names = []
     for m in order:
         s = tables.stats(fin[fin["model"] == m], "bdmc_gap")
-        names.append(f"{m}\nBDMC {tables.fmt_number(s.mean)}" if s else m)
+        label = tables.model_label(m, fin)  # † conditional: log p(x | y)
+        names.append(f"{label}\nBDMC {tables.fmt_number(s.mean)}" if s else label)
     fig, ax = plt.subplots(figsize=(1.2 + 1.1 * len(order), 3))
     sns.pointplot(df, x="model", y="value", hue="metric", order=order, errorbar="sd",
                   dodge=0.4 if df["metric"].nunique() > 1 else False,
