@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import torch
 from torch.distributions import Distribution, Independent, MultivariateNormal, Normal
 
+from genbench.metrics.iwae import retain_large_allocations
 from genbench.metrics.obsmodel import ObservationModel
 from genbench.metrics.sampling import (
     counter_normal,
@@ -229,6 +230,7 @@ def ais_log_likelihood(model: torch.nn.Module, obs: ObservationModel, x: torch.T
     Images are batched so that chains x images x pixels stays near ``ROW_FLOATS``; the
     noise is addressed by image index, so the batching does not change the draws.
     """
+    retain_large_allocations()
     per_batch = max(1, ROW_FLOATS // (chains * x[0].numel()))
     betas = sigmoid_schedule(steps)
     prior = model.prior()

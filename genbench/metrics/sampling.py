@@ -51,19 +51,19 @@ def counter_normal(seed: int, images: torch.Tensor, samples: torch.Tensor, dim: 
     """Standard-normal noise (len(samples), len(images), dim) addressed by counters.
 
     ``images`` and ``samples`` are int64 indices (global, not chunk-local). Box-Muller on
-    two 32-bit halves of one 64-bit hash; the smallest uniform is 2^-33, so tails reach
-    6.8 standard deviations.
+    the two 32-bit halves of one 64-bit hash per pair of coordinates (both the cosine and
+    the sine output are used); the smallest uniform is 2^-33, so tails reach 6.8 standard
+    deviations.
     """
     dev = images.device
-    d = torch.arange(dim, device=dev, dtype=torch.int64)
+    half = (dim + 1) // 2
+    j = torch.arange(half, device=dev, dtype=torch.int64)
     counter = (images.to(torch.int64)[None, :, None] * SAMPLE_STRIDE
-               + samples.to(dev, torch.int64)[:, None, None]) * dim + d  # (S, N, D)
+               + samples.to(dev, torch.int64)[:, None, None]) * half + j  # (S, N, D/2)
     h = splitmix64(counter ^ splitmix64(torch.tensor(seed & ((1 << 63) - 1), device=dev)))
-    hi = _shr(h, 32).to(torch.float32)
-    lo = (h & 0xFFFFFFFF).to(torch.float32)
-    u1 = (hi + 0.5) * 2.0**-32  # (0, 1]
-    u2 = lo * 2.0**-32
-    return torch.sqrt(-2.0 * torch.log(u1)) * torch.cos(2.0 * math.pi * u2)
+    radius = torch.sqrt(-2.0 * torch.log((_shr(h, 32).to(torch.float32) + 0.5) * 2.0**-32))
+    angle = (h & 0xFFFFFFFF).to(torch.float32) * (2.0 * math.pi * 2.0**-32)
+    return torch.cat([radius * torch.cos(angle), radius * torch.sin(angle)], -1)[..., :dim]
 
 
 def reparameterize(q: Distribution, eps: torch.Tensor) -> torch.Tensor:
