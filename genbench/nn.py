@@ -1,7 +1,9 @@
 """Network building blocks shared by the model plugins (no model lives here).
 
 Two shapes: an MLP for small images (28x28, flattened) and the DCGAN-style convolutional
-stack for 64x64 RGB (Radford et al. 2016), which CelebA models share.
+stack for 64x64 RGB (Radford et al. 2016), which CelebA models share. The adversarial
+models (GAN, DCGAN, VAE-GAN) add a 28x28 convolutional pair, maxout units, DCGAN's
+initialisation and the losses, statistics and divergence check of a GAN step.
 """
 
 from __future__ import annotations
