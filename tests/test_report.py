@@ -128,6 +128,17 @@ def test_best_is_marked_in_the_metric_direction(report) -> None:
     assert tables.best_models({"a": 1.0, "b": 2.0}, "test_elbo") == {"b"}
 
 
+def test_sanity_notes_flag_bounds_out_of_order() -> None:
+    import pandas as pd
+
+    df = pd.DataFrame({"model": ["vae", "gan"], "status": ["finished"] * 2, "conditional": [False] * 2,
+                       "test_iwae": [-90.0, None], "test_ais": [-95.0, -300.0], "bdmc_gap": [0.2, 4.0]})
+    notes = tables.sanity_notes(df)
+    assert len(notes) == 2
+    assert notes[0].startswith("vae: AIS (-95) is below the IWAE bound (-90)")
+    assert notes[1].startswith("gan: BDMC gap 4")
+
+
 def test_failed_runs_are_listed_with_reasons(report) -> None:
     text = (report.out / "report.md").read_text()
     fails = table_with(section(text, "## synthetic · dynamic · preset quick"), "reason")

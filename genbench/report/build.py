@@ -103,6 +103,8 @@ def add_group(doc: Document, key: tables.GroupKey, runs: pd.DataFrame, results: 
     if lines := tables.headlines(runs, floor, space):
         doc.add(Bullets(tuple(lines)))
     add_tables(doc, key, runs, results)
+    if notes := tables.sanity_notes(runs):
+        doc.add(Heading(3, "Read with care"), Bullets(tuple(notes)))
     img = out / "img" / _slug(key)
     add_plots(doc, runs, img, out, summary)
     if galleries:

@@ -283,3 +283,30 @@ def headlines(runs: pd.DataFrame, floor: dict[str, float] | None = None,
         out.append(text)
         said_ll |= likelihood
     return out
+
+
+def sanity_notes(runs: pd.DataFrame) -> list[str]:
+    """Warnings a careful reader would raise: bounds out of order, loose AIS, a model below the floor.
+
+    ELBO <= IWAE <= log p(x) holds in expectation, and AIS is a stochastic lower bound too, so
+    the larger of two lower bounds is the better estimate; an AIS below IWAE means AIS was
+    run too short (Wu et al. 2017 use 10,000 intermediate distributions).
+    """
+    fin, notes = finished(runs), []
+    for m in model_order(set(fin["model"])):
+        part = fin[fin["model"] == m]
+        ais, iwae, elbo = (stats(part, k) for k in ("test_ais", "test_iwae", "test_elbo"))
+        bound = iwae or elbo
+        if ais and bound and ais.mean < bound.mean:
+            name = "IWAE" if iwae else "ELBO"
+            notes.append(f"{m}: AIS ({fmt_number(ais.mean)}) is below the {name} bound "
+                         f"({fmt_number(bound.mean)}); both are lower bounds, so AIS was run too short "
+                         "for this model (raise `ais_steps`).")
+        if iwae and elbo and iwae.mean < elbo.mean - 3 * max(iwae.stderr, elbo.stderr, 0.0):
+            notes.append(f"{m}: IWAE ({fmt_number(iwae.mean)}) is below the ELBO ({fmt_number(elbo.mean)}), "
+                         "which it cannot be in expectation; check the estimator settings.")
+        gap = stats(part, "bdmc_gap")
+        if gap and gap.mean > 1.0:
+            notes.append(f"{m}: BDMC gap {fmt_number(gap.mean)} nats: on data simulated from the model "
+                         "the truth lies up to that far above AIS; treat this model's AIS as loose.")
+    return notes
