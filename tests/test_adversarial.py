@@ -345,3 +345,18 @@ def test_runner_resume_after_ctrl_c_matches_a_straight_run(name: str, tmp_path: 
     assert a["model"].keys() == b["model"].keys()
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
     assert a["optimizers"].keys() == b["optimizers"].keys() == set(NETWORKS[name])
+
+
+def test_gan_paper_preset_has_goodfellow_sizes() -> None:
+    """100-d noise, 1200-1200 ReLU G with sigmoid output, maxout D with dropout."""
+    from genbench.nn import Maxout
+
+    cls = get_model("gan").cls
+    model = cls(cls.Config(**cls.presets["paper"]), MNIST)
+    linears = [m for m in model.generator if isinstance(m, torch.nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in linears] == [(100, 1200), (1200, 1200),
+                                                                   (1200, 784)]
+    assert any(isinstance(m, Maxout) for m in model.discriminator.modules())
+    assert any(isinstance(m, torch.nn.Dropout) and m.p == 0.5 for m in model.discriminator.modules())
+    out = model.training_step(batch(), model.configure_optimizers())
+    assert all(math.isfinite(v.item()) for v in out.values())
