@@ -161,7 +161,7 @@ def test_plots_exist_and_are_small(report) -> None:
         path = img / name
         assert path.exists() and path.stat().st_size < 200_000
         assert min(Image.open(path).size) > 100
-    assert not (img / "quality_vs_nll_inception-bb.png").exists()  # dcgan has FID but no NLL
+    assert not (img / "quality_vs_nll_inception-bbbb.png").exists()  # dcgan has FID but no NLL
     md = (report.out / "report.md").read_text()
     assert all((report.out / p).exists() for p in re.findall(r"\]\((img/[^)]+\.png)\)", md))
     assert "**FID** (`fid`)" in md and "**vae**:" in md  # the teaching sections

@@ -159,7 +159,8 @@ def add_plots(doc: Document, runs: pd.DataFrame, img: Path, out: Path, summary: 
          "BDMC gap under each name says how far AIS may be from the truth. Parzen is not a bound."),
     ]
     for space in spaces:
-        name = "quality_vs_nll.png" if space is None else f"quality_vs_nll_{space[:12]}.png"
+        slug = "" if space is None else "_" + "".join(c if c.isalnum() or c in "-_" else "-" for c in space)
+        name = f"quality_vs_nll{slug}.png"
         made.append((plots.quality_vs_nll(runs, img / name, space),
                      "Sample quality against NLL, one point per run: good likelihood and good samples "
                      "are different goals (the survey's GANs win one and lose the other)."))
