@@ -12,7 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
+from torchvision.utils import make_grid, save_image
 from typer.testing import CliRunner
 
 from genbench.report import tables
@@ -48,6 +50,11 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> Path:
     gan_curves = "epoch,seconds,d_loss,g_loss\n1,0.1,1.3,0.8\n2,0.1,1.2,0.9\n"
     write_run(root, "gan", 0, {"fid": GAN_FID[0], "feature_space": "cnn-aaaa",
                                "not_applicable": {"test_elbo": "no encoder"}}, history=gan_curves)
+    gan0 = root / "synthetic" / "gan" / "quick-dynamic-seed0-abc123"
+    for epoch in range(1, 11):  # the runner's fixed-noise grids (8 x 8 tiles of 28 px)
+        (gan0 / "samples").mkdir(exist_ok=True)
+        save_image(make_grid(torch.rand(64, 1, 28, 28), nrow=8, padding=2), gan0 / "samples" /
+                   f"epoch_{epoch:03d}.png")
     failed = write_run(root, "gan", 1, {}, history=gan_curves)
     (failed / "metrics.json").write_text(json.dumps({"status": "failed",
                                                       "reason": "diverged: NaN in the D loss"}))
@@ -165,6 +172,16 @@ def test_plots_exist_and_are_small(report) -> None:
     md = (report.out / "report.md").read_text()
     assert all((report.out / p).exists() for p in re.findall(r"\]\((img/[^)]+\.png)\)", md))
     assert "**FID** (`fid`)" in md and "**vae**:" in md  # the teaching sections
+
+
+def test_training_progress_strip(report) -> None:
+    from genbench.report.epochs import pick_epochs
+
+    files = [Path(f"epoch_{i:03d}.png") for i in range(1, 11)]
+    assert [f.stem for f in pick_epochs(files, 6)] == [f"epoch_{i:03d}" for i in (1, 3, 5, 6, 8, 10)]
+    strip = report.out / "img" / "synthetic-dynamic-quick" / "galleries" / "gan" / "progress.png"
+    assert strip in report.images
+    assert Image.open(strip).size == (44 + 242, 6 * 32)  # six epochs, one 30-px row + padding each
 
 
 def test_report_command(tmp_path: Path) -> None:

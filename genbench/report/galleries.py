@@ -59,6 +59,20 @@ def kinds_for(model: object) -> list[str]:
     return kinds
 
 
+def add_progress(doc: Document, runs: pd.DataFrame, model: str, img: Path, out: Path, summary) -> None:
+    """The fixed-noise sample grids over training (from the store; no checkpoint needed)."""
+    from genbench.report.epochs import progress_strip
+
+    fin = tables.finished(runs)
+    for d in fin[fin["model"] == model].sort_values("seed")["run_dir"]:
+        path = progress_strip(Path(d), img / model / "progress.png")
+        if path is not None:
+            summary.images.append(path)
+            doc.add(Image(path.relative_to(out), f"{model}: the same noise decoded after each of a few "
+                          "epochs (top to bottom), from the runner's per-epoch grids.", zoom=2))
+            return
+
+
 def add_galleries(doc: Document, runs: pd.DataFrame, img: Path, out: Path, summary) -> None:
     from genbench.evaluation import load_run
     from genbench.report.gallery import GalleryOptions, density_note, render
@@ -68,6 +82,7 @@ def add_galleries(doc: Document, runs: pd.DataFrame, img: Path, out: Path, summa
     for model in tables.model_order(set(tables.finished(runs)["model"])):
         run_dir = representative(runs, model)
         doc.add(Heading(4, model))
+        add_progress(doc, runs, model, img, out, summary)
         if run_dir is None:
             doc.add(Para("No checkpoint.pt among its finished runs, so no galleries."))
             continue
