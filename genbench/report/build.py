@@ -24,6 +24,7 @@ from genbench.report.document import (
     Image,
     Para,
     Table,
+    contents,
     to_html,
     to_markdown,
 )
@@ -72,6 +73,7 @@ def build_report(results: Path, out: Path, galleries: bool = True) -> ReportSumm
         summary.groups += 1
         add_group(doc, key, runs, results, out, galleries, summary)
     add_glossary(doc, df)
+    doc.blocks.insert(3, contents(doc))  # after the two opening paragraphs and the runs table
     (out / "report.md").write_text(to_markdown(doc))
     (out / "index.html").write_text(to_html(doc, out))
     summary.seconds = time.perf_counter() - start

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import html
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -61,6 +62,21 @@ class Document:
         self.blocks.extend(blocks)
 
 
+def anchor(text: str) -> str:
+    """GitHub's heading anchor: lowercase, punctuation dropped, spaces to hyphens.
+
+    The HTML gives its headings the same ids, so one contents list works in both files.
+    """
+    kept = "".join(c for c in text.lower() if c.isalnum() or c in " -_")
+    return kept.replace(" ", "-")
+
+
+def contents(doc: Document, level: int = 2) -> Bullets:
+    """Links to the document's headings of ``level``."""
+    return Bullets(tuple(f"[{b.text}](#{anchor(b.text)})" for b in doc.blocks
+                         if isinstance(b, Heading) and b.level == level))
+
+
 # -- markdown ---------------------------------------------------------------------------
 def _md_cell(cell: Cell) -> str:
     text = cell.text.replace("|", "\\|")
@@ -109,11 +125,12 @@ code{background:#f4f4f4;padding:0 .2em}
 
 
 def _inline(text: str) -> str:
-    """Escape, then the two markdown inlines the report uses: `code` and **bold**."""
+    """Escape, then the markdown inlines the report uses: `code`, **bold** and [text](#anchor)."""
     parts = html.escape(text).split("`")
     out = "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
     bold = out.split("**")
-    return "".join(f"<strong>{p}</strong>" if i % 2 else p for i, p in enumerate(bold))
+    out = "".join(f"<strong>{p}</strong>" if i % 2 else p for i, p in enumerate(bold))
+    return re.sub(r"\[([^\]]+)\]\((#[^)\s]+)\)", r'<a href="\2">\1</a>', out)
 
 
 def _html_table(table: Table) -> str:
@@ -142,7 +159,7 @@ def to_html(doc: Document, root: Path) -> str:
     out = [f"<h1>{html.escape(doc.title)}</h1>"]
     for b in doc.blocks:
         if isinstance(b, Heading):
-            out.append(f"<h{b.level}>{_inline(b.text)}</h{b.level}>")
+            out.append(f'<h{b.level} id="{anchor(b.text)}">{_inline(b.text)}</h{b.level}>')
         elif isinstance(b, Para):
             out.append(f"<p>{_inline(b.text)}</p>")
         elif isinstance(b, Bullets):
