@@ -347,3 +347,19 @@ def test_fid_pipeline_matches_torchmetrics_with_our_extractor(synthetic):
     ours = fid_statistics_to_metric(fid_features_to_statistics(ext(fake)[0]),
                                     fid_features_to_statistics(ext(real)[0]))
     assert ours == pytest.approx(float(reference.compute()), rel=1e-4)
+
+
+def test_floor_path_and_store(tmp_path):
+    from genbench.metrics.floor import floor_path, load_or_compute_floor, read_floors
+
+    kw = dict(dataset="mnist-5k", variant="dynamic", feature_space="cnn28-classes:abc", counts="n2-r2")
+    assert floor_path(results_root=tmp_path, cache_dir=tmp_path / "c", **kw) == (
+        tmp_path / "mnist-5k" / "_floor" / "dynamic-cnn28-classes-abc-n2-r2.json")
+    cached = floor_path(results_root=None, cache_dir=tmp_path / "c", **kw)
+    assert cached.parent == tmp_path / "c" / "floors" / "mnist-5k"
+    calls = []
+    path = floor_path(results_root=tmp_path, cache_dir=tmp_path, **kw)
+    for _ in range(2):
+        got = load_or_compute_floor(path, lambda: calls.append(1) or {"floor_fid": 1.5})
+    assert got == {"floor_fid": 1.5} and len(calls) == 1
+    assert read_floors(tmp_path, "mnist-5k")[0]["floor_fid"] == 1.5
