@@ -105,7 +105,7 @@ def to_markdown(doc: Document) -> str:
         elif isinstance(b, Table):
             out.append(_md_table(b))
         elif isinstance(b, Image):
-            out.append(f"![{b.caption}]({b.path.as_posix()})\n\n*{b.caption}*")
+            out.append(f"![{b.path.stem}]({b.path.as_posix()})\n\n*{b.caption}*")
     return "\n\n".join(out) + "\n"
 
 

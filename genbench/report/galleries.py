@@ -21,15 +21,31 @@ CAPTIONS = {
     "samples": "Samples from the prior (fixed noise).",
     "reconstructions": "Test inputs (odd rows) above their reconstructions (even rows).",
     "interpolation": "Latent interpolation {how}; in each pair of rows linear above spherical (slerp).",
-    "arithmetic": "Latent arithmetic: [input,] unedited decode, then each class mean (z - mean[y] + "
-                  "mean[k]) or attribute edit (Smiling +3, Male +3, Young -5, Mustache +5, "
-                  "Eyeglasses +1, in prior standard deviations).",
+    "arithmetic": "Latent arithmetic on {rows}: {edits}",
     "manifold": "The 2-D latent manifold (Kingma & Welling 2013, Fig. 4): a grid through the inverse "
                 "Gaussian CDF.",
     "scatter": "Test codes coloured by class (first two principal components when the latent is "
                "wider than 2-D).",
     "analogies": "Analogies: each row keeps one test image's style z and decodes it with every label.",
 }
+
+
+def arithmetic_note(run) -> dict[str, str]:
+    """How the arithmetic gallery was made, for its caption."""
+    from genbench.report.gallery import CELEBA_EDITS, has_encoder
+
+    rows = ("test images (first column) and their unedited reconstructions (second)"
+            if has_encoder(run.model) else
+            "prior draws (first column: unedited), class vectors from 500 samples labelled by the "
+            "evaluator classifier")
+    if run.data.info.num_classes:
+        edits = "then each code moved to every class mean in turn, z - mean[y] + mean[k]"
+    else:
+        names = {n.lower() for n in run.data.info.label_names}
+        shown = [f"{a} {s:+g}" for a, s in CELEBA_EDITS if a.lower() in names]
+        edits = ("then the attribute edits " + ", ".join(shown) + " (unit mean-difference vectors, "
+                 "strength in prior standard deviations)") if shown else "no CelebA attributes to edit"
+    return {"rows": rows, "edits": edits + "."}
 
 
 def representative(runs: pd.DataFrame, model: str) -> Path | None:
@@ -106,7 +122,7 @@ def add_galleries(doc: Document, runs: pd.DataFrame, img: Path, out: Path, summa
                 skipped.append(f"{kind}: failed — {type(err).__name__}: {err}")
                 continue
             summary.images.append(path)
-            caption = CAPTIONS[kind].format(how=density_note(run))
+            caption = CAPTIONS[kind].format(how=density_note(run), **arithmetic_note(run))
             doc.add(Image(path.relative_to(out), f"{model}: {caption}", zoom=1 if kind == "scatter" else 2))
         if skipped:
             doc.add(Para("Not shown: " + "; ".join(skipped) + "."))
