@@ -56,6 +56,7 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> Path:
         save_image(make_grid(torch.rand(64, 1, 28, 28), nrow=8, padding=2), gan0 / "samples" /
                    f"epoch_{epoch:03d}.png")
     failed = write_run(root, "gan", 1, {}, history=gan_curves)
+    shutil.copytree(gan0 / "samples", failed / "samples")
     (failed / "metrics.json").write_text(json.dumps({"status": "failed",
                                                       "reason": "diverged: NaN in the D loss"}))
     # another preset (a run with a checkpoint, for the galleries) and a sample-quality number in
@@ -152,6 +153,8 @@ def test_failed_runs_are_listed_with_reasons(report) -> None:
     assert fails["gan"]["status"] == "failed"
     assert fails["gan"]["reason"] == "diverged: NaN in the D loss"
     assert report.failed == 1 and report.runs == 10
+    strip = report.out / "img" / "synthetic-dynamic-quick" / "failed" / "gan-quick-dynamic-seed1-abc123.png"
+    assert strip in report.images  # what the failed run's samples looked like until it stopped
 
 
 def test_published_figure_beside_ours(report) -> None:

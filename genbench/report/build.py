@@ -97,6 +97,7 @@ def add_group(doc: Document, key: tables.GroupKey, runs: pd.DataFrame, results: 
     doc.add(Heading(2, f"{dataset} · {variant} · preset {preset}"))
     if failures := tables.failures_table(runs):
         doc.add(Heading(3, "Runs that did not finish"), failures)
+        add_failure_strips(doc, runs, out / "img" / _slug(key) / "failed", out, summary)
     if tables.finished(runs).empty:
         doc.add(Para("No finished runs in this group."))
         return
@@ -113,6 +114,19 @@ def add_group(doc: Document, key: tables.GroupKey, runs: pd.DataFrame, results: 
         from genbench.report.galleries import add_galleries
 
         add_galleries(doc, runs, img / "galleries", out, summary)
+
+
+def add_failure_strips(doc: Document, runs: pd.DataFrame, img: Path, out: Path,
+                       summary: ReportSummary) -> None:
+    """A failed run's fixed-noise grids up to its last epoch: what diverging looked like."""
+    from genbench.report.epochs import progress_strip
+
+    for r in runs[runs["status"] == "failed"].itertuples():
+        path = progress_strip(Path(r.run_dir), img / f"{r.model}-{Path(r.run_dir).name}.png")
+        if path is not None:
+            summary.images.append(path)
+            doc.add(Image(path.relative_to(out), f"{r.model} seed {r.seed} (failed): its samples "
+                          "epoch by epoch until it stopped.", zoom=2))
 
 
 def add_tables(doc: Document, key: tables.GroupKey, runs: pd.DataFrame, results: Path) -> None:
