@@ -7,7 +7,6 @@ gallery that fails never costs the rest of the report.
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import pandas as pd
@@ -90,11 +89,10 @@ def add_progress(doc: Document, runs: pd.DataFrame, model: str, img: Path, out: 
 
 
 def add_galleries(doc: Document, runs: pd.DataFrame, img: Path, out: Path, summary) -> None:
+    """Per model: its training progress, then one run's galleries decoded from its checkpoint."""
     from genbench.evaluation import load_run
-    from genbench.report.gallery import GalleryOptions, density_note, render
 
     doc.add(Heading(3, "Galleries"))
-    opts = GalleryOptions(n=8, steps=10, manifold_n=15)
     for model in tables.model_order(set(tables.finished(runs)["model"])):
         run_dir = representative(runs, model)
         doc.add(Heading(4, model))
@@ -108,21 +106,28 @@ def add_galleries(doc: Document, runs: pd.DataFrame, img: Path, out: Path, summa
             doc.add(Para(f"Could not load `{run_dir.name}`: {type(err).__name__}: {err}"))
             continue
         doc.add(Para(f"From run `{run_dir.name}` (seed {run.seed})."))
-        space = read_json(run_dir / METRICS).get("feature_space")
-        run_opts = dataclasses.replace(opts, feature_space=space)
-        skipped = []
-        for kind in kinds_for(run.model):
-            path = img / model / f"{kind}.png"
-            try:
-                render(run, kind, path, run_opts)
-            except GenbenchError as err:
-                skipped.append(f"{kind}: n/a — {err}")
-                continue
-            except Exception as err:  # noqa: BLE001
-                skipped.append(f"{kind}: failed — {type(err).__name__}: {err}")
-                continue
-            summary.images.append(path)
-            caption = CAPTIONS[kind].format(how=density_note(run), **arithmetic_note(run))
-            doc.add(Image(path.relative_to(out), f"{model}: {caption}", zoom=1 if kind == "scatter" else 2))
-        if skipped:
-            doc.add(Para("Not shown: " + "; ".join(skipped) + "."))
+        add_run_galleries(doc, run, run_dir, img / model, out, summary)
+
+
+def add_run_galleries(doc: Document, run, run_dir: Path, img: Path, out: Path, summary) -> None:
+    """Every gallery that applies to the loaded run; the others listed with their reason."""
+    from genbench.report.gallery import GalleryOptions, density_note, render
+
+    space = read_json(run_dir / METRICS).get("feature_space")
+    opts = GalleryOptions(n=8, steps=10, manifold_n=15, feature_space=space)
+    model, skipped = run.config["model"], []
+    for kind in kinds_for(run.model):
+        path = img / f"{kind}.png"
+        try:
+            render(run, kind, path, opts)
+        except GenbenchError as err:
+            skipped.append(f"{kind}: n/a — {err}")
+            continue
+        except Exception as err:  # noqa: BLE001  (one gallery's bug must not cost the report)
+            skipped.append(f"{kind}: failed — {type(err).__name__}: {err}")
+            continue
+        summary.images.append(path)
+        caption = CAPTIONS[kind].format(how=density_note(run), **arithmetic_note(run))
+        doc.add(Image(path.relative_to(out), f"{model}: {caption}", zoom=1 if kind == "scatter" else 2))
+    if skipped:
+        doc.add(Para("Not shown: " + "; ".join(skipped) + "."))
