@@ -17,10 +17,13 @@ def report_command(
     out: Path = typer.Option(Path("reports"), "--out", help="folder for report.md, index.html, PNGs"),
     galleries: bool = typer.Option(True, "--galleries/--no-galleries",
                                    help="decode galleries from checkpoints"),
+    plugins: list[Path] = typer.Option([], "--plugins", help="extra plugin folder (models of the runs)"),
 ) -> None:
     """Write the comparison report (tables, plots, galleries) from a results folder."""
+    from genbench.plugins import load_plugins
     from genbench.report.build import build_report
 
+    load_plugins(plugins)
     s = build_report(results, out, galleries=galleries)
     console.print(f"[bold green]report[/] {s.out / 'index.html'} and {s.out / 'report.md'}: "
                   f"{s.runs} runs in {s.groups} groups ({s.failed} not finished), "
@@ -53,10 +56,13 @@ def gallery_command(
     n: int = typer.Option(8, "--n", help="images per row (samples) or rows (arithmetic)"),
     seed: int = typer.Option(0, "--seed", help="noise seed for samples and prior draws"),
     out: Path | None = typer.Option(None, "--out", "-o", help="PNG path (default RUN_DIR/gallery_KIND.png)"),
+    plugins: list[Path] = typer.Option([], "--plugins", help="extra plugin folder (the run's model)"),
 ) -> None:
     """Decode one gallery from a run's checkpoint and write it as a PNG."""
+    from genbench.plugins import load_plugins
     from genbench.report.gallery import GalleryOptions, write_gallery
 
+    load_plugins(plugins)
     modes = {"both": ("linear", "slerp"), "linear": ("linear",), "slerp": ("slerp",)}
     if mode not in modes:
         raise GenbenchError(f"--mode {mode!r}: use linear, slerp or both")
