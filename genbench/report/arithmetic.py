@@ -101,13 +101,19 @@ def edit_vectors(run: LoadedRun, z: torch.Tensor, y: torch.Tensor, z0: torch.Ten
         default = dict((a.lower(), s) for a, s in CELEBA_EDITS).get(opts.target.lower(), 1.0)
         edits = [(opts.target, default if opts.strength is None else opts.strength)]
     else:
-        names = [n.lower() for n in info.label_names]
-        edits = [(a, s) for a, s in CELEBA_EDITS if a.lower() in names]
+        edits = default_edits(info.label_names)
     out = []
     for name, strength in edits:
         vec = latent.attribute_vector(z, y[:, _target_index(run, name)])
         out.append((vec[None].expand_as(z0), strength))
     return out
+
+
+def default_edits(label_names: tuple[str, ...]) -> list[tuple[str, float]]:
+    """The seed's CelebA edits present among the attributes, else +3 on the first three."""
+    names = [n.lower() for n in label_names]
+    found = [(a, s) for a, s in CELEBA_EDITS if a.lower() in names]
+    return found or [(n, 3.0) for n in label_names[:3]]
 
 
 @torch.no_grad()

@@ -31,19 +31,19 @@ CAPTIONS = {
 
 def arithmetic_note(run) -> dict[str, str]:
     """How the arithmetic gallery was made, for its caption."""
-    from genbench.report.gallery import CELEBA_EDITS, has_encoder
+    from genbench.report.arithmetic import default_edits
+    from genbench.report.gallery import has_encoder
 
     rows = ("test images (first column) and their unedited reconstructions (second)"
             if has_encoder(run.model) else
-            "prior draws (first column: unedited), class vectors from 500 samples labelled by the "
+            "prior draws (first column: unedited), vectors from 500 samples labelled by the "
             "evaluator classifier")
     if run.data.info.num_classes:
         edits = "then each code moved to every class mean in turn, z - mean[y] + mean[k]"
     else:
-        names = {n.lower() for n in run.data.info.label_names}
-        shown = [f"{a} {s:+g}" for a, s in CELEBA_EDITS if a.lower() in names]
+        shown = [f"{a} {s:+g}" for a, s in default_edits(run.data.info.label_names)]
         edits = ("then the attribute edits " + ", ".join(shown) + " (unit mean-difference vectors, "
-                 "strength in prior standard deviations)") if shown else "no CelebA attributes to edit"
+                 "strength in prior standard deviations)")
     return {"rows": rows, "edits": edits + "."}
 
 
