@@ -88,7 +88,8 @@ def overview_table(df: pd.DataFrame) -> Table:
 
 
 def _slug(key: tables.GroupKey) -> str:
-    return "-".join(key).replace("/", "_")
+    """A folder name for a group: safe in a file system and in a markdown link."""
+    return "".join(c if c.isalnum() or c in "-_." else "-" for c in "-".join(key))
 
 
 def add_group(doc: Document, key: tables.GroupKey, runs: pd.DataFrame, results: Path, out: Path,

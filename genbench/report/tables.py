@@ -44,6 +44,9 @@ def load(results: Path) -> pd.DataFrame:
     df["status"] = df["status"].fillna("unknown")
     for col in ("variant", "preset"):
         df[col] = df[col].fillna("?")
+    if "eval_preset" in df:  # `genbench eval --preset P` on a run trained with another preset
+        other = df["eval_preset"].notna() & (df["eval_preset"] != df["preset"])
+        df.loc[other, "preset"] = df["preset"] + " evaluated " + df["eval_preset"].astype(str)
     return df
 
 
