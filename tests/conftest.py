@@ -14,6 +14,8 @@ os.environ["GENBENCH_OFFLINE"] = "1"  # nothing downloads in tests
 def _isolated(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GENBENCH_OFFLINE", "1")
     monkeypatch.setenv("GENBENCH_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+    # a developer's real MNIST in ~/.cache must not leak into the tests
+    monkeypatch.setenv("GENBENCH_DATA", str(tmp_path_factory.getbasetemp() / "data"))
     monkeypatch.delenv("GENBENCH_PLUGINS", raising=False)
     torch.manual_seed(0)
 
