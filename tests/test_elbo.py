@@ -27,6 +27,15 @@ from genbench.presets import get_preset
 from models.vae import VAE, gaussian_kl
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Small tensors gain nothing from a second thread, and on a shared machine OpenMP's
+    waits for it cost more than the work."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
 class TinyBernoulliVAE(nn.Module):
     """1-d latent, 4-pixel (1x2x2) Bernoulli decoder with fixed weights.
 

@@ -74,7 +74,7 @@ def plan(n_images: int, k: int, chunk: int) -> Iterator[tuple[int, int]]:
         yield start, min(n_images, start + per_group)
 
 
-NOISE_FLOATS = 1 << 20  # latent draws made at once (4 MB): amortizes the small per-draw ops
+NOISE_FLOATS = 1 << 18  # latent draws made at once (1 MB): amortizes the small per-draw ops
 
 
 @torch.no_grad()
