@@ -36,6 +36,7 @@ def _one_thread():
     yield
     torch.set_num_threads(threads)
 
+
 class TinyBernoulliVAE(nn.Module):
     """1-d latent, 4-pixel (1x2x2) Bernoulli decoder with fixed weights.
 

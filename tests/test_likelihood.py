@@ -37,6 +37,7 @@ def _one_thread():
     yield
     torch.set_num_threads(threads)
 
+
 class PPCA(nn.Module):
     """Linear-Gaussian latent model on 1x2x3 'images' with the contract's capabilities.
 

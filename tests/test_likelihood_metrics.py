@@ -29,6 +29,7 @@ def _one_thread():
     yield
     torch.set_num_threads(threads)
 
+
 def test_parzen_matches_a_brute_force_kernel_density():
     """Against scipy's logsumexp over all pairwise distances (scikit-learn's KernelDensity
     is no reference here: its tree drops the far, tiny kernel values at small bandwidths)."""
