@@ -114,3 +114,22 @@ def test_ais_rejects_a_bad_init_setting():
     ctx.preset = ctx.preset.with_overrides(ais_init="posterior")
     _, na = evaluate_metrics(ctx, ["ais"])
     assert "ais_init" in na["test_ais"]
+
+
+def test_on_a_trained_vae_iwae_rises_with_k_above_the_elbo():
+    """Burda et al. (2015): L_1 = ELBO <= L_k <= L_m for k <= m (in expectation)."""
+    from genbench.metrics.elbo import elbo_terms
+    from genbench.metrics.iwae import iwae_bound
+    data = load_dataset(DataRequest("synthetic"))
+    torch.manual_seed(0)
+    vae = VAE(VAE.Config(hidden=(32,), latent_dim=4), data.info)
+    opts = vae.configure_optimizers()
+    for epoch in range(3):
+        for batch in data.train_batches(64, seed=0, epoch=epoch):
+            vae.training_step(batch, opts)
+    vae.eval()
+    x = data.eval_x("test", 64)
+    recon, kl = elbo_terms(vae, x, seed=0, draws=200)
+    bounds = {k: float(iwae_bound(vae, x, k=k, seed=1, chunk=512).mean()) for k in (1, 10, 100, 1000)}
+    assert float((recon - kl).mean()) < bounds[10]  # the ELBO (200 draws) below L_10
+    assert bounds[1] < bounds[10] < bounds[100] < bounds[1000] + 0.05
