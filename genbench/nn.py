@@ -258,3 +258,16 @@ def adversarial_step(discriminator: nn.Module, real: torch.Tensor,
     opt_g.step()
     return {"d_loss": d_loss.detach(), "g_loss": g_loss.detach(),
             **discriminator_stats(real_logits, fake_logits, certainty)}
+
+
+def adam(params, lr: float, betas: tuple[float, float] = (0.9, 0.999)) -> torch.optim.Adam:
+    """Adam with the fused kernel where this torch has one for the device.
+
+    The fused step reads and writes each parameter once; on a 2-core CPU it made a quick
+    VAE epoch about 15% faster than the foreach step (benchmarks/bench_train.py).
+    """
+    params = list(params)
+    try:
+        return torch.optim.Adam(params, lr=lr, betas=betas, fused=True)
+    except (RuntimeError, TypeError, ValueError):  # torch < 2.4 on CPU
+        return torch.optim.Adam(params, lr=lr, betas=betas, foreach=True)

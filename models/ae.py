@@ -15,7 +15,7 @@ from torch.distributions import Distribution, MultivariateNormal
 
 from genbench import register_model
 from genbench.contract import Batch, DataInfo, Delta
-from genbench.nn import build_decoder, build_encoder
+from genbench.nn import adam, build_decoder, build_encoder
 from genbench.observation import observation_log_prob, observation_model
 
 
@@ -69,7 +69,7 @@ class AE(nn.Module):
         return self.generate(self.prior_loc + eps @ self.prior_scale_tril.T)
 
     def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        return {"ae": torch.optim.Adam(self.parameters(), lr=self.config.lr, foreach=True)}
+        return {"ae": adam(self.parameters(), lr=self.config.lr)}
 
     def training_step(self, batch: Batch, optimizers: dict[str, torch.optim.Optimizer]
                       ) -> dict[str, torch.Tensor]:

@@ -16,7 +16,7 @@ from torch.distributions import Distribution, Independent, Normal
 
 from genbench import register_model
 from genbench.contract import Batch, DataInfo
-from genbench.nn import build_decoder, build_encoder
+from genbench.nn import adam, build_decoder, build_encoder
 from genbench.observation import observation_log_prob, observation_model
 
 
@@ -76,7 +76,7 @@ class VAE(nn.Module):
 
     # -- training ---------------------------------------------------------------------
     def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        return {"vae": torch.optim.Adam(self.parameters(), lr=self.config.lr, foreach=True)}
+        return {"vae": adam(self.parameters(), lr=self.config.lr)}
 
     def loss_terms(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(E_q[log p(x|z)] with one reparameterized draw, KL(q || p)) per image."""
