@@ -227,10 +227,15 @@ def test_ais_batching_does_not_change_the_estimate(monkeypatch):
     model = PPCA()
     x = model.data(6)
     kw = dict(chains=4, steps=20, hmc=HMCConfig(leapfrog=3), seed=1)
-    whole, _ = ais_log_likelihood(model, GAUSS, x, **kw)
+    per_image = ObservationModel("gaussian", torch.tensor([0.3, 0.4, 0.5, 0.6, 0.7, 0.8]))
+    whole = [ais_log_likelihood(model, obs, x, **kw)[0] for obs in (GAUSS, per_image)]
     monkeypatch.setattr(ais, "ROW_FLOATS", 4 * 6 * 2)  # two images per batch
-    parts, _ = ais_log_likelihood(model, GAUSS, x, **kw)
-    torch.testing.assert_close(parts, whole, rtol=0, atol=1e-4)
+    parts = [ais_log_likelihood(model, obs, x, **kw)[0] for obs in (GAUSS, per_image)]
+    for a, b in zip(parts, whole, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-4)
+    # image 2 has GAUSS's sigma 0.5 and the same noise; the others their own sigma
+    torch.testing.assert_close(whole[1][2], whole[0][2], rtol=0, atol=1e-4)
+    assert (whole[1][[0, 1, 3, 4, 5]] - whole[0][[0, 1, 3, 4, 5]]).abs().min() > 0.1
 
 
 def test_bdmc_bounds_sandwich_the_truth():
@@ -247,8 +252,13 @@ def test_choose_noise_recovers_the_true_observation_noise():
     model = PPCA(s=0.3, inflate=1.0, shift=0.0)
     x = model.data(64)
 
-    def estimate(obs):
-        return iwae_bound(model, x, k=64, seed=0, chunk=4096, obs=obs)
+    def estimate(obs, repeats):
+        return iwae_bound(model, x.repeat(repeats, 1, 1, 1), k=64, seed=0, chunk=100, obs=obs)
 
-    best, scores = choose_noise("gaussian", (0.1, 0.2, 0.3, 0.45, 0.7), estimate)
+    grid = (0.1, 0.2, 0.3, 0.45, 0.7)
+    best, scores = choose_noise("gaussian", grid, x.shape[0], estimate)
     assert best == 0.3 and len(scores) == 5
+    # one batch scores each candidate as a separate run would
+    alone = iwae_bound(model, x, k=64, seed=0, chunk=100, obs=ObservationModel("gaussian", 0.45))
+    assert abs(scores[3] - float(alone.mean())) < 0.5
+

@@ -242,7 +242,7 @@ def ais_log_likelihood(model: torch.nn.Module, obs: ObservationModel, x: torch.T
         if from_encoder:
             with torch.no_grad():
                 init = encode(model, xb, yb)
-        path = AISPath(model, obs, xb, yb, prior, init)
+        path = AISPath(model, obs.images(start, start + xb.shape[0]), xb, yb, prior, init)
         res = run_ais(path, path.start(chains, derive_seed(seed, 0), images), betas, hmc=hmc,
                       seed=derive_seed(seed, 1), images=images)
         out.append(res.log_mean_exp())

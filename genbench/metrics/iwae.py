@@ -93,6 +93,7 @@ def iwae_bound(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None =
     for start, stop in plan(x.shape[0], k, chunk):
         xg, yg = x[start:stop], None if y is None else y[start:stop]
         q = encode(model, xg, yg)  # once per image, reused by every chunk of draws
+        obs_g = obs.images(start, stop)
         d, n = q.event_shape[-1], stop - start
         block = per_pass * max(1, NOISE_FLOATS // (per_pass * n * d))  # draws per noise block
         images = torch.arange(start, stop, device=x.device)
@@ -102,7 +103,7 @@ def iwae_bound(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None =
             z = reparameterize(q, counter_normal(seed, images, draws, d))  # (B, n, D)
             log_w = prior.log_prob(z) - q.log_prob(z)  # (B, n)
             for c0 in range(0, len(draws), per_pass):
-                log_w[c0:c0 + per_pass] += obs.log_lik(model, z[c0:c0 + per_pass], yg, xg)
+                log_w[c0:c0 + per_pass] += obs_g.log_lik(model, z[c0:c0 + per_pass], yg, xg)
             acc.add(log_w.T)
         out.append(acc.result())
     return torch.cat(out)

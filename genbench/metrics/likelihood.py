@@ -60,11 +60,13 @@ def observation_for(ctx: EvalContext) -> tuple[ObservationModel, dict[str, float
         # short runs: the step size adapts 5x faster than in the reported AIS (1.1 / 0.9)
         hmc = HMCConfig(leapfrog=p.hmc_leapfrog, inc=1.1, dec=0.9)
 
-        def estimate(obs: ObservationModel) -> torch.Tensor:
-            return ais_log_likelihood(model, obs, x, y, chains=max(2, p.ais_chains // 4),
+        def estimate(obs: ObservationModel, repeats: int) -> torch.Tensor:
+            xr = x.repeat(repeats, *([1] * (x.dim() - 1)))
+            yr = None if y is None else y.repeat(repeats, *([1] * (y.dim() - 1)))
+            return ais_log_likelihood(model, obs, xr, yr, chains=max(2, p.ais_chains // 4),
                                       steps=p.obs_val_steps, hmc=hmc, seed=seed)[0]
 
-        ctx.results[key], _ = choose_noise(kind, grid, estimate)
+        ctx.results[key], _ = choose_noise(kind, grid, x.shape[0], estimate)
     noise = float(ctx.results[key])
     return ObservationModel(kind, noise), {key: noise}
 

@@ -55,19 +55,22 @@ def bernoulli_log_lik(logits: torch.Tensor, x: torch.Tensor, *, consume: bool = 
     return linear + factors.prod(-1).log_().sum(-1)
 
 
-def gaussian_log_lik(mean: torch.Tensor, x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """log N(x; mean, sigma^2 I) for mean (S, n, P) and x (n, P) -> (S, n)."""
+def gaussian_log_lik(mean: torch.Tensor, x: torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor:
+    """log N(x; mean, sigma^2 I) for mean (S, n, P) and x (n, P) -> (S, n); sigma a float
+    or one per image (n,)."""
     p = mean.shape[-1]
     sq = (mean - x).pow_(2).sum(-1)
-    return -0.5 * sq / sigma**2 - p * (math.log(sigma) + 0.5 * math.log(2 * math.pi))
+    log_sigma = torch.log(sigma) if isinstance(sigma, torch.Tensor) else math.log(sigma)
+    return -0.5 * sq / sigma**2 - p * (log_sigma + 0.5 * math.log(2 * math.pi))
 
 
-def flip_bernoulli_probs(mean: torch.Tensor, flip: float) -> torch.Tensor:
+def flip_bernoulli_probs(mean: torch.Tensor, flip: float | torch.Tensor) -> torch.Tensor:
     """Bernoulli probabilities flip + (1 - 2 flip) * mean: bounded away from 0 and 1."""
     return flip + (1.0 - 2.0 * flip) * mean.clamp(0.0, 1.0)
 
 
-def flip_bernoulli_log_lik(mean: torch.Tensor, x: torch.Tensor, flip: float) -> torch.Tensor:
+def flip_bernoulli_log_lik(mean: torch.Tensor, x: torch.Tensor, flip: float | torch.Tensor
+                           ) -> torch.Tensor:
     pr = flip_bernoulli_probs(mean, flip)
     return (x * pr.log() + (1 - x) * torch.log1p(-pr)).sum(-1)
 
@@ -80,11 +83,24 @@ def _is_bernoulli_logits(px: Distribution) -> bool:
 class ObservationModel:
     """Which p(x|z) to score under: the model's own ``decode``, or a family around ``generate``.
 
-    ``noise`` is the Gaussian's standard deviation sigma, or the Bernoulli's flip probability.
+    ``noise`` is the Gaussian's standard deviation sigma, or the Bernoulli's flip probability;
+    a tensor (n,) gives each image its own (several candidate levels scored in one batch).
     """
 
     kind: Kind
-    noise: float = 0.0
+    noise: float | torch.Tensor = 0.0
+
+    def images(self, start: int, stop: int) -> ObservationModel:
+        """The observation model of images start..stop (slices a per-image noise)."""
+        if isinstance(self.noise, torch.Tensor):
+            return ObservationModel(self.kind, self.noise[start:stop])
+        return self
+
+    def _level(self, like: torch.Tensor, per_image_shape: tuple[int, ...]) -> float | torch.Tensor:
+        """The noise level as a float, or per image shaped to broadcast (e.g. (n,) or (n, 1))."""
+        if isinstance(self.noise, torch.Tensor):
+            return self.noise.to(like.device, like.dtype).view(per_image_shape)
+        return self.noise
 
     def _output(self, model: torch.nn.Module, z: torch.Tensor, y: torch.Tensor | None
                 ) -> torch.Tensor | Distribution:
@@ -104,8 +120,8 @@ class ObservationModel:
         if self.kind == "decoder":
             return bernoulli_log_lik(out, xf, consume=True)  # out is a temporary
         if self.kind == "gaussian":
-            return gaussian_log_lik(out, xf, self.noise)
-        return flip_bernoulli_log_lik(out, xf, self.noise)
+            return gaussian_log_lik(out, xf, self._level(out, (-1,)))
+        return flip_bernoulli_log_lik(out, xf, self._level(out, (-1, 1)))
 
     def _grad_out(self, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """d log p(x|z) / d out, in closed form (no pass through the value)."""
@@ -113,10 +129,11 @@ class ObservationModel:
         if self.kind == "decoder":
             return xf - torch.sigmoid(out)
         if self.kind == "gaussian":
-            return (xf - out) / self.noise**2
-        pr = flip_bernoulli_probs(out, self.noise)
+            return (xf - out) / self._level(out, (-1, 1)) ** 2
+        flip = self._level(out, (-1, 1))
+        pr = flip_bernoulli_probs(out, flip)
         inside = (out >= 0) & (out <= 1)  # the clamp passes no gradient outside [0, 1]
-        return (1.0 - 2.0 * self.noise) * (xf / pr - (1 - xf) / (1 - pr)) * inside
+        return (1.0 - 2.0 * flip) * (xf / pr - (1 - xf) / (1 - pr)) * inside
 
     @torch.no_grad()
     def log_lik(self, model: torch.nn.Module, z: torch.Tensor, y: torch.Tensor | None,
@@ -155,9 +172,10 @@ class ObservationModel:
         if self.kind == "decoder":
             x = torch.bernoulli(torch.sigmoid(out), generator=gen)
         elif self.kind == "gaussian":
-            x = out + self.noise * torch.randn(out.shape, generator=gen, device=out.device)
+            noise = torch.randn(out.shape, generator=gen, device=out.device)
+            x = out + self._level(out, (-1, 1)) * noise
         else:
-            x = torch.bernoulli(flip_bernoulli_probs(out, self.noise), generator=gen)
+            x = torch.bernoulli(flip_bernoulli_probs(out, self._level(out, (-1, 1))), generator=gen)
         return x.view(-1, *shape)
 
     def describe(self) -> str:
@@ -173,14 +191,18 @@ SIGMA_GRID = tuple(round(0.03 * 1.5**i, 4) for i in range(8))  # Gaussian std, 0
 FLIP_GRID = (1e-4, 1e-3, 1e-2, 5e-2)  # Bernoulli flip probability
 
 
-def choose_noise(kind: Kind, grid: tuple[float, ...],
-                 estimate: Callable[[ObservationModel], torch.Tensor]) -> tuple[float, list[float]]:
-    """The noise level of ``grid`` whose observation model gives validation images the
-    highest mean estimated log-likelihood (``estimate`` returns one value per image).
+def choose_noise(kind: Kind, grid: tuple[float, ...], n: int,
+                 estimate: Callable[[ObservationModel, int], torch.Tensor]) -> tuple[float, list[float]]:
+    """The noise level of ``grid`` whose observation model gives n validation images the
+    highest mean estimated log-likelihood.
 
-    This is how Wu et al. (2017) fit the variance of each generator's Gaussian; a
-    likelihood that is maximised on held-out data does not reward a sigma tuned to the test.
+    All candidates are scored in one batch: ``estimate(obs, repeats)`` must score the
+    validation images repeated ``repeats`` times (candidate-major) under ``obs``, whose noise
+    is a tensor with one level per repeated image, and return one value per image. This is
+    how Wu et al. (2017) fit each generator's variance, on held-out data.
     """
-    scores = [float(estimate(ObservationModel(kind, noise)).mean()) for noise in grid]
+    levels = torch.tensor(grid, dtype=torch.float32).repeat_interleave(n)  # (G * n,)
+    values = estimate(ObservationModel(kind, levels), len(grid)).view(len(grid), n)
+    scores = [float(v) for v in values.double().mean(1)]
     finite = [s if math.isfinite(s) else -math.inf for s in scores]
     return grid[max(range(len(grid)), key=finite.__getitem__)], scores
