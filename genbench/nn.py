@@ -271,3 +271,20 @@ def adam(params, lr: float, betas: tuple[float, float] = (0.9, 0.999)) -> torch.
         return torch.optim.Adam(params, lr=lr, betas=betas, fused=True)
     except (RuntimeError, TypeError, ValueError):  # torch < 2.4 on CPU
         return torch.optim.Adam(params, lr=lr, betas=betas, foreach=True)
+
+
+def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu, sigma^2) || N(0, I)) per row, Kingma & Welling (2013) Appendix B.
+
+    Closed form, shared by every model with a diagonal-Gaussian encoder and N(0, I) prior.
+    """
+    return -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(-1)
+
+
+def adversarial_optimizers(discriminator: nn.Module, generator: nn.Module, lr: float,
+                           beta1: float) -> dict[str, torch.optim.Optimizer]:
+    """One Adam per network (Radford et al. 2016: beta1 0.5), so each is stepped only by
+    its own loss."""
+    betas = (beta1, 0.999)
+    return {"discriminator": adam(discriminator.parameters(), lr=lr, betas=betas),
+            "generator": adam(generator.parameters(), lr=lr, betas=betas)}

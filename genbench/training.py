@@ -13,7 +13,6 @@ import dataclasses
 import math
 import platform
 import shutil
-import sys
 import time
 import traceback
 from collections.abc import Mapping
@@ -384,6 +383,3 @@ def load_checkpoint(folder: Path, model: torch.nn.Module,
         torch.cuda.set_rng_state_all([s.cpu() for s in state["rng_cuda"]])
     return Progress(**state["progress"])
 
-
-def python_command() -> str:
-    return " ".join(["genbench", *sys.argv[1:]])

@@ -27,7 +27,7 @@ from genbench import register_model
 from genbench.contract import Batch, DataInfo
 from genbench.data.bundle import DataBundle
 from genbench.errors import GenbenchError
-from genbench.nn import activation, build_decoder, build_encoder, mlp
+from genbench.nn import activation, build_decoder, build_encoder, gaussian_kl, mlp
 from genbench.observation import observation_log_prob, observation_model
 
 
@@ -38,10 +38,6 @@ class CVAEConfig:
     activation: str = "relu"
     lr: float = 1e-3
 
-
-def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """KL(N(mu, sigma^2) || N(0, I)) per row, Kingma & Welling (2013) Appendix B."""
-    return -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(-1)
 
 
 def label_width(info: DataInfo) -> int:

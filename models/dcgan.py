@@ -20,7 +20,7 @@ from torch.distributions import Distribution, Independent, Normal
 
 from genbench import register_model
 from genbench.contract import Batch, DataInfo
-from genbench.nn import adversarial_step, check_discriminator, conv_pair, dcgan_init
+from genbench.nn import adversarial_optimizers, adversarial_step, check_discriminator, conv_pair, dcgan_init
 
 
 @dataclass(frozen=True)
@@ -64,13 +64,8 @@ class DCGAN(nn.Module):
 
     # -- training ---------------------------------------------------------------------
     def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        betas = (self.config.beta1, 0.999)
-        return {
-            "discriminator": torch.optim.Adam(self.discriminator.parameters(), lr=self.config.lr,
-                                              betas=betas, foreach=True),
-            "generator": torch.optim.Adam(self.generator.parameters(), lr=self.config.lr,
-                                          betas=betas, foreach=True),
-        }
+        return adversarial_optimizers(self.discriminator, self.generator, self.config.lr,
+                                      self.config.beta1)
 
     def training_step(self, batch: Batch, optimizers: dict[str, torch.optim.Optimizer]
                       ) -> dict[str, torch.Tensor]:

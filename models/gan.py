@@ -20,7 +20,7 @@ from torch.distributions import Distribution, Independent, Normal
 
 from genbench import register_model
 from genbench.contract import Batch, DataInfo
-from genbench.nn import Maxout, activation, adversarial_step, check_discriminator
+from genbench.nn import Maxout, activation, adversarial_optimizers, adversarial_step, check_discriminator
 
 
 @dataclass(frozen=True)
@@ -98,13 +98,8 @@ class GAN(nn.Module):
 
     # -- training ---------------------------------------------------------------------
     def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        betas = (self.config.beta1, 0.999)
-        return {
-            "discriminator": torch.optim.Adam(self.discriminator.parameters(), lr=self.config.lr,
-                                              betas=betas, foreach=True),
-            "generator": torch.optim.Adam(self.generator.parameters(), lr=self.config.lr,
-                                          betas=betas, foreach=True),
-        }
+        return adversarial_optimizers(self.discriminator, self.generator, self.config.lr,
+                                      self.config.beta1)
 
     def training_step(self, batch: Batch, optimizers: dict[str, torch.optim.Optimizer]
                       ) -> dict[str, torch.Tensor]:

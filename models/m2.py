@@ -44,7 +44,7 @@ from genbench import register_model
 from genbench.contract import Batch, DataInfo
 from genbench.data.bundle import DataBundle, transform
 from genbench.errors import GenbenchError
-from genbench.nn import activation, build_decoder, build_encoder, mlp
+from genbench.nn import activation, build_decoder, build_encoder, gaussian_kl, mlp
 from genbench.observation import observation_log_prob, observation_model
 
 
@@ -60,10 +60,6 @@ class M2Config:
     alpha: float = 0.1  # classification weight: alpha * N on E_labelled[-log q(y|x)] (eq. 9)
     labelled_batch: int = 100  # labelled images per step (all of them when fewer)
 
-
-def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """KL(N(mu, sigma^2) || N(0, I)) per row, Kingma & Welling (2013) Appendix B."""
-    return -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(-1)
 
 
 def balanced_subset(y: torch.Tensor, n: int, num_classes: int, seed: int) -> torch.Tensor:

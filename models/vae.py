@@ -16,7 +16,7 @@ from torch.distributions import Distribution, Independent, Normal
 
 from genbench import register_model
 from genbench.contract import Batch, DataInfo
-from genbench.nn import adam, build_decoder, build_encoder
+from genbench.nn import adam, build_decoder, build_encoder, gaussian_kl
 from genbench.observation import observation_log_prob, observation_model
 
 
@@ -27,10 +27,6 @@ class VAEConfig:
     activation: str = "relu"
     lr: float = 1e-3
 
-
-def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """KL(N(mu, sigma^2) || N(0, I)) per row, Kingma & Welling (2013) Appendix B."""
-    return -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(-1)
 
 
 @register_model("vae")

@@ -35,6 +35,7 @@ from genbench.nn import (
     dcgan_init,
     discriminator_loss,
     discriminator_stats,
+    gaussian_kl,
     generator_loss,
     split_head,
 )
@@ -56,10 +57,6 @@ class VAEGANConfig:
     equilibrium: float = 0.68
     margin: float = 0.4
 
-
-def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """KL(N(mu, sigma^2) || N(0, I)) per row (Kingma & Welling 2013, Appendix B)."""
-    return -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(-1)
 
 
 @register_model("vaegan")
