@@ -14,7 +14,10 @@ from torch.distributions import Independent, Normal
 from genbench.data import DataRequest, load_dataset
 from genbench.metrics import evaluate_metrics
 from genbench.metrics.context import EvalContext
+from genbench.metrics.iwae import iwae_bound
+from genbench.metrics.likelihood import SALT_IWAE
 from genbench.metrics.parzen import choose_sigma, parzen_log_density
+from genbench.metrics.sampling import seed_from
 from genbench.presets import get_preset
 from models.ae import AE
 from models.vae import VAE
@@ -133,3 +136,22 @@ def test_on_a_trained_vae_iwae_rises_with_k_above_the_elbo():
     bounds = {k: float(iwae_bound(vae, x, k=k, seed=1, chunk=512).mean()) for k in (1, 10, 100, 1000)}
     assert float((recon - kl).mean()) < bounds[10]  # the ELBO (200 draws) below L_10
     assert bounds[1] < bounds[10] < bounds[100] < bounds[1000] + 0.05
+
+
+def test_ais_is_paired_with_iwae_on_its_own_images():
+    """ais_minus_iwae is the per-image difference on AIS's images, not a difference of the two
+    headline means (which see different numbers of images); a generator without an encoder has none."""
+    info = load_dataset(DataRequest("synthetic")).info
+    torch.manual_seed(0)
+    ctx = _ctx(VAE(VAE.Config(hidden=(16,), latent_dim=4), info), "dynamic")
+    ctx.preset = ctx.preset.with_overrides(ais_n=6, n_eval=40)
+    values, _ = evaluate_metrics(ctx, ["iwae", "ais"])
+    x = ctx.data.eval_x("test", 6)
+    seed = seed_from(ctx.generator(SALT_IWAE))
+    per_image = iwae_bound(ctx.model, x, k=ctx.preset.iwae_k, seed=seed, chunk=ctx.preset.iwae_chunk)
+    assert values["ais_minus_iwae"] == pytest.approx(values["test_ais"] - float(per_image.mean()), abs=1e-4)
+    assert values["ais_minus_iwae_stderr"] > 0
+    # the unpaired difference is a different number: IWAE's mean is over 40 images
+    assert values["test_iwae"] != pytest.approx(float(per_image.mean()), abs=1e-6)
+    gen_values, _ = evaluate_metrics(_ctx(TinyGenerator(info.shape), "dynamic"), ["ais"])
+    assert "ais_minus_iwae" not in gen_values

@@ -145,6 +145,11 @@ def test_sanity_notes_flag_bounds_out_of_order() -> None:
     assert len(notes) == 2
     assert notes[0].startswith("vae: AIS (-95) is below the IWAE bound (-90)")
     assert notes[1].startswith("gan: BDMC gap 4")
+    # the paired difference on AIS's own images overrides the unpaired headline means
+    df["ais_minus_iwae"], df["ais_minus_iwae_stderr"] = [1.5, None], [0.5, None]
+    assert [n[:4] for n in tables.sanity_notes(df)] == ["gan:"]
+    df["ais_minus_iwae"] = [-3.0, None]
+    assert tables.sanity_notes(df)[0].startswith("vae: on the same test images AIS is 3 nats below")
 
 
 def test_failed_runs_are_listed_with_reasons(report) -> None:

@@ -20,7 +20,7 @@ class Section:
 
 
 SECTIONS = (
-    Section("Likelihood", ("test_elbo", "test_iwae", "test_ais", "bdmc_gap", "parzen"),
+    Section("Likelihood", ("test_elbo", "test_iwae", "test_ais", "ais_minus_iwae", "bdmc_gap", "parzen"),
             "Test log-likelihood in nats per image (higher is better; NLL = -value). The estimators "
             "are ordered from the loosest bound to the tightest: ELBO <= IWAE <= AIS."),
     Section("Reconstruction", ("test_recon_term", "test_kl_term", "recon_bce", "recon_mse",
@@ -36,7 +36,8 @@ SECTIONS = (
 
 # Fallback directions: True = higher is better, None = not a ranking (no best marked).
 DIRECTION: dict[str, bool | None] = {
-    "test_elbo": True, "test_iwae": True, "test_ais": True, "bdmc_gap": False, "parzen": True,
+    "test_elbo": True, "test_iwae": True, "test_ais": True, "ais_minus_iwae": None, "bdmc_gap": False,
+    "parzen": True,
     "test_recon_term": True, "test_kl_term": None, "recon_bce": False, "recon_mse": False,
     "active_units": None, "fid": False, "kid": False, "inception_score": True, "precision": True,
     "recall": True, "density": True, "coverage": True, "mode_kl": False, "classes_covered": True,
@@ -44,7 +45,8 @@ DIRECTION: dict[str, bool | None] = {
 }
 
 LABELS = {
-    "test_elbo": "ELBO", "test_iwae": "IWAE", "test_ais": "AIS", "bdmc_gap": "BDMC gap",
+    "test_elbo": "ELBO", "test_iwae": "IWAE", "test_ais": "AIS", "ais_minus_iwae": "AIS - IWAE (paired)",
+    "bdmc_gap": "BDMC gap",
     "parzen": "Parzen", "test_recon_term": "E[log p(x|z)]", "test_kl_term": "KL(q||p)",
     "recon_bce": "recon BCE", "recon_mse": "recon MSE", "active_units": "active units",
     "fid": "FID", "kid": "KID", "inception_score": "IS", "precision": "precision",
@@ -62,6 +64,9 @@ METRIC_TEXT = {
     "test_ais": "Annealed importance sampling (Neal 2001) from the prior to the posterior with HMC, "
                 "the estimator Wu et al. (2017) used for every decoder-based model. It is a "
                 "stochastic lower bound whose tightness the BDMC gap measures.",
+    "ais_minus_iwae": "AIS minus the IWAE bound on the same test images (AIS's, fewer than IWAE's), "
+                      "with the standard error of the paired difference. Both are lower bounds on "
+                      "log p(x), so a clearly negative value says AIS was run too short for the model.",
     "bdmc_gap": "Bidirectional Monte Carlo (Grosse et al. 2015): on data simulated from the model, the "
                 "gap between reverse (upper) and forward (lower) AIS. A small gap says the AIS number "
                 "is trustworthy, but only on simulated data, not on the test set itself.",
