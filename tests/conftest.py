@@ -25,3 +25,14 @@ def plugins_loaded() -> None:
     from genbench.plugins import load_plugins
 
     load_plugins()
+
+
+@pytest.fixture
+def one_thread():
+    """Small tensors gain nothing from a second thread, and on a shared machine OpenMP's
+    waits for it cost more than the work. Modules of small-tensor numerics opt in with
+    ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

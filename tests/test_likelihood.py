@@ -27,15 +27,7 @@ from genbench.metrics.obsmodel import (
 )
 from genbench.metrics.sampling import counter_normal
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small tensors gain nothing from a second thread, and on a shared machine OpenMP's
-    waits for it cost more than the work."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # small tensors: see conftest
 
 
 class PPCA(nn.Module):

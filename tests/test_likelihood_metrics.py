@@ -22,15 +22,7 @@ from genbench.presets import get_preset
 from models.ae import AE
 from models.vae import VAE
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small tensors gain nothing from a second thread, and on a shared machine OpenMP's
-    waits for it cost more than the work."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # small tensors: see conftest
 
 
 def test_parzen_matches_a_brute_force_kernel_density():
