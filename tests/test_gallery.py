@@ -192,3 +192,25 @@ def test_without_an_encoder_interpolation_runs_between_prior_draws(tmp_path: Pat
     z = run.model.prior().sample((2,))
     torch.testing.assert_close(images[0], decode_mean(run, z[:1])[0])
     torch.testing.assert_close(images[4], decode_mean(run, z[1:])[0])
+
+
+def test_without_an_encoder_arithmetic_labels_samples_with_the_classifier_that_measured_the_run(
+        tmp_path: Path) -> None:
+    """A GAN's class vectors come from prior draws labelled by the very evaluator named in its
+    ``feature_space`` (found by weight hash); an unknown hash is a one-line error, not a guess."""
+    from genbench.errors import GenbenchError
+    from genbench.evaluation import default_cache_dir, load_run
+    from genbench.metrics import features
+    from genbench.report.arithmetic import classifier_labels, latent_stats
+    from genbench.report.gallery import N_STATS, decode_mean
+
+    run = load_run(make_run(tmp_path / "gan", "gan", latent_dim=None, steps=0))
+    ext = features.load_or_train_extractor(run.data, epochs=1, cache_dir=default_cache_dir())
+    z, y = latent_stats(run, seed=5, feature_space=ext.feature_space)
+    torch.manual_seed(5)
+    expected_z = run.model.prior().sample((N_STATS // 2,))
+    torch.testing.assert_close(z, expected_z)
+    _, logits = ext.net(decode_mean(run, z))
+    assert torch.equal(y, logits.argmax(1))
+    with pytest.raises(GenbenchError, match="genbench features"):
+        classifier_labels(run, decode_mean(run, z[:2]), "cnn28:000000000000")

@@ -278,6 +278,26 @@ def load_cached_extractor(data: DataBundle, *, epochs: int, cache_dir: Path,
     return Extractor(meta["name"], net.eval(), weights_digest(net), task, meta["accuracy"], path)
 
 
+def find_extractor(data: DataBundle, feature_space: str, cache_dir: Path) -> Extractor | None:
+    """The cached evaluator whose weights measured a run (``feature_space`` = "name:digest"),
+    or None. Found by the weights' hash, not by the training key: the classifier must be the
+    very one behind the run's numbers, even if the code that trains it has changed since."""
+    task, outputs = task_of(data)
+    name, _, digest = feature_space.partition(":")
+    if not digest:
+        return None
+    for meta_path in sorted((Path(cache_dir) / "features").glob(f"{name or 'cnn'}*.json")):
+        meta = json.loads(meta_path.read_text())
+        path = meta_path.with_suffix(".pt")
+        if meta.get("weights_sha1", "").startswith(digest) and meta.get("task") == task and path.exists():
+            net = EvaluatorCNN(data.info.shape, outputs).to(data.device)
+            # strict=False: buffers that only rescale the reported features do not change the logits
+            net.load_state_dict(torch.load(path, map_location=data.device, weights_only=True), strict=False)
+            return Extractor(meta.get("name", name), net.eval(), meta["weights_sha1"], task,
+                             meta.get("accuracy"), path)
+    return None
+
+
 def load_or_train_extractor(data: DataBundle, *, epochs: int, cache_dir: Path,
                             seed: int = FEATURE_SEED,
                             progress: Callable[[str], None] | None = None) -> Extractor:

@@ -9,8 +9,6 @@ genbench's evaluator classifier.
 
 from __future__ import annotations
 
-import json
-
 import torch
 
 from genbench.errors import GenbenchError
@@ -51,21 +49,13 @@ def classifier_labels(run: LoadedRun, x: torch.Tensor, feature_space: str | None
     from genbench.evaluation import default_cache_dir
     from genbench.metrics import features
 
-    task, outputs = features.task_of(run.data)
-    name, _, digest = (feature_space or "").partition(":")
-    path = None
-    for meta in sorted((default_cache_dir() / "features").glob(f"{name or 'cnn'}*.json")):
-        info = json.loads(meta.read_text())
-        if digest and info.get("weights_sha1", "").startswith(digest) and info.get("task") == task:
-            path = meta.with_suffix(".pt")
-    if path is None or not path.exists():
+    ext = features.find_extractor(run.data, feature_space or "", default_cache_dir())
+    if ext is None:
         raise GenbenchError(f"{run.config['model']} has no encoder, and labelling its samples needs "
                             f"the evaluator classifier that measured it ({feature_space or 'none recorded'}"
                             f"); run `genbench features {run.data.info.name} --preset {run.preset.name}`")
-    net = features.EvaluatorCNN(run.data.info.shape, outputs).to(x.device)
-    # strict=False: buffers that only rescale the reported features do not change the logits
-    net.load_state_dict(torch.load(path, map_location=x.device, weights_only=True), strict=False)
-    _, logits = net.eval()(x)
+    _, logits = ext.net.to(x.device)(x)
+    task = ext.task
     return logits.argmax(1) if task == "classes" else (logits > 0).float()
 
 
