@@ -61,7 +61,7 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> Path:
                                                       "reason": "diverged: NaN in the D loss"}))
     # another preset (a run with a checkpoint, for the galleries) and a sample-quality number in
     # another feature space: never mixed in
-    from test_gallery import make_vae_run
+    from run_folders import make_vae_run
 
     smoke = make_vae_run(root / "synthetic" / "vae" / "smoke-dynamic-seed0-ckpt", steps=5)
     (smoke / "metrics.json").write_text(json.dumps({"status": "finished", "test_elbo": -300.0}))
@@ -225,7 +225,7 @@ def chromium() -> str:
 
 
 def test_html_renders_in_chromium_with_every_image(results: Path, tmp_path: Path) -> None:
-    from test_gallery import make_vae_run
+    from run_folders import make_vae_run
 
     from genbench.report.build import build_report
 
