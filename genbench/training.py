@@ -32,20 +32,22 @@ from genbench.registry import get_model
 from genbench.settings import resolve
 
 CHECKPOINT_EVERY_S = 300.0  # also checkpoint mid-epoch this often (long epochs)
+# the progress bar's losses: a model's "loss", or the two sides of an adversarial game
+PROGRESS_LOSSES = ("loss", "g_loss", "d_loss")
 
 
 class Reporter(Protocol):
     """Where the runner says what it is doing (the CLI's rich progress bar, or nothing)."""
 
     def start(self, title: str, total_steps: int, done_steps: int) -> None: ...
-    def advance(self, steps: int, images: int, loss: float | None) -> None: ...
+    def advance(self, steps: int, images: int, losses: Mapping[str, float]) -> None: ...
     def note(self, message: str) -> None: ...
     def stop(self) -> None: ...
 
 
 class SilentReporter:
     def start(self, title: str, total_steps: int, done_steps: int) -> None: ...
-    def advance(self, steps: int, images: int, loss: float | None) -> None: ...
+    def advance(self, steps: int, images: int, losses: Mapping[str, float]) -> None: ...
     def note(self, message: str) -> None: ...
     def stop(self) -> None: ...
 
@@ -281,8 +283,8 @@ def run_epoch(plan: Plan, model: torch.nn.Module, optimizers: dict[str, torch.op
             pending_images += batch.x.shape[0]
             now = time.perf_counter()
             if now - last_report > 0.5 or progress.step == steps:
-                loss = float(stats["loss"]) if "loss" in stats else None
-                reporter.advance(pending_steps, pending_images, loss)
+                shown = {k: float(stats[k]) for k in PROGRESS_LOSSES if k in stats}
+                reporter.advance(pending_steps, pending_images, shown)
                 pending_steps = pending_images = 0
                 last_report = now
                 if now - last_save > CHECKPOINT_EVERY_S:
