@@ -74,7 +74,8 @@ def observation_for(ctx: EvalContext) -> tuple[ObservationModel, dict[str, float
 @register_metric(
     "iwae",
     needs={"encode", "decode", "prior", "density_encoder"},
-    produces={"test_iwae": "importance-weighted bound on log p(x), nats/image (Burda et al. 2015)"},
+    produces={"test_iwae": "importance-weighted bound on log p(x) (log p(x|y), true label, for a "
+                          "conditional model), nats/image (Burda et al. 2015)"},
     higher_is_better={"test_iwae": True},
     description="IWAE bound with preset k importance samples on the test split (Burda et al. 2015)",
 )
@@ -96,7 +97,8 @@ def _ais_init(ctx: EvalContext) -> bool:
 @register_metric(
     "ais",
     needs={"prior", "generate"},
-    produces={"test_ais": "AIS estimate (stochastic lower bound) of log p(x), nats/image",
+    produces={"test_ais": "AIS estimate (stochastic lower bound) of log p(x) (log p(x|y) for a "
+                          "conditional model), nats/image",
               "ais_accept": "mean HMC acceptance rate",
               "ais_minus_iwae": "AIS minus the IWAE bound on the same test images (paired), nats/image",
               **NOISE_KEYS},
