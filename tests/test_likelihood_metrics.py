@@ -147,3 +147,21 @@ def test_ais_is_paired_with_iwae_on_its_own_images():
     assert values["test_iwae"] != pytest.approx(float(per_image.mean()), abs=1e-6)
     gen_values, _ = evaluate_metrics(_ctx(TinyGenerator(info.shape), "dynamic"), ["ais"])
     assert "ais_minus_iwae" not in gen_values
+
+
+def test_an_encoder_without_a_decoder_gets_iwae_under_the_evaluators_observation_model():
+    """VAE-GAN has q(z|x) but no p(x|z): its IWAE uses the flip-Bernoulli AIS was scored under."""
+    from genbench.metrics.obsmodel import ObservationModel
+    from models.vaegan import VAEGAN
+
+    info = load_dataset(DataRequest("synthetic")).info
+    torch.manual_seed(0)
+    model = VAEGAN(VAEGAN.Config(**VAEGAN.presets["smoke"]), info)
+    ctx = _ctx(model, "dynamic")
+    values, na = evaluate_metrics(ctx, ["ais", "iwae"])
+    assert "test_iwae" not in na and math.isfinite(values["test_iwae"])
+    x = ctx.data.eval_x("test", ctx.preset.n_eval)
+    expected = iwae_bound(model, x, k=ctx.preset.iwae_k, seed=seed_from(ctx.generator(SALT_IWAE)),
+                          chunk=ctx.preset.iwae_chunk, obs=ObservationModel("bernoulli", values["obs_flip"]))
+    assert values["test_iwae"] == pytest.approx(float(expected.mean()), abs=1e-6)
+    assert math.isfinite(values["ais_minus_iwae"])

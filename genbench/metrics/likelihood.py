@@ -73,7 +73,9 @@ def observation_for(ctx: EvalContext) -> tuple[ObservationModel, dict[str, float
 
 @register_metric(
     "iwae",
-    needs={"encode", "decode", "prior", "density_encoder"},
+    # generate, not decode: a generator without p(x|z) (VAE-GAN) is scored under the same
+    # observation model AIS uses, so its IWAE and AIS are bounds on one quantity
+    needs={"encode", "generate", "prior", "density_encoder"},
     produces={"test_iwae": "importance-weighted bound on log p(x) (log p(x|y), true label, for a "
                           "conditional model), nats/image (Burda et al. 2015)"},
     higher_is_better={"test_iwae": True},
