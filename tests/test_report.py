@@ -28,9 +28,10 @@ def write_run(root: Path, model: str, seed: int, metrics: dict, *, preset: str =
               latent_dim: int = 8) -> Path:
     folder = root / dataset / model / f"{preset}-{variant}-seed{seed}-abc123"
     folder.mkdir(parents=True)
+    command = f"genbench run {model} --dataset {dataset} --preset {preset}" + (" --seed 1" * (model == "ae"))
     (folder / "config.json").write_text(json.dumps({
         "model": model, "model_config": {"latent_dim": latent_dim}, "seed": seed,
-        "preset": {"name": preset}, "dataset": {"name": dataset, "variant": variant}}))
+        "preset": {"name": preset}, "dataset": {"name": dataset, "variant": variant}, "command": command}))
     (folder / "metrics.json").write_text(json.dumps({"status": "finished", **metrics}))
     if history:
         (folder / "history.csv").write_text(history)
@@ -247,3 +248,15 @@ def test_html_renders_in_chromium_with_every_image(results: Path, tmp_path: Path
                     (report.out / "index.html").as_uri()], capture_output=True, timeout=120)
     pixels = np.asarray(Image.open(shot).convert("L"), dtype=float)
     assert pixels.std() > 10, "the screenshot is blank"
+
+
+def test_the_commands_that_made_the_runs_open_the_report(report) -> None:
+    text = (report.out / "report.md").read_text()
+    opening = text[: text.index("*Runs found.*")]
+    listed = re.findall(r"^- `(genbench run [^`]+)`$", opening, flags=re.M)
+    # one line per distinct command, in model order (vae, ae, gan, dcgan), the smoke run's none
+    assert listed == ["genbench run vae --dataset mnist --preset paper",
+                      "genbench run vae --dataset synthetic --preset quick",
+                      "genbench run ae --dataset synthetic --preset quick --seed 1",
+                      "genbench run gan --dataset synthetic --preset quick",
+                      "genbench run dcgan --dataset synthetic --preset quick"]

@@ -67,17 +67,32 @@ def build_report(results: Path, out: Path, galleries: bool = True) -> ReportSumm
     doc = Document("genbench report")
     summary = ReportSummary(out, len(df), 0, int((df["status"] != "finished").sum()), 0.0)
     doc.add(Para(f"Made by `genbench report --results {results.as_posix()} --out {out.as_posix()}` "
-                 f"on {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC from {len(df)} runs."),
-            Para(READING), overview_table(df))
+                 f"on {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC from {len(df)} runs."))
+    commands = run_commands(df)
+    if commands:
+        doc.add(Para("The runs were made by:"), Bullets(tuple(f"`{c}`" for c in commands)))
+    doc.add(Para(READING), overview_table(df))
+    opening = len(doc.blocks)
     for key, runs in tables.groups(df):
         summary.groups += 1
         add_group(doc, key, runs, results, out, galleries, summary)
     add_glossary(doc, df)
-    doc.blocks.insert(3, contents(doc))  # after the two opening paragraphs and the runs table
+    doc.blocks.insert(opening, contents(doc))  # after the opening paragraphs and the runs table
     (out / "report.md").write_text(to_markdown(doc))
     (out / "index.html").write_text(to_html(doc, out))
     summary.seconds = time.perf_counter() - start
     return summary
+
+
+def run_commands(df: pd.DataFrame) -> list[str]:
+    """The distinct ``genbench run`` commands recorded in the runs' configs, in model order:
+    what a reader types to make the same results folder again."""
+    if "command" not in df:
+        return []
+    order = {m: i for i, m in enumerate(tables.model_order(set(df["model"])))}
+    ranked = df.dropna(subset=["command"]).assign(rank=df["model"].map(order))
+    ranked = ranked.sort_values(["rank", "command"])
+    return list(dict.fromkeys(ranked["command"]))
 
 
 def overview_table(df: pd.DataFrame) -> Table:

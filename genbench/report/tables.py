@@ -33,6 +33,7 @@ def load(results: Path) -> pd.DataFrame:
         return df
     configs = [read_json(Path(d) / CONFIG) for d in df["run_dir"]]
     df["latent_dim"] = [c.get("model_config", {}).get("latent_dim") for c in configs]
+    df["command"] = [c.get("command") for c in configs]
     df["conditional"] = [bool(getattr(MODELS[m].cls, "conditional", False)) if m in MODELS else False
                          for m in df["model"]]
     if "status" not in df:
