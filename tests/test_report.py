@@ -260,3 +260,17 @@ def test_the_commands_that_made_the_runs_open_the_report(report) -> None:
                       "genbench run ae --dataset synthetic --preset quick --seed 1",
                       "genbench run gan --dataset synthetic --preset quick",
                       "genbench run dcgan --dataset synthetic --preset quick"]
+
+
+def test_a_conditional_model_is_never_marked_best_on_likelihood() -> None:
+    """m2's log p(x|y) beats the VAE's log p(x) without being the better density model; on
+    sample quality it competes like any other."""
+    import pandas as pd
+
+    df = pd.DataFrame({"model": ["vae", "ae", "m2"], "status": ["finished"] * 3,
+                       "conditional": [False, False, True], "test_ais": [-107.0, -125.0, -98.0],
+                       "fid": [200.0, 75.0, 70.0]})
+    table = tables.comparison_table(df, ["test_ais", "fid"])
+    rows = {r[0].text: r for r in table.rows}
+    assert rows["m2 †"][2].text == "-98" and not rows["m2 †"][2].best and rows["vae"][2].best
+    assert rows["m2 †"][3].best and not rows["vae"][3].best and not rows["ae"][3].best

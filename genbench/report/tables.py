@@ -68,9 +68,12 @@ def model_order(models: list[str] | set[str]) -> list[str]:
     return known + sorted(set(models) - set(known))
 
 
+def is_conditional(runs: pd.DataFrame, model: str) -> bool:
+    return "conditional" in runs and bool(runs.loc[runs["model"] == model, "conditional"].astype(bool).any())
+
+
 def model_label(name: str, df: pd.DataFrame) -> str:
-    cond = bool(df.loc[df["model"] == name, "conditional"].any()) if "conditional" in df else False
-    return f"{name} †" if cond else name
+    return f"{name} †" if is_conditional(df, name) else name
 
 
 def metric_keys(df: pd.DataFrame) -> list[str]:
@@ -148,6 +151,9 @@ def best_models(means: dict[str, float], key: str) -> set[str]:
     return {m for m, v in means.items() if v == target}
 
 
+LIKELIHOOD_KEYS = frozenset({"test_elbo", "test_iwae", "test_ais", "parzen", "test_recon_term"})
+
+
 def comparison_table(runs: pd.DataFrame, keys: list[str], caption: str = "",
                      floor: dict[str, float] | None = None, rank: bool = True) -> Table | None:
     """Models as rows, ``keys`` as columns; None when no model has any of the keys."""
@@ -158,7 +164,9 @@ def comparison_table(runs: pd.DataFrame, keys: list[str], caption: str = "",
     for key in keys:
         per = {m: stats(runs[runs["model"] == m], key) for m in models}
         means = {m: s.mean for m, s in per.items() if s is not None}
-        best = best_models(means, key) if rank else set()
+        # log p(x | y) is easier than log p(x): conditional models are never "best" on likelihood
+        ranked = {m: v for m, v in means.items() if not (key in LIKELIHOOD_KEYS and is_conditional(runs, m))}
+        best = best_models(ranked, key) if rank else set()
         reasons = {m: na_reason(runs[runs["model"] == m], key) for m in models}
         if not means:  # nobody measured it: a column of n/a teaches nothing
             continue
