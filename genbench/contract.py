@@ -94,8 +94,13 @@ MISSING_REASON = {
 
 
 def missing_reason(needs: frozenset[str], have: frozenset[str]) -> str | None:
-    """'no encoder' etc. for the first unmet capability, or None when all are met."""
-    for need in sorted(needs):
+    """'no encoder' etc. for the first unmet capability, or None when all are met.
+
+    Checked in MISSING_REASON's order, so a model without an encoder hears "no encoder"
+    before "point-mass encoder" (a property of an encoder it does not have).
+    """
+    order = list(MISSING_REASON)
+    for need in sorted(needs, key=lambda n: (order.index(n) if n in order else len(order), n)):
         if need not in have:
             return MISSING_REASON.get(need, f"no {need}")
     return None
