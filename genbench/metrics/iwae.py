@@ -21,6 +21,7 @@ import sys
 from collections.abc import Iterator
 
 import torch
+from torch.distributions import Distribution, Independent, Normal
 
 from genbench.metrics.obsmodel import ObservationModel
 from genbench.metrics.sampling import counter_normal, encode, reparameterize
@@ -74,6 +75,28 @@ def plan(n_images: int, k: int, chunk: int) -> Iterator[tuple[int, int]]:
         yield start, min(n_images, start + per_group)
 
 
+def _diagonal_normal(dist: Distribution) -> Normal | None:
+    base = dist.base_dist if isinstance(dist, Independent) else dist
+    return base if isinstance(base, Normal) and dist.event_shape == base.batch_shape[-1:] else None
+
+
+def log_prior_over_q(prior: Distribution, q: Distribution, z: torch.Tensor, eps: torch.Tensor
+                     ) -> torch.Tensor:
+    """log p(z) - log q(z|x) for z = loc + scale * eps, (S, n).
+
+    For the usual diagonal Gaussians, in closed form from eps (the 2 pi terms cancel):
+    sum_d [eps^2/2 + log s_q - ((z - m_p)/s_p)^2/2 - log s_p]. torch.distributions' two
+    ``log_prob`` calls validate and broadcast each (S, n, D) draw, seven times the cost,
+    which at k = 5000 is a few percent of the whole bound. Other families use ``log_prob``.
+    """
+    p_n, q_n = _diagonal_normal(prior), _diagonal_normal(q)
+    if p_n is None or q_n is None or eps.shape != z.shape:
+        return prior.log_prob(z) - q.log_prob(z)
+    u = (z - p_n.loc) / p_n.scale
+    const = q_n.scale.log().sum(-1) - p_n.scale.log().sum(-1)
+    return 0.5 * (eps.square().sum(-1) - u.square().sum(-1)) + const
+
+
 NOISE_FLOATS = 1 << 18  # latent draws made at once (1 MB): amortizes the small per-draw ops
 
 
@@ -100,8 +123,9 @@ def iwae_bound(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None =
         acc = LogMeanExp(n, x.device)
         for b0 in range(0, k, block):
             draws = torch.arange(b0, min(k, b0 + block), device=x.device)
-            z = reparameterize(q, counter_normal(seed, images, draws, d))  # (B, n, D)
-            log_w = prior.log_prob(z) - q.log_prob(z)  # (B, n)
+            eps = counter_normal(seed, images, draws, d)
+            z = reparameterize(q, eps)  # (B, n, D)
+            log_w = log_prior_over_q(prior, q, z, eps)  # (B, n)
             for c0 in range(0, len(draws), per_pass):
                 log_w[c0:c0 + per_pass] += obs_g.log_lik(model, z[c0:c0 + per_pass], yg, xg)
             acc.add(log_w.T)
