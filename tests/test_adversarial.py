@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from interrupt import interrupt_at_batch
 
 from genbench.contract import Batch, DataInfo, capabilities
 from genbench.errors import Diverged
@@ -342,16 +343,7 @@ def test_runner_resume_after_ctrl_c_matches_a_straight_run(name: str, tmp_path: 
     spec = RunSpec(model=name, dataset="synthetic", preset="smoke", seed=0, epochs=2,
                    results=tmp_path / "b", device="cpu", metrics=("elbo",))
     plan = plan_run(spec, dc.replace(synthetic))  # a private bundle: we patch its batches
-    original, calls = plan.data.train_batches, {"n": 0}
-
-    def interrupting(*args, **kwargs):  # Ctrl-C in the middle of the second epoch
-        for b in original(*args, **kwargs):
-            calls["n"] += 1
-            if calls["n"] == 10:
-                raise KeyboardInterrupt
-            yield b
-
-    object.__setattr__(plan.data, "train_batches", interrupting)
+    interrupt_at_batch(plan, 10)  # Ctrl-C in the middle of the second epoch
     with pytest.raises(KeyboardInterrupt):
         execute(plan)
     resumed = execute(plan_run(spec, synthetic))

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from interrupt import interrupt_at_batch
 
 from genbench import store
 from genbench.data import DataRequest, load_dataset
@@ -60,17 +61,7 @@ def test_run_folder_layout(tmp_path: Path, synthetic) -> None:
 def test_interrupted_run_resumes_to_the_same_parameters(tmp_path: Path, synthetic) -> None:
     straight = execute(plan_run(_spec(tmp_path / "a"), synthetic))
     plan = plan_run(_spec(tmp_path / "b"), synthetic)
-    original = plan.data.train_batches
-    calls = {"n": 0}
-
-    def interrupting(*args, **kwargs):  # Ctrl-C in the middle of the second epoch
-        for batch in original(*args, **kwargs):
-            calls["n"] += 1
-            if calls["n"] == 10:
-                raise KeyboardInterrupt
-            yield batch
-
-    object.__setattr__(plan.data, "train_batches", interrupting)
+    interrupt_at_batch(plan, 10)  # Ctrl-C in the middle of the second epoch
     with pytest.raises(KeyboardInterrupt):
         execute(plan)
     assert store.read_json(plan.run_dir / "metrics.json")["status"] == "interrupted"
