@@ -157,8 +157,7 @@ class M2(nn.Module):
         self.register_buffer("labelled_y", torch.zeros(config.labels, dtype=torch.int64))
         self.register_buffer("train_size", torch.zeros((), dtype=torch.int64))
         # KL weight of the warm-up (1: the bound), a buffer so a resumed run continues it
-        first = 1.0 / (config.kl_warmup + 1) if config.kl_warmup > 0 else 1.0
-        self.register_buffer("kl_weight", torch.tensor(first))
+        self.register_buffer("kl_weight", torch.tensor(self.warmup_weight(0)))
 
     # -- capabilities -----------------------------------------------------------------
     def prior(self) -> Distribution:
@@ -206,7 +205,8 @@ class M2(nn.Module):
         return self.decoder(h).reshape(*lead, *self.info.shape)
 
     # -- the bounds -------------------------------------------------------------------
-    def labelled_bound(self, x: torch.Tensor, y: torch.Tensor, kl_weight: float = 1.0) -> torch.Tensor:
+    def labelled_bound(self, x: torch.Tensor, y: torch.Tensor, kl_weight: float | torch.Tensor = 1.0
+                       ) -> torch.Tensor:
         """L(x, y) of eq. 6 per image (N,), one reparameterized draw; includes log p(y).
 
         ``kl_weight`` < 1 only during the KL warm-up (then it is not a bound)."""
@@ -216,7 +216,7 @@ class M2(nn.Module):
         recon = observation_log_prob(self.info.observation, self._logits(z, y_feat), x, self.log_std)
         return recon - kl_weight * gaussian_kl(mu, logvar) - math.log(self.info.num_classes)
 
-    def unlabelled_bound(self, x: torch.Tensor, kl_weight: float = 1.0) -> torch.Tensor:
+    def unlabelled_bound(self, x: torch.Tensor, kl_weight: float | torch.Tensor = 1.0) -> torch.Tensor:
         """U(x) of eq. 7 per image (N,): L(x, y) for all K labels, weighted by q(y|x), + H."""
         n, k = x.shape[0], int(self.info.num_classes)
         eye = torch.eye(k, device=x.device, dtype=x.dtype)
@@ -271,7 +271,7 @@ class M2(nn.Module):
         if batch.index is not None:  # the labelled images are not also unlabelled
             x_u = x_u[~torch.isin(batch.index, self.labelled_index)]
         x_l, y_l = self.labelled_batch()
-        beta = float(self.kl_weight)
+        beta = self.kl_weight  # a tensor: no host sync per step on a GPU
         bound_l = self.labelled_bound(x_l, y_l, beta).mean()
         log_q = self.classify(x_l).log_prob(y_l).mean()
         bound_u = self.unlabelled_bound(x_u, beta).mean() if len(x_u) else bound_l.new_zeros(())
@@ -291,10 +291,15 @@ class M2(nn.Module):
             return n_l / n, self.config.alpha, (n - n_l) / n
         return 1.0, self.config.alpha * (n - n_l) / n_l, 1.0
 
+    def warmup_weight(self, epochs_done: int) -> float:
+        """The KL weight while ``epochs_done`` epochs are finished: rises linearly to 1 over
+        ``kl_warmup`` epochs (1/(w+1), 2/(w+1), ...), 1 without a warm-up."""
+        w = self.config.kl_warmup
+        return min(1.0, (epochs_done + 1) / (w + 1)) if w > 0 else 1.0
+
     def on_epoch_end(self, epoch: int, means: dict[str, float]) -> None:
         """KL warm-up: the weight for the next epoch (``epoch`` counts from 0)."""
-        if self.config.kl_warmup > 0:
-            self.kl_weight.fill_(min(1.0, (epoch + 2) / (self.config.kl_warmup + 1)))
+        self.kl_weight.fill_(self.warmup_weight(epoch + 1))
 
     def training_step(self, batch: Batch, optimizers: dict[str, torch.optim.Optimizer]
                       ) -> dict[str, torch.Tensor]:
