@@ -1,36 +1,34 @@
-"""The model contract: capabilities, not inheritance.
+"""The model contract: capabilities, not inheritance. One declaration, :data:`HOOKS`.
 
-A model is an ``nn.Module`` with a ``Config`` dataclass, built as ``Model(config, info)``
-with a :class:`DataInfo`. What it can do is what it exposes:
+A model is an ``nn.Module`` with a frozen ``Config`` dataclass, built as
+``Model(config, info)`` with a :class:`DataInfo` and registered with
+``@register_model("name")``. What it can do is what it exposes: every method or attribute
+the core may read is a :class:`Hook` in :data:`HOOKS` (name, signature, the capability it
+gives, what that unlocks). :func:`capabilities` reads them off a model (or its class),
+:func:`missing_reason` names the hook that would unlock a metric, and ``genbench check``
+prints both. All hooks are optional except ``configure_optimizers`` and ``training_step``.
 
-=========== ======================================================================
-capability  methods (``torch.distributions`` where a distribution is meant)
-=========== ======================================================================
-train       ``configure_optimizers() -> dict[str, Optimizer]``;
-            ``training_step(batch, optimizers) -> dict[str, Tensor]`` (detached scalars;
-            the model zeroes, backprops and steps its own optimizers, so a GAN updates D
-            and G by their own losses). Optional hooks: ``on_epoch_end(epoch, stats)``
-            (may raise :class:`genbench.errors.Diverged`) and ``on_train_end(train_x)``.
-sample      ``sample(n, generator=None) -> Tensor`` (n, C, H, W), the observation mean
-prior       ``prior() -> Distribution`` over z, event shape (latent_dim,)
-generate    ``generate(z) -> Tensor`` the decoder's mean image in data space, [0, 1]
-decode      ``decode(z) -> Distribution`` p(x|z), event shape (C, H, W)
-encode      ``encode(x) -> Distribution`` q(z|x), event shape (latent_dim,); a
-            :class:`Delta` for a deterministic encoder (AE)
-condition   ``conditional = True``: the above take ``y=`` labels
-classify    ``classify(x) -> Distribution`` q(y|x) (M2)
-=========== ======================================================================
+Training. By default (automatic optimization) ``training_step(batch)`` returns a dict whose
+``"loss"`` carries gradients and the runner zeroes, backpropagates and steps the model's one
+optimizer (:func:`step_model`). A model with several optimizers (a GAN) sets
+``manual_optimization = True``; its ``training_step(batch, optimizers)`` steps them itself.
 
-Tensors are created on the model's device (``self.device``), never with ``.cuda()``.
+Derived capabilities. ``generate(z)`` defaults to ``decode(z).mean`` and ``sample(n)`` to
+``generate(z)`` for z drawn from ``prior()`` (:func:`generate_from`, :func:`sample_from`),
+so a model with ``prior`` and ``decode`` can already sample. Tensors are created on the
+model's device (:func:`model_device`), never with ``.cuda()``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import torch
-from torch.distributions import Distribution, constraints
+from torch.distributions import Distribution, Independent, MultivariateNormal, Normal, constraints
+
+from genbench.errors import GenbenchError
 
 Observation = Literal["bernoulli", "gaussian"]
 
@@ -67,34 +65,114 @@ class Batch:
     index: torch.Tensor | None = None
 
 
-CAPABILITIES = ("train", "sample", "prior", "generate", "decode", "encode", "condition", "classify")
+@dataclass(frozen=True)
+class Hook:
+    """One thing the core may read off a model.
+
+    ``capability`` is what having it gives (None for lifecycle hooks and settings);
+    ``unlocks`` says what the core then does with it, in a reader's words.
+    """
+
+    name: str
+    signature: str
+    capability: str | None
+    unlocks: str
+    attribute: bool = False  # a class attribute (flag or table), not a method
+    required: bool = False
+
+
+HOOKS: tuple[Hook, ...] = (
+    # -- training -------------------------------------------------------------------------
+    Hook("configure_optimizers", "() -> Optimizer | dict[str, Optimizer]", "train",
+         "training; one Optimizer is stepped by the runner", required=True),
+    Hook("training_step", "(batch: Batch) -> dict[str, Tensor]  ('loss' carries gradients); "
+         "with manual_optimization: (batch, optimizers) -> dict[str, Tensor]", "train",
+         "training; every entry is logged to history.csv (detached)", required=True),
+    Hook("manual_optimization", "bool = True", None,
+         "the model steps its own optimizers (GAN, DCGAN, VAE-GAN)", attribute=True),
+    Hook("presets", "dict[str, dict[str, Any]]  e.g. {'quick': {'epochs': 60}}", None,
+         "per-preset TRAINING settings: config fields, epochs, batch_size, max_train", attribute=True),
+    Hook("on_train_start", "(data: DataBundle) -> None", None,
+         "called once before the first epoch (e.g. M2 picks its labelled subset)"),
+    Hook("on_epoch_end", "(epoch: int, stats: dict[str, float]) -> None", None,
+         "called after each epoch with its mean stats; may raise Diverged"),
+    Hook("on_train_end", "(train_x: Tensor) -> None", None,
+         "called once after training, under no_grad (e.g. the AE fits its ex-post prior)"),
+    # -- generative capabilities ----------------------------------------------------------
+    Hook("prior", "() -> Distribution over z, event shape (latent_dim,)", "prior",
+         "ais, bdmc (with generate); sample derived from prior + generate"),
+    Hook("decode", "(z, y=None) -> Distribution p(x|z), event shape (C, H, W)", "decode",
+         "elbo (with encode, prior); generate derived as decode(z).mean"),
+    Hook("generate", "(z, y=None) -> Tensor (N, C, H, W), the decoder's mean in [0, 1]",
+         "generate", "iwae, ais, bdmc, recon (iwae and recon with encode)"),
+    Hook("sample", "(n, generator=None, y=None) -> Tensor (n, C, H, W) in [0, 1]", "sample",
+         "quality (fid, kid, is, prdc), modes, parzen, sample galleries"),
+    Hook("encode", "(x, y=None) -> Distribution q(z|x), event shape (latent_dim,)", "encode",
+         "elbo, iwae, recon, active_units, reconstructions and latent galleries"),
+    Hook("point_encoder", "bool = True: encode returns a Delta (a deterministic code)", None,
+         "marks the encoder as density-free: elbo, iwae n/a; ais starts from the prior",
+         attribute=True),
+    Hook("conditional", "bool = True: encode/decode/generate/sample/log_prob take y=", "condition",
+         "likelihoods are log p(x|y) with the true label; analogies", attribute=True),
+    Hook("classify", "(x) -> Distribution q(y|x)", "classify", "test_error"),
+    Hook("labelled_counts", "() -> Tensor (K,) labelled training images per class", None,
+         "test_error records the labels a semi-supervised model saw"),
+    Hook("log_prob", "(x, y=None) -> Tensor (N,) exact log p(x) per image", "exact",
+         "exact log-likelihood (autoregressive models, flows)"),
+    Hook("log_importance_weights", "(x, k, generator=None) -> Tensor (k, N): "
+         "log p(x, z) - log q(z|x) for k joint draws z ~ q(.|x)", "importance",
+         "iwae and elbo for models whose latents are not one Gaussian (DRAW)"),
+    Hook("edit", "(x, attribute: str, delta: float, y=None) -> Tensor decoded edited images",
+         "edit", "attribute edits (others get them by latent arithmetic in the core)"),
+)
+HOOK = {h.name: h for h in HOOKS}
+
+# Derivations the core performs: capability -> the capabilities that together stand in for it.
+DERIVED: dict[str, tuple[str, ...]] = {"generate": ("decode",), "sample": ("prior", "generate")}
+
+CAPABILITIES = ("train", "sample", "prior", "generate", "decode", "encode", "density_encoder",
+                "condition", "classify", "exact", "importance", "edit")
+
+
+def _has(model: object, name: str) -> bool:
+    hook = HOOK[name]
+    value = getattr(model, name, None)
+    return bool(value) if hook.attribute else callable(value)
 
 
 def capabilities(model: object) -> frozenset[str]:
-    """The capabilities ``model`` exposes, read off its attributes."""
-    have = {c for c in ("sample", "prior", "generate", "decode", "encode", "classify")
-            if callable(getattr(model, c, None))}
-    if callable(getattr(model, "training_step", None)):
+    """The capabilities ``model`` (an instance or its class) exposes or the core derives."""
+    have = {h.capability for h in HOOKS
+            if h.capability and not h.required and _has(model, h.name)}
+    if _has(model, "configure_optimizers") and _has(model, "training_step"):
         have.add("train")
-    if getattr(model, "conditional", False):
-        have.add("condition")
+    if "encode" in have and not getattr(model, "point_encoder", False):
+        have.add("density_encoder")
+    for cap, parts in DERIVED.items():  # generate before sample: sample may need a derived one
+        if set(parts) <= have:
+            have.add(cap)
     return frozenset(have)
 
 
+# Why a metric is n/a, in checking order, each naming the hook that would unlock it.
 MISSING_REASON = {
-    "encode": "no encoder",
-    "decode": "no observation model",
-    "generate": "no decoder",
-    "prior": "no prior",
-    "sample": "cannot sample",
-    "classify": "no classifier",
-    "condition": "not conditional",
-    "density_encoder": "point-mass encoder",
+    "encode": "no encoder: add encode(x) -> Distribution",
+    "decode": "no observation model: add decode(z) -> Distribution",
+    "generate": "no decoder: add generate(z) (or decode(z))",
+    "prior": "no prior: add prior() -> Distribution",
+    "sample": "cannot sample: add sample(n, generator) (or prior() and generate(z))",
+    "classify": "no classifier: add classify(x) -> Distribution",
+    "condition": "not conditional: set conditional = True and take y=",
+    "density_encoder": "point-mass encoder: encode(x) must return a distribution with a "
+                       "density (not point_encoder = True)",
+    "exact": "no exact likelihood: add log_prob(x)",
+    "importance": "no importance weights: add log_importance_weights(x, k, generator)",
+    "edit": "no edits: add edit(x, attribute, delta)",
 }
 
 
 def missing_reason(needs: frozenset[str], have: frozenset[str]) -> str | None:
-    """'no encoder' etc. for the first unmet capability, or None when all are met.
+    """'no encoder: add encode(x) ...' for the first unmet capability, or None.
 
     Checked in MISSING_REASON's order, so a model without an encoder hears "no encoder"
     before "point-mass encoder" (a property of an encoder it does not have).
@@ -104,6 +182,87 @@ def missing_reason(needs: frozenset[str], have: frozenset[str]) -> str | None:
         if need not in have:
             return MISSING_REASON.get(need, f"no {need}")
     return None
+
+
+# -- what the core derives ----------------------------------------------------------------
+def generate_from(model: Any, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+    """``model.generate(z)``, or the mean of ``model.decode(z)`` when it has no generate."""
+    fn = model.generate if callable(getattr(model, "generate", None)) else None
+    if fn is None:
+        if not callable(getattr(model, "decode", None)):
+            raise GenbenchError(MISSING_REASON["generate"])
+        return (model.decode(z) if y is None else model.decode(z, y=y)).mean
+    return fn(z) if y is None else fn(z, y=y)
+
+
+def draw(dist: Distribution, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """n draws (n, *event_shape) from a Gaussian prior with an explicit ``generator``.
+
+    ``torch.distributions`` take no generator, so the Gaussians are drawn here as
+    loc + scale * eps; other priors are drawn with ``dist.sample`` when no generator is given.
+    """
+    base = dist.base_dist if isinstance(dist, Independent) else dist
+    if isinstance(base, (Normal, MultivariateNormal)):
+        loc = base.loc
+        eps = torch.randn(n, *loc.shape, generator=generator, device=loc.device, dtype=loc.dtype)
+        if isinstance(base, MultivariateNormal):
+            return loc + eps @ base.scale_tril.T
+        return loc + base.scale * eps
+    if generator is None:
+        return dist.sample((n,))
+    raise GenbenchError(f"cannot draw from a {type(base).__name__} prior with a generator; "
+                        "give the model its own sample(n, generator)")
+
+
+def sample_from(model: Any, n: int, generator: torch.Generator | None = None,
+                y: torch.Tensor | None = None) -> torch.Tensor:
+    """n images (n, C, H, W): ``model.sample``, or ``generate_from(z ~ prior())``."""
+    if callable(getattr(model, "sample", None)):
+        if y is None:
+            return model.sample(n, generator=generator)
+        return model.sample(n, generator=generator, y=y)
+    if not callable(getattr(model, "prior", None)):
+        raise GenbenchError(MISSING_REASON["sample"])
+    if getattr(model, "conditional", False) and y is None:
+        raise GenbenchError("a conditional model without sample() needs y= labels to sample")
+    return generate_from(model, draw(model.prior(), n, generator), y)
+
+
+# -- the runner's side of training ----------------------------------------------------------
+def optimizer_dict(out: Any) -> dict[str, torch.optim.Optimizer]:
+    """``configure_optimizers()``'s result as a dict (one Optimizer -> {"optimizer": it})."""
+    if isinstance(out, torch.optim.Optimizer):
+        return {"optimizer": out}
+    if isinstance(out, Mapping) and out and all(
+            isinstance(v, torch.optim.Optimizer) for v in out.values()):
+        return dict(out)
+    raise GenbenchError(f"configure_optimizers() must return an Optimizer or a dict of them, "
+                        f"not {type(out).__name__}")
+
+
+def step_model(model: Any, batch: Batch, optimizers: Mapping[str, torch.optim.Optimizer]
+               ) -> dict[str, torch.Tensor]:
+    """One training step; returns the step's stats, detached.
+
+    Automatic optimization: ``training_step(batch)["loss"]`` is backpropagated and the one
+    optimizer stepped here (zero, backward, step). Manual: the model steps its own.
+    """
+    if getattr(model, "manual_optimization", False):
+        out = model.training_step(batch, optimizers)
+        return {k: v.detach() for k, v in out.items()}
+    if len(optimizers) != 1:
+        raise GenbenchError(f"{type(model).__name__} has {len(optimizers)} optimizers: set "
+                            "manual_optimization = True and step them in training_step")
+    out = model.training_step(batch)
+    loss = out.get("loss") if isinstance(out, Mapping) else None
+    if not isinstance(loss, torch.Tensor) or not loss.requires_grad:
+        raise GenbenchError(f"{type(model).__name__}.training_step(batch) must return a dict "
+                            "whose 'loss' carries gradients (or set manual_optimization = True)")
+    (opt,) = optimizers.values()
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return {k: v.detach() for k, v in out.items()}
 
 
 class Delta(Distribution):
