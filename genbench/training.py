@@ -13,9 +13,12 @@ import dataclasses
 import math
 import platform
 import shutil
+import signal
+import threading
 import time
 import traceback
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -24,7 +27,7 @@ import torch
 
 import genbench
 from genbench import store
-from genbench.contract import capabilities
+from genbench.contract import capabilities, optimizer_dict, sample_from, step_model
 from genbench.data import DataBundle, DataRequest, load_dataset
 from genbench.errors import Diverged, GenbenchError
 from genbench.presets import Preset, get_preset
@@ -213,26 +216,36 @@ def _train_and_evaluate(plan: Plan, reporter: Reporter) -> RunOutcome:
     if plan.device.type == "cpu":
         torch.set_flush_denormal(True)  # denormals slow CPU matmuls by orders of magnitude
     model = build_model(plan)
-    optimizers = model.configure_optimizers()
+    optimizers = optimizer_dict(model.configure_optimizers())
     progress = load_checkpoint(folder, model, optimizers) or Progress()
-    if progress.step or progress.epoch:
+    if progress.trained:
+        reporter.note(f"resuming {folder}: training is done, resuming evaluation")
+    elif progress.step or progress.epoch:
         reporter.note(f"resuming {folder} at epoch {progress.epoch + 1}, step {progress.step}")
     if not progress.trained:
-        if callable(getattr(model, "on_train_start", None)):
-            model.on_train_start(plan.data)
-        train_loop(plan, model, optimizers, progress, reporter)
-        reporter.stop()
-        if callable(getattr(model, "on_train_end", None)):
-            with torch.no_grad():
-                model.on_train_end(plan.data.eval_x("train"))
-        progress.trained = True
-        save_checkpoint(folder, model, optimizers, progress)
+        with deferred_sigint():  # Ctrl-C lands between steps, never inside one
+            if callable(getattr(model, "on_train_start", None)):
+                model.on_train_start(plan.data)
+            train_loop(plan, model, optimizers, progress, reporter)
+            reporter.stop()
+            if callable(getattr(model, "on_train_end", None)):
+                with torch.no_grad():
+                    model.on_train_end(plan.data.eval_x("train"))
+            progress.trained = True
+            save_checkpoint(folder, model, optimizers, progress)
     model.eval()
     save_images(plan, model, folder)
     reporter.note(f"evaluating {spec.model} ({plan.preset.name} preset)")
     start = time.perf_counter()
-    values, na = evaluate_model(model, plan.data, plan.preset, seed=spec.seed, device=plan.device,
-                                names=spec.metrics, run_dir=folder, results_root=spec.results)
+    evaluation = getattr(reporter, "evaluation", None)  # a reporter may show evaluation too
+    watch = evaluation(f"{spec.model} seed {spec.seed}") if callable(evaluation) else None
+    try:
+        values, na = evaluate_model(model, plan.data, plan.preset, seed=spec.seed, device=plan.device,
+                                    names=spec.metrics, run_dir=folder, results_root=spec.results,
+                                    progress=watch)
+    finally:
+        if watch is not None:
+            watch.stop()
     summary = {"status": "finished", "epochs": len(progress.history),
                "train_seconds": round(sum(r["seconds"] for r in progress.history), 2),
                "eval_seconds": round(time.perf_counter() - start, 2), **values,
@@ -255,6 +268,7 @@ def train_loop(plan: Plan, model: torch.nn.Module, optimizers: dict[str, torch.o
         progress.epoch, progress.step, progress.sums, progress.steps_done = progress.epoch + 1, 0, {}, 0
         progress.seconds = 0.0
         save_checkpoint(plan.run_dir, model, optimizers, progress)
+        interrupt_point()  # a Ctrl-C during the epoch's end: the checkpoint above is exact
 
 
 def run_epoch(plan: Plan, model: torch.nn.Module, optimizers: dict[str, torch.optim.Optimizer],
@@ -262,23 +276,30 @@ def run_epoch(plan: Plan, model: torch.nn.Module, optimizers: dict[str, torch.op
     """Steps of one epoch from ``progress.step``; on Ctrl-C saves where it stands."""
     data, preset = plan.data, plan.preset
     sums: dict[str, torch.Tensor] = {}
+    # sums saved before (a resume, a mid-epoch save) go on in the same dtype, so the
+    # resumed epoch's means are bit-identical to an uninterrupted epoch's
+    carried = dict(progress.sums)
     started = last_report = last_save = time.perf_counter()
     pending_steps = pending_images = 0
 
-    def fold() -> None:  # move the device sums into progress (a host sync)
-        nonlocal sums
+    def fold() -> None:  # copy the device sums into progress (a host sync)
         for k, v in sums.items():
-            progress.sums[k] = progress.sums.get(k, 0.0) + float(v)
-        sums = {}
+            progress.sums[k] = float(v)
 
     try:
         for batch in data.train_batches(preset.batch_size, seed=plan.spec.seed,
                                         epoch=progress.epoch, start_step=progress.step):
-            stats = model.training_step(batch, optimizers)
+            stats = step_model(model, batch, optimizers)
             for k, v in stats.items():
-                sums[k] = sums[k] + v if k in sums else v.detach().clone()
+                if k in sums:
+                    sums[k] = sums[k] + v
+                elif k in carried:
+                    sums[k] = torch.tensor(carried[k], dtype=v.dtype, device=v.device) + v.detach()
+                else:
+                    sums[k] = v.detach().clone()
             progress.step += 1
             progress.steps_done += 1
+            interrupt_point()  # the step is complete: a deferred Ctrl-C is honoured here
             pending_steps += 1
             pending_images += batch.x.shape[0]
             now = time.perf_counter()
@@ -304,6 +325,49 @@ def run_epoch(plan: Plan, model: torch.nn.Module, optimizers: dict[str, torch.op
 
 
 
+# -- Ctrl-C between steps -------------------------------------------------------------
+_pending_sigint = [False]
+
+
+@contextmanager
+def deferred_sigint() -> Iterator[None]:
+    """Within the block a SIGINT only sets a flag; :func:`interrupt_point` raises the
+    KeyboardInterrupt where the state is whole (after a step and its counters), so the
+    checkpoint saved on Ctrl-C never holds a model stepped past its step counter.
+
+    Only in the main thread (elsewhere signals cannot be caught and this does nothing).
+    The previous handler is restored on exit; a SIGINT still pending then is handed to it.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGINT)
+    outer = _pending_sigint[0]
+    _pending_sigint[0] = False
+
+    def handler(signum: int, frame: Any) -> None:
+        _pending_sigint[0] = True
+
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        pending, _pending_sigint[0] = _pending_sigint[0], outer
+    if pending:
+        if callable(previous) and previous is not signal.default_int_handler:
+            previous(signal.SIGINT, None)
+        elif previous != signal.SIG_IGN:
+            raise KeyboardInterrupt
+
+
+def interrupt_point() -> None:
+    """Raise KeyboardInterrupt here if a Ctrl-C arrived in a :func:`deferred_sigint` block."""
+    if _pending_sigint[0]:
+        _pending_sigint[0] = False
+        raise KeyboardInterrupt
+
+
 def end_epoch(plan: Plan, model: torch.nn.Module, progress: Progress) -> dict[str, float]:
     """The epoch's history row; divergence checks; the fixed-noise sample grid."""
     n = max(progress.steps_done, 1)
@@ -316,7 +380,7 @@ def end_epoch(plan: Plan, model: torch.nn.Module, progress: Progress) -> dict[st
            "images_per_s": round(images / max(progress.seconds, 1e-9), 1), **means}
     if callable(getattr(model, "on_epoch_end", None)):
         model.on_epoch_end(progress.epoch, means)
-    if callable(getattr(model, "sample", None)):
+    if "sample" in capabilities(model):
         save_epoch_grid(plan, model, progress.epoch)
     return row
 
@@ -335,7 +399,7 @@ def save_epoch_grid(plan: Plan, model: torch.nn.Module, epoch: int) -> None:
     was_training = model.training
     model.eval()
     rng = torch.get_rng_state()  # sampling must not perturb the training stream
-    x = model.sample(64, generator=fixed_noise_generator(plan))
+    x = sample_from(model, 64, fixed_noise_generator(plan))
     torch.set_rng_state(rng)
     save_grid(x, plan.run_dir / "samples" / f"epoch_{epoch + 1:03d}.png", nrow=8)
     model.train(was_training)
@@ -345,9 +409,10 @@ def save_epoch_grid(plan: Plan, model: torch.nn.Module, epoch: int) -> None:
 def save_images(plan: Plan, model: torch.nn.Module, folder: Path) -> None:
     from genbench.images import save_grid, save_reconstructions
 
-    if callable(getattr(model, "sample", None)):
-        save_grid(model.sample(64, generator=fixed_noise_generator(plan)), folder / "samples.png")
-    if callable(getattr(model, "encode", None)) and callable(getattr(model, "generate", None)):
+    have = capabilities(model)
+    if "sample" in have:
+        save_grid(sample_from(model, 64, fixed_noise_generator(plan)), folder / "samples.png")
+    if {"encode", "generate"} <= have:
         x = plan.data.eval_x("test", 32)
         y = plan.data.eval_y("test", 32)
         save_reconstructions(model, x, y, folder / "reconstructions.png")

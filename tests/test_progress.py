@@ -58,3 +58,105 @@ def test_runner_hands_the_bar_each_models_losses(name: str, keys: set[str], tmp_
     assert outcome.status == "finished", outcome.message
     assert recording.losses and all(set(d) == keys for d in recording.losses)
     assert all(math.isfinite(v) for d in recording.losses for v in d.values())
+
+
+# -- evaluation you can watch ---------------------------------------------------------
+
+LOOPED = {"iwae": "images", "ais": "AIS steps", "bdmc": "AIS steps", "quality": "samples",
+          "modes": "samples"}  # metrics with long loops, and the unit they count in
+
+
+def test_a_smoke_runs_evaluation_names_each_metric_with_its_progress(tmp_path: Path,
+                                                                     plugins_loaded) -> None:
+    """Non-terminal output (a log file): every evaluated metric is named when it starts and
+    ends, the long ones with how far they got; with a zero interval the periodic lines show
+    counts below the total and the time left."""
+    import re
+
+    from genbench.data import DataRequest, load_dataset
+    from genbench.progress import RichReporter
+    from genbench.training import RunSpec, execute, plan_run
+
+    out = io.StringIO()
+    console = Console(file=out, width=100)
+    assert not console.is_terminal
+    spec = RunSpec(model="vae", dataset="synthetic", preset="smoke", seed=0, results=tmp_path,
+                   device="cpu", metrics=("elbo", "iwae", "ais", "bdmc", "quality"))
+    outcome = execute(plan_run(spec, load_dataset(DataRequest("synthetic"))),
+                      RichReporter(console, interval=0.0))
+    assert outcome.status == "finished", outcome.message
+    text = out.getvalue()
+    assert "\x1b[" not in text and "\r" not in text  # plain lines, no redrawn bar
+    evaluated = [k.removeprefix("_seconds_") for k in outcome.metrics if k.startswith("_seconds_")]
+    assert set(evaluated) == {"elbo", "iwae", "ais", "bdmc", "quality"}
+    for name in evaluated:
+        assert f"vae seed 0: {name}: started" in text
+        assert re.search(rf"vae seed 0: {name}: .*done in \d+\.\d s", text), name
+        if name in LOOPED:  # the end line says how much was done, in the metric's unit
+            unit = LOOPED[name]
+            full = re.findall(rf"{name}: (\d+)/(\d+) {unit}.*done in", text)
+            assert full and full[0][0] == full[0][1] and int(full[0][1]) > 0, (name, text)
+            partial = re.findall(rf"{name}: (\d+)/(\d+) {unit}.*elapsed, ~\d:\d\d:\d\d left", text)
+            assert any(int(d) < int(t) for d, t in partial), (name, text)
+    n_eval = 64  # smoke preset
+    assert f"iwae: {n_eval}/{n_eval} images" in text
+    steps = 20 - 1  # smoke ais_steps distributions -> 19 transitions; BDMC runs two ways
+    assert f"ais: {steps}/{steps} AIS steps" in text and f"bdmc: {2 * steps}/{2 * steps} AIS steps" in text
+    assert "quality: 256/256 samples" in text
+    assert re.search(r"vae · synthetic · seed 0: step 8/8 \(100%\)", text) or "step" in text
+
+
+def test_ais_progress_counts_every_step_over_image_batches(monkeypatch) -> None:
+    """Batches of images run AIS one after another: the count rises by one per transition
+    up to batches x (steps - 1), and the estimates are those of an unwatched run."""
+    import torch
+    from test_likelihood import GAUSS, PPCA
+
+    from genbench.metrics import ais
+    from genbench.metrics.bdmc import bdmc
+
+    model = PPCA()
+    x = model.data(6)
+    kw = dict(chains=4, steps=20, hmc=ais.HMCConfig(leapfrog=3), seed=1)
+    monkeypatch.setattr(ais, "ROW_FLOATS", 4 * 6 * 2)  # two images per batch: three batches
+    seen: list[tuple[int, int]] = []
+    watched = ais.ais_log_likelihood(model, GAUSS, x, progress=lambda d, t: seen.append((d, t)), **kw)
+    plain = ais.ais_log_likelihood(model, GAUSS, x, **kw)
+    torch.testing.assert_close(watched[0], plain[0], rtol=0, atol=0)
+    assert seen == [(i, 3 * 19) for i in range(1, 3 * 19 + 1)]
+    both: list[tuple[int, int]] = []
+    bdmc(model, GAUSS, n=3, shape=model.shape, chains=2, steps=10, hmc=ais.HMCConfig(leapfrog=2),
+         seed=0, progress=lambda d, t: both.append((d, t)))
+    assert both == [(i, 18) for i in range(1, 19)]  # forward, then reverse
+
+
+def test_iwae_and_sample_progress_reach_the_total() -> None:
+    from test_likelihood import PPCA
+
+    from genbench.metrics.iwae import iwae_bound
+
+    model = PPCA()
+    x = model.data(10)
+    seen: list[tuple[int, int]] = []
+    iwae_bound(model, x, k=8, seed=0, chunk=24, progress=lambda d, t: seen.append((d, t)))
+    assert seen == [(3, 10), (6, 10), (9, 10), (10, 10)]  # 24 // 8 = 3 images per group
+
+
+def test_terminal_display_keeps_one_bar_per_metric_and_restarts_on_a_new_phase() -> None:
+    from genbench.progress import EvalDisplay
+
+    display = EvalDisplay(Console(file=io.StringIO(), force_terminal=True, width=100))
+    assert not display.plain
+    display.start("ais")
+    display.update("ais", 3, 10, "AIS steps choosing the noise")
+    display.update("ais", 5, 40, "AIS steps")
+    assert display.progress is not None
+    task = display.progress.tasks[0]
+    assert (task.description, task.completed, task.total, task.fields["unit"]) == (
+        "ais", 5, 40, "AIS steps")
+    display.end("ais", 1.0)
+    display.start("bdmc")
+    display.end("bdmc", 0.5, failed="no generator")
+    assert [t.description for t in display.progress.tasks] == ["ais", "bdmc [dim]n/a[/]"]
+    assert display.progress.tasks[0].completed == 40
+    display.stop()

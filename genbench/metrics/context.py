@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,19 @@ import torch
 
 from genbench.data.bundle import DataBundle
 from genbench.presets import Preset
+
+
+class EvalProgress:
+    """Where evaluation says how far it is (the CLI's display; this base says nothing).
+
+    The runner calls :meth:`start` and :meth:`end` around each metric; a metric's long
+    loops call :meth:`update` through :meth:`EvalContext.progress` with how much of how
+    much is done in a unit a reader knows ("images", "AIS steps", "samples").
+    """
+
+    def start(self, metric: str) -> None: ...
+    def update(self, metric: str, done: int, total: int, unit: str) -> None: ...
+    def end(self, metric: str, seconds: float, failed: str | None = None) -> None: ...
 
 
 @dataclass
@@ -24,6 +38,20 @@ class EvalContext:
     run_dir: Path | None = None
     # values computed earlier in the same evaluation (e.g. a chosen observation variance)
     results: dict[str, Any] = field(default_factory=dict)
+    watch: EvalProgress = field(default_factory=EvalProgress)  # progress display
+    metric: str = ""  # the metric being evaluated (set by the runner)
+
+    def progress(self, done: int, total: int, unit: str) -> None:
+        """Tell the display ``done`` of ``total`` ``unit`` of this metric are done."""
+        self.watch.update(self.metric, done, total, unit)
+
+    def tracker(self, unit: str, offset: int = 0, total: int | None = None
+                ) -> Callable[[int, int], None]:
+        """A ``progress(done, total)`` for a metric's inner loop, in ``unit``.
+
+        ``offset``/``total`` place one loop inside a larger count (AIS forward, then reverse).
+        """
+        return lambda done, n: self.progress(offset + done, total if total is not None else n, unit)
 
     def generator(self, salt: int) -> torch.Generator:
         """A device generator seeded by (seed, salt): each metric draws its own stream."""

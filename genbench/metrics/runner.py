@@ -9,7 +9,7 @@ import torch
 
 from genbench.contract import capabilities, has_density_encoder, missing_reason
 from genbench.errors import GenbenchError
-from genbench.metrics.context import EvalContext
+from genbench.metrics.context import EvalContext, EvalProgress
 from genbench.registry import METRICS, MetricEntry, get_metric
 
 
@@ -33,9 +33,13 @@ def applicable_metrics(model: torch.nn.Module, names: Iterable[str] = ()) -> lis
 def evaluate_metrics(
     ctx: EvalContext,
     names: Iterable[str] = (),
-    progress: Callable[[str], None] | None = None,
+    progress: EvalProgress | Callable[[str], None] | None = None,
 ) -> tuple[dict[str, float], dict[str, str]]:
     """Evaluate metrics; returns (values, not_applicable: result key -> reason).
+
+    ``progress`` is told when each metric starts and ends and, through ``ctx.progress``,
+    how far its long loops are (an :class:`EvalProgress`; a plain callable is told the
+    name of each metric as it starts).
 
     A metric that raises :class:`GenbenchError` is recorded as n/a with its message, so one
     missing extractor does not cost the other numbers.
@@ -43,20 +47,37 @@ def evaluate_metrics(
     have = model_capabilities(ctx.model)
     values: dict[str, float] = {}
     na: dict[str, str] = {}
+    watch = _watcher(progress)
     for entry in applicable_metrics(ctx.model, names):
         reason = missing_reason(entry.needs, have)
         if reason is not None:
             na.update({key: reason for key in entry.produces})
             continue
-        if progress:
-            progress(entry.name)
+        ctx.watch, ctx.metric = watch, entry.name
+        watch.start(entry.name)
         start = time.perf_counter()
         try:
             out = entry.fn(ctx)  # adapters manage grad themselves (HMC needs it)
         except GenbenchError as err:
             na.update({key: str(err) for key in entry.produces})
+            watch.end(entry.name, time.perf_counter() - start, str(err))
             continue
+        watch.end(entry.name, time.perf_counter() - start)
         ctx.results.update(out)
         values.update(out)
         values[f"_seconds_{entry.name}"] = round(time.perf_counter() - start, 3)
     return values, na
+
+
+class _NameOnly(EvalProgress):
+    def __init__(self, fn: Callable[[str], None]) -> None:
+        self.fn = fn
+
+    def start(self, metric: str) -> None:
+        self.fn(metric)
+
+
+def _watcher(progress: EvalProgress | Callable[[str], None] | None) -> EvalProgress:
+    if progress is None:
+        return EvalProgress()
+    return progress if isinstance(progress, EvalProgress) else _NameOnly(progress)
