@@ -9,6 +9,7 @@ from rich.console import Console
 
 from genbench.data import DataRequest, load_dataset
 from genbench.errors import GenbenchError
+from genbench.executors import ExecutorOptions, check_options, run_plans
 from genbench.progress import RichReporter
 from genbench.settings import parse_overrides
 from genbench.training import Plan, RunOutcome, RunSpec, execute, plan_run, resolve_device
@@ -17,7 +18,8 @@ from genbench.training import Plan, RunOutcome, RunSpec, execute, plan_run, reso
 def run_all(*, models: list[str], dataset: str, variant: str | None, preset: str,
             epochs: int | None, seeds: list[int], device: str, overrides: list[str],
             results: Path, metrics: tuple[str, ...], data_dir: str | None, force: bool,
-            console: Console, command: str = "") -> list[RunOutcome]:
+            console: Console, command: str = "", executor: ExecutorOptions | None = None,
+            plan_only: bool = False) -> list[RunOutcome]:
     from genbench.presets import get_preset
     from genbench.registry import get_metric, get_model
 
@@ -28,6 +30,8 @@ def run_all(*, models: list[str], dataset: str, variant: str | None, preset: str
         get_metric(m)
     if epochs is not None and epochs < 1:
         raise GenbenchError("--epochs must be at least 1")
+    if executor is not None:
+        check_options(executor)  # before any data is loaded or anything submitted
     sets = parse_overrides(overrides)
     dev = resolve_device(device)
     data = load_dataset(DataRequest(dataset, variant, data_dir, str(dev)))
@@ -41,6 +45,13 @@ def run_all(*, models: list[str], dataset: str, variant: str | None, preset: str
                            results=results, data_dir=data_dir, metrics=metrics, force=force,
                            command=command or _command())
             plans.append(plan_run(spec, data))
+    if plan_only:  # `--plan`: the estimated cost of each run, nothing run
+        from genbench.plan import print_costs
+
+        print_costs(plans, console)
+        return []
+    if executor is not None and executor.name != "local":  # Ray tasks or a SLURM job array
+        return run_plans(plans, executor, console, results)
     outcomes = []
     for plan in plans:
         outcome = execute(plan, RichReporter(console))

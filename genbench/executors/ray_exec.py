@@ -1,0 +1,213 @@
+"""``--executor ray``: each run one Ray task; evaluation shards as Ray tasks.
+
+Without ``--address`` Ray starts on this machine's cores; ``--address auto`` joins the
+cluster this machine belongs to (``ray start --head`` on one node, ``ray start --address``
+on the others), ``ray://host:port`` connects a Ray client. A task asks for
+``--cpus-per-run`` CPUs (torch uses that many threads) and ``--gpus-per-run`` GPUs. A task
+whose worker dies (SIGKILL, out of memory, a lost node) is retried ``--max-retries`` times
+by Ray, each time resuming from the run's checkpoint; after that the run is marked failed
+with the reason and the other runs go on.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from rich.console import Console
+
+from genbench.errors import GenbenchError
+from genbench.executors import ExecutorOptions, portable, worker_env
+from genbench.executors.task import RunTask, mark_failed, prepare_worker, run_task
+from genbench.training import Plan, RunOutcome
+
+CONNECT_TIMEOUT_S = 5.0
+
+
+def _reachable(address: str) -> None:
+    """A TCP connect to host:port (ray:// or plain), so a typo fails in seconds, not minutes."""
+    parsed = urlparse(address if "://" in address else f"tcp://{address}")
+    host, port = parsed.hostname, parsed.port
+    if not host or not port:
+        raise GenbenchError(f"--address {address!r}: expected auto, host:port or ray://host:port")
+    try:
+        with socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S):
+            pass
+    except OSError as err:
+        raise GenbenchError(f"--address {address}: cannot reach {host}:{port} ({err.strerror or err}); "
+                            "is `ray start --head` running there?") from None
+
+
+def connect(opts: ExecutorOptions) -> tuple[dict[str, float], bool]:
+    """Join (or start) Ray; (cluster resources, whether this call started it)."""
+    import ray
+
+    if ray.is_initialized():
+        return ray.cluster_resources(), False
+    # each task carries the driver's GENBENCH_* settings (worker_env), so no runtime_env
+    kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
+                              "logging_level": logging.WARNING}
+    if opts.address is None:
+        kwargs["num_cpus"] = os.cpu_count() or 1
+    elif opts.address != "auto":
+        _reachable(opts.address)
+    try:
+        ray.init(address=opts.address, **kwargs)
+    except (ConnectionError, RuntimeError, TimeoutError, ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise GenbenchError(f"--address {opts.address}: cannot join the Ray cluster ({first})") from None
+    return ray.cluster_resources(), True
+
+
+def gpus_per_run(opts: ExecutorOptions, resources: dict[str, float]) -> float:
+    """The GPUs each run asks for: the option, else 1 where the cluster has GPUs; checked."""
+    have_gpus, have_cpus = resources.get("GPU", 0.0), resources.get("CPU", 0.0)
+    gpus = opts.gpus_per_run if opts.gpus_per_run is not None else (1.0 if have_gpus else 0.0)
+    if gpus > 0 and not have_gpus:
+        raise GenbenchError(f"--gpus-per-run {gpus:g}: the Ray cluster has no GPUs "
+                            f"({have_cpus:g} CPUs); use --gpus-per-run 0")
+    if gpus > have_gpus:
+        raise GenbenchError(f"--gpus-per-run {gpus:g}: no node of the Ray cluster has that many "
+                            f"(it has {have_gpus:g} GPUs)")
+    if opts.cpus_per_run > have_cpus:
+        raise GenbenchError(f"--cpus-per-run {opts.cpus_per_run}: the Ray cluster has {have_cpus:g} CPUs")
+    return gpus
+
+
+def _remote_run(task: RunTask) -> RunOutcome:  # the body of each run's Ray task
+    return run_task(task)
+
+
+def make_tasks(plans: list[Plan], opts: ExecutorOptions) -> list[RunTask]:
+    env = worker_env(opts)
+    return [RunTask(portable(p.spec), str(p.run_dir.resolve()), threads=opts.cpus_per_run,
+                    plugins=opts.plugins, env=env, eval_shards=opts.eval_shards,
+                    shard_cpus=opts.cpus_per_run) for p in plans]
+
+
+def run_plans(plans: list[Plan], opts: ExecutorOptions, console: Console) -> list[RunOutcome]:
+    """Every plan as one Ray task; returns the outcomes in plan order."""
+    import ray
+    from ray.exceptions import RayError, TaskCancelledError
+
+    from genbench.executors.live import SweepView
+
+    resources, started = connect(opts)
+    gpus = gpus_per_run(opts, resources)
+    slots = max(1, int(resources.get("CPU", 1) // opts.cpus_per_run))
+    if gpus:
+        slots = min(slots, int(resources.get("GPU", 0) // gpus) or 1)
+    remote = ray.remote(_remote_run).options(
+        num_cpus=opts.cpus_per_run, num_gpus=gpus, max_retries=opts.max_retries,
+        retry_exceptions=False, name="genbench-run")
+    tasks = make_tasks(plans, opts)
+    refs = {remote.remote(t): i for i, t in enumerate(tasks)}
+    outcomes: list[RunOutcome | None] = [None] * len(plans)
+    view = SweepView([p.run_dir for p in plans], [t.label for t in tasks], console, slots,
+                     enabled=opts.live)
+    pending = list(refs)
+    try:
+        with view:
+            while pending:
+                done, pending = ray.wait(pending, num_returns=1, timeout=0.5)
+                for ref in done:
+                    i = refs[ref]
+                    try:
+                        outcomes[i] = ray.get(ref)
+                    except TaskCancelledError:
+                        raise KeyboardInterrupt from None
+                    except RayError as err:
+                        outcomes[i] = mark_failed(plans[i].run_dir, _death_reason(err, opts))
+                    view.finished(i, outcomes[i])
+                view.refresh()
+    except KeyboardInterrupt:
+        for ref in pending:  # the tasks save a checkpoint on the KeyboardInterrupt Ray sends
+            ray.cancel(ref)
+        _wait_quietly(pending)
+        raise
+    finally:
+        if started:
+            ray.shutdown()
+    return [o for o in outcomes if o is not None]
+
+
+def _death_reason(err: Exception, opts: ExecutorOptions) -> str:
+    kind = type(err).__name__
+    text = str(err).strip().splitlines()
+    detail = next((line for line in text if "SIGKILL" in line or "killed" in line.lower()
+                   or "died" in line.lower()), text[0] if text else "")
+    tries = opts.max_retries + 1
+    return (f"its Ray worker died {tries} time{'s' if tries > 1 else ''} ({kind}: {detail.strip()[:200]}); "
+            "run the same command again to resume from its checkpoint")
+
+
+def _wait_quietly(refs: list[Any], timeout: float = 30.0) -> None:
+    import ray
+
+    deadline = time.time() + timeout
+    for ref in refs:
+        try:
+            ray.get(ref, timeout=max(0.1, deadline - time.time()))
+        except Exception:  # noqa: S112 - cancelled or failed: either way it has stopped
+            continue
+
+
+# -- evaluation shards -------------------------------------------------------------------
+_MODELS: dict[tuple[str, str, int, int], Any] = {}  # per worker process: loaded run models
+
+
+def _shard_model(run_dir: str, device: str, data_dir: str | None) -> Any:
+    from genbench.evaluation import load_run
+
+    ckpt = Path(run_dir) / "checkpoint.pt"
+    st = ckpt.stat()
+    key = (str(Path(run_dir).resolve()), device, st.st_mtime_ns, st.st_size)
+    if key not in _MODELS:
+        _MODELS.clear()  # one run's model at a time per worker
+        _MODELS[key] = load_run(Path(run_dir), device, data_dir).model
+    return _MODELS[key]
+
+
+def _remote_shard(fn: Callable[..., Any], run_dir: str, device: str, data_dir: str | None,
+                  plugins: tuple[str, ...], env: dict[str, str], threads: int, job: dict[str, Any]) -> Any:
+    prepare_worker(threads, env, plugins)
+    model = _shard_model(run_dir, device, data_dir)
+    return fn(model, **job)
+
+
+class RaySharder:
+    """Runs evaluation shards ``fn(model, **job)`` as Ray tasks; each worker rebuilds the
+    model from the run folder's checkpoint (cached per worker process)."""
+
+    def __init__(self, run_dir: Path, device: str, data_dir: str | None, plugins: tuple[str, ...],
+                 env: dict[str, str], cpus: int, shards: int, max_retries: int = 2) -> None:
+        self.run_dir, self.device, self.data_dir = str(Path(run_dir).resolve()), device, data_dir
+        self.plugins, self.env, self.cpus, self.shards = plugins, env, cpus, shards
+        self.max_retries = max_retries
+
+    def __call__(self, fn: Callable[..., Any], jobs: list[dict[str, Any]]) -> list[Any]:
+        import ray
+        from ray.exceptions import RayError
+
+        if not (Path(self.run_dir) / "checkpoint.pt").exists():
+            raise GenbenchError(f"sharded evaluation needs {self.run_dir}/checkpoint.pt")
+        remote = ray.remote(_remote_shard).options(num_cpus=self.cpus, max_retries=self.max_retries,
+                                                   name="genbench-eval-shard")
+        refs = [remote.remote(fn, self.run_dir, self.device, self.data_dir, self.plugins, self.env,
+                              self.cpus, job) for job in jobs]
+        try:
+            return ray.get(refs)
+        except RayError as err:
+            raise GenbenchError(f"an evaluation shard failed: {type(err).__name__}: "
+                                f"{str(err).strip().splitlines()[-1][:200]}") from None
+
+
+def sharder_for(run_dir: Path, device: str, data_dir: str | None, opts: ExecutorOptions) -> RaySharder:
+    return RaySharder(run_dir, device, data_dir, opts.plugins, worker_env(opts), opts.cpus_per_run,
+                      opts.eval_shards, opts.max_retries)

@@ -1,0 +1,174 @@
+"""``genbench run ... --plan``: what each run would cost, without running it.
+
+FLOPs are counted, not guessed: one training step on one batch and one decoder/encoder
+pass on one image of the run's own model and data go through
+``torch.utils.flop_counter.FlopCounterMode``, and are multiplied by the images and passes
+the preset asks for (training: train images x epochs; IWAE: test images x k decoder passes;
+AIS: images x chains x distributions x leapfrog steps x a forward and a backward pass;
+BDMC: the same forward and reverse). Seconds divide those FLOPs by a calibration measured
+on this machine (a timed float32 matmul with the run's thread count), so they are a floor:
+small models run well below a big matmul's rate (the calibration ratio printed beside).
+AIS doubles its schedule until converged; the range is from ``ais_steps`` to the
+worst case (every doubling up to ``ais_max_steps``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass
+
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from genbench.training import Plan
+
+BACKWARD = 2.0  # a backward pass costs about twice its forward
+
+
+def calibrate(threads: int | None = None, n: int = 512, repeats: int = 5) -> float:
+    """Sustained float32 matmul FLOP/s of this machine at ``threads`` threads."""
+    old = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        a, b = torch.randn(n, n), torch.randn(n, n)
+        a @ b  # warm up
+        best = float("inf")
+        for _ in range(repeats):
+            t = time.perf_counter()
+            a @ b
+            best = min(best, time.perf_counter() - t)
+        return 2.0 * n**3 / best
+    finally:
+        torch.set_num_threads(old)
+
+
+def _count(fn) -> float:  # noqa: ANN001
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return float(counter.get_total_flops())
+
+
+@dataclass
+class Cost:
+    label: str
+    params: int
+    train: float  # FLOPs
+    evals: dict[str, float]  # metric -> FLOPs (AIS: the first schedule)
+    ais_worst: float  # AIS and BDMC FLOPs if every doubling runs
+
+    @property
+    def eval_total(self) -> float:
+        return sum(self.evals.values())
+
+
+def estimate(plan: Plan) -> Cost:
+    """The FLOPs of one planned run (its model built on the CPU, nothing trained)."""
+    from genbench.contract import has_density_encoder
+    from genbench.metrics.sampling import encode, generate
+
+    torch.manual_seed(0)
+    model = plan.model_cls(plan.model_config, plan.data.info)
+    params = sum(p.numel() for p in model.parameters())
+    p, data = plan.preset, plan.data
+    batch = next(iter(data.train_batches(p.batch_size, seed=0, epoch=0)))
+    train_batch = batch.x.shape[0]
+    try:
+        optimizers = model.configure_optimizers()
+        optimizers = optimizers if isinstance(optimizers, dict) else {"opt": optimizers}
+
+        def step() -> None:
+            if getattr(model, "manual_optimization", False) or not callable(
+                    getattr(model, "training_step", None)):
+                model.training_step(batch, optimizers)
+                return
+            try:
+                out = model.training_step(batch, optimizers)
+            except TypeError:
+                out = model.training_step(batch)
+            loss = out.get("loss") if isinstance(out, dict) else None
+            if loss is not None and loss.requires_grad:
+                loss.backward()
+
+        per_image_train = _count(step) / train_batch
+    except Exception:  # a model the counter cannot follow: 3 forward passes' worth
+        per_image_train = 6.0 * params
+    model.eval()
+    x = data.eval_x("test", 1)
+    y = data.eval_y("test", 1) if getattr(model, "conditional", False) else None
+    dec = enc = 2.0 * params
+    with torch.no_grad():
+        if callable(getattr(model, "prior", None)) and callable(getattr(model, "generate", None)):
+            z = model.prior().sample((1,))
+            with contextlib.suppress(Exception):  # else the parameter-count estimate
+                dec = _count(lambda: generate(model, z, y))
+        if callable(getattr(model, "encode", None)):
+            with contextlib.suppress(Exception):
+                enc = _count(lambda: encode(model, x, y))
+    n_test = len(data.test) if p.n_eval is None else min(p.n_eval, len(data.test))
+    hmc = dec * (1 + BACKWARD)  # a leapfrog step: decoder forward and backward
+    evals: dict[str, float] = {}
+    if callable(getattr(model, "encode", None)):
+        evals["elbo"] = n_test * (enc + dec)
+    if has_density_encoder(model) and callable(getattr(model, "generate", None)):
+        evals["iwae"] = n_test * (enc + p.iwae_k * dec)
+    ais, bdmc = 0.0, 0.0
+    if callable(getattr(model, "prior", None)) and callable(getattr(model, "generate", None)):
+        ais = p.ais_n * p.ais_chains * p.ais_steps * p.hmc_leapfrog * hmc
+        bdmc = 2 * p.bdmc_n * p.ais_chains * p.ais_steps * p.hmc_leapfrog * hmc
+        evals["ais"], evals["bdmc"] = ais, bdmc
+    if callable(getattr(model, "sample", None)) or "generate" in evals or dec:
+        evals["samples"] = p.n_quality * dec
+    worst_steps = p.ais_steps
+    max_steps = getattr(p, "ais_max_steps", p.ais_steps)
+    s = p.ais_steps
+    while 2 * s <= max_steps:
+        s *= 2
+        worst_steps += s
+    worst = (ais + bdmc) * worst_steps / max(p.ais_steps, 1)
+    train = per_image_train * len(data.train) * p.epochs
+    s = plan.spec
+    label = f"{s.model} {data.info.name}/{data.info.variant} seed {s.seed}"
+    return Cost(label, params, train, evals, worst)
+
+
+def _flops(f: float) -> str:
+    for unit, scale in (("P", 1e15), ("T", 1e12), ("G", 1e9), ("M", 1e6)):
+        if f >= scale:
+            return f"{f / scale:.3g} {unit}"
+    return f"{f:.3g}"
+
+
+def _secs(s: float) -> str:
+    if s < 120:
+        return f"{s:.3g} s"
+    if s < 7200:
+        return f"{s / 60:.3g} min"
+    if s < 172800:
+        return f"{s / 3600:.3g} h"
+    return f"{s / 86400:.3g} d"
+
+
+def print_costs(plans: list[Plan], console: Console, threads: int | None = None) -> list[Cost]:
+    rate = calibrate(threads or torch.get_num_threads())
+    costs = [estimate(p) for p in plans]
+    table = Table(title="estimated cost per run (nothing was run)", title_justify="left", padding=(0, 1))
+    for col in ("run", "params", "train FLOP", "eval FLOP", "train", "eval", "eval max"):
+        table.add_column(col, justify="left" if col == "run" else "right")
+    for c in costs:
+        likelihood = c.evals.get("ais", 0.0) + c.evals.get("bdmc", 0.0)
+        worst = c.eval_total - likelihood + c.ais_worst
+        table.add_row(c.label, f"{c.params:,}", _flops(c.train), _flops(c.eval_total),
+                      _secs(c.train / rate), _secs(c.eval_total / rate), _secs(worst / rate))
+    console.print(table)
+    total = sum(c.train + c.eval_total for c in costs)
+    console.print("eval max: AIS and BDMC if the schedule doubles up to ais_max_steps", style="dim")
+    console.print(f"calibration: float32 matmul at {rate / 1e9:.3g} GFLOP/s with "
+                  f"{threads or torch.get_num_threads()} thread(s) on this machine; seconds are FLOPs / that "
+                  f"rate, a floor (small layers run below it). All runs: {_flops(total)}FLOP, "
+                  f"{_secs(total / rate)} on one such worker, /N on N.", highlight=False)
+    return costs
