@@ -85,3 +85,18 @@ def test_cached_by_content(tmp_path, monkeypatch: pytest.MonkeyPatch):
     imgs[0, 0, 0] = 255  # other content, other file
     measure_cached(imgs, tmp_path)
     assert len(list((tmp_path / "morpho").glob("*.pt"))) == 2
+
+
+def test_morpho_dataset_attaches_aligned_measures(tmp_path, monkeypatch: pytest.MonkeyPatch):
+    from genbench.data import DataRequest, load_dataset
+
+    monkeypatch.setenv("GENBENCH_CACHE", str(tmp_path))
+    b = load_dataset(DataRequest("synthetic-morpho"))
+    assert b.info.name == "synthetic-morpho" and b.measure_names == MEASURES
+    for split in (b.train, b.val, b.test):
+        assert split.measures.shape == (len(split), len(MEASURES))
+    assert torch.equal(b.test.measures[:4], measure(b.test.x[:4]))
+    sub = b.subset_train(50)  # rows and their measures move together
+    assert torch.equal(sub.train.measures[:3], measure(sub.train.x[:3]))
+    assert morpho.measure_names("fashion-mnist-morpho") == ("width", "height", "area")
+    assert morpho.measure_names("mnist-5k") == ()

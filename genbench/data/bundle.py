@@ -34,15 +34,19 @@ SPLIT_SEED = 0  # validation split and subsets are chosen with this seed, for ev
 class Split:
     x: torch.Tensor  # uint8 (N, C, H, W), raw intensities 0..255
     y: torch.Tensor | None = None  # (N,) int64 classes, or (N, A) float {0,1} attributes
+    # (N, M) float32 attributes measured from the images (Morpho-MNIST), or None
+    measures: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return self.x.shape[0]
 
     def take(self, index: torch.Tensor) -> Split:
-        return Split(self.x[index], None if self.y is None else self.y[index])
+        return Split(self.x[index], None if self.y is None else self.y[index],
+                     None if self.measures is None else self.measures[index.to(self.measures.device)])
 
     def to(self, device: torch.device | str) -> Split:
-        return Split(self.x.to(device), None if self.y is None else self.y.to(device))
+        return Split(self.x.to(device), None if self.y is None else self.y.to(device),
+                     None if self.measures is None else self.measures.to(device))
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,7 @@ class DataBundle:
     test: Split
     notes: list[str] = field(default_factory=list)  # warnings shown to the user and recorded
     source: str = ""  # where the files came from, recorded in config.json
+    measure_names: tuple[str, ...] = ()  # the columns of each split's ``measures``
     _eval_cache: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
 
     @property

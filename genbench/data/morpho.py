@@ -32,6 +32,7 @@ code>.pt`` (``$GENBENCH_CACHE``, else ``~/.cache/genbench``), like the evaluator
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import inspect
 import os
@@ -40,6 +41,10 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from genbench.data.bundle import DataBundle, DataRequest
+from genbench.errors import GenbenchError
+from genbench.registry import register_dataset
 
 MEASURES = ("thickness", "slant", "width", "height", "area")
 SILHOUETTE = ("width", "height", "area")  # what still means something for non-strokes
@@ -153,3 +158,51 @@ def measure_cached(images: torch.Tensor, cache: Path | None = None) -> torch.Ten
     values = measure(x)
     store.save_torch(path, values)
     return values
+
+
+# -- datasets with measured attributes ----------------------------------------------------
+SUFFIX = "-morpho"
+
+
+def measure_names(info_name: str) -> tuple[str, ...]:
+    """The measured attributes a dataset carries, read off its recorded name: every measure
+    for digits (``mnist-morpho``, ``mnist-5k-morpho``, ``synthetic-morpho``), the silhouette
+    ones for Fashion-MNIST, none for a dataset without the suffix."""
+    if not info_name.endswith(SUFFIX):
+        return ()
+    return SILHOUETTE if info_name.startswith("fashion") else MEASURES
+
+
+def with_measures(bundle: DataBundle, cache: Path | None = None) -> DataBundle:
+    """``bundle`` renamed ``<name>-morpho`` with each split's measured attributes attached
+    (``Split.measures`` (N, M) float32 in ``bundle.measure_names`` order, raw units)."""
+    name = bundle.info.name + SUFFIX
+    names = measure_names(name)
+    cols = [MEASURES.index(n) for n in names]
+    splits = {}
+    for split in ("train", "val", "test"):
+        part = bundle.split(split)
+        if part.x.shape[1] != 1:
+            raise GenbenchError(f"Morpho-MNIST measures grey images; {bundle.info.name} has "
+                                f"{part.x.shape[1]} channels")
+        values = measure_cached(part.x, cache)[:, cols].to(part.x.device)
+        splits[split] = dataclasses.replace(part, measures=values)
+    info = dataclasses.replace(bundle.info, name=name)
+    return dataclasses.replace(bundle, info=info, measure_names=names, _eval_cache={}, **splits)
+
+
+def _register(base: str, description: str) -> None:
+    def load(request: DataRequest) -> DataBundle:
+        from genbench.data import load_dataset
+
+        return with_measures(load_dataset(dataclasses.replace(request, name=base)))
+
+    register_dataset(base + SUFFIX, description=description)(load)
+
+
+_register("mnist", "mnist with Morpho-MNIST measures (thickness, slant, width, height, area) "
+          "attached for attribute edits; falls back like mnist (to mnist-5k-morpho)")
+_register("mnist-5k", "mnist-5k with Morpho-MNIST measures attached (attribute edits)")
+_register("fashion-mnist", "fashion-mnist with the silhouette measures (width, height, area) "
+          "attached; stroke thickness and slant mean nothing for clothes")
+_register("synthetic", "synthetic with Morpho-MNIST measures attached (tests)")
