@@ -11,6 +11,7 @@ import torch
 from torch import nn
 from torch.distributions import Independent, Normal
 
+from genbench.contract import optimizer_dict, step_model
 from genbench.data import DataRequest, load_dataset
 from genbench.metrics import evaluate_metrics
 from genbench.metrics.context import EvalContext
@@ -76,7 +77,7 @@ def _ctx(model: nn.Module, variant: str) -> EvalContext:
                        device=torch.device("cpu"), cache_dir=Path("."))
 
 
-LIKELIHOOD = ["elbo", "iwae", "ais", "bdmc", "parzen"]
+LIKELIHOOD = ["elbo", "iwae", "ais", "bdmc", "iwae_shared", "ais_shared", "bdmc_shared", "parzen"]
 
 
 @pytest.mark.parametrize("variant", ["dynamic", "continuous"])
@@ -93,13 +94,21 @@ def test_adapters_on_vae_ae_and_a_generator(variant):
         assert "continuous data only" in na["parzen"]
     assert values["test_iwae"] >= values["test_elbo"] - 3 * values["test_elbo_stderr"]
     assert ("obs_sigma" in values) == (variant == "continuous")
+    assert ("obs_flip" in values) == (variant == "dynamic")
+    for key in ("test_iwae_shared", "test_ais_shared", "bdmc_gap_shared", "test_ais_bpd"):
+        assert math.isfinite(values[key]), key
+    assert values["ais_converged"] in (0.0, 1.0) and values["ais_from_encoder"] == 1.0
 
     ae_values, ae_na = evaluate_metrics(_ctx(AE(AE.Config(hidden=(16,), latent_dim=4), info), variant),
                                         LIKELIHOOD)
     assert "test_ais" in ae_values and ae_na["test_iwae"].startswith("point-mass encoder")
 
     gen_values, gen_na = evaluate_metrics(_ctx(TinyGenerator(info.shape), variant), LIKELIHOOD)
-    assert math.isfinite(gen_values["test_ais"]) and gen_na["test_iwae"].startswith("no encoder: add encode(x)")
+    # no p(x|z) of its own: the own-model columns are n/a, the shared family scores it
+    assert "test_ais" in gen_na and "test_elbo" in gen_na and "bdmc_gap" in gen_na
+    assert math.isfinite(gen_values["test_ais_shared"])
+    assert gen_na["test_iwae_shared"].startswith("no encoder")
+    assert gen_values["ais_from_encoder_shared"] == 0.0
     assert ("obs_flip" if variant == "dynamic" else "obs_sigma") in gen_values
 
 
@@ -118,10 +127,10 @@ def test_on_a_trained_vae_iwae_rises_with_k_above_the_elbo():
     data = load_dataset(DataRequest("synthetic"))
     torch.manual_seed(0)
     vae = VAE(VAE.Config(hidden=(32,), latent_dim=4), data.info)
-    opts = vae.configure_optimizers()
+    opts = optimizer_dict(vae.configure_optimizers())
     for epoch in range(3):
         for batch in data.train_batches(64, seed=0, epoch=epoch):
-            vae.training_step(batch, opts)
+            step_model(vae, batch, opts)
     vae.eval()
     x = data.eval_x("test", 64)
     recon, kl = elbo_terms(vae, x, seed=0, draws=200)
@@ -149,8 +158,9 @@ def test_ais_is_paired_with_iwae_on_its_own_images():
     assert "ais_minus_iwae" not in gen_values
 
 
-def test_an_encoder_without_a_decoder_gets_iwae_under_the_evaluators_observation_model():
-    """VAE-GAN has q(z|x) but no p(x|z): its IWAE uses the flip-Bernoulli AIS was scored under."""
+def test_an_encoder_without_a_decoder_gets_iwae_under_the_shared_family():
+    """VAE-GAN has q(z|x) but no p(x|z): no own-model IWAE, and its shared-family IWAE uses the
+    flip-Bernoulli its shared AIS was scored under."""
     from genbench.metrics.obsmodel import ObservationModel
     from models.vaegan import VAEGAN
 
@@ -158,10 +168,11 @@ def test_an_encoder_without_a_decoder_gets_iwae_under_the_evaluators_observation
     torch.manual_seed(0)
     model = VAEGAN(VAEGAN.Config(**VAEGAN.presets["smoke"]), info)
     ctx = _ctx(model, "dynamic")
-    values, na = evaluate_metrics(ctx, ["ais", "iwae"])
-    assert "test_iwae" not in na and math.isfinite(values["test_iwae"])
+    values, na = evaluate_metrics(ctx, ["ais", "iwae", "ais_shared", "iwae_shared"])
+    assert "test_iwae" in na and "test_ais" in na
+    assert "test_iwae_shared" not in na and math.isfinite(values["test_iwae_shared"])
     x = ctx.data.eval_x("test", ctx.preset.n_eval)
     expected = iwae_bound(model, x, k=ctx.preset.iwae_k, seed=seed_from(ctx.generator(SALT_IWAE)),
                           chunk=ctx.preset.iwae_chunk, obs=ObservationModel("bernoulli", values["obs_flip"]))
-    assert values["test_iwae"] == pytest.approx(float(expected.mean()), abs=1e-6)
-    assert math.isfinite(values["ais_minus_iwae"])
+    assert values["test_iwae_shared"] == pytest.approx(float(expected.mean()), abs=1e-6)
+    assert math.isfinite(values["ais_minus_iwae_shared"])

@@ -21,6 +21,7 @@ their noise is counter based, so batching images differently draws the same numb
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -35,6 +36,7 @@ from genbench.metrics.sampling import (
     encode,
     reparameterize,
 )
+from genbench.metrics.shards import map_images
 
 
 @dataclass(frozen=True)
@@ -93,7 +95,8 @@ def _log_prob_and_grad(dist: Distribution, z: torch.Tensor, need_value: bool = T
     if isinstance(base, Normal) and (base is dist or dist.reinterpreted_batch_ndims == 1):
         grad = (base.loc - z) / base.scale.pow(2)
     elif isinstance(dist, MultivariateNormal):
-        grad = (dist.loc - z) @ dist.precision_matrix  # the precision matrix is symmetric
+        # (C, n, 1, D) @ (n, D, D) or (D, D); the precision matrix is symmetric
+        grad = ((dist.loc - z).unsqueeze(-2) @ dist.precision_matrix).squeeze(-2)
     else:
         with torch.enable_grad():
             zr = z.detach().requires_grad_(True)
@@ -199,11 +202,12 @@ class AISResult:
 
 
 def run_ais(path: AISPath, z0: torch.Tensor, betas: torch.Tensor, *, hmc: HMCConfig, seed: int,
-            images: torch.Tensor) -> AISResult:
+            images: torch.Tensor, progress: Callable[[int, int], None] | None = None) -> AISResult:
     """AIS along ``betas`` from states z0 (C, n, D) exactly distributed as f_{betas[0]}.
 
     Forward (betas 0 -> 1) the log-weights estimate log p(x) - log Z_0; reversed (1 -> 0,
     from exact posterior samples) they estimate -(log p(x) - log Z_0).
+    ``progress(steps done, steps)`` is called after each transition.
     """
     state = path.evaluate(z0)
     step = StepSize.initial(z0.shape[1], hmc, z0.device)
@@ -212,6 +216,8 @@ def run_ais(path: AISPath, z0: torch.Tensor, betas: torch.Tensor, *, hmc: HMCCon
     accepted, moves = 0.0, 0
     for t in range(1, len(b)):
         log_w += (b[t] - b[t - 1]) * state.log_lik.double()
+        if progress is not None:
+            progress(t, len(b) - 1)
         if t == len(b) - 1:
             break  # the last transition would not change the weights
         state, accept = hmc_step(path, state, b[t], step, derive_seed(seed, t), images)
@@ -224,27 +230,72 @@ ROW_FLOATS = 1 << 22  # decoder outputs (rows x pixels) per batch: memory only
 
 def ais_log_likelihood(model: torch.nn.Module, obs: ObservationModel, x: torch.Tensor,
                        y: torch.Tensor | None = None, *, chains: int, steps: int, hmc: HMCConfig,
-                       seed: int, from_encoder: bool = False) -> tuple[torch.Tensor, float]:
+                       seed: int, from_encoder: bool = False,
+                       progress: Callable[[int, int], None] | None = None, offset: int = 0
+                       ) -> tuple[torch.Tensor, float]:
     """AIS estimates of log p(x) per image (N,) float64, and the mean acceptance rate.
 
     Images are batched so that chains x images x pixels stays near ``ROW_FLOATS``; the
     noise is addressed by image index, so the batching does not change the draws.
+    ``progress(steps done, steps)`` counts AIS steps over all batches of images.
+    ``offset`` is the global index of x[0] (its noise's address), for a shard of the images.
     """
     retain_large_allocations()
     per_batch = max(1, ROW_FLOATS // (chains * x[0].numel()))
     betas = sigmoid_schedule(steps)
     prior = model.prior()
     out, rates = [], []
+    batches = -(-x.shape[0] // per_batch)
     for start in range(0, x.shape[0], per_batch):
         xb, yb = x[start:start + per_batch], None if y is None else y[start:start + per_batch]
-        images = torch.arange(start, start + xb.shape[0], device=x.device)
+        images = torch.arange(offset + start, offset + start + xb.shape[0], device=x.device)
         init = None
         if from_encoder:
             with torch.no_grad():
                 init = encode(model, xb, yb)
         path = AISPath(model, obs.images(start, start + xb.shape[0]), xb, yb, prior, init)
+        done = (start // per_batch) * (len(betas) - 1)
         res = run_ais(path, path.start(chains, derive_seed(seed, 0), images), betas, hmc=hmc,
-                      seed=derive_seed(seed, 1), images=images)
+                      seed=derive_seed(seed, 1), images=images,
+                      progress=None if progress is None else
+                      lambda t, n, d=done: progress(d + t, batches * n))
         out.append(res.log_mean_exp())
         rates.append(res.accept_rate * xb.shape[0])
     return torch.cat(out), sum(rates) / x.shape[0]
+
+
+@dataclass(frozen=True)
+class ScheduleResult:
+    """AIS run on a doubling schedule: the last estimate and how it got there."""
+
+    estimate: torch.Tensor  # (N,) float64, from the longest schedule run
+    accept_rate: float
+    distributions: int  # intermediate distributions of the last run
+    converged: bool  # the last two runs' means agreed within the tolerance
+    tolerance: float
+    means: tuple[tuple[int, float], ...]  # (distributions, mean estimate) of every run
+
+
+def ais_until_converged(model: torch.nn.Module, obs: ObservationModel, x: torch.Tensor,
+                        y: torch.Tensor | None = None, *, chains: int, start: int, max_steps: int,
+                        tol: float, hmc: HMCConfig, seed: int, from_encoder: bool = False,
+                        progress: Callable[[int, int], None] | None = None) -> ScheduleResult:
+    """AIS with ``start`` distributions, doubled until two successive runs agree.
+
+    Each run is independent (its own noise). Converged means the mean estimate over the
+    images moved by at most ``tol`` nats/image when the schedule doubled; a run that would
+    exceed ``max_steps`` is not started, and then the result is flagged not converged (one
+    run alone is never called converged). Agreement is necessary, not sufficient: two runs
+    can agree while both miss a posterior mode, which BDMC on simulated data probes.
+    """
+    steps, prev, means = max(2, start), None, []
+    while True:
+        est, rate = map_images(ais_log_likelihood, model, x, y, obs=obs, chains=chains, steps=steps, hmc=hmc,
+                                       seed=derive_seed(seed, steps), from_encoder=from_encoder,
+                                       progress=progress)
+        mean = float(est.mean())
+        means.append((steps, mean))
+        converged = prev is not None and abs(mean - prev) <= tol
+        if converged or 2 * steps > max_steps:
+            return ScheduleResult(est, rate, steps, converged, tol, tuple(means))
+        prev, steps = mean, 2 * steps

@@ -9,13 +9,14 @@ model's own, which is the sanity check Wu et al. report beside every AIS number.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
 from genbench.metrics.ais import AISPath, HMCConfig, run_ais, sigmoid_schedule
 from genbench.metrics.obsmodel import ObservationModel
-from genbench.metrics.sampling import counter_normal, derive_seed, reparameterize
+from genbench.metrics.sampling import counter_normal, derive_seed, encode, reparameterize
 
 
 @dataclass
@@ -42,17 +43,37 @@ def simulate(model: torch.nn.Module, obs: ObservationModel, n: int, shape: tuple
 
 
 def bdmc(model: torch.nn.Module, obs: ObservationModel, *, n: int, shape: tuple[int, ...],
-         chains: int, steps: int, hmc: HMCConfig, seed: int, y: torch.Tensor | None = None
-         ) -> BDMCResult:
+         chains: int, steps: int, hmc: HMCConfig, seed: int, y: torch.Tensor | None = None,
+         progress: Callable[[int, int], None] | None = None, from_encoder: bool = False,
+         subset: tuple[int, int] | None = None) -> BDMCResult:
     """Forward and reverse AIS (``steps`` distributions, ``chains`` chains each) on n
-    images simulated from the model (annealing from the prior)."""
+    images simulated from the model. ``progress(steps done, steps)`` counts the forward
+    then the reverse run's AIS steps.
+
+    The path is the test AIS's: from the prior, or (``from_encoder``) from q(z|x) of each
+    simulated image; the reverse run starts at the exact posterior sample z* and anneals
+    back to the same pi_0, so its negated log-weight is a stochastic upper bound either way.
+
+    ``subset=(a, b)`` anneals only simulated images a..b (all n are simulated, so each has
+    the data and noise it has in the whole run): a shard (:mod:`genbench.metrics.shards`).
+    """
     z_star, x = simulate(model, obs, n, shape, seed=seed, y=y)
+    a, b = subset if subset is not None else (0, n)
+    if subset is not None:
+        z_star, x, y = z_star[a:b], x[a:b], None if y is None else y[a:b]
+        obs = obs.images(a, b)
     prior = model.prior()
-    path = AISPath(model, obs, x, y, prior)
-    images = torch.arange(n, device=x.device)
+    init = None
+    if from_encoder:
+        with torch.no_grad():
+            init = encode(model, x, y)
+    path = AISPath(model, obs, x, y, prior, init)
+    images = torch.arange(a, b, device=x.device)
     betas = sigmoid_schedule(steps)
     forward = run_ais(path, path.start(chains, derive_seed(seed, 2), images), betas, hmc=hmc,
-                      seed=derive_seed(seed, 3), images=images)
+                      seed=derive_seed(seed, 3), images=images,
+                      progress=None if progress is None else lambda t, m: progress(t, 2 * m))
     z0 = z_star.unsqueeze(0).expand(chains, *z_star.shape).contiguous()  # (C, n, D)
-    reverse = run_ais(path, z0, betas.flip(0), hmc=hmc, seed=derive_seed(seed, 4), images=images)
+    reverse = run_ais(path, z0, betas.flip(0), hmc=hmc, seed=derive_seed(seed, 4), images=images,
+                      progress=None if progress is None else lambda t, m: progress(m + t, 2 * m))
     return BDMCResult(forward.log_mean_exp(), -reverse.log_mean_exp(), x)

@@ -114,18 +114,25 @@ def _test_data(ctx: EvalContext) -> tuple[torch.Tensor, torch.Tensor | None]:
     "elbo",
     needs={"encode", "decode", "prior", "density_encoder"},
     produces={
-        "test_elbo": "evidence lower bound on log p(x), nats/image (test)",
+        "test_elbo": "evidence lower bound on log p(x) under the model's own p(x|z) (n/a if its "
+                     "support does not fit the data), nats/image (test)",
+        "test_elbo_bpd": "test_elbo in bits/dim: -log p(x) / (D ln 2), plus 8 on continuous data",
         "test_recon_term": "E_q[log p(x|z)], nats/image (test)",
         "test_kl_term": "KL(q(z|x) || p(z)), nats/image (test)",
     },
-    higher_is_better={"test_elbo": True, "test_recon_term": True, "test_kl_term": False},
+    higher_is_better={"test_elbo": True, "test_elbo_bpd": False, "test_recon_term": True,
+                      "test_kl_term": False},
     description="ELBO = E_q[log p(x|z)] - KL(q||p) on the test split (Kingma & Welling 2013)",
 )
 def elbo_metric(ctx: EvalContext) -> dict[str, float]:
+    from genbench.metrics.likelihood import own_observation, save_per_image, with_bpd
+
+    own_observation(ctx)  # n/a when the decoder's support does not fit the data
     x, y = _test_data(ctx)
     recon, kl = elbo_terms(ctx.model, x, y, seed=seed_from(ctx.generator(SALT_ELBO)))
-    out: dict[str, float] = {}
-    for key, values in (("test_elbo", recon - kl), ("test_recon_term", recon), ("test_kl_term", kl)):
+    out: dict[str, float] = with_bpd(ctx, "test_elbo", recon - kl)
+    save_per_image(ctx, "test_elbo", recon - kl)
+    for key, values in (("test_recon_term", recon), ("test_kl_term", kl)):
         out[key], out[f"{key}_stderr"] = mean_stderr(values)
     return out
 

@@ -18,7 +18,7 @@ import functools
 import math
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 from torch.distributions import Distribution, Independent, Normal
@@ -102,11 +102,15 @@ NOISE_FLOATS = 1 << 18  # latent draws made at once (1 MB): amortizes the small 
 
 @torch.no_grad()
 def iwae_bound(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None = None, *,
-               k: int, seed: int, chunk: int, obs: ObservationModel | None = None) -> torch.Tensor:
+               k: int, seed: int, chunk: int, obs: ObservationModel | None = None,
+               progress: Callable[[int, int], None] | None = None, offset: int = 0) -> torch.Tensor:
     """L_k(x) per image, (N,) float64, in nats.
 
     ``chunk`` bounds the (draw, image) rows decoded at once: memory, never the answer.
     ``obs`` is the observation model p(x|z) (default: the model's own decoder).
+    ``progress(images done, images)`` is called after each group of images.
+    ``offset`` is the global index of x[0] (its noise's address): a shard of the test images
+    (:mod:`genbench.metrics.shards`) draws what the whole set would for the same images.
     """
     obs = obs or ObservationModel("decoder")
     retain_large_allocations()
@@ -119,7 +123,7 @@ def iwae_bound(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None =
         obs_g = obs.images(start, stop)
         d, n = q.event_shape[-1], stop - start
         block = per_pass * max(1, NOISE_FLOATS // (per_pass * n * d))  # draws per noise block
-        images = torch.arange(start, stop, device=x.device)
+        images = torch.arange(offset + start, offset + stop, device=x.device)
         acc = LogMeanExp(n, x.device)
         for b0 in range(0, k, block):
             draws = torch.arange(b0, min(k, b0 + block), device=x.device)
@@ -130,4 +134,6 @@ def iwae_bound(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None =
                 log_w[c0:c0 + per_pass] += obs_g.log_lik(model, z[c0:c0 + per_pass], yg, xg)
             acc.add(log_w.T)
         out.append(acc.result())
+        if progress is not None:
+            progress(stop, x.shape[0])
     return torch.cat(out)

@@ -1,33 +1,62 @@
-"""Marginal-likelihood metrics: IWAE bound, AIS, BDMC gap and the Parzen window.
+"""Marginal-likelihood metrics: ELBO's siblings IWAE, AIS and BDMC, and the Parzen window.
 
-Thin adapters from an :class:`EvalContext` to the pure cores in :mod:`iwae`, :mod:`ais`,
-:mod:`bdmc` and :mod:`parzen`. Every estimate is in nats per image, higher is better, with
-the standard error over images. The observation model p(x|z) they share is chosen once per
-evaluation (:func:`observation_for`) and its noise level is recorded beside the numbers.
+Every number is a log-likelihood under one named observation model p(x|z):
+
+- ``test_iwae``, ``test_ais``, ``bdmc_gap`` (and ``test_elbo`` in :mod:`elbo`): the model's
+  **own** ``decode``, so within a row ELBO <= IWAE <= log p(x) and AIS is a stochastic lower
+  bound on the same log p(x). A model without ``decode`` (a GAN) gets n/a here, and so does a
+  decoder whose support does not fit the data (a density on binarized pixels).
+- ``test_iwae_shared``, ``test_ais_shared``, ``bdmc_gap_shared``: the **shared family** of Wu
+  et al. (2017) around ``generate(z)``: a spherical Gaussian with std ``obs_sigma`` on
+  continuous data, a Bernoulli of the mean image with flip probability ``obs_flip`` on
+  binarized data; the level is chosen per model by bounded Brent on validation images. This
+  is how models without a decoder are compared with those that have one.
+
+Estimates are in nats per image, higher is better, with the standard error over images;
+``*_bpd`` gives bits per dimension beside them. AIS doubles its schedule until two runs
+agree within ``ais_tol`` (``ais_converged``); BDMC uses the schedule AIS ended with. The
+per-image estimates go to ``per_image.json`` in the run folder, so the report can compare
+two models on the same images, paired.
 """
 
 from __future__ import annotations
 
+import math
+from pathlib import Path
+
 import torch
 
 from genbench import register_metric
-from genbench.contract import has_density_encoder
+from genbench.contract import has_density_encoder, sample_from
 from genbench.errors import GenbenchError
-from genbench.metrics.ais import HMCConfig, ais_log_likelihood
+from genbench.metrics.ais import HMCConfig, ais_log_likelihood, ais_until_converged
 from genbench.metrics.bdmc import bdmc
 from genbench.metrics.context import EvalContext
 from genbench.metrics.elbo import mean_stderr
 from genbench.metrics.iwae import iwae_bound
-from genbench.metrics.obsmodel import FLIP_GRID, SIGMA_GRID, ObservationModel, choose_noise
+from genbench.metrics.obsmodel import ObservationModel, choose_noise, own_decoder_reason
 from genbench.metrics.parzen import choose_sigma, parzen_log_density
 from genbench.metrics.sampling import labels_for, seed_from
+from genbench.metrics.shards import map_images, map_subsets
+from genbench.store import read_json, write_json
 
 SALT_OBS, SALT_IWAE, SALT_AIS, SALT_BDMC, SALT_PARZEN = 21, 22, 23, 24, 25
+PER_IMAGE = "per_image.json"
+OBS_VAL_K = 100  # importance samples per validation image when choosing the shared noise
 NOISE_KEYS = {
-    "obs_sigma": "std of the spherical Gaussian p(x|z) chosen on validation (continuous data)",
-    "obs_flip": "flip probability of the Bernoulli p(x|z) of a generator chosen on validation",
-}  # declared by `ais` (every generator has it); `iwae` and `bdmc` record the same value
+    "obs_sigma": "shared family: std of the spherical Gaussian p(x|z) around generate(z), chosen "
+                 "by bounded Brent on validation (continuous data)",
+    "obs_flip": "shared family: flip probability of the Bernoulli of generate(z), chosen by "
+                "bounded Brent on validation (binarized data)",
+}  # declared by `ais_shared` (every generator has it); `iwae_shared` and `bdmc_shared` record it too
+OWN = "under the model's own p(x|z) (n/a without decode, or if its support does not fit the data)"
+SHARED = ("under the shared family of Wu et al. 2017 (spherical Gaussian, std obs_sigma, on "
+          "continuous data; flip-Bernoulli of the mean image, obs_flip, on binarized data)")
+BPD = ("bits/dim: -log p(x) / (D ln 2), plus 8 on continuous data (a density on [0, 1] pixels "
+       "read as 8-bit dequantized data)")
 
+
+# -- shared helpers ------------------------------------------------------------------
 
 def _split(ctx: EvalContext, split: str, n: int | None) -> tuple[torch.Tensor, torch.Tensor | None]:
     return ctx.data.eval_x(split, n), labels_for(ctx.model, ctx.data.eval_y(split, n))
@@ -37,57 +66,85 @@ def _hmc(ctx: EvalContext) -> HMCConfig:
     return HMCConfig(leapfrog=ctx.preset.hmc_leapfrog)
 
 
-def observation_for(ctx: EvalContext) -> tuple[ObservationModel, dict[str, float]]:
-    """The p(x|z) to score under, and the recorded noise level (if one was chosen).
+def bits_per_dim(nats: float, dims: int, continuous: bool) -> float:
+    """Bits per dimension of a log-likelihood in nats per image (see ``BPD``)."""
+    return -nats / (dims * math.log(2)) + (8.0 if continuous else 0.0)
 
-    A Bernoulli decoder on binarized data is used as it is. Otherwise (continuous data, or a
-    generator without ``decode``) the noise level is chosen by short AIS runs on validation
-    images, once per evaluation (reused through ``ctx.results``).
+
+def with_bpd(ctx: EvalContext, key: str, values: torch.Tensor) -> dict[str, float]:
+    """``key`` (mean), its standard error, and the same in bits/dim."""
+    mean, se = mean_stderr(values)
+    dims = math.prod(ctx.data.info.shape)
+    return {key: mean, f"{key}_stderr": se,
+            f"{key}_bpd": bits_per_dim(mean, dims, ctx.data.info.observation == "gaussian"),
+            f"{key}_bpd_stderr": se / (dims * math.log(2))}
+
+
+def save_per_image(ctx: EvalContext, key: str, values: torch.Tensor, split: str = "test") -> None:
+    """One float per image of ``split`` (images 0..n-1 of the evaluation split) in the run's
+    ``per_image.json``, for paired comparisons across models."""
+    if ctx.run_dir is None:
+        return
+    path = Path(ctx.run_dir) / PER_IMAGE
+    data = read_json(path)
+    data[key] = {"split": split, "indices": list(range(values.numel())),
+                 "values": [round(float(v), 5) for v in values.double().flatten()]}
+    write_json(path, data)
+
+
+def load_per_image(run_dir: Path) -> dict[str, dict[int, float]]:
+    """``per_image.json`` of a run as {key: {image index: value}} ({} when absent)."""
+    out = {}
+    for key, rec in read_json(Path(run_dir) / PER_IMAGE).items():
+        if isinstance(rec, dict) and "indices" in rec and "values" in rec:
+            out[key] = dict(zip((int(i) for i in rec["indices"]), (float(v) for v in rec["values"]),
+                                strict=True))
+    return out
+
+
+def own_observation(ctx: EvalContext) -> ObservationModel:
+    """The model's own p(x|z); n/a (GenbenchError) when it has none that fits the data."""
+    reason = own_decoder_reason(ctx.model, ctx.data.info.observation,
+                                labels_for(ctx.model, ctx.data.eval_y("test", 1)))
+    if reason is not None:
+        raise GenbenchError(reason)
+    return ObservationModel("decoder")
+
+
+def shared_observation(ctx: EvalContext) -> tuple[ObservationModel, dict[str, float]]:
+    """The shared-family p(x|z) of this model and its recorded noise level.
+
+    The level maximizes the validation log-likelihood, found once per evaluation (reused
+    through ``ctx.results``) by bounded Brent in log space; the objective is the IWAE bound
+    (k = ``OBS_VAL_K``) where the model has a density encoder, else a short AIS run, each
+    with fixed noise so that it is a deterministic function of the level.
     """
     model = ctx.model
-    continuous = ctx.data.info.observation == "gaussian"
-    if not continuous and callable(getattr(model, "decode", None)):
-        return ObservationModel("decoder"), {}
     if not callable(getattr(model, "generate", None)):
         raise GenbenchError("n/a: the model has no generate(z) to put an observation model on")
-    kind, grid, key = ("gaussian", SIGMA_GRID, "obs_sigma") if continuous else ("bernoulli", FLIP_GRID,
-                                                                                  "obs_flip")
+    continuous = ctx.data.info.observation == "gaussian"
+    kind, key = ("gaussian", "obs_sigma") if continuous else ("bernoulli", "obs_flip")
     if key not in ctx.results:
         p = ctx.preset
         x, y = _split(ctx, "val", p.obs_val_n)
         seed = seed_from(ctx.generator(SALT_OBS))
+        if has_density_encoder(model):
+            def objective(obs: ObservationModel) -> float:
+                return float(iwae_bound(model, x, y, k=OBS_VAL_K, seed=seed, chunk=p.iwae_chunk,
+                                        obs=obs).mean())
+        else:
+            # short runs: the step size adapts 5x faster than in the reported AIS (1.1 / 0.9)
+            hmc = HMCConfig(leapfrog=p.hmc_leapfrog, inc=1.1, dec=0.9)
+            track = ctx.tracker("AIS steps choosing the noise")
 
-        # short runs: the step size adapts 5x faster than in the reported AIS (1.1 / 0.9)
-        hmc = HMCConfig(leapfrog=p.hmc_leapfrog, inc=1.1, dec=0.9)
+            def objective(obs: ObservationModel) -> float:
+                return float(ais_log_likelihood(model, obs, x, y, chains=max(2, p.ais_chains // 4),
+                                                steps=p.obs_val_steps, hmc=hmc, seed=seed,
+                                                progress=track)[0].mean())
 
-        def estimate(obs: ObservationModel, repeats: int) -> torch.Tensor:
-            xr = x.repeat(repeats, *([1] * (x.dim() - 1)))
-            yr = None if y is None else y.repeat(repeats, *([1] * (y.dim() - 1)))
-            return ais_log_likelihood(model, obs, xr, yr, chains=max(2, p.ais_chains // 4),
-                                      steps=p.obs_val_steps, hmc=hmc, seed=seed)[0]
-
-        ctx.results[key], _ = choose_noise(kind, grid, x.shape[0], estimate)
+        ctx.results[key], ctx.results["_obs_evaluations"] = choose_noise(kind, objective)
     noise = float(ctx.results[key])
     return ObservationModel(kind, noise), {key: noise}
-
-
-@register_metric(
-    "iwae",
-    # generate, not decode: a generator without p(x|z) (VAE-GAN) is scored under the same
-    # observation model AIS uses, so its IWAE and AIS are bounds on one quantity
-    needs={"encode", "generate", "prior", "density_encoder"},
-    produces={"test_iwae": "importance-weighted bound on log p(x) (log p(x|y), true label, for a "
-                          "conditional model), nats/image (Burda et al. 2015)"},
-    higher_is_better={"test_iwae": True},
-    description="IWAE bound with preset k importance samples on the test split (Burda et al. 2015)",
-)
-def iwae_metric(ctx: EvalContext) -> dict[str, float]:
-    obs, noise = observation_for(ctx)
-    x, y = _split(ctx, "test", ctx.preset.n_eval)
-    bound = iwae_bound(ctx.model, x, y, k=ctx.preset.iwae_k, seed=seed_from(ctx.generator(SALT_IWAE)),
-                       chunk=ctx.preset.iwae_chunk, obs=obs)
-    mean, se = mean_stderr(bound)
-    return {"test_iwae": mean, "test_iwae_stderr": se, **noise}
 
 
 def _ais_init(ctx: EvalContext) -> bool:
@@ -96,31 +153,36 @@ def _ais_init(ctx: EvalContext) -> bool:
     return ctx.preset.ais_init == "encoder" and has_density_encoder(ctx.model)
 
 
-@register_metric(
-    "ais",
-    needs={"prior", "generate"},
-    produces={"test_ais": "AIS estimate (stochastic lower bound) of log p(x) (log p(x|y) for a "
-                          "conditional model), nats/image",
-              "ais_accept": "mean HMC acceptance rate",
-              "ais_minus_iwae": "AIS minus the IWAE bound on the same test images (paired), nats/image",
-              **NOISE_KEYS},
-    higher_is_better={"test_ais": True},
-    description="annealed importance sampling with HMC on the test split (Neal 2001; Wu et al. 2017)",
-)
-def ais_metric(ctx: EvalContext) -> dict[str, float]:
-    obs, noise = observation_for(ctx)
+# -- the three estimators, under a given observation model -----------------------------
+
+def _iwae(ctx: EvalContext, obs: ObservationModel, suffix: str) -> dict[str, float]:
+    x, y = _split(ctx, "test", ctx.preset.n_eval)
+    bound = map_images(iwae_bound, ctx.model, x, y, k=ctx.preset.iwae_k,
+                       seed=seed_from(ctx.generator(SALT_IWAE)),
+                       chunk=ctx.preset.iwae_chunk, obs=obs, progress=ctx.tracker("images"))
+    save_per_image(ctx, f"test_iwae{suffix}", bound)
+    return with_bpd(ctx, f"test_iwae{suffix}", bound)
+
+
+def _ais(ctx: EvalContext, obs: ObservationModel, suffix: str) -> dict[str, float]:
     p = ctx.preset
     x, y = _split(ctx, "test", p.ais_n)
-    est, accept = ais_log_likelihood(ctx.model, obs, x, y, chains=p.ais_chains, steps=p.ais_steps,
-                                     hmc=_hmc(ctx), seed=seed_from(ctx.generator(SALT_AIS)),
-                                     from_encoder=_ais_init(ctx))
-    mean, se = mean_stderr(est)
-    return {"test_ais": mean, "test_ais_stderr": se, "ais_accept": accept, **noise,
-            **_paired_with_iwae(ctx, x, y, obs, est)}
+    res = ais_until_converged(ctx.model, obs, x, y, chains=p.ais_chains, start=p.ais_steps,
+                              max_steps=max(p.ais_max_steps, p.ais_steps), tol=p.ais_tol,
+                              hmc=_hmc(ctx), seed=seed_from(ctx.generator(SALT_AIS)),
+                              from_encoder=_ais_init(ctx),
+                              progress=ctx.tracker(f"AIS steps x {p.ais_chains} chains"))
+    ctx.results[f"_ais_distributions{suffix}"] = res.distributions
+    save_per_image(ctx, f"test_ais{suffix}", res.estimate)
+    return {**with_bpd(ctx, f"test_ais{suffix}", res.estimate), f"ais_accept{suffix}": res.accept_rate,
+            f"ais_distributions{suffix}": float(res.distributions),
+            f"ais_converged{suffix}": float(res.converged), f"ais_tolerance{suffix}": res.tolerance,
+            f"ais_from_encoder{suffix}": float(_ais_init(ctx)),
+            **_paired_with_iwae(ctx, x, y, obs, res.estimate, suffix)}
 
 
 def _paired_with_iwae(ctx: EvalContext, x: torch.Tensor, y: torch.Tensor | None, obs: ObservationModel,
-                      ais: torch.Tensor) -> dict[str, float]:
+                      ais: torch.Tensor, suffix: str) -> dict[str, float]:
     """AIS minus IWAE on AIS's own images, where the model has a density encoder.
 
     AIS runs on fewer test images than IWAE, so the two headline means differ by which
@@ -130,35 +192,133 @@ def _paired_with_iwae(ctx: EvalContext, x: torch.Tensor, y: torch.Tensor | None,
     """
     if not has_density_encoder(ctx.model):
         return {}
-    bound = iwae_bound(ctx.model, x, y, k=ctx.preset.iwae_k, seed=seed_from(ctx.generator(SALT_IWAE)),
-                       chunk=ctx.preset.iwae_chunk, obs=obs)
+    bound = map_images(iwae_bound, ctx.model, x, y, k=ctx.preset.iwae_k,
+                       seed=seed_from(ctx.generator(SALT_IWAE)),
+                       chunk=ctx.preset.iwae_chunk, obs=obs,
+                       progress=ctx.tracker("images (IWAE on AIS's images)"))
     diff, diff_se = mean_stderr(ais.double() - bound)
-    return {"ais_minus_iwae": diff, "ais_minus_iwae_stderr": diff_se}
+    return {f"ais_minus_iwae{suffix}": diff, f"ais_minus_iwae{suffix}_stderr": diff_se}
+
+
+def _bdmc(ctx: EvalContext, obs: ObservationModel, suffix: str) -> dict[str, float]:
+    """BDMC with the schedule the test AIS ended with (``ais_steps`` if AIS did not run)."""
+    p = ctx.preset
+    steps = int(ctx.results.get(f"_ais_distributions{suffix}", p.ais_steps))
+    y = labels_for(ctx.model, ctx.data.eval_y("test", p.bdmc_n))
+    res = map_subsets(bdmc, ctx.model, obs=obs, n=p.bdmc_n, shape=ctx.data.info.shape, chains=p.ais_chains,
+               steps=steps, hmc=_hmc(ctx), seed=seed_from(ctx.generator(SALT_BDMC)), y=y,
+               progress=ctx.tracker(f"AIS steps x {p.ais_chains} chains, forward + reverse"),
+               from_encoder=_ais_init(ctx))
+    gap, gap_se = mean_stderr(res.gap)
+    return {f"bdmc_gap{suffix}": gap, f"bdmc_gap{suffix}_stderr": gap_se,
+            f"bdmc_lower{suffix}": float(res.lower.mean()), f"bdmc_upper{suffix}": float(res.upper.mean()),
+            f"bdmc_distributions{suffix}": float(steps)}
+
+
+# -- own observation model -----------------------------------------------------------
+
+def _ais_keys(suffix: str, which: str) -> dict[str, str]:
+    return {
+        f"test_ais{suffix}": f"AIS estimate (stochastic lower bound) of log p(x) {which} (log p(x|y), "
+                             "true label, for a conditional model), nats/image (Neal 2001; Wu et al. 2017)",
+        f"test_ais{suffix}_bpd": f"test_ais{suffix} in {BPD}",
+        f"ais_accept{suffix}": "mean HMC acceptance rate",
+        f"ais_minus_iwae{suffix}": "AIS minus the IWAE bound on the same test images (paired), nats/image",
+        f"ais_distributions{suffix}": "intermediate distributions of the reported AIS run (the schedule "
+                                      "doubles from ais_steps up to ais_max_steps)",
+        f"ais_converged{suffix}": "1 if the last two AIS runs' means agreed within ais_tolerance, else 0",
+        f"ais_tolerance{suffix}": "the agreement asked of two successive AIS runs, nats/image",
+        f"ais_from_encoder{suffix}": "1 if AIS annealed from q(z|x) (ais_init=encoder), 0 from the prior",
+    }
+
+
+def _bdmc_keys(suffix: str, which: str) -> dict[str, str]:
+    return {f"bdmc_gap{suffix}": f"BDMC upper minus lower bound on data simulated from the model {which}, "
+                                 "nats/image, with the test AIS's schedule",
+            f"bdmc_lower{suffix}": "forward AIS on simulated data", f"bdmc_upper{suffix}": "reverse AIS on "
+            "simulated data", f"bdmc_distributions{suffix}": "intermediate distributions of both BDMC runs"}
+
+
+@register_metric(
+    "iwae",
+    needs={"encode", "decode", "prior", "density_encoder"},
+    produces={"test_iwae": f"importance-weighted bound on log p(x) {OWN} (log p(x|y), true label, for a "
+                           "conditional model), nats/image (Burda et al. 2015)",
+              "test_iwae_bpd": f"test_iwae in {BPD}"},
+    higher_is_better={"test_iwae": True, "test_iwae_bpd": False},
+    description=f"IWAE bound with preset k importance samples on the test split, {OWN}",
+)
+def iwae_metric(ctx: EvalContext) -> dict[str, float]:
+    return _iwae(ctx, own_observation(ctx), "")
+
+
+@register_metric(
+    "ais",
+    needs={"prior", "decode"},
+    produces=_ais_keys("", OWN),
+    higher_is_better={"test_ais": True, "test_ais_bpd": False},
+    description=f"annealed importance sampling with HMC on the test split, {OWN}; from q(z|x) where "
+                "there is a density encoder (ais_init), schedule doubled until converged",
+)
+def ais_metric(ctx: EvalContext) -> dict[str, float]:
+    return _ais(ctx, own_observation(ctx), "")
 
 
 @register_metric(
     "bdmc",
-    needs={"prior", "generate"},
-    produces={"bdmc_gap": "BDMC upper minus lower bound on simulated data, nats/image",
-              "bdmc_lower": "forward AIS on simulated data", "bdmc_upper": "reverse AIS on simulated data"},
+    needs={"prior", "decode"},
+    produces=_bdmc_keys("", OWN),
     higher_is_better={"bdmc_gap": False},
-    description="bidirectional Monte Carlo gap of the AIS settings (Grosse et al. 2015)",
+    description=f"bidirectional Monte Carlo gap of the test AIS's settings (Grosse et al. 2015), {OWN}",
 )
 def bdmc_metric(ctx: EvalContext) -> dict[str, float]:
-    obs, noise = observation_for(ctx)
-    p = ctx.preset
-    y = labels_for(ctx.model, ctx.data.eval_y("test", p.bdmc_n))
-    res = bdmc(ctx.model, obs, n=p.bdmc_n, shape=ctx.data.info.shape, chains=p.ais_chains,
-               steps=p.ais_steps, hmc=_hmc(ctx), seed=seed_from(ctx.generator(SALT_BDMC)), y=y)
-    gap, gap_se = mean_stderr(res.gap)
-    return {"bdmc_gap": gap, "bdmc_gap_stderr": gap_se, "bdmc_lower": float(res.lower.mean()),
-            "bdmc_upper": float(res.upper.mean()), **noise}
+    return _bdmc(ctx, own_observation(ctx), "")
+
+
+# -- shared family -------------------------------------------------------------------
+
+@register_metric(
+    "iwae_shared",
+    # generate, not decode: a generator without p(x|z) (VAE-GAN) is scored too
+    needs={"encode", "generate", "prior", "density_encoder"},
+    produces={"test_iwae_shared": f"importance-weighted bound on log p(x) {SHARED}, nats/image",
+              "test_iwae_shared_bpd": f"test_iwae_shared in {BPD}"},
+    higher_is_better={"test_iwae_shared": True, "test_iwae_shared_bpd": False},
+    description=f"IWAE bound on the test split {SHARED}",
+)
+def iwae_shared_metric(ctx: EvalContext) -> dict[str, float]:
+    obs, noise = shared_observation(ctx)
+    return {**_iwae(ctx, obs, "_shared"), **noise}
+
+
+@register_metric(
+    "ais_shared",
+    needs={"prior", "generate"},
+    produces={**_ais_keys("_shared", SHARED), **NOISE_KEYS},
+    higher_is_better={"test_ais_shared": True, "test_ais_shared_bpd": False},
+    description=f"AIS with HMC on the test split {SHARED}: how GANs get a log-likelihood",
+)
+def ais_shared_metric(ctx: EvalContext) -> dict[str, float]:
+    obs, noise = shared_observation(ctx)
+    return {**_ais(ctx, obs, "_shared"), **noise}
+
+
+@register_metric(
+    "bdmc_shared",
+    needs={"prior", "generate"},
+    produces=_bdmc_keys("_shared", SHARED),
+    higher_is_better={"bdmc_gap_shared": False},
+    description=f"BDMC gap of the shared-family AIS settings (Grosse et al. 2015), {SHARED}",
+)
+def bdmc_shared_metric(ctx: EvalContext) -> dict[str, float]:
+    obs, noise = shared_observation(ctx)
+    return {**_bdmc(ctx, obs, "_shared"), **noise}
 
 
 @torch.no_grad()
 def model_samples(model: torch.nn.Module, n: int, gen: torch.Generator, batch: int = 500) -> torch.Tensor:
     """n samples from the model, drawn ``batch`` at a time from one generator."""
-    return torch.cat([model.sample(min(batch, n - i), generator=gen) for i in range(0, n, batch)])
+    return torch.cat([sample_from(model, min(batch, n - i), gen) for i in range(0, n, batch)])
 
 
 @register_metric(

@@ -1,13 +1,16 @@
 """The observation model p(x|z) a likelihood is estimated under, and its fast log-likelihoods.
 
-Binarized data: a model's own ``decode`` (a Bernoulli decoder) is used as it is. A
-generator without one (GAN, DCGAN) gets a Bernoulli on its mean image with a small flip
-probability, as Wu et al. (2017) score generators on binary data with the Bernoulli of the
-generated image (a Gaussian density on {0, 1} pixels is no probability of the binary
-image, and grows without bound as the variance shrinks). Continuous data: every model,
-VAE included, is scored under one spherical Gaussian N(generate(z), sigma^2 I) (Wu et al.
-2017); sigma (and the flip probability) are chosen on validation data by
-:mod:`genbench.metrics.likelihood` and recorded.
+Two observation models, never mixed in one number:
+
+- **own**: the model's ``decode`` p(x|z), used as it is on both data variants, so a row's
+  ELBO, IWAE and AIS are log-likelihoods of one model. A density (a Gaussian decoder) on
+  binarized data is no probability of the binary image, and a Bernoulli decoder on
+  continuous pixels is no density: both are n/a (:func:`own_decoder_reason`).
+- **shared family** (Wu et al. 2017): every model with ``generate`` (GANs included) under one
+  family around its mean image: a spherical Gaussian N(generate(z), sigma^2 I) on continuous
+  data, a Bernoulli of the mean image with a small flip probability on binarized data.
+  The noise level is chosen per model on validation images by a bounded 1-D optimizer
+  (:func:`choose_noise`) and recorded beside the numbers.
 
 Layout: latent codes come sample-major, z (S, n, D) for n images and S draws (or chains)
 each, as torch.distributions lays out sample shapes; log-likelihoods come back (S, n).
@@ -21,7 +24,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
-from torch.distributions import Bernoulli, Distribution, Independent
+from scipy.optimize import minimize_scalar
+from torch.distributions import Bernoulli, Distribution, Independent, Normal
 
 from genbench.errors import GenbenchError
 from genbench.metrics.sampling import decode, generate
@@ -167,7 +171,11 @@ class ObservationModel:
         """x ~ p(x|z) for codes z (n, D): data simulated from the model (BDMC)."""
         out = self._output(model, z.unsqueeze(0), y)
         if isinstance(out, Distribution):
-            raise GenbenchError("BDMC needs a Bernoulli decoder or a Gaussian observation model")
+            base = out.base_dist if isinstance(out, Independent) else out
+            if not isinstance(base, Normal):
+                raise GenbenchError("BDMC needs a Bernoulli or Gaussian decoder to simulate data from")
+            noise = torch.randn(base.loc.shape, generator=gen, device=base.loc.device)
+            return (base.loc + base.scale * noise).view(-1, *shape)
         out = out[0]
         if self.kind == "decoder":
             x = torch.bernoulli(torch.sigmoid(out), generator=gen)
@@ -186,23 +194,55 @@ class ObservationModel:
         return f"Bernoulli of the mean image, flip={self.noise:.4g}"
 
 
-# Candidate noise levels (Wu et al.'s chosen variances 0.005-0.03 are stds 0.07-0.17).
-SIGMA_GRID = tuple(round(0.03 * 1.5**i, 4) for i in range(8))  # Gaussian std, 0.03 .. 0.51
-FLIP_GRID = (1e-4, 1e-3, 1e-2, 5e-2)  # Bernoulli flip probability
+# Bounds of the shared family's noise level, searched in log space.
+SIGMA_BOUNDS = (1e-3, 1.0)  # Gaussian std on [0, 1] pixels (Wu et al.'s variances are stds 0.07-0.17)
+FLIP_BOUNDS = (1e-6, 0.5)  # Bernoulli flip probability
+NOISE_XATOL = 2e-3  # tolerance in log(noise): 0.2% of the level
 
 
-def choose_noise(kind: Kind, grid: tuple[float, ...], n: int,
-                 estimate: Callable[[ObservationModel, int], torch.Tensor]) -> tuple[float, list[float]]:
-    """The noise level of ``grid`` whose observation model gives n validation images the
-    highest mean estimated log-likelihood.
+def choose_noise(kind: Kind, objective: Callable[[ObservationModel], float],
+                 bounds: tuple[float, float] | None = None, xatol: float = NOISE_XATOL
+                 ) -> tuple[float, int]:
+    """The noise level maximizing ``objective(obs)`` (a mean validation log-likelihood),
+    found by bounded Brent in log space; returns (level, evaluations).
 
-    All candidates are scored in one batch: ``estimate(obs, repeats)`` must score the
-    validation images repeated ``repeats`` times (candidate-major) under ``obs``, whose noise
-    is a tensor with one level per repeated image, and return one value per image. This is
-    how Wu et al. (2017) fit each generator's variance, on held-out data.
+    This is how Wu et al. (2017) fit each generator's variance, on held-out data; a 1-D
+    optimizer instead of a grid puts the level where the data want it, not at the nearest
+    grid point. ``objective`` should use fixed noise (common random numbers) so that it is
+    a deterministic function of the level. A level at a bound is returned as it is.
     """
-    levels = torch.tensor(grid, dtype=torch.float32).repeat_interleave(n)  # (G * n,)
-    values = estimate(ObservationModel(kind, levels), len(grid)).view(len(grid), n)
-    scores = [float(v) for v in values.double().mean(1)]
-    finite = [s if math.isfinite(s) else -math.inf for s in scores]
-    return grid[max(range(len(grid)), key=finite.__getitem__)], scores
+    lo, hi = bounds or (SIGMA_BOUNDS if kind == "gaussian" else FLIP_BOUNDS)
+
+    def loss(log_level: float) -> float:
+        value = objective(ObservationModel(kind, math.exp(log_level)))
+        return -value if math.isfinite(value) else math.inf
+
+    res = minimize_scalar(loss, bounds=(math.log(lo), math.log(hi)), method="bounded",
+                          options={"xatol": xatol})
+    return float(math.exp(res.x)), int(res.nfev)
+
+
+def _is_discrete(px: Distribution) -> bool:
+    return bool(getattr(px.support, "is_discrete", False))
+
+
+def own_decoder_reason(model: torch.nn.Module, observation: str, y: torch.Tensor | None = None
+                       ) -> str | None:
+    """Why the model's own p(x|z) cannot give a log-probability of this data (None: it can).
+
+    ``observation`` is the data's ("bernoulli": binarized pixels, "gaussian": continuous);
+    ``y`` one label for a conditional model. The decoder's support decides: binarized data
+    need a discrete p(x|z) (a probability), continuous data a density.
+    """
+    if not callable(getattr(model, "decode", None)):
+        return "no observation model p(x|z) of its own (the *_shared metrics score it)"
+    prior = model.prior()
+    with torch.no_grad():
+        px = decode(model, prior.mean.reshape(1, -1), y)
+    if observation == "bernoulli" and not _is_discrete(px):
+        return ("its p(x|z) is a density, not a probability of binarized pixels "
+                "(train it on the continuous variant, or use a Bernoulli decoder)")
+    if observation != "bernoulli" and _is_discrete(px):
+        return ("its p(x|z) is discrete (Bernoulli) but the pixels are continuous: "
+                "no density of the data")
+    return None

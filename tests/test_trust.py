@@ -1,0 +1,128 @@
+"""Issue 14: every likelihood under one named observation model, AIS that says whether it
+converged, and comparisons with their uncertainty.
+
+The probabilistic-PCA plugin (tests/ppca_plugin.py) has a closed form for everything: its
+own Gaussian decoder, its exact posterior as the encoder, and the exact log p(x).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from ppca_plugin import PPCA
+from scipy.optimize import minimize_scalar
+from torch.distributions import MultivariateNormal
+
+from genbench.data import DataRequest, load_dataset
+from genbench.metrics import evaluate_metrics
+from genbench.metrics.context import EvalContext
+from genbench.metrics.likelihood import PER_IMAGE, load_per_image
+from genbench.presets import get_preset
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+OWN = ["elbo", "iwae", "ais", "bdmc"]
+SHARED = ["iwae_shared", "ais_shared", "bdmc_shared"]
+
+
+@pytest.fixture(scope="module")
+def continuous():
+    return load_dataset(DataRequest("synthetic", variant="continuous"))
+
+
+@pytest.fixture(scope="module")
+def ppca(continuous):
+    model = PPCA(PPCA.Config(latent_dim=5), continuous.info)
+    model.fit(continuous.eval_x("train"))
+    return model.eval().requires_grad_(False)
+
+
+def _ctx(model, data, run_dir: Path | None = None, **overrides) -> EvalContext:
+    preset = get_preset("smoke").with_overrides(**{"n_eval": 100, "iwae_k": 32, "ais_n": 16,
+                                                   "ais_chains": 8, **overrides})
+    return EvalContext(model=model, data=data, preset=preset, seed=0, device=torch.device("cpu"),
+                       cache_dir=Path("."), run_dir=run_dir)
+
+
+def test_ppca_one_row_under_its_own_observation_model(ppca, continuous, tmp_path):
+    """ELBO <= IWAE within 0.05 nats of the exact log p(x); AIS (from the exact posterior) on
+    the truth; all under the PPCA's own N(Wz + b, s^2 I); per-image values stored."""
+    values, na = evaluate_metrics(_ctx(ppca, continuous, tmp_path), OWN)
+    assert not na, na
+    x = continuous.eval_x("test", 100)
+    exact = ppca.log_px(x).double()
+    assert abs(values["test_iwae"] - float(exact.mean())) < 0.05
+    assert values["test_elbo"] <= values["test_iwae"] + 3 * values["test_elbo_stderr"]
+    assert abs(values["test_elbo"] - float(exact.mean())) < 0.05 + 3 * values["test_elbo_stderr"]
+    ais_exact = float(exact[:16].mean())
+    assert abs(values["test_ais"] - ais_exact) < 0.05
+    assert values["ais_converged"] == 1.0 and values["ais_from_encoder"] == 1.0
+    assert values["ais_distributions"] == 40  # 20 and 40 distributions agreed
+    assert abs(values["ais_minus_iwae"]) < 0.05
+    assert abs(values["bdmc_gap"]) < 0.05 and math.isfinite(values["bdmc_gap_stderr"])
+    # bits/dim of a density on [0, 1] pixels read as 8-bit data
+    assert values["test_iwae_bpd"] == pytest.approx(-values["test_iwae"] / (784 * math.log(2)) + 8)
+    # one float per test image, in test-image order
+    per = load_per_image(tmp_path)
+    assert (tmp_path / PER_IMAGE).exists() and sorted(per["test_iwae"]) == list(range(100))
+    stored = torch.tensor([per["test_iwae"][i] for i in range(100)], dtype=torch.float64)
+    assert float((stored - exact).abs().max()) < 0.05
+    assert len(per["test_ais"]) == 16
+
+
+def test_prior_started_ais_with_a_short_schedule_is_flagged_not_converged(ppca, continuous):
+    values, _ = evaluate_metrics(_ctx(ppca, continuous, ais_init="prior", ais_steps=5,
+                                      ais_max_steps=10), ["ais"])
+    exact = float(ppca.log_px(continuous.eval_x("test", 16)).mean())
+    assert values["ais_from_encoder"] == 0.0
+    assert values["ais_converged"] == 0.0 and values["ais_distributions"] == 10
+    assert values["test_ais"] < exact - 5  # far from the truth, and it says so
+    # a schedule that cannot double is never called converged, even from the exact posterior
+    alone, _ = evaluate_metrics(_ctx(ppca, continuous, ais_steps=20, ais_max_steps=20), ["ais"])
+    assert alone["ais_converged"] == 0.0
+
+
+def test_shared_family_sigma_is_the_maximum_likelihood_sigma(ppca, continuous):
+    """The shared spherical Gaussian around Wz + b is PPCA with another s: its validation
+    maximum-likelihood s, found by the bounded optimizer, within 2% of the exact one."""
+    ctx = _ctx(ppca, continuous, obs_val_n=100)
+    values, na = evaluate_metrics(ctx, SHARED)
+    assert not na, na
+    xv = continuous.eval_x("val", 100).flatten(1).double()
+    w, b = ppca.W.double(), ppca.b.double()
+
+    def nll(log_s: float) -> float:
+        cov = w @ w.T + math.exp(2 * log_s) * torch.eye(784, dtype=torch.float64)
+        return -float(MultivariateNormal(b, cov).log_prob(xv).mean())
+
+    ml = math.exp(minimize_scalar(nll, bounds=(math.log(0.01), 0.0), method="bounded",
+                                  options={"xatol": 1e-6}).x)
+    assert values["obs_sigma"] == pytest.approx(ml, rel=0.02)
+    assert values["obs_sigma"] not in (0.03 * 1.5**i for i in range(8))  # no grid
+    # and the shared-family numbers are log-likelihoods of that PPCA
+    test = continuous.eval_x("test", 100).flatten(1).double()
+    cov = w @ w.T + values["obs_sigma"] ** 2 * torch.eye(784, dtype=torch.float64)
+    exact_shared = float(MultivariateNormal(b, cov).log_prob(test).mean())
+    assert abs(values["test_iwae_shared"] - exact_shared) < 0.5
+
+
+def test_a_density_is_never_scored_as_a_probability(continuous):
+    """A Gaussian decoder on binarized pixels, or a Bernoulli decoder on continuous ones:
+    n/a with the reason on the own-model columns; the shared family still scores them."""
+    from models.vae import VAE
+
+    binary = load_dataset(DataRequest("synthetic", variant="dynamic"))
+    gaussian_on_binary = PPCA(PPCA.Config(latent_dim=3), continuous.info)  # decoder: a density
+    gaussian_on_binary.fit(binary.eval_x("train"))
+    values, na = evaluate_metrics(_ctx(gaussian_on_binary.eval(), binary), OWN + ["iwae_shared"])
+    for key in ("test_elbo", "test_iwae", "test_ais", "bdmc_gap"):
+        assert "density, not a probability" in na[key], key
+    assert "obs_flip" in values and values["test_iwae_shared"] < 0  # a log-probability
+
+    torch.manual_seed(0)
+    bernoulli_on_continuous = VAE(VAE.Config(hidden=(16,), latent_dim=4), binary.info).eval()
+    _, na = evaluate_metrics(_ctx(bernoulli_on_continuous, continuous), ["elbo", "iwae"])
+    assert "no density" in na["test_elbo"] and "no density" in na["test_iwae"]
