@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import inspect
 import io
 from pathlib import Path
 
 import torch
 from torchvision.utils import make_grid, save_image
 
+from genbench.contract import generate_from
 from genbench.store import atomic_write_bytes
 
 
@@ -20,20 +20,12 @@ def save_grid(x: torch.Tensor, path: Path, nrow: int = 8) -> None:
     atomic_write_bytes(Path(path), buf.getvalue())
 
 
-def _takes_y(fn: object) -> bool:
-    try:
-        return "y" in inspect.signature(fn).parameters  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return False
-
-
 @torch.no_grad()
 def reconstruct(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
     """The decoded mean of the encoder's mean code (conditional models get ``y``)."""
     cond = {"y": y} if y is not None and getattr(model, "conditional", False) else {}
     z = model.encode(x, **cond).mean
-    gen = model.generate
-    return gen(z, **cond) if cond and _takes_y(gen) else gen(z)
+    return generate_from(model, z, y if cond else None)
 
 
 def save_reconstructions(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None,

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch.distributions import Bernoulli, Distribution, Independent, Normal
 
-from genbench.contract import Observation
+from genbench.contract import DataInfo, Observation
 
 
 def observation_model(kind: Observation, logits: torch.Tensor,
@@ -42,3 +42,9 @@ def observation_log_prob(kind: Observation, logits: torch.Tensor, x: torch.Tenso
     sq = (x - mean).flatten(1).pow(2).sum(1)
     return -0.5 * sq * torch.exp(-2 * log_std) - d * (log_std + 0.5 * torch.log(
         torch.tensor(2 * torch.pi, device=x.device)))
+
+
+def learned_log_std(info: DataInfo) -> torch.nn.Parameter:
+    """log of the Gaussian observation model's one scalar std, -1 at the start; learned on
+    continuous data, fixed (and unused) under a Bernoulli."""
+    return torch.nn.Parameter(torch.tensor(-1.0), requires_grad=info.observation == "gaussian")

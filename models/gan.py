@@ -16,10 +16,11 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.distributions import Distribution, Independent, Normal
+from torch.distributions import Distribution
 
 from genbench import register_model
 from genbench.contract import Batch, DataInfo
+from genbench.latent import standard_normal_prior
 from genbench.nn import Maxout, activation, adversarial_optimizers, adversarial_step, check_discriminator
 
 
@@ -67,10 +68,11 @@ class GAN(nn.Module):
     """Generative adversarial network (Goodfellow et al. 2014): MLP G and D, N(0, I) prior."""
 
     Config = GANConfig
+    manual_optimization = True  # each network is stepped by its own loss
+    on_epoch_end = staticmethod(check_discriminator)  # raises Diverged when D wins outright
     presets = {
         "smoke": {"latent_dim": 16, "g_hidden": (64,), "d_hidden": (64,)},
-        # a few minutes of CPU on mnist-5k: 256-512 G, 512-256 LeakyReLU D. Longer runs on
-        # these 4,000 images drift toward a few modes (mostly 1s by epoch 60)
+        # 256-512 G, 512-256 LeakyReLU D: longer runs on small sets drift toward few modes
         "quick": {"epochs": 30, "batch_size": 64},
         # the paper's MNIST sizes: 100-d noise, 1200-1200 ReLU G; maxout D (240x5, 240x5)
         "paper": {"g_hidden": (1200, 1200), "d_hidden": (240, 240), "d_activation": "maxout",
@@ -83,18 +85,13 @@ class GAN(nn.Module):
         self.generator = generator_mlp(config.latent_dim, config.g_hidden, info.shape,
                                        config.g_batchnorm)
         self.discriminator = discriminator_mlp(info.shape, config)
-        self.register_buffer("zero", torch.zeros(config.latent_dim))
 
     # -- capabilities -----------------------------------------------------------------
     def prior(self) -> Distribution:
-        return Independent(Normal(self.zero, torch.ones_like(self.zero)), 1)
+        return standard_normal_prior(self.config.latent_dim, like=self)
 
     def generate(self, z: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.generator(z))
-
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        z = torch.randn(n, self.config.latent_dim, generator=generator, device=self.zero.device)
-        return self.generate(z)
 
     # -- training ---------------------------------------------------------------------
     def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
@@ -108,7 +105,4 @@ class GAN(nn.Module):
         fake = self.generate(z)
         return adversarial_step(self.discriminator, batch.x, fake, optimizers,
                                 self.config.certainty)
-
-    def on_epoch_end(self, epoch: int, stats: dict[str, float]) -> None:
-        check_discriminator(epoch, stats)
 

@@ -27,17 +27,17 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.distributions import Distribution, Independent, Normal
+from torch.distributions import Distribution
 
 from genbench import register_model
 from genbench.contract import Batch, DataInfo
+from genbench.latent import gaussian_kl, reparameterize, split_gaussian, standard_normal_prior
 from genbench.nn import (
     check_discriminator,
     conv_pair,
     dcgan_init,
     discriminator_loss,
     discriminator_stats,
-    gaussian_kl,
     generator_loss,
     split_head,
 )
@@ -47,32 +47,27 @@ from genbench.nn import (
 class VAEGANConfig:
     latent_dim: int = 32
     width: int = 32  # channels of the first conv layer of encoder and D
-    # decoder: gamma * feature reconstruction + GAN loss. The authors' CelebA run weighs them
-    # 1e-5 : (1 - 1e-5); on mnist-5k 1e-5 gave sharper, more digit-like samples than 1e-3,
-    # and a quick FID of ~100 against ~220 for 1e-2 (both with margin 0)
+    # decoder: gamma * feature reconstruction + GAN loss; the authors' CelebA run weighs them
+    # 1e-5 : (1 - 1e-5)
     gamma: float = 1e-5
-    # all three networks; DCGAN's 2e-4 gave a quick FID of 136 against 100 (margin 0)
-    lr: float = 3e-4  # 1e30 makes training diverge on purpose
+    lr: float = 3e-4  # all three networks; 1e30 makes training diverge on purpose
     beta1: float = 0.5
     certainty: float = 0.99  # D certain on a batch: mean D(x) above, mean D(G(z)) below 1-it
     # Balancing from the authors' code (not the paper): skip D's step while D's real or fake
     # cost is below equilibrium - margin, the decoder's while one is above equilibrium +
     # margin (costs in nats, -log D(x) and -log(1 - D(fake))); margin <= 0 turns it off.
-    # Quick mnist-5k FID (seed 0): 91 with it, 100 with margin 0 (D then wins more: mean
-    # D(x) ~0.85, D(G(z)) ~0.15 against ~0.6 and ~0.35; with it D steps on 30-70% of batches)
     equilibrium: float = 0.68
     margin: float = 0.4
-
-
 
 @register_model("vaegan")
 class VAEGAN(nn.Module):
     """VAE-GAN (Larsen et al. 2016): VAE whose reconstruction is judged in D's feature space."""
 
     Config = VAEGANConfig
+    manual_optimization = True  # each network is stepped by its own loss
+    on_epoch_end = staticmethod(check_discriminator)  # raises Diverged when D wins outright
     presets = {
         "smoke": {"latent_dim": 8, "width": 8},
-        # about 3.5 minutes on mnist-5k on one thread (~14 s an epoch); 20 did no better (margin 0)
         "quick": {"epochs": 15, "batch_size": 64},
         # the paper's CelebA model: 128-d z, 64x64 (use the 64-wide conv stack)
         "paper": {"latent_dim": 128, "width": 64, "batch_size": 64},
@@ -85,22 +80,16 @@ class VAEGAN(nn.Module):
                                                2 * config.latent_dim, config.width)
         self.discriminator, _ = conv_pair(info.shape, config.latent_dim, 1, config.width)
         dcgan_init(self)
-        self.register_buffer("zero", torch.zeros(config.latent_dim))
 
     # -- capabilities -----------------------------------------------------------------
     def prior(self) -> Distribution:
-        return Independent(Normal(self.zero, torch.ones_like(self.zero)), 1)
+        return standard_normal_prior(self.config.latent_dim, like=self)
 
     def encode(self, x: torch.Tensor) -> Distribution:
-        mu, logvar = self.encoder(x * 2 - 1).chunk(2, dim=-1)  # networks work in [-1, 1]
-        return Independent(Normal(mu, (0.5 * logvar).exp()), 1)
+        return split_gaussian(self.encoder(x * 2 - 1))  # networks work in [-1, 1]
 
     def generate(self, z: torch.Tensor) -> torch.Tensor:
         return (torch.tanh(self.decoder(z)) + 1) / 2
-
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        z = torch.randn(n, self.config.latent_dim, generator=generator, device=self.zero.device)
-        return self.generate(z)
 
     # -- training ---------------------------------------------------------------------
     def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
@@ -114,7 +103,7 @@ class VAEGAN(nn.Module):
         n = x.shape[0]
         real = x * 2 - 1  # (N, C, H, W) in [-1, 1], tanh's range
         mu, logvar = self.encoder(real).chunk(2, dim=-1)
-        z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()  # reparameterization trick
+        z = reparameterize(mu, logvar)
         z_p = torch.randn_like(mu)  # prior samples
         fakes = torch.tanh(self.decoder(torch.cat([z, z_p])))  # (2N, C, H, W)
         body, head = split_head(self.discriminator)
@@ -122,9 +111,7 @@ class VAEGAN(nn.Module):
         # by the same BatchNorm statistics and their features are comparable
         feats = body(torch.cat([real, fakes[:n]]))  # (2N, F)
         # the GAN passes see real and fake batches apart, as DCGAN's D (BatchNorm statistics
-        # per kind). In one mixed [real; fakes] batch D out-ran the decoder on mnist-5k (mean
-        # D(G(z)) ~0.001 with balancing off, D starved of steps with it on) and the quick
-        # samples stayed blotches (FID ~210 against ~90 this way)
+        # per kind): in one mixed [real; fakes] batch D out-ran the decoder
         real_l = head(body(real)).squeeze(-1)  # (N,)
         fake_l = head(body(fakes)).squeeze(-1)  # (2N,): reconstructions, then prior samples
         rec_l, prior_l = fake_l[:n], fake_l[n:]
@@ -176,6 +163,3 @@ class VAEGAN(nn.Module):
         if not (step_d or step_g):
             step_d = step_g = True
         return ["encoder"] + ["decoder"] * step_g + ["discriminator"] * step_d
-
-    def on_epoch_end(self, epoch: int, stats: dict[str, float]) -> None:
-        check_discriminator(epoch, stats)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from genbench.contract import optimizer_dict, step_model
 from genbench.data import DataRequest, load_dataset
 from genbench.presets import PRESETS
 from genbench.store import save_torch
@@ -29,11 +30,11 @@ def make_run(folder: Path, model: str = "vae", dataset: str = "synthetic", laten
     if latent_dim is not None:
         config = dataclasses.replace(config, latent_dim=latent_dim)
     net = cls(config, data.info)
-    opts = net.configure_optimizers()
+    opts = optimizer_dict(net.configure_optimizers())
     for step, batch in enumerate(data.train_batches(64, seed=seed, epoch=0)):
         if step >= steps:
             break
-        net.training_step(batch, opts)
+        step_model(net, batch, opts)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "config.json").write_text(json.dumps({
         "model": model, "model_config": dataclasses.asdict(config), "seed": seed, "device": "cpu",

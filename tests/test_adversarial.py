@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from interrupt import interrupt_at_batch
 
-from genbench.contract import Batch, DataInfo, capabilities
+from genbench.contract import Batch, DataInfo, capabilities, sample_from
 from genbench.errors import Diverged
 from genbench.nn import check_discriminator, discriminator_stats
 from genbench.registry import get_model
@@ -208,8 +208,8 @@ def test_capabilities_and_eval_mode_sampling(name: str) -> None:
     assert ("encode" in have) == (name == "vaegan")
     model.eval()
     buffers = {k: b.clone() for k, b in model.named_buffers()}
-    x1 = model.sample(6, generator=torch.Generator().manual_seed(3))
-    x2 = model.sample(6, generator=torch.Generator().manual_seed(3))
+    x1 = sample_from(model, 6, torch.Generator().manual_seed(3))
+    x2 = sample_from(model, 6, torch.Generator().manual_seed(3))
     assert x1.shape == (6, 1, 28, 28) and torch.equal(x1, x2)  # the fixed-noise grid works
     assert x1.min() >= 0 and x1.max() <= 1
     assert all(torch.equal(b, buffers[k]) for k, b in model.named_buffers())  # BN stats untouched
@@ -224,7 +224,7 @@ def test_64x64_rgb_shape(name: str) -> None:
     model = build(name, info=info)
     out = model.training_step(batch(4, info), model.configure_optimizers())
     assert all(math.isfinite(v.item()) for v in out.values())
-    assert model.eval().sample(2).shape == (2, 3, 64, 64)
+    assert sample_from(model.eval(), 2).shape == (2, 3, 64, 64)
 
 
 # -- checkpoints ------------------------------------------------------------------------
