@@ -10,6 +10,7 @@ import pytest
 import torch
 from scipy.special import expit, log_softmax
 
+from genbench.contract import optimizer_dict, step_model
 from genbench.data import DataRequest, load_dataset
 from genbench.errors import GenbenchError
 from genbench.metrics.classification import (
@@ -153,7 +154,7 @@ def test_cvae_one_training_step_and_attributes(rgb, rgb_cvae):
     model.on_train_start(rgb)
     torch.testing.assert_close(model.attribute_freq, rgb.train.y.float().mean(0))
     batch = next(rgb.train_batches(4, seed=0, epoch=0))
-    stats = model.training_step(batch, model.configure_optimizers())
+    stats = step_model(model, batch, optimizer_dict(model.configure_optimizers()))
     assert all(torch.isfinite(v) for v in stats.values())
     assert model.sample(3).shape == (3, 3, 64, 64)
 
@@ -246,13 +247,13 @@ def test_m2_presets_and_kl_warmup(data):
 def test_m2_trains_and_its_classifier_improves(data):
     model = small_m2(data.info, hidden=(16,), classifier_hidden=(16,), alpha=1.0)
     model.on_train_start(data)
-    opts = model.configure_optimizers()
+    opts = optimizer_dict(model.configure_optimizers())
     x_l = data.train.x[model.labelled_index].float() / 255
     with torch.no_grad():
         before = -model.classify(x_l).log_prob(model.labelled_y).mean()
     for epoch in range(4):
         for batch in data.train_batches(64, seed=0, epoch=epoch):
-            stats = model.training_step(batch, opts)
+            stats = step_model(model, batch, opts)
             assert all(torch.isfinite(v) for v in stats.values())
     with torch.no_grad():
         after = -model.classify(x_l).log_prob(model.labelled_y).mean()
@@ -265,7 +266,7 @@ def test_m2_without_labelled_subset_says_what_to_do(data):
     model = small_m2(data.info)
     batch = next(data.train_batches(8, seed=0, epoch=0))
     with pytest.raises(GenbenchError, match="on_train_start"):
-        model.training_step(batch, model.configure_optimizers())
+        step_model(model, batch, optimizer_dict(model.configure_optimizers()))
 
 
 # -- the classification metric ----------------------------------------------------------
