@@ -2,25 +2,18 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from genbench import store
-from genbench.data import DataBundle, DataRequest, load_dataset
-from genbench.errors import GenbenchError
+from genbench.data import DataBundle
+from genbench.loading import LoadedRun, load_run  # noqa: F401  (LoadedRun: re-exported)
 from genbench.metrics import EvalContext, evaluate_metrics
+from genbench.metrics.features import default_cache_dir
 from genbench.presets import Preset, get_preset
-from genbench.registry import get_model
-from genbench.settings import config_from_dict
-
-
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("GENBENCH_CACHE", Path.home() / ".cache" / "genbench"))
 
 
 def evaluate_model(
@@ -41,43 +34,6 @@ def evaluate_model(
     ctx = EvalContext(model=model, data=data, preset=preset, seed=seed, device=device,
                       cache_dir=default_cache_dir(), results_root=results_root, run_dir=run_dir)
     return evaluate_metrics(ctx, names, progress)
-
-
-@dataclass
-class LoadedRun:
-    model: torch.nn.Module
-    data: DataBundle
-    config: dict[str, Any]
-    preset: Preset
-    seed: int
-
-
-def load_run(run_dir: Path, device: torch.device | str = "cpu", data_dir: str | None = None
-             ) -> LoadedRun:
-    """Rebuild a run's model from its checkpoint and its data from config.json."""
-    run_dir = Path(run_dir)
-    config = store.read_json(run_dir / store.CONFIG)
-    if not config:
-        raise GenbenchError(f"{run_dir} is not a run folder (no config.json); pass "
-                            "results/<dataset>/<model>/<run-id>")
-    ckpt = run_dir / store.CHECKPOINT
-    if not ckpt.exists():
-        raise GenbenchError(f"{run_dir} has no checkpoint.pt; run training first")
-    from genbench.plugins import load_plugins
-
-    load_plugins()
-    entry = get_model(config["model"])
-    preset = Preset(**{**config["preset"], "metrics": tuple(config["preset"].get("metrics", ()))})
-    ds = config["dataset"]
-    device = torch.device(device)
-    data = load_dataset(DataRequest(ds["name"], ds["variant"], data_dir or ds.get("data_dir"),
-                                    str(device)))
-    data = data.subset_train(preset.max_train)
-    model = entry.cls(config_from_dict(entry.cls.Config, config["model_config"]), data.info)
-    state = torch.load(ckpt, map_location=device, weights_only=True)
-    model.load_state_dict(state["model"])
-    model.to(device).eval()
-    return LoadedRun(model, data, config, preset, int(config.get("seed", 0)))
 
 
 def evaluate_run(run_dir: Path, names: Iterable[str] = (), preset: str | None = None,

@@ -13,6 +13,12 @@ from scipy.special import expit, log_softmax
 from genbench.contract import optimizer_dict, step_model
 from genbench.data import DataRequest, load_dataset
 from genbench.errors import GenbenchError
+from genbench.galleries.analogies import (
+    analogies_grid,
+    analogy_images,
+    attribute_analogy_images,
+    dataset_analogies,
+)
 from genbench.metrics.classification import (
     classification_metric,
     error_rate,
@@ -22,12 +28,6 @@ from genbench.metrics.context import EvalContext
 from genbench.plugins import load_plugins
 from genbench.presets import get_preset
 from genbench.registry import get_model
-from genbench.report.analogies import (
-    analogies_grid,
-    analogy_images,
-    attribute_analogy_images,
-    dataset_analogies,
-)
 
 load_plugins()
 CVAE = get_model("cvae").cls

@@ -12,13 +12,13 @@ from run_folders import make_run, make_vae_run
 from scipy.stats import norm
 from typer.testing import CliRunner
 
+from genbench.galleries import latent
 from genbench.images import reconstruct
-from genbench.report import latent
 
 
 @pytest.fixture(scope="module")
 def vae_run(tmp_path_factory: pytest.TempPathFactory):
-    from genbench.evaluation import load_run
+    from genbench.loading import load_run
 
     folder = make_vae_run(tmp_path_factory.mktemp("res") / "synthetic" / "vae" / "smoke-run")
     return folder, load_run(folder)
@@ -26,11 +26,10 @@ def vae_run(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.mark.parametrize("mode", latent.MODES)
 def test_interpolation_endpoints_are_the_reconstructions(vae_run, mode: str) -> None:
-    from genbench.report.gallery import GalleryOptions, interpolation_images
+    from genbench.galleries.decoded import interpolation_images
 
     _, run = vae_run
-    opts = GalleryOptions(endpoints=(3, 7, 10, 2), steps=6, modes=(mode,))
-    images, nrow = interpolation_images(run, opts)
+    images, nrow = interpolation_images(run, torch.Generator(), (3, 7, 10, 2), steps=6, modes=(mode,))
     assert nrow == 6 and images.shape == (12, 1, 28, 28)
     x = run.data.eval_x("test")
     rows = images.view(2, 6, 1, 28, 28)  # (pairs, steps, C, H, W)
@@ -41,16 +40,16 @@ def test_interpolation_endpoints_are_the_reconstructions(vae_run, mode: str) -> 
 
 
 def test_zero_edit_returns_the_original(vae_run) -> None:
-    from genbench.report.arithmetic import arithmetic_images, latent_stats
-    from genbench.report.gallery import GalleryOptions, codes, test_images
+    from genbench.galleries.arithmetic import arithmetic_images, latent_stats
+    from genbench.galleries.core import codes, test_images
 
     _, run = vae_run
-    z, y = latent_stats(run, seed=0)
+    z, y = latent_stats(run, torch.Generator())
     assert torch.equal(latent.apply_edit(z, torch.zeros_like(z[0]), 5.0), z)
     # a class transfer to each code's own class is the identity too
     moved = latent.class_transfer(z, y, latent.class_means(z, y, 10))  # (N, K, D)
     torch.testing.assert_close(moved[torch.arange(len(y)), y], z, atol=1e-5, rtol=0)
-    images, ncol = arithmetic_images(run, GalleryOptions(n=4))
+    images, ncol = arithmetic_images(run, torch.Generator(), n=4)
     assert ncol == 1 + 1 + 10  # input, unedited decode, ten classes
     grid = images.view(4, ncol, 1, 28, 28)
     x, y4 = test_images(run, 4)
@@ -127,31 +126,31 @@ def test_gallery_command_writes_pngs_and_rejects_bad_input(tmp_path: Path) -> No
 
 
 def test_attribute_edit_moves_along_the_unit_attribute_vector(tmp_path: Path) -> None:
-    from genbench.evaluation import load_run
-    from genbench.report.arithmetic import arithmetic_images
-    from genbench.report.gallery import N_STATS, GalleryOptions, codes, decode_mean, test_images
+    from genbench.galleries.arithmetic import arithmetic_images
+    from genbench.galleries.core import N_STATS, codes, decode_mean, test_images
+    from genbench.loading import load_run
 
     run = load_run(make_run(tmp_path / "rgb", "vae", "synthetic-rgb", steps=0))
     x, y = test_images(run, N_STATS)
-    images, ncol = arithmetic_images(run, GalleryOptions(n=3, target="attr1", strength=2.0))
+    images, ncol = arithmetic_images(run, torch.Generator(), n=3, target="attr1", strength=2.0)
     assert ncol == 3 and images.shape == (9, 3, 64, 64)  # input, unedited, edited
     z = codes(run, x, y)
     v = z[y[:, 1] == 1].mean(0) - z[y[:, 1] == 0].mean(0)
     expected = decode_mean(run, z[:3] + 2.0 * v / v.norm())
     torch.testing.assert_close(images.view(3, 3, 3, 64, 64)[:, 2], expected, atol=1e-5, rtol=0)
-    _, ncol = arithmetic_images(run, GalleryOptions(n=3))  # no CelebA names: +3 on the first three
+    _, ncol = arithmetic_images(run, torch.Generator(), n=3)  # no CelebA names: +3 on the first three
     assert ncol == 2 + 3
 
 
 def test_without_an_encoder_interpolation_runs_between_prior_draws(tmp_path: Path) -> None:
-    from genbench.evaluation import load_run
-    from genbench.report.gallery import GalleryOptions, decode_mean, interpolation_images
+    from genbench.galleries.core import decode_mean
+    from genbench.galleries.decoded import interpolation_images
+    from genbench.loading import load_run
 
     run = load_run(make_run(tmp_path / "gan", "gan", latent_dim=None, steps=0))
     assert not callable(getattr(run.model, "encode", None))
-    images, _ = interpolation_images(run, GalleryOptions(endpoints=(0, 1), steps=5, seed=3))
-    torch.manual_seed(3)
-    z = run.model.prior().sample((2,))
+    images, _ = interpolation_images(run, torch.Generator().manual_seed(3), (0, 1), steps=5)
+    z = torch.randn(2, run.model.prior().mean.shape[-1], generator=torch.Generator().manual_seed(3))
     torch.testing.assert_close(images[0], decode_mean(run, z[:1])[0])
     torch.testing.assert_close(images[4], decode_mean(run, z[1:])[0])
 
@@ -161,18 +160,79 @@ def test_without_an_encoder_arithmetic_labels_samples_with_the_classifier_that_m
     """A GAN's class vectors come from prior draws labelled by the very evaluator named in its
     ``feature_space`` (found by weight hash); an unknown hash is a one-line error, not a guess."""
     from genbench.errors import GenbenchError
-    from genbench.evaluation import default_cache_dir, load_run
+    from genbench.galleries.arithmetic import classifier_labels, latent_stats
+    from genbench.galleries.core import N_STATS, decode_mean
+    from genbench.loading import load_run
     from genbench.metrics import features
-    from genbench.report.arithmetic import classifier_labels, latent_stats
-    from genbench.report.gallery import N_STATS, decode_mean
+    from genbench.metrics.features import default_cache_dir
 
     run = load_run(make_run(tmp_path / "gan", "gan", latent_dim=None, steps=0))
     ext = features.load_or_train_extractor(run.data, epochs=1, cache_dir=default_cache_dir())
-    z, y = latent_stats(run, seed=5, feature_space=ext.feature_space)
-    torch.manual_seed(5)
-    expected_z = run.model.prior().sample((N_STATS // 2,))
+    z, y = latent_stats(run, torch.Generator().manual_seed(5), feature_space=ext.feature_space)
+    expected_z = torch.randn(N_STATS // 2, z.shape[1], generator=torch.Generator().manual_seed(5))
     torch.testing.assert_close(z, expected_z)
     _, logits = ext.net(decode_mean(run, z))
     assert torch.equal(y, logits.argmax(1))
     with pytest.raises(GenbenchError, match="genbench features"):
         classifier_labels(run, decode_mean(run, z[:2]), "cnn28:000000000000")
+
+
+def test_galleries_are_identical_in_two_calls_and_leave_the_global_rng_alone(tmp_path: Path) -> None:
+    """The report's galleries (the latent scatter's PCA included) depend on the seed given, not on
+    the global RNG, which they neither read nor advance."""
+    from genbench.galleries import render_all
+
+    run_dir = make_vae_run(tmp_path / "synthetic" / "vae" / "run4d", latent_dim=4, steps=2)
+    made = []
+    for i, global_seed in enumerate((1, 2)):
+        torch.manual_seed(global_seed)
+        state = torch.get_rng_state()
+        made.append(render_all(run_dir, tmp_path / f"out{i}", n=4, steps=5))
+        assert torch.equal(torch.get_rng_state(), state), "a gallery touched the global RNG"
+    first, second = made
+    assert {"samples", "reconstructions", "interpolation", "arithmetic", "scatter"} <= set(first.images)
+    assert "manifold" in first.skipped and "2-D latent" in first.skipped["manifold"]
+    for kind, path in first.images.items():
+        assert path.read_bytes() == second.images[kind].read_bytes(), kind
+    other = render_all(run_dir, tmp_path / "out-seed1", seed=1, n=4, steps=5)
+    assert other.images["samples"].read_bytes() != first.images["samples"].read_bytes()
+
+
+def test_principal_components_match_numpy_up_to_a_fixed_sign() -> None:
+    import numpy as np
+
+    from genbench.galleries.arithmetic import principal_components
+
+    z = torch.randn(200, 5, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    z = z * torch.tensor([3.0, 0.5, 2.0, 0.1, 1.0], dtype=torch.float64)
+    pc = principal_components(z).numpy()
+    zc = z.numpy() - z.numpy().mean(0)
+    _, _, vt = np.linalg.svd(zc, full_matrices=False)
+    ref = zc @ vt[:2].T
+    np.testing.assert_allclose(np.abs(pc), np.abs(ref), atol=1e-10)
+    np.testing.assert_allclose(pc.var(0), ref.var(0))
+    assert np.allclose(principal_components(-z).numpy(), -pc)  # a fixed sign: the axes follow the data
+
+
+def test_a_registered_gallery_is_listed_and_rendered_with_its_own_options(tmp_path: Path) -> None:
+    from genbench.errors import GenbenchError
+    from genbench.galleries import GALLERIES, register_gallery, render
+    from genbench.galleries.core import save_png_grid
+
+    @register_gallery("test-noise", needs=frozenset({"sample"}), description="noise for a test")
+    def noise(run, out_path, *, generator, n: int = 2):
+        return save_png_grid(torch.rand(n * n, 1, 28, 28, generator=generator), out_path, n)
+
+    try:
+        run_dir = make_vae_run(tmp_path / "synthetic" / "vae" / "run", latent_dim=2, steps=1)
+        res = CliRunner().invoke(__import__("genbench.cli", fromlist=["app"]).app, ["gallery"])
+        assert res.exit_code == 0 and "test-noise" in res.output and "manifold" in res.output
+        a = render(run_dir, "test-noise", tmp_path / "a.png", seed=4, n=3)
+        b = render(run_dir, "test-noise", tmp_path / "b.png", seed=4, n=3)
+        assert Image.open(a).size == (3 * 30 + 2, 3 * 30 + 2) and a.read_bytes() == b.read_bytes()
+        with pytest.raises(GenbenchError, match="does not take steps"):
+            render(run_dir, "test-noise", tmp_path / "c.png", steps=3)
+        with pytest.raises(ValueError, match="registered twice"):
+            register_gallery("samples", needs=frozenset(), description="")(noise)
+    finally:
+        GALLERIES.pop("test-noise", None)

@@ -40,6 +40,7 @@ import hashlib
 import inspect
 import json
 import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,6 +57,11 @@ from genbench.errors import GenbenchError
 FEATURE_SEED = 0  # one feature space for every run seed
 SUBSET_SEED = 4321  # fixed subsets of real images (floors, references)
 Task = Literal["classes", "attributes", "imagenet"]
+
+
+def default_cache_dir() -> Path:
+    """Where evaluator weights are cached: ``$GENBENCH_CACHE`` or ``~/.cache/genbench``."""
+    return Path(os.environ.get("GENBENCH_CACHE", Path.home() / ".cache" / "genbench"))
 
 
 def mean_images(x: torch.Tensor, variant: str) -> torch.Tensor:
@@ -383,7 +389,6 @@ def features_command(
     from rich.console import Console
 
     from genbench.data import DataRequest, load_dataset
-    from genbench.evaluation import default_cache_dir
     from genbench.presets import get_preset
     from genbench.training import resolve_device
 

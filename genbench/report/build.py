@@ -1,7 +1,8 @@
 """``genbench report``: results/ -> report.md + index.html + small PNGs.
 
-It reads only the store (config.json, metrics.json, history.csv, sample PNGs) and decodes
-galleries from checkpoints; it never trains. One section per (dataset, variant, preset):
+It reads only the store (config.json, metrics.json, history.csv, sample PNGs) and has
+galleries decoded from checkpoints by :mod:`genbench.galleries`; it never trains. One section
+per (dataset, variant, preset):
 the unit inside which numbers are comparable.
 """
 
@@ -50,15 +51,16 @@ class ReportSummary:
 
 
 def build_report(results: Path, out: Path, galleries: bool = True) -> ReportSummary:
-    """Write ``out/report.md``, ``out/index.html`` and ``out/img/*.png`` from ``results``."""
+    """Write ``out/report.md``, ``out/index.html`` and ``out/img/*.png`` from ``results``.
+
+    Models are looked up in the registry (conditional or not, their descriptions): the caller
+    loads the plugins first, as ``genbench report`` does.
+    """
     start = time.perf_counter()
     results, out = Path(results), Path(out)
     if not results.is_dir():
         raise GenbenchError(f"results folder {results} does not exist; run `genbench run ...` first "
                             "or pass --results DIR")
-    from genbench.plugins import load_plugins
-
-    load_plugins()
     df = tables.load(results)
     if df.empty:
         raise GenbenchError(f"no runs under {results} (expected {results}/<dataset>/<model>/<run>/"

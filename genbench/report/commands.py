@@ -43,32 +43,40 @@ def parse_endpoints(text: str) -> tuple[int, ...]:
 
 
 def gallery_command(
-    run_dir: Path = typer.Argument(..., help="a run folder: results/<dataset>/<model>/<run-id>"),
-    kind: str = typer.Option("samples", "--kind", "-k", help="samples | reconstructions | "
-                             "interpolation | arithmetic | manifold | scatter | analogies"),
-    endpoints: str = typer.Option("", "--endpoints", help="interpolation: test-image index pairs, "
-                                  "e.g. 0,5,2,7 (default: 4 pairs of different classes)"),
-    steps: int = typer.Option(10, "--steps", help="interpolation: images per row, endpoints included"),
-    mode: str = typer.Option("both", "--mode", help="interpolation: linear | slerp | both"),
+    run_dir: Path = typer.Argument(None, help="a run folder: results/<dataset>/<model>/<run-id>"),
+    kind: str | None = typer.Option(None, "--kind", "-k", help="which gallery (samples by default); "
+                                    "--kind alone, or with no RUN_DIR, lists the kinds"),
+    endpoints: str | None = typer.Option(None, "--endpoints", help="interpolation: test-image index "
+                                         "pairs, e.g. 0,5,2,7 (default: 4 pairs of different classes)"),
+    steps: int | None = typer.Option(None, "--steps", help="interpolation: images per row, endpoints "
+                                     "included (default 10)"),
+    mode: str | None = typer.Option(None, "--mode", help="interpolation: linear | slerp | both"),
     target: str | None = typer.Option(None, "--attribute", "--class",
                                       help="arithmetic: one class (e.g. 7) or attribute (e.g. Smiling)"),
     strength: float | None = typer.Option(None, "--strength", help="arithmetic: multiple of the vector"),
-    n: int = typer.Option(8, "--n", help="images per row (samples) or rows (arithmetic)"),
-    seed: int = typer.Option(0, "--seed", help="noise seed for samples and prior draws"),
+    n: int | None = typer.Option(None, "--n", help="images per row (samples) or rows (arithmetic)"),
+    seed: int = typer.Option(0, "--seed", help="seed of the gallery's random draws"),
     out: Path | None = typer.Option(None, "--out", "-o", help="PNG path (default RUN_DIR/gallery_KIND.png)"),
     plugins: list[Path] = typer.Option([], "--plugins", help="extra plugin folder (the run's model)"),
 ) -> None:
     """Decode one gallery from a run's checkpoint and write it as a PNG."""
+    from genbench.galleries import GALLERIES, render
     from genbench.plugins import load_plugins
-    from genbench.report.gallery import GalleryOptions, write_gallery
 
+    if run_dir is None or kind == "":
+        for name, g in GALLERIES.items():
+            console.print(f"[bold]{name}[/] (needs {', '.join(sorted(g.needs))}): {g.description}",
+                          highlight=False)
+        return
     load_plugins(plugins)
     modes = {"both": ("linear", "slerp"), "linear": ("linear",), "slerp": ("slerp",)}
-    if mode not in modes:
+    if mode is not None and mode not in modes:
         raise GenbenchError(f"--mode {mode!r}: use linear, slerp or both")
-    if steps < 2 or n < 1:
+    if (steps is not None and steps < 2) or (n is not None and n < 1):
         raise GenbenchError("--steps needs at least 2 (the two endpoints) and --n at least 1")
-    opts = GalleryOptions(n=n, endpoints=parse_endpoints(endpoints), steps=steps, modes=modes[mode],
-                          target=target, strength=strength, seed=seed)
-    path = write_gallery(run_dir, kind, out, opts)
+    given = {"endpoints": None if endpoints is None else parse_endpoints(endpoints), "steps": steps,
+             "modes": None if mode is None else modes[mode], "target": target,
+             "strength": strength, "n": n}
+    options = {k: v for k, v in given.items() if v is not None}
+    path = render(run_dir, kind or "samples", out, seed=seed, **options)
     console.print(f"[bold green]gallery[/] {path}", highlight=False)

@@ -7,7 +7,6 @@ quantized to a 256-colour palette so a committed reference report stays small.
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import matplotlib
@@ -16,8 +15,8 @@ matplotlib.use("Agg")  # no display; must precede pyplot
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
-from PIL import Image  # noqa: E402
 
+from genbench.figures import save_figure  # noqa: E402
 from genbench.report import glossary, tables  # noqa: E402
 from genbench.store import HISTORY  # noqa: E402
 
@@ -29,18 +28,8 @@ sns.set_theme(style="whitegrid", context="paper")
 
 
 def save_small(fig: plt.Figure, path: Path, tight: bool = True) -> Path:
-    """Save as a palette PNG (a quarter of the bytes of RGBA for flat plots).
-
-    ``tight=False`` for a figure already laid out by ``tight_layout`` (a second layout pass
-    is most of the cost of a many-panel figure).
-    """
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight" if tight else None)
-    plt.close(fig)
-    buf.seek(0)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.open(buf).convert("RGB").quantize(colors=256).save(path, optimize=True)
-    return path
+    """Save at the report's dpi as a palette PNG (see :func:`genbench.figures.save_figure`)."""
+    return save_figure(fig, path, dpi=DPI, tight=tight)
 
 
 def palette(models: list[str]) -> dict[str, tuple[float, float, float]]:

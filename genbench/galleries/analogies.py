@@ -8,16 +8,21 @@ column is the input image.
 For attribute labels (CelebA) a row shows the input, its reconstruction, and the same z
 decoded with one attribute flipped per column.
 
-Pure functions from a model and tensors to an image grid (3, H', W') in [0, 1]; callers
-write the PNG.
+Pure functions from a model and tensors to an image grid (3, H', W') in [0, 1]; the
+``analogies`` gallery at the bottom writes the PNG.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 from torchvision.utils import make_grid
+
+from genbench.errors import GenbenchError
+from genbench.galleries.core import N_STATS, register_gallery, save_png_grid, test_images
+from genbench.loading import LoadedRun
 
 # Attributes shown by default for CelebA-shaped data when present among the label names.
 DEFAULT_ATTRIBUTES = ("Smiling", "Male", "Eyeglasses", "Blond_Hair", "Young", "Wearing_Hat")
@@ -108,3 +113,16 @@ def dataset_analogies(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
         pick = first_of_each_class(y, k, rows)
         return analogies_grid(model, x[pick], y[pick], k)
     return analogies_grid(model, x[:rows], y[:rows])
+
+
+@register_gallery("analogies", needs=frozenset({"condition", "encode", "generate"}),
+                  description="Analogies: each row keeps one test image's style z and decodes it "
+                              "with every label.")
+@torch.no_grad()
+def analogies(run: LoadedRun, out_path: Path, *, generator: torch.Generator, n: int = 8) -> Path:
+    """One test image of each class per row (different styles). No randomness."""
+    x, y = test_images(run, N_STATS)
+    if y is None:
+        raise GenbenchError(f"dataset {run.data.info.name!r} has no labels; analogies need them")
+    grid = dataset_analogies(run.model, x, y, rows=n)
+    return save_png_grid(grid[None], out_path, 1)  # (1, C, H', W'): make_grid leaves one image as is

@@ -1,0 +1,122 @@
+"""Galleries: pictures decoded from a run's checkpoint (samples, reconstructions, interpolation,
+latent arithmetic, the 2-D manifold, a latent scatter, analogies, ...).
+
+The one way in is :func:`render` (one gallery to one PNG) or :func:`render_all` (every gallery
+that applies to a run, for the report). Both load the plugins and the checkpoint here, so
+``genbench.report`` never does.
+
+A new gallery is a new module in this package whose function is decorated with
+:func:`register_gallery`, plus one entry in ``MODULES`` below.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from genbench.errors import GenbenchError
+from genbench.galleries.core import GALLERIES, Gallery, register_gallery, unmet
+from genbench.loading import LoadedRun, load_run
+from genbench.store import METRICS, read_json
+
+__all__ = ["GALLERIES", "Gallery", "RunGalleries", "kinds", "register_gallery", "render",
+           "render_all"]
+
+# The gallery modules, imported in this order (the report shows galleries in this order).
+MODULES = [
+    "decoded",  # samples, reconstructions, interpolation
+    "arithmetic",  # arithmetic, manifold, scatter
+    "analogies",  # conditional models
+]
+
+for _name in MODULES:
+    importlib.import_module(f"genbench.galleries.{_name}")
+
+
+def kinds() -> list[str]:
+    return list(GALLERIES)
+
+
+def _gallery(kind: str) -> Gallery:
+    if kind not in GALLERIES:
+        raise GenbenchError(f"unknown gallery kind {kind!r}; use one of {', '.join(GALLERIES)}")
+    return GALLERIES[kind]
+
+
+def _options_of(gallery: Gallery) -> set[str]:
+    params = inspect.signature(gallery.fn).parameters
+    return {p.name for p in params.values() if p.kind is p.KEYWORD_ONLY} - {"generator"}
+
+
+def _draw(run: LoadedRun, gallery: Gallery, out_path: Path, seed: int, space: str | None,
+          options: dict[str, Any]) -> Path:
+    """Call one gallery with a fresh generator seeded ``seed`` on the run's device."""
+    if "feature_space" in _options_of(gallery):
+        options = {"feature_space": space, **options}
+    gen = torch.Generator(device=run.data.device).manual_seed(seed)
+    return gallery.fn(run, Path(out_path), generator=gen, **options)
+
+
+def render(run_dir: Path, kind: str, out_path: Path | None = None, *, seed: int = 0,
+           **options: Any) -> Path:
+    """Decode one gallery of ``run_dir`` to a PNG (default ``<run_dir>/gallery_<kind>.png``).
+
+    ``options`` are the gallery's own keyword arguments (e.g. ``n``, ``steps``); one it does
+    not take is an error. ``seed`` seeds the generator of its random draws.
+    """
+    gallery = _gallery(kind)
+    if unknown := sorted(set(options) - _options_of(gallery)):
+        takes = ", ".join(sorted(_options_of(gallery))) or "no options"
+        raise GenbenchError(f"gallery {kind!r} does not take {', '.join(unknown)} (it takes {takes})")
+    run_dir = Path(run_dir)
+    run = load_run(run_dir)
+    if reason := unmet(gallery, run.model):
+        fits = [k for k, g in GALLERIES.items() if unmet(g, run.model) is None]
+        raise GenbenchError(f"no {kind} gallery for {run.config['model']}: {reason}; "
+                            f"try --kind {' or '.join(fits) or '(none applies)'}")
+    space = read_json(run_dir / METRICS).get("feature_space")
+    return _draw(run, gallery, Path(out_path or run_dir / f"gallery_{kind}.png"), seed, space, options)
+
+
+@dataclass
+class RunGalleries:
+    """What :func:`render_all` made of one run, for a report."""
+
+    model: str
+    seed: int  # the run's training seed
+    images: dict[str, Path] = field(default_factory=dict)  # kind -> PNG, in MODULES order
+    captions: dict[str, str] = field(default_factory=dict)  # kind -> caption for this run
+    skipped: dict[str, str] = field(default_factory=dict)  # kind -> "n/a — why" or "failed — error"
+
+
+def render_all(run_dir: Path, out_dir: Path, *, seed: int = 0, **options: Any) -> RunGalleries:
+    """Every gallery that applies to the run's model, as ``out_dir/<kind>.png``.
+
+    Galleries whose capabilities the model lacks are left out; one that applies but cannot
+    be drawn (a latent that is not 2-D, no labels) is listed in ``skipped`` with its reason,
+    and one that fails does not cost the others. ``options`` go to every gallery that takes
+    them (e.g. ``n=8, steps=10, manifold_n=15``). A run that cannot be loaded raises.
+    """
+    run_dir = Path(run_dir)
+    run = load_run(run_dir)
+    space = read_json(run_dir / METRICS).get("feature_space")
+    done = RunGalleries(run.config["model"], run.seed)
+    for kind, gallery in GALLERIES.items():
+        if unmet(gallery, run.model) is not None:
+            continue
+        own = {k: v for k, v in options.items() if k in _options_of(gallery)}
+        try:
+            done.images[kind] = _draw(run, gallery, Path(out_dir) / f"{kind}.png", seed, space, own)
+        except GenbenchError as err:
+            done.skipped[kind] = f"n/a — {err}"
+            continue
+        except Exception as err:  # noqa: BLE001  (one gallery's bug must not cost the others)
+            done.skipped[kind] = f"failed — {type(err).__name__}: {err}"
+            continue
+        done.captions[kind] = gallery.caption(run) if gallery.caption else gallery.description
+    return done

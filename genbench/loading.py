@@ -1,0 +1,59 @@
+"""Rebuild a finished run from its folder: the model from ``checkpoint.pt``, the data from
+``config.json``.
+
+Kept apart from :mod:`genbench.evaluation` so the galleries (below evaluation in the layer
+order) and evaluation share one loader.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from genbench import store
+from genbench.data import DataBundle, DataRequest, load_dataset
+from genbench.errors import GenbenchError
+from genbench.presets import Preset
+from genbench.registry import get_model
+from genbench.settings import config_from_dict
+
+
+@dataclass
+class LoadedRun:
+    model: torch.nn.Module
+    data: DataBundle
+    config: dict[str, Any]
+    preset: Preset
+    seed: int
+
+
+def load_run(run_dir: Path, device: torch.device | str = "cpu", data_dir: str | None = None
+             ) -> LoadedRun:
+    """Rebuild a run's model from its checkpoint and its data from config.json."""
+    run_dir = Path(run_dir)
+    config = store.read_json(run_dir / store.CONFIG)
+    if not config:
+        raise GenbenchError(f"{run_dir} is not a run folder (no config.json); pass "
+                            "results/<dataset>/<model>/<run-id>")
+    ckpt = run_dir / store.CHECKPOINT
+    if not ckpt.exists():
+        raise GenbenchError(f"{run_dir} has no checkpoint.pt; run training first")
+    from genbench.plugins import load_plugins
+
+    load_plugins()
+    entry = get_model(config["model"])
+    preset = Preset(**{**config["preset"], "metrics": tuple(config["preset"].get("metrics", ()))})
+    ds = config["dataset"]
+    device = torch.device(device)
+    data = load_dataset(DataRequest(ds["name"], ds["variant"], data_dir or ds.get("data_dir"),
+                                    str(device)))
+    data = data.subset_train(preset.max_train)
+    with torch.random.fork_rng(devices=[]):  # the initial weights are overwritten: leave the RNG be
+        model = entry.cls(config_from_dict(entry.cls.Config, config["model_config"]), data.info)
+    state = torch.load(ckpt, map_location=device, weights_only=True)
+    model.load_state_dict(state["model"])
+    model.to(device).eval()
+    return LoadedRun(model, data, config, preset, int(config.get("seed", 0)))
