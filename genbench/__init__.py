@@ -1,6 +1,23 @@
-"""genbench: a comparative benchmark suite for deep generative models."""
+"""genbench: a comparative benchmark suite for deep generative models.
+
+From Python: ``genbench.run``, ``genbench.evaluate``, ``genbench.load_results``,
+``genbench.summary``, ``genbench.load_model`` (see :mod:`genbench.api`).
+"""
 
 from genbench.registry import register_dataset, register_metric, register_model
 
 __version__ = "0.1.0"
-__all__ = ["__version__", "register_dataset", "register_metric", "register_model"]
+_API = ("run", "evaluate", "load_results", "summary", "load_model", "export")
+__all__ = ["__version__", "register_dataset", "register_metric", "register_model", *_API]
+
+
+def __getattr__(name: str):  # the API loads pandas and torch on first use, not on import
+    if name == "export":
+        from genbench.export import export_results
+
+        return export_results
+    if name in _API:
+        from genbench import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'genbench' has no attribute {name!r}")

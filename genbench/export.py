@@ -1,0 +1,41 @@
+"""``genbench export``: the tidy results frame as CSV or Parquet, for spreadsheets and
+other languages (R, Julia, DuckDB). One row per run and metric, the columns of
+:func:`genbench.api.load_results`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from genbench.errors import GenbenchError
+
+FORMATS = ("csv", "parquet")
+
+
+def export_results(results: str | Path = "results", format: str = "csv",
+                   out: str | Path | None = None) -> Path:
+    """Write the tidy frame of ``results`` to ``out`` (default: ``results/results.<format>``)."""
+    from genbench.api import load_results
+
+    if format not in FORMATS:
+        raise GenbenchError(f"unknown --format {format!r}; use {' or '.join(FORMATS)}")
+    if format == "parquet":
+        try:
+            import pyarrow  # noqa: F401
+        except ImportError:
+            raise GenbenchError('parquet needs pyarrow: pip install "genbench[parquet]" '
+                                "(or use --format csv)") from None
+    df = load_results(results)
+    if df.empty:
+        raise GenbenchError(f"no runs under {results}; nothing to export")
+    path = Path(out) if out is not None else Path(results) / f"results.{format}"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        if format == "csv":
+            df.to_csv(tmp, index=False)
+        else:
+            df.to_parquet(tmp, index=False)
+        tmp.replace(path)  # atomic: a reader never sees half a file
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path

@@ -1,0 +1,209 @@
+"""The Python API end to end: smoke runs, a tidy frame, the report's numbers, export."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import genbench
+from genbench.errors import GenbenchError
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+METRICS = ("elbo", "iwae", "ais", "quality")
+
+
+@pytest.fixture(scope="module")
+def smoke_results(tmp_path_factory: pytest.TempPathFactory):
+    """vae and dcgan, two seeds each, smoke preset on the synthetic data."""
+    root = tmp_path_factory.mktemp("api") / "results"
+    with pytest.MonkeyPatch.context() as mp:  # module scope: conftest's isolation by hand
+        mp.setenv("GENBENCH_OFFLINE", "1")
+        mp.setenv("GENBENCH_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+        mp.setenv("GENBENCH_DATA", str(tmp_path_factory.getbasetemp() / "data"))
+        outcomes = genbench.run(["vae", "dcgan"], dataset="synthetic", preset="smoke",
+                                seeds=[0, 1], results=root, device="cpu", metrics=METRICS,
+                                quiet=True)
+    return root, outcomes
+
+
+def test_run_returns_one_finished_outcome_per_model_and_seed(smoke_results) -> None:
+    root, outcomes = smoke_results
+    assert [(o.run_dir.parts[-2], o.status) for o in outcomes] == [
+        ("vae", "finished"), ("vae", "finished"), ("dcgan", "finished"), ("dcgan", "finished")]
+    assert all(o.run_dir.is_relative_to(root) for o in outcomes)
+
+
+def test_load_results_is_tidy_and_holds_metrics_json(smoke_results) -> None:
+    root, outcomes = smoke_results
+    df = genbench.load_results(root)
+    assert not df.duplicated(["run_dir", "metric"]).any()  # one row per run and metric
+    assert set(df["model"]) == {"vae", "dcgan"} and set(df["seed"]) == {0, 1}
+    assert set(df[["dataset", "variant", "preset", "status"]].itertuples(index=False, name=None)) == {
+        ("synthetic", "dynamic", "smoke", "finished")}
+    for o in outcomes:
+        stored = json.loads((o.run_dir / "metrics.json").read_text())
+        rows = df[df["run_dir"] == str(o.run_dir)].set_index("metric")
+        numbers = {k: v for k, v in stored.items() if isinstance(v, float) and not k.startswith(
+            ("_", "floor_")) and not k.endswith("_stderr") and k not in ("obs_sigma", "obs_flip")}
+        assert numbers and set(numbers) <= set(rows.index)
+        for key, value in numbers.items():
+            assert rows.loc[key, "value"] == value
+            se = stored.get(f"{key}_stderr")
+            assert (rows.loc[key, "stderr"] == se) if se is not None else math.isnan(rows.loc[key, "stderr"])
+        for key, reason in stored.get("not_applicable", {}).items():  # n/a: no number, a reason
+            assert math.isnan(rows.loc[key, "value"]) and rows.loc[key, "na_reason"] == reason
+        assert rows.loc["fid", "feature_space"] == stored["feature_space"]
+        assert rows.loc["fid", "floor"] == stored["floor_fid"]
+        assert pd.isna(rows.loc["test_ais", "feature_space"]) and pd.isna(rows.loc["fid", "observation"])
+    ais = df[df["metric"] == "test_ais"]
+    assert (ais["nll"] == -ais["value"]).all()  # synthetic: binarized 28x28, no +8
+    assert ais["bits_per_dim"].tolist() == pytest.approx((-ais["value"] / (784 * math.log(2))).tolist())
+    assert set(df.loc[df["model"] == "vae"].query("metric == 'test_ais'")["observation"]) == {"own p(x|z)"}
+    assert df.set_index("metric").loc["fid", "higher_is_better"].eq(False).all()
+    assert df.set_index("metric").loc["test_elbo", "higher_is_better"].eq(True).all()
+
+
+def test_summary_matches_the_reports_table(smoke_results) -> None:
+    """Every (model, metric) of the summary is the report's mean, std and seeds, and the
+    report's cell reads the same when formatted from the summary."""
+    from genbench.report import tables
+
+    root, _ = smoke_results
+    summ = genbench.summary(genbench.load_results(root))
+    assert set(summ["n_seeds"]) == {2}
+    runs = tables.finished(tables.load(root))
+    compared = 0
+    for r in summ.itertuples():
+        part = runs[runs["model"] == r.model]
+        if isinstance(r.feature_space, str):
+            part = tables.in_space(part, r.feature_space)
+        s = tables.stats(part, r.metric)
+        assert s is not None, r.metric
+        assert (s.n, s.mean) == (r.n_seeds, pytest.approx(r.mean, rel=1e-12, abs=1e-12))
+        assert s.std == pytest.approx(r.std, rel=1e-12, abs=1e-12)
+        assert (math.isnan(s.stderr) and math.isnan(r.stderr)) or s.stderr == pytest.approx(r.stderr)
+        compared += 1
+    assert compared >= 20
+    table = tables.comparison_table(runs, ["test_elbo", "test_ais", "fid"])
+    assert table is not None
+    cells = {(row[0].text, col): cell.text for row in table.rows
+             for col, cell in zip(table.columns, row, strict=True)}
+    for model, key in (("vae", "test_elbo"), ("vae", "test_ais"), ("dcgan", "test_ais"), ("dcgan", "fid")):
+        r = summ[(summ["model"] == model) & (summ["metric"] == key)].iloc[0]
+        text = tables.fmt_stats(tables.Stats(r["mean"], r["std"], r["n_seeds"], r["stderr"]), 2)
+        assert text in {v for (m, _), v in cells.items() if m == model}, (model, key, text, cells)
+
+
+def test_summary_counts_only_finished_runs(smoke_results) -> None:
+    root, _ = smoke_results
+    df = genbench.load_results(root)
+    first = df["run_dir"].iloc[0]
+    df.loc[df["run_dir"] == first, "status"] = "failed"
+    summ = genbench.summary(df)
+    model = df.loc[df["run_dir"] == first, "model"].iloc[0]
+    assert set(summ.loc[summ["model"] == model, "n_seeds"]) == {1}
+    assert summ.loc[summ["model"] == model, "std"].isna().all()
+
+
+def test_load_model_gives_the_trained_model_and_evaluate_reproduces_its_numbers(smoke_results) -> None:
+    import torch
+
+    _, outcomes = smoke_results
+    vae = outcomes[0]
+    model, data = genbench.load_model(vae.run_dir)
+    assert isinstance(model, torch.nn.Module) and not model.training
+    x = model.sample(5, generator=torch.Generator().manual_seed(0))
+    assert x.shape == (5, *data.info.shape) and float(x.min()) >= 0 and float(x.max()) <= 1
+    again = genbench.evaluate(vae.run_dir, ["elbo"], device="cpu")
+    assert again["test_elbo"] == pytest.approx(vae.metrics["test_elbo"], rel=1e-6)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda root: genbench.run("nope", dataset="synthetic", preset="smoke", results=root),
+     "unknown model 'nope'"),
+    (lambda root: genbench.run("vae", dataset="synthetic", preset="smok", results=root),
+     "unknown preset 'smok'"),
+    (lambda root: genbench.run("vae", dataset="synthetic", preset="smoke", metrics="fdi",
+                               results=root), "unknown metric 'fdi'"),
+    (lambda root: genbench.load_results(root / "missing"), "no results folder"),
+    (lambda root: genbench.evaluate(root, ["elbo"]), "is not a run folder"),
+    (lambda root: genbench.load_model(root), "is not a run folder"),
+    (lambda root: genbench.summary(pd.DataFrame({"x": [1]})), "summary() needs the frame"),
+    (lambda root: genbench.export(root, "xls"), "unknown --format 'xls'; use csv or parquet"),
+])
+def test_bad_input_is_one_line_genbench_error(call, message: str, smoke_results) -> None:
+    root, _ = smoke_results
+    with pytest.raises(GenbenchError) as err:
+        call(root)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_export_round_trips_the_tidy_frame(fmt: str, smoke_results, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from genbench.cli import app
+
+    root, _ = smoke_results
+    out = tmp_path / f"r.{fmt}"
+    res = CliRunner().invoke(app, ["export", str(root), "--format", fmt, "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    back = pd.read_csv(out) if fmt == "csv" else pd.read_parquet(out)
+    df = genbench.load_results(root)
+    assert list(back.columns) == list(df.columns) and len(back) == len(df)
+    pd.testing.assert_series_equal(back["value"], df["value"], check_dtype=False)
+    assert back["metric"].tolist() == df["metric"].tolist()
+    assert not any(p.name.startswith(".") for p in tmp_path.iterdir())  # no temp file left
+
+
+def test_export_without_pyarrow_names_the_extra(monkeypatch, smoke_results, tmp_path) -> None:
+    import builtins
+
+    real = builtins.__import__
+
+    def no_pyarrow(name, *args, **kwargs):
+        if name == "pyarrow":
+            raise ImportError("no pyarrow")
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_pyarrow)
+    with pytest.raises(GenbenchError, match=r'pip install "genbench\[parquet\]"'):
+        genbench.export(smoke_results[0], "parquet", tmp_path / "x.parquet")
+    assert os.listdir(tmp_path) == []
+
+
+def test_closing_table_fits_80_columns_with_whole_numbers() -> None:
+    """On 80 columns the table keeps fewer columns, each number whole, and names the rest."""
+    import io
+
+    from rich.console import Console
+
+    from genbench.cli import SUMMARY_KEYS, print_summary
+    from genbench.training import RunOutcome
+
+    metrics = {"test_elbo": -114.2345, "test_elbo_stderr": 1.234, "test_iwae": -110.98765,
+               "test_iwae_stderr": 1.1, "test_ais": -108.123456, "test_ais_stderr": 2.3456,
+               "recon_bce": 200.98765, "recon_bce_stderr": 0.123, "fid": 123.4567,
+               "test_error": 0.2234}
+    outcomes = [RunOutcome("finished", Path(f"results/mnist/vaegan/quick-dynamic-seed{s}-abcdef"),
+                           metrics) for s in (0, 1)]
+    texts = {}
+    for width in (80, 200):
+        buf = io.StringIO()
+        print_summary(outcomes, Path("results"), Console(file=buf, width=width))
+        texts[width] = buf.getvalue()
+        assert "…" not in texts[width]
+        assert max(len(line) for line in texts[width].splitlines() if "│" in line) <= width
+    wide, narrow = texts[200], texts[80]
+    for key in SUMMARY_KEYS[:3]:
+        assert key in wide
+    assert "-108.1±2.3" in narrow and "123.5" in narrow  # AIS and FID are kept first
+    shown = [k for k in SUMMARY_KEYS if f" {k} ↑" in narrow or f" {k} ↓" in narrow]
+    hidden = narrow.split("not shown: ")[1].split(" (")[0].split(", ")
+    assert sorted(shown + hidden) == sorted(k for k in SUMMARY_KEYS if k in metrics)
+    assert 2 <= len(shown) < 6
