@@ -160,7 +160,7 @@ def print_summary(outcomes: list[Any], results: Path) -> None:
 def _register_optional() -> None:
     """Commands whose implementation lives beside the library code they drive."""
     try:
-        from genbench.metrics.features import features_command
+        from genbench.commands import features_command
 
         app.command("features")(friendly(features_command))
     except ImportError:  # pragma: no cover

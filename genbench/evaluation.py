@@ -12,6 +12,7 @@ from genbench import store
 from genbench.data import DataBundle
 from genbench.loading import LoadedRun, load_run  # noqa: F401  (LoadedRun: re-exported)
 from genbench.metrics import EvalContext, evaluate_metrics
+from genbench.metrics.classification import LABELLED_FILE, labelled_subset
 from genbench.metrics.features import default_cache_dir
 from genbench.presets import Preset, get_preset
 
@@ -33,7 +34,10 @@ def evaluate_model(
     names = tuple(names) or preset.metrics
     ctx = EvalContext(model=model, data=data, preset=preset, seed=seed, device=device,
                       cache_dir=default_cache_dir(), results_root=results_root, run_dir=run_dir)
-    return evaluate_metrics(ctx, names, progress)
+    result = evaluate_metrics(ctx, names, progress)
+    if run_dir is not None and (record := labelled_subset(model)) is not None:
+        store.write_json(Path(run_dir) / LABELLED_FILE, record)  # metrics never write files
+    return result
 
 
 def evaluate_run(run_dir: Path, names: Iterable[str] = (), preset: str | None = None,

@@ -22,6 +22,7 @@ from genbench.galleries.analogies import (
 from genbench.metrics.classification import (
     classification_metric,
     error_rate,
+    labelled_subset,
     predict_classes,
 )
 from genbench.metrics.context import EvalContext
@@ -290,8 +291,15 @@ def test_classification_metric_records_the_labelled_subset(data, tmp_path):
     assert 0 <= out["test_error"] <= 1 and out["test_error_stderr"] > 0
     assert out["labelled_examples"] == 100
     assert out["labelled_per_class_min"] == out["labelled_per_class_max"] == 10
-    record = json.loads((tmp_path / "labelled_subset.json").read_text())
+    assert list(tmp_path.iterdir()) == []  # a metric never writes into the run folder
+    record = labelled_subset(model)
     assert record["per_class"] == [10] * 10 and len(record["train_indices"]) == 100
+    assert labelled_subset(tiny_cvae(data.info)) is None
+    from genbench.evaluation import evaluate_model  # the evaluator writes the record
+
+    evaluate_model(model, data, get_preset("smoke"), seed=0, device=torch.device("cpu"),
+                   names=("classification",), run_dir=tmp_path)
+    assert json.loads((tmp_path / "labelled_subset.json").read_text()) == record
 
 
 # -- analogies ----------------------------------------------------------------------------

@@ -90,9 +90,11 @@ def test_mean_images_and_shifts():
 
 
 def test_features_command_prints_accuracy(tmp_path, monkeypatch, capsys):
+    from genbench.commands import features_command
+
     monkeypatch.setenv("GENBENCH_CACHE", str(tmp_path))
-    features.features_command("synthetic", preset="smoke", device="cpu")
+    features_command("synthetic", preset="smoke", device="cpu")
     out = capsys.readouterr().out
     assert "cnn28-classes" in out and "%" in out and "trained" in out
-    features.features_command("synthetic", preset="smoke", device="cpu")
+    features_command("synthetic", preset="smoke", device="cpu")
     assert "loaded from cache" in capsys.readouterr().out

@@ -3,8 +3,10 @@
 The error is the fraction of test images whose most probable class is wrong, with the
 binomial standard error sqrt(p (1 - p) / n). It is measured on the whole test split (the
 paper's protocol; classifying is cheap), binarized/dequantized once like every other
-metric's test data. For a semi-supervised model the adapter also records the labelled
-subset it was trained with (size and per-class counts), the other half of the result.
+metric's test data. For a semi-supervised model the metric also reports the size and
+per-class counts of the labelled subset it was trained with, the other half of the result;
+:func:`labelled_subset` is the full record, which the evaluator writes to the run folder
+(metrics never write files).
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ import torch
 from genbench import register_metric
 from genbench.errors import GenbenchError
 from genbench.metrics.context import EvalContext
-from genbench.store import write_json
 
 IMAGE_CHUNK = 1024  # images per forward pass: memory only, never the answer
 LABELLED_FILE = "labelled_subset.json"
@@ -64,17 +65,16 @@ def classification_metric(ctx: EvalContext) -> dict[str, float]:
     if y is None or y.dim() != 1:
         raise GenbenchError(f"{ctx.data.info.name} has no class labels to score a classifier on")
     err, stderr = error_rate(predict_classes(ctx.model, ctx.data.eval_x("test")), y)
-    out = {"test_error": err, "test_error_stderr": stderr, **labelled_record(ctx.model)}
-    if hasattr(ctx.model, "labelled_index") and ctx.run_dir is not None:
-        _write_labelled(ctx)
-    return out
+    return {"test_error": err, "test_error_stderr": stderr, **labelled_record(ctx.model)}
 
 
-def _write_labelled(ctx: EvalContext) -> None:
-    """labelled_subset.json in the run folder: which training images had labels."""
-    model = ctx.model
-    write_json(ctx.run_dir / LABELLED_FILE, {
+def labelled_subset(model: torch.nn.Module) -> dict[str, object] | None:
+    """Which training images a semi-supervised model had labels for (None for other models):
+    the record its evaluator writes to the run folder as ``LABELLED_FILE``."""
+    if not hasattr(model, "labelled_index"):
+        return None
+    return {
         "train_indices": model.labelled_index.cpu().tolist(),
         "per_class": model.labelled_counts().cpu().tolist(),
         "label_seed": int(getattr(model.config, "label_seed", -1)),
-    })
+    }

@@ -44,11 +44,10 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
-import typer
 from torch import nn
 
 from genbench.data.bundle import DataBundle
@@ -374,33 +373,3 @@ def get_extractor(data: DataBundle, *, kind: str, epochs: int, cache_dir: Path,
     if kind == "inception":
         return inception_extractor(inception_weights, data.device)
     raise GenbenchError(f"unknown feature_extractor {kind!r}; use classifier or inception")
-
-
-# -- the command ----------------------------------------------------------------------
-
-def features_command(
-    dataset: Annotated[str, typer.Argument(help="dataset name (see `genbench list datasets`)")],
-    preset: Annotated[str, typer.Option(help="smoke | quick | paper: sets the epochs")] = "quick",
-    device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
-    data_dir: Annotated[str | None, typer.Option(help="folder with the dataset's files")] = None,
-    seed: Annotated[int, typer.Option(help="training seed (0: the one every run uses)")] = FEATURE_SEED,
-) -> None:
-    """Build (or load) the evaluator classifier for DATASET and print its test accuracy."""
-    from rich.console import Console
-
-    from genbench.data import DataRequest, load_dataset
-    from genbench.presets import get_preset
-    from genbench.training import resolve_device
-
-    console = Console()
-    p = get_preset(preset)
-    data = load_dataset(DataRequest(dataset, data_dir=data_dir, device=str(resolve_device(device))))
-    for note in data.notes:
-        console.print(f"[yellow]note:[/] {note}", highlight=False)
-    ext = load_or_train_extractor(data, epochs=p.feature_epochs, cache_dir=default_cache_dir(),
-                                  seed=seed, progress=lambda m: console.print(m, highlight=False))
-    status = "trained" if ext.trained else "loaded from cache"
-    console.print(f"evaluator for {data.info.name} ({data.info.variant}): [bold]{ext.feature_space}"
-                  f"[/] ({ext.task}), test accuracy [bold]{100 * (ext.accuracy or 0):.2f}%[/]",
-                  highlight=False)
-    console.print(f"{status}: {ext.path}", highlight=False, soft_wrap=True)
