@@ -12,6 +12,7 @@ from genbench.errors import GenbenchError
 from genbench.executors import ExecutorOptions, check_options, run_plans
 from genbench.progress import RichReporter
 from genbench.settings import parse_overrides
+from genbench.store import Busy
 from genbench.training import Plan, RunOutcome, RunSpec, execute, plan_run, resolve_device
 
 
@@ -54,7 +55,12 @@ def run_all(*, models: list[str], dataset: str, variant: str | None, preset: str
         return run_plans(plans, executor, console, results)
     outcomes = []
     for plan in plans:
-        outcome = execute(plan, RichReporter(console))
+        try:
+            outcome = execute(plan, RichReporter(console))
+        except Busy as err:  # another process holds this run: skip it, run the others
+            outcome = RunOutcome("busy", plan.run_dir, {}, str(err))
+            console.print(f"[bold yellow]{plan.spec.model} seed {plan.spec.seed} skipped "
+                          f"(busy):[/] {err}", highlight=False, soft_wrap=True)
         if outcome.status == "skipped":
             console.print(f"[dim]{outcome.message}[/]", highlight=False)
         elif outcome.status == "failed":

@@ -23,6 +23,7 @@ import hashlib
 import io
 import json
 import os
+import socket
 import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -49,6 +50,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; results follow the umask
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -57,6 +59,12 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)  # reading the umask means setting it; put it straight back
+    os.umask(mask)
+    return mask
 
 
 def write_json(path: Path, obj: Mapping[str, Any]) -> None:
@@ -108,37 +116,158 @@ def save_torch(path: Path, obj: Any) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
+class Busy(GenbenchError):
+    """The run folder is held by another live process (or one on another host)."""
+
+
 @contextmanager
 def locked(folder: Path) -> Iterator[None]:
-    """Hold the run folder for this process; a live holder makes a second run fail fast."""
-    folder.mkdir(parents=True, exist_ok=True)
+    """Hold the run folder for this process; a live holder makes a second run fail fast.
+
+    The ``.lock`` file records host, PID, the process's start time (``/proc/PID/stat``
+    field 22, where there is a /proc) and the boot id. A lock from this host whose process is
+    gone, or whose PID now belongs to another process (another start time, another boot), is
+    stale and taken over. A lock from another host is never taken over (on a shared
+    filesystem its process may be alive); ``genbench unlock RUN_DIR`` removes it once the user
+    knows it is stale. Taking the lock also removes temp files (``.*.tmp``) that a killed
+    writer left in the folder and its ``samples/``.
+    """
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise GenbenchError(f"cannot create the run folder {folder}: {err.strerror or err}") from None
     lock = folder / LOCK
-    for _ in range(2):
+    for _ in range(3):
         try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
             break
         except FileExistsError:
-            pid = _read_pid(lock)
-            if pid is not None and _alive(pid):
-                raise GenbenchError(
-                    f"{folder} is being written by process {pid}; wait for it or stop it"
-                ) from None
+            why = _holder_alive(read_lock(lock), lock)
+            if why is not None:
+                raise Busy(f"{folder} is in use: {why}") from None
             lock.unlink(missing_ok=True)  # stale: its process is gone
+        except OSError as err:
+            raise GenbenchError(f"cannot lock {folder}: {err.strerror or err}") from None
     else:  # pragma: no cover
-        raise GenbenchError(f"cannot lock {folder}")
-    with os.fdopen(fd, "w") as f:
-        f.write(str(os.getpid()))
+        raise Busy(f"cannot lock {folder}: another process keeps taking it")
     try:
+        _write_lock(fd, (json.dumps(_this_process()) + "\n").encode())
+    except OSError as err:
+        os.close(fd)
+        lock.unlink(missing_ok=True)
+        raise GenbenchError(f"cannot write the lock {lock}: {err.strerror or err}") from None
+    os.close(fd)
+    try:
+        remove_stale_temp_files(folder)
         yield
     finally:
         lock.unlink(missing_ok=True)
 
 
-def _read_pid(lock: Path) -> int | None:
+def _write_lock(fd: int, data: bytes) -> None:
+    os.write(fd, data)
+    os.fsync(fd)
+
+
+def remove_stale_temp_files(folder: Path) -> list[Path]:
+    """Temp files of atomic writes (``.NAME.*.tmp``) left by a killed writer; call only
+    while holding the folder's lock (then no writer of ours is alive)."""
+    removed = []
+    for sub in (folder, folder / "samples"):
+        for tmp in sub.glob(".*.tmp"):
+            try:
+                tmp.unlink()
+                removed.append(tmp)
+            except OSError:
+                pass
+    return removed
+
+
+def unlock(folder: Path) -> str:
+    """Remove a run folder's lock that the user knows is stale; refuses only a holder on
+    this host known to be alive (same PID and start time). Returns what was removed."""
+    lock = Path(folder) / LOCK
+    if not lock.exists():
+        raise GenbenchError(f"{folder} is not locked (no {LOCK} in it)")
+    holder = read_lock(lock)
+    pid, start = holder.get("pid"), holder.get("start")
+    if (holder.get("host") == socket.gethostname() and isinstance(pid, int) and start is not None
+            and _alive(pid) and process_start(pid) == start):
+        raise Busy(f"{folder} is in use: being written by {_describe(holder)}; stop it first")
+    lock.unlink(missing_ok=True)
+    return f"removed {lock} ({_describe(holder)})"
+
+
+def _boot_id() -> str | None:
     try:
-        return int(lock.read_text().strip())
-    except (OSError, ValueError):
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
         return None
+
+
+def process_start(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot (``/proc/PID/stat`` field 22)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return int(stat[stat.rindex(")") + 2:].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _this_process() -> dict[str, Any]:
+    import datetime
+
+    return {"host": socket.gethostname(), "pid": os.getpid(), "start": process_start(os.getpid()),
+            "boot": _boot_id(),
+            "since": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+
+
+def read_lock(lock: Path) -> dict[str, Any]:
+    """The holder a lock file records ({} when empty or unreadable; an old lock holds only
+    a PID)."""
+    try:
+        value = json.loads(lock.read_text().strip())
+    except (OSError, ValueError):
+        return {}
+    if isinstance(value, int):
+        return {"pid": value}
+    return value if isinstance(value, dict) else {}
+
+
+def _describe(holder: Mapping[str, Any]) -> str:
+    where = f" on host {holder['host']}" if holder.get("host") else ""
+    since = f" since {holder['since']}" if holder.get("since") else ""
+    return f"process {holder.get('pid', '?')}{where}{since}"
+
+
+EMPTY_LOCK_GRACE_S = 10.0  # a lock file just created holds no record yet for a moment
+
+
+def _holder_alive(holder: Mapping[str, Any], lock: Path) -> str | None:
+    """Why the holder may still be alive (a message), or None when the lock is stale."""
+    import time
+
+    pid = holder.get("pid")
+    if not isinstance(pid, int):  # empty: being written right now, or left by a crash
+        try:
+            young = time.time() - lock.stat().st_mtime < EMPTY_LOCK_GRACE_S
+        except OSError:
+            return None
+        return f"{lock} is being created by another process" if young else None
+    host = holder.get("host")
+    if host is not None and host != socket.gethostname():
+        return (f"locked by {_describe(holder)}, which may still be running there; if it is "
+                f"not, run `genbench unlock {lock.parent}` (or delete {lock})")
+    if holder.get("boot") and _boot_id() and holder["boot"] != _boot_id():
+        return None  # written before this host rebooted
+    if not _alive(pid):
+        return None
+    start = holder.get("start")
+    if start is not None and process_start(pid) not in (None, start):
+        return None  # the PID now belongs to another process
+    unsure = "" if start is not None else (
+        f" (if that PID is no genbench process, `genbench unlock {lock.parent}`)")
+    return f"being written by {_describe(holder)}; wait for it or stop it{unsure}"
 
 
 def _alive(pid: int) -> bool:

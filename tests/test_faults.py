@@ -5,16 +5,22 @@ settings, unreadable files, failing metrics, non-finite samples. Each fault ends
 from __future__ import annotations
 
 import csv
+import errno
 import json
 import os
+import shutil
+import socket
 import subprocess
 import sys
+import traceback
 from pathlib import Path
 
 import pytest
 import torch
+from typer.testing import CliRunner
 
 from genbench import store
+from genbench.cli import app
 
 HERE = Path(__file__).parent
 SMOKE = ["--dataset", "synthetic", "--preset", "smoke", "--device", "cpu"]
@@ -102,3 +108,199 @@ def test_sigint_at_five_points_then_resume_is_bit_identical(tmp_path: Path) -> N
     assert "resuming evaluation" in last.stdout and "at epoch 4" not in last.stdout
     (a,), (b,) = (list((tmp_path / r).glob("synthetic/vae/*")) for r in ("ref", "chain"))
     _assert_identical(_run_state(a), _run_state(b))
+
+
+# -- shared fixtures for in-process CLI tests ------------------------------------------------
+runner = CliRunner()
+
+
+def _cli(*args: str):
+    out = runner.invoke(app, list(args), env={"COLUMNS": "200"})
+    assert out.exception is None or isinstance(out.exception, SystemExit), (
+        "".join(traceback.format_exception(out.exception)))
+    return out
+
+
+def _cli_error(*args: str, code: int = 2) -> str:
+    """Run the CLI expecting one error line and ``code``; returns the line."""
+    out = _cli(*args)
+    assert out.exit_code == code, out.output
+    return _one_line(out.stderr)
+
+
+def _busy_line(out) -> str:
+    """`genbench run` went on past a busy run: exit 1 and one line about it, no traceback."""
+    assert out.exit_code == 1, out.output
+    assert "Traceback" not in out.output
+    (line,) = [ln for ln in out.output.splitlines() if "skipped (busy)" in ln]
+    return line
+
+
+RUN = ["run", "vae", *SMOKE, "--epochs", "1", "--metrics", "elbo"]
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One finished smoke run (results root); tests copy it."""
+    root = tmp_path_factory.mktemp("finished") / "results"
+    out = _cli(*RUN, "--results", str(root))
+    assert out.exit_code == 0, out.output
+    return root
+
+
+@pytest.fixture
+def results(finished_run: Path, tmp_path: Path) -> tuple[Path, Path]:
+    """(results root, run folder): a private copy of the finished run."""
+    root = tmp_path / "results"
+    shutil.copytree(finished_run, root)
+    (folder,) = root.glob("synthetic/vae/*")
+    return root, folder
+
+
+def _sleeper() -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+
+
+def _lock(folder: Path, **holder) -> None:
+    (folder / store.LOCK).write_text(json.dumps(holder))
+
+
+# -- 2: locks record host, PID and start time; eval respects them -----------------------------
+def test_lock_records_host_pid_and_start_time(tmp_path: Path) -> None:
+    with store.locked(tmp_path / "run"):
+        holder = store.read_lock(tmp_path / "run" / store.LOCK)
+    assert holder["host"] == socket.gethostname() and holder["pid"] == os.getpid()
+    if Path("/proc/self/stat").exists():
+        assert holder["start"] == store.process_start(os.getpid()) is not None
+    assert not (tmp_path / "run" / store.LOCK).exists()
+
+
+def test_lock_of_a_live_process_on_this_host_refuses(results) -> None:
+    root, folder = results
+    with _sleeper() as sleeper:
+        try:
+            _lock(folder, host=socket.gethostname(), pid=sleeper.pid,
+                  start=store.process_start(sleeper.pid))
+            line = _busy_line(_cli(*RUN, "--results", str(root), "--force"))
+        finally:
+            sleeper.kill()
+    assert f"process {sleeper.pid}" in line and "wait for it or stop it" in line
+
+
+def test_reused_pid_with_another_start_time_is_stale(results) -> None:
+    root, folder = results
+    before = (folder / store.METRICS).read_text()
+    # a live PID (this test's process) whose recorded start time is not its own: after a
+    # reboot or in another container the PID belongs to someone else
+    _lock(folder, host=socket.gethostname(), pid=os.getpid(), start=1)
+    out = _cli(*RUN, "--results", str(root), "--force")
+    assert out.exit_code == 0, out.output
+    assert json.loads((folder / store.METRICS).read_text())["status"] == "finished"
+    assert not (folder / store.LOCK).exists() and before
+
+
+def test_lock_from_another_host_is_never_stolen_and_says_how_to_clear(results) -> None:
+    root, folder = results
+    before = (folder / store.METRICS).read_text()
+    _lock(folder, host="node-17.cluster", pid=12345, start=99)
+    line = _busy_line(_cli(*RUN, "--results", str(root), "--force"))
+    assert "node-17.cluster" in line and f"genbench unlock {folder}" in line
+    assert (folder / store.METRICS).read_text() == before  # --force cleared nothing
+    assert json.loads((folder / store.LOCK).read_text())["host"] == "node-17.cluster"
+    out = _cli("unlock", str(folder))
+    assert out.exit_code == 0 and "removed" in out.output and not (folder / store.LOCK).exists()
+
+
+def test_unlock_refuses_a_live_holder_on_this_host(results) -> None:
+    _, folder = results
+    _lock(folder, host=socket.gethostname(), pid=os.getpid(), start=store.process_start(os.getpid()))
+    if store.process_start(os.getpid()) is None:
+        pytest.skip("no /proc: start times unknown")
+    assert "in use" in _cli_error("unlock", str(folder))
+    assert (folder / store.LOCK).exists()
+
+
+def test_no_space_for_the_lock_is_one_line_and_leaves_no_lock(tmp_path: Path, monkeypatch) -> None:
+    def full(fd: int, data: bytes) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(store, "_write_lock", full)
+    line = _cli_error(*RUN, "--results", str(tmp_path / "r"))
+    assert "No space left on device" in line
+    assert not list((tmp_path / "r").rglob(store.LOCK))
+
+
+def test_busy_run_is_skipped_and_the_others_go_on(results) -> None:
+    root, folder = results
+    _lock(folder, host="node-17.cluster", pid=12345, start=99)
+    out = _cli("run", "vae", "ae", *SMOKE, "--epochs", "1", "--metrics", "elbo,recon",
+               "--results", str(root), "--force")
+    assert "node-17.cluster" in _busy_line(out)
+    (ae,) = root.glob("synthetic/ae/*")
+    assert json.loads((ae / store.METRICS).read_text())["status"] == "finished"
+
+
+def test_eval_refuses_an_unfinished_run(results) -> None:
+    root, folder = results
+    store.update_metrics(folder, {"status": "running"})
+    before = (folder / store.METRICS).read_text()
+    line = _cli_error("eval", str(folder), "--metrics", "recon", "--device", "cpu")
+    assert "not finished" in line and "--allow-unfinished" in line
+    assert (folder / store.METRICS).read_text() == before
+    out = _cli("eval", str(folder), "--metrics", "recon", "--device", "cpu", "--allow-unfinished")
+    assert out.exit_code == 0, out.output
+    assert "recon_bce" in json.loads((folder / store.METRICS).read_text())
+
+
+def test_eval_refuses_a_run_held_by_a_live_process(results) -> None:
+    root, folder = results
+    before = (folder / store.METRICS).read_text()
+    with _sleeper() as sleeper:
+        try:
+            _lock(folder, host=socket.gethostname(), pid=sleeper.pid,
+                  start=store.process_start(sleeper.pid))
+            line = _cli_error("eval", str(folder), "--metrics", "recon", "--device", "cpu",
+                              "--allow-unfinished")
+        finally:
+            sleeper.kill()
+    assert "in use" in line and str(sleeper.pid) in line
+    assert (folder / store.METRICS).read_text() == before
+
+
+def test_eval_holds_the_lock_while_it_writes(results, monkeypatch) -> None:
+    root, folder = results
+    seen = []
+    original = store.update_metrics
+
+    def spy(f, values):
+        seen.append(store.read_lock(Path(f) / store.LOCK).get("pid"))
+        return original(f, values)
+
+    monkeypatch.setattr(store, "update_metrics", spy)
+    out = _cli("eval", str(folder), "--metrics", "recon", "--device", "cpu")
+    assert out.exit_code == 0, out.output
+    assert seen == [os.getpid()] and not (folder / store.LOCK).exists()
+
+
+# -- 3: stale temp files, umask ---------------------------------------------------------------
+def test_stale_temp_files_are_removed_when_the_folder_is_next_locked(results) -> None:
+    root, folder = results
+    stale = [folder / ".metrics.json.k2j3.tmp", folder / "samples" / ".epoch_001.png.x9.tmp"]
+    for path in stale:
+        path.write_bytes(b"half")
+    out = _cli("eval", str(folder), "--metrics", "recon", "--device", "cpu")
+    assert out.exit_code == 0, out.output
+    assert not any(p.exists() for p in stale)
+    assert (folder / "samples" / "epoch_001.png").exists()
+
+
+def test_result_files_respect_the_umask(tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        out = _cli(*RUN, "--results", str(tmp_path / "r"))
+    finally:
+        os.umask(old)
+    assert out.exit_code == 0, out.output
+    (folder,) = (tmp_path / "r").glob("synthetic/vae/*")
+    for name in (store.METRICS, store.CONFIG, store.CHECKPOINT, store.HISTORY, "samples.png"):
+        assert (folder / name).stat().st_mode & 0o777 == 0o644, name
