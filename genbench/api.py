@@ -238,13 +238,11 @@ def run(models: str | Sequence[str], *, dataset: str = "mnist", variant: str | N
     sets = ([f"{k}={v}" for k, v in overrides.items()] if isinstance(overrides, Mapping)
             else list(overrides))
     console = Console(quiet=True) if quiet else Console()
-    kwargs: dict[str, Any] = {}
-    if log:
-        kwargs["log"] = tuple(log)
     return run_all(models=names, dataset=dataset, variant=variant, preset=preset, epochs=epochs,
                    seeds=seed_list, device=device, overrides=sets, results=Path(results),
                    metrics=_metric_names(metrics), data_dir=data_dir, force=force,
-                   console=console, command=_command(names, dataset, preset, seed_list), **kwargs)
+                   console=console, command=_command(names, dataset, preset, seed_list),
+                   log=(log,) if isinstance(log, str) else tuple(log))
 
 
 def _metric_names(metrics: str | Sequence[str] | None) -> tuple[str, ...]:

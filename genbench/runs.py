@@ -20,7 +20,7 @@ def run_all(*, models: list[str], dataset: str, variant: str | None, preset: str
             epochs: int | None, seeds: list[int], device: str, overrides: list[str],
             results: Path, metrics: tuple[str, ...], data_dir: str | None, force: bool,
             console: Console, command: str = "", executor: ExecutorOptions | None = None,
-            plan_only: bool = False) -> list[RunOutcome]:
+            plan_only: bool = False, log: tuple[str, ...] = ()) -> list[RunOutcome]:
     from genbench.presets import get_preset
     from genbench.registry import get_metric, get_model
 
@@ -44,7 +44,7 @@ def run_all(*, models: list[str], dataset: str, variant: str | None, preset: str
             spec = RunSpec(model=name, dataset=dataset, variant=variant, preset=preset,
                            seed=seed, epochs=epochs, overrides=sets, device=device,
                            results=results, data_dir=data_dir, metrics=metrics, force=force,
-                           command=command or _command())
+                           command=command or _command(), log=tuple(log))
             plans.append(plan_run(spec, data))
     if plan_only:  # `--plan`: the estimated cost of each run, nothing run
         from genbench.plan import print_costs

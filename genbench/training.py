@@ -72,6 +72,7 @@ class RunSpec:
     metrics: tuple[str, ...] = ()
     force: bool = False
     command: str = ""
+    log: tuple[str, ...] = ()  # "tensorboard": events under <run_dir>/tensorboard (genbench.tblog)
 
 
 @dataclass
@@ -108,6 +109,7 @@ class Plan:
     data: DataBundle
     device: torch.device
     run_dir: Path
+    logger: Any = None  # a genbench.tblog.TensorBoardLogger while the run executes (--log)
 
     def config_json(self) -> dict[str, Any]:
         info = self.data.info
@@ -133,6 +135,10 @@ class Plan:
 def plan_run(spec: RunSpec, data: DataBundle | None = None) -> Plan:
     """Resolve model, settings and data; name the run folder. Writes nothing."""
     entry = get_model(spec.model)
+    if spec.log:
+        from genbench.tblog import check
+
+        check(spec.log)  # an unknown logger or a missing package fails before any training
     preset = get_preset(spec.preset)
     config, preset = resolve(entry.cls.Config, getattr(entry.cls, "presets", {}), preset,
                              spec.overrides, spec.epochs)
@@ -178,6 +184,9 @@ def execute(plan: Plan, reporter: Reporter | None = None) -> RunOutcome:
             return _fail(folder, f"{type(err).__name__}: {err} (traceback in {folder / 'error.log'})")
         finally:
             reporter.stop()
+            if plan.logger is not None:
+                plan.logger.close()
+                plan.logger = None
 
 
 def _clear(folder: Path) -> None:
@@ -218,6 +227,10 @@ def _train_and_evaluate(plan: Plan, reporter: Reporter) -> RunOutcome:
     model = build_model(plan)
     optimizers = optimizer_dict(model.configure_optimizers())
     progress = load_checkpoint(folder, model, optimizers) or Progress()
+    if spec.log:
+        from genbench.tblog import open_loggers
+
+        plan.logger = open_loggers(spec.log, folder)
     if progress.trained:
         reporter.note(f"resuming {folder}: training is done, resuming evaluation")
     elif progress.step or progress.epoch:
@@ -250,6 +263,8 @@ def _train_and_evaluate(plan: Plan, reporter: Reporter) -> RunOutcome:
                "train_seconds": round(sum(r["seconds"] for r in progress.history), 2),
                "eval_seconds": round(time.perf_counter() - start, 2), **values,
                "not_applicable": na}
+    if plan.logger is not None:
+        plan.logger.final(plan.config_json(), values, step=len(progress.history))
     return RunOutcome("finished", folder, store.update_metrics(folder, summary))
 
 
@@ -263,6 +278,8 @@ def train_loop(plan: Plan, model: torch.nn.Module, optimizers: dict[str, torch.o
         model.train()
         run_epoch(plan, model, optimizers, progress, reporter, steps)
         row = end_epoch(plan, model, progress)
+        if plan.logger is not None:
+            plan.logger.epoch(row, plan.run_dir / "samples" / f"epoch_{progress.epoch + 1:03d}.png")
         progress.history.append(row)
         store.write_history(plan.run_dir / store.HISTORY, progress.history)
         progress.epoch, progress.step, progress.sums, progress.steps_done = progress.epoch + 1, 0, {}, 0
@@ -281,6 +298,13 @@ def run_epoch(plan: Plan, model: torch.nn.Module, optimizers: dict[str, torch.op
     carried = dict(progress.sums)
     started = last_report = last_save = time.perf_counter()
     pending_steps = pending_images = 0
+    logged: list[dict[str, torch.Tensor]] = []  # steps' losses not yet handed to plan.logger
+
+    def log_steps() -> None:
+        nonlocal logged
+        if plan.logger is not None and logged:
+            plan.logger.steps(progress.epoch * steps + progress.step - len(logged) + 1, logged)
+        logged = []
 
     def fold() -> None:  # copy the device sums into progress (a host sync)
         for k, v in sums.items():
@@ -290,6 +314,8 @@ def run_epoch(plan: Plan, model: torch.nn.Module, optimizers: dict[str, torch.op
         for batch in data.train_batches(preset.batch_size, seed=plan.spec.seed,
                                         epoch=progress.epoch, start_step=progress.step):
             stats = step_model(model, batch, optimizers)
+            if plan.logger is not None:
+                logged.append({k: v.detach().clone() for k, v in stats.items()})
             for k, v in stats.items():
                 if k in sums:
                     sums[k] = sums[k] + v
@@ -306,6 +332,7 @@ def run_epoch(plan: Plan, model: torch.nn.Module, optimizers: dict[str, torch.op
             if now - last_report > 0.5 or progress.step == steps:
                 shown = {k: float(stats[k]) for k in PROGRESS_LOSSES if k in stats}
                 reporter.advance(pending_steps, pending_images, shown)
+                log_steps()
                 pending_steps = pending_images = 0
                 last_report = now
                 if now - last_save > CHECKPOINT_EVERY_S:
@@ -315,11 +342,13 @@ def run_epoch(plan: Plan, model: torch.nn.Module, optimizers: dict[str, torch.op
                     save_checkpoint(plan.run_dir, model, optimizers, progress)
     except KeyboardInterrupt:
         fold()
+        log_steps()
         progress.seconds += time.perf_counter() - started
         save_checkpoint(plan.run_dir, model, optimizers, progress)
         reporter.note(f"interrupted: saved {plan.run_dir / store.CHECKPOINT}; "
                       "run the same command again to resume")
         raise
+    log_steps()
     fold()
     progress.seconds += time.perf_counter() - started
 

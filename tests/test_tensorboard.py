@@ -1,0 +1,148 @@
+"""`--log tensorboard`: the event files hold the run's losses, sample grids and final
+metrics with the hparams view, read back with TensorBoard's own reader; logging never
+changes a training number."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("tensorboard")
+
+from genbench.errors import GenbenchError  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+EPOCHS = 2
+
+
+def _run(results: Path, log: tuple[str, ...]):
+    from genbench.data import DataRequest, load_dataset
+    from genbench.training import RunSpec, execute, plan_run
+
+    spec = RunSpec(model="vae", dataset="synthetic", preset="smoke", seed=0, epochs=EPOCHS,
+                   results=results, device="cpu", metrics=("elbo", "recon"), log=log)
+    plan = plan_run(spec, load_dataset(DataRequest("synthetic")))
+    outcome = execute(plan)
+    assert outcome.status == "finished", outcome.message
+    return outcome, plan.data.steps_per_epoch(plan.preset.batch_size)
+
+
+@pytest.fixture(scope="module")
+def logged(tmp_path_factory: pytest.TempPathFactory):
+    with pytest.MonkeyPatch.context() as mp:  # module scope: conftest's isolation by hand
+        mp.setenv("GENBENCH_OFFLINE", "1")
+        mp.setenv("GENBENCH_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+        mp.setenv("GENBENCH_DATA", str(tmp_path_factory.getbasetemp() / "data"))
+        from genbench.plugins import load_plugins
+
+        load_plugins()
+        with_log = _run(tmp_path_factory.mktemp("tb") / "results", ("tensorboard",))
+        without = _run(tmp_path_factory.mktemp("plain") / "results", ())
+    return with_log, without
+
+
+def _events(run_dir: Path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run_dir / "tensorboard"),
+                           size_guidance={"scalars": 0, "images": 0, "tensors": 0})
+    acc.Reload()
+    return acc
+
+
+def _history(run_dir: Path) -> list[dict[str, float]]:
+    with open(run_dir / "history.csv") as f:
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def test_losses_per_step_and_per_epoch(logged) -> None:
+    (outcome, steps), _ = logged
+    acc = _events(outcome.run_dir)
+    history = _history(outcome.run_dir)
+    per_step = acc.Scalars("loss/step/loss")
+    assert [e.step for e in per_step] == list(range(1, EPOCHS * steps + 1))  # every step, once
+    for epoch, row in enumerate(history):  # the epoch's mean of the steps is history.csv's
+        values = [e.value for e in per_step[epoch * steps:(epoch + 1) * steps]]
+        assert np.mean(values) == pytest.approx(row["loss"], rel=1e-5)
+    per_epoch = acc.Scalars("loss/epoch/loss")
+    assert [e.step for e in per_epoch] == [1, 2]
+    assert [e.value for e in per_epoch] == pytest.approx([r["loss"] for r in history], rel=1e-6)
+    assert [e.value for e in acc.Scalars("epoch/images_per_s")] == pytest.approx(
+        [r["images_per_s"] for r in history], rel=1e-6)
+
+
+def test_sample_grid_of_each_epoch_is_the_saved_png(logged) -> None:
+    from PIL import Image
+
+    (outcome, _), _ = logged
+    images = _events(outcome.run_dir).Images("samples")
+    assert [e.step for e in images] == [1, 2]
+    for e in images:
+        logged_png = np.asarray(Image.open(io.BytesIO(e.encoded_image_string)).convert("RGB"))
+        saved = np.asarray(Image.open(outcome.run_dir / "samples" / f"epoch_{e.step:03d}.png")
+                           .convert("RGB"))
+        assert logged_png.shape == saved.shape and (logged_png == saved).all()
+    assert not (np.asarray(Image.open(io.BytesIO(images[0].encoded_image_string))) ==
+                np.asarray(Image.open(io.BytesIO(images[1].encoded_image_string)))).all()
+
+
+def test_final_metrics_and_the_hparams_view(logged) -> None:
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    (outcome, _), _ = logged
+    acc = _events(outcome.run_dir)
+    metrics = json.loads((outcome.run_dir / "metrics.json").read_text())
+    config = json.loads((outcome.run_dir / "config.json").read_text())
+    for key in ("test_elbo", "recon_bce"):
+        (event,) = acc.Scalars(f"metrics/{key}")
+        assert event.value == pytest.approx(metrics[key], rel=1e-6) and event.step == EPOCHS
+    content = acc.PluginTagToContent("hparams")
+    data = {tag: plugin_data_pb2.HParamsPluginData.FromString(raw) for tag, raw in content.items()}
+    experiment = next(d.experiment for d in data.values() if d.HasField("experiment"))
+    assert "metrics/test_elbo" in {m.name.tag for m in experiment.metric_infos}
+    start = next(d.session_start_info for d in data.values() if d.HasField("session_start_info"))
+    hp = start.hparams
+    assert hp["model"].string_value == "vae" and hp["dataset"].string_value == "synthetic"
+    assert hp["preset"].string_value == "smoke" and hp["seed"].number_value == 0
+    assert hp["config.latent_dim"].number_value == config["model_config"]["latent_dim"]
+
+
+def test_logging_changes_no_number(logged) -> None:
+    (with_log, _), (without, _) = logged
+    assert with_log.run_dir.name == without.run_dir.name  # the same run, elsewhere
+    strip = ("seconds", "images_per_s")
+    assert [{k: v for k, v in r.items() if k not in strip} for r in _history(with_log.run_dir)] == [
+        {k: v for k, v in r.items() if k not in strip} for r in _history(without.run_dir)]
+    for key in ("test_elbo", "recon_bce"):
+        assert with_log.metrics[key] == without.metrics[key]
+    assert not (without.run_dir / "tensorboard").exists()
+
+
+def test_unknown_logger_and_missing_package_fail_before_training(monkeypatch, tmp_path) -> None:
+    import builtins
+
+    from genbench.training import RunSpec, plan_run
+
+    spec = RunSpec(model="vae", dataset="synthetic", preset="smoke", results=tmp_path,
+                   device="cpu", log=("wandb",))
+    with pytest.raises(GenbenchError, match="unknown --log 'wandb'; use tensorboard"):
+        plan_run(spec)
+    real = builtins.__import__
+
+    def no_tensorboard(name, *args, **kwargs):
+        if name.startswith("tensorboard") or name.startswith("torch.utils.tensorboard"):
+            raise ImportError(name)
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_tensorboard)
+    with pytest.raises(GenbenchError) as err:
+        plan_run(RunSpec(model="vae", dataset="synthetic", preset="smoke", results=tmp_path,
+                         device="cpu", log=("tensorboard",)))
+    assert str(err.value) == ('--log tensorboard needs the tensorboard package: '
+                              'pip install "genbench[tensorboard]"')
+    assert not any(tmp_path.iterdir())
