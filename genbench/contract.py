@@ -114,6 +114,8 @@ HOOKS: tuple[Hook, ...] = (
          attribute=True),
     Hook("conditional", "bool = True: encode/decode/generate/sample/log_prob take y=", "condition",
          "likelihoods are log p(x|y) with the true label; analogies", attribute=True),
+    Hook("draw_labels", "(n, generator=None) -> Tensor labels (n,) classes or (n, A) attributes",
+         None, "a conditional model's derived sample(): the labels drawn when none are given"),
     Hook("classify", "(x) -> Distribution q(y|x)", "classify", "test_error"),
     Hook("labelled_counts", "() -> Tensor (K,) labelled training images per class", None,
          "test_error records the labels a semi-supervised model saw"),
@@ -128,6 +130,7 @@ HOOKS: tuple[Hook, ...] = (
 HOOK = {h.name: h for h in HOOKS}
 
 # Derivations the core performs: capability -> the capabilities that together stand in for it.
+# (A conditional model's derived sample also needs draw_labels, or labels from the caller.)
 DERIVED: dict[str, tuple[str, ...]] = {"generate": ("decode",), "sample": ("prior", "generate")}
 
 CAPABILITIES = ("train", "sample", "prior", "generate", "decode", "encode", "density_encoder",
@@ -151,6 +154,8 @@ def capabilities(model: object) -> frozenset[str]:
     for cap, parts in DERIVED.items():  # generate before sample: sample may need a derived one
         if set(parts) <= have:
             have.add(cap)
+    if "condition" in have and not _has(model, "sample") and not _has(model, "draw_labels"):
+        have.discard("sample")  # a derived conditional sample needs labels to draw
     return frozenset(have)
 
 
@@ -223,9 +228,13 @@ def sample_from(model: Any, n: int, generator: torch.Generator | None = None,
         return model.sample(n, generator=generator, y=y)
     if not callable(getattr(model, "prior", None)):
         raise GenbenchError(MISSING_REASON["sample"])
-    if getattr(model, "conditional", False) and y is None:
-        raise GenbenchError("a conditional model without sample() needs y= labels to sample")
-    return generate_from(model, draw(model.prior(), n, generator), y)
+    z = draw(model.prior(), n, generator)
+    if y is None and getattr(model, "conditional", False):
+        if not callable(getattr(model, "draw_labels", None)):
+            raise GenbenchError("a conditional model without sample() needs y= labels or "
+                                "draw_labels(n, generator)")
+        y = model.draw_labels(n, generator)
+    return generate_from(model, z, y)
 
 
 # -- the runner's side of training ----------------------------------------------------------

@@ -76,7 +76,7 @@ def label_features(y: torch.Tensor | None, info: DataInfo,
     return y.to(dtype)
 
 
-def draw_labels(info: DataInfo, n: int, generator: torch.Generator | None, device: torch.device,
+def random_labels(info: DataInfo, n: int, generator: torch.Generator | None, device: torch.device,
                 attribute_freq: torch.Tensor | None = None) -> torch.Tensor:
     """n labels for sampling without given ones: uniform classes, or attributes at their rates."""
     if info.num_classes:

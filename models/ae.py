@@ -3,7 +3,7 @@
 Its encoder is a point mass (a :class:`~genbench.contract.Delta`). To sample, and so to
 be compared as a generator, it gets an ex-post prior: a full-covariance Gaussian fitted to
 its training codes after training (as in Ghosh et al. 2020's ex-post density estimation).
-``sample`` is derived by genbench from that prior and ``generate``.
+genbench derives ``generate`` (the mean of ``decode``) and ``sample`` (from that prior).
 """
 
 from __future__ import annotations
@@ -46,9 +46,6 @@ class AE(nn.Module):
 
     def decode(self, z: torch.Tensor) -> Distribution:
         return observation_model(self.info.observation, self.decoder(z), self.log_std)
-
-    def generate(self, z: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.decoder(z))
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return adam(self.parameters(), lr=self.config.lr)

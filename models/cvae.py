@@ -28,11 +28,11 @@ from genbench.data.bundle import DataBundle
 from genbench.errors import GenbenchError
 from genbench.latent import (
     LabelledEncoder,
-    draw_labels,
     gaussian_kl,
     label_features,
     label_width,
     labelled_logits,
+    random_labels,
     reparameterize,
     split_gaussian,
     standard_normal_prior,
@@ -76,14 +76,9 @@ class CVAE(nn.Module):
     def generate(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         return torch.sigmoid(self._logits(z, self._labels(y)))
 
-    def sample(self, n: int, generator: torch.Generator | None = None,
-               y: torch.Tensor | None = None) -> torch.Tensor:
-        """n images; without ``y`` the labels are drawn (uniform classes / attribute rates)."""
-        dev = self.log_std.device
-        z = torch.randn(n, self.config.latent_dim, generator=generator, device=dev)
-        if y is None:
-            y = draw_labels(self.info, n, generator, dev, self.attribute_freq)
-        return self.generate(z, y)
+    def draw_labels(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Labels to sample with when none are given: uniform classes / attribute rates."""
+        return random_labels(self.info, n, generator, self.log_std.device, self.attribute_freq)
 
     def _labels(self, y: torch.Tensor | None) -> torch.Tensor:
         return label_features(y, self.info, self.log_std.dtype)

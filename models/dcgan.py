@@ -16,12 +16,11 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.distributions import Distribution
 
 from genbench import register_model
+from genbench.adversarial import AdversarialHooks
 from genbench.contract import Batch, DataInfo
-from genbench.latent import standard_normal_prior
-from genbench.nn import adversarial_optimizers, adversarial_step, check_discriminator, conv_pair, dcgan_init
+from genbench.nn import adversarial_step, conv_pair, dcgan_init
 
 
 @dataclass(frozen=True)
@@ -34,12 +33,10 @@ class DCGANConfig:
 
 
 @register_model("dcgan")
-class DCGAN(nn.Module):
+class DCGAN(AdversarialHooks, nn.Module):
     """Deep convolutional GAN (Radford et al. 2016): 28x28 or 64x64, N(0, I) prior."""
 
     Config = DCGANConfig
-    manual_optimization = True  # each network is stepped by its own loss
-    on_epoch_end = staticmethod(check_discriminator)  # raises Diverged when D wins outright
     presets = {
         "smoke": {"latent_dim": 16, "width": 8},
         "quick": {"epochs": 25, "batch_size": 64},
@@ -52,18 +49,11 @@ class DCGAN(nn.Module):
         self.discriminator, self.generator = conv_pair(info.shape, config.latent_dim, 1, config.width)
         dcgan_init(self)
 
-    # -- capabilities -----------------------------------------------------------------
-    def prior(self) -> Distribution:
-        return standard_normal_prior(self.config.latent_dim, like=self)
-
+    # -- capabilities (prior, optimizers, divergence check: AdversarialHooks) --------
     def generate(self, z: torch.Tensor) -> torch.Tensor:
         return (torch.tanh(self.generator(z)) + 1) / 2
 
     # -- training ---------------------------------------------------------------------
-    def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        return adversarial_optimizers(self.discriminator, self.generator, self.config.lr,
-                                      self.config.beta1)
-
     def training_step(self, batch: Batch, optimizers: dict[str, torch.optim.Optimizer]
                       ) -> dict[str, torch.Tensor]:
         """One D step (real and fake batches apart, as the paper), then one G step."""

@@ -16,12 +16,11 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.distributions import Distribution
 
 from genbench import register_model
+from genbench.adversarial import AdversarialHooks
 from genbench.contract import Batch, DataInfo
-from genbench.latent import standard_normal_prior
-from genbench.nn import Maxout, activation, adversarial_optimizers, adversarial_step, check_discriminator
+from genbench.nn import Maxout, activation, adversarial_step
 
 
 @dataclass(frozen=True)
@@ -64,12 +63,10 @@ def discriminator_mlp(shape: tuple[int, int, int], config: GANConfig) -> nn.Modu
 
 
 @register_model("gan")
-class GAN(nn.Module):
+class GAN(AdversarialHooks, nn.Module):
     """Generative adversarial network (Goodfellow et al. 2014): MLP G and D, N(0, I) prior."""
 
     Config = GANConfig
-    manual_optimization = True  # each network is stepped by its own loss
-    on_epoch_end = staticmethod(check_discriminator)  # raises Diverged when D wins outright
     presets = {
         "smoke": {"latent_dim": 16, "g_hidden": (64,), "d_hidden": (64,)},
         # 256-512 G, 512-256 LeakyReLU D: longer runs on small sets drift toward few modes
@@ -86,18 +83,11 @@ class GAN(nn.Module):
                                        config.g_batchnorm)
         self.discriminator = discriminator_mlp(info.shape, config)
 
-    # -- capabilities -----------------------------------------------------------------
-    def prior(self) -> Distribution:
-        return standard_normal_prior(self.config.latent_dim, like=self)
-
+    # -- capabilities (prior, optimizers, divergence check: AdversarialHooks) --------
     def generate(self, z: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.generator(z))
 
     # -- training ---------------------------------------------------------------------
-    def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        return adversarial_optimizers(self.discriminator, self.generator, self.config.lr,
-                                      self.config.beta1)
-
     def training_step(self, batch: Batch, optimizers: dict[str, torch.optim.Optimizer]
                       ) -> dict[str, torch.Tensor]:
         """One D step on a real batch and as many fakes, then one G step (k = 1, as the paper)."""

@@ -56,10 +56,10 @@ from genbench.data.bundle import DataBundle, transform
 from genbench.errors import GenbenchError
 from genbench.latent import (
     LabelledEncoder,
-    draw_labels,
     gaussian_kl,
     label_features,
     labelled_logits,
+    random_labels,
     reparameterize,
     split_gaussian,
     standard_normal_prior,
@@ -158,17 +158,9 @@ class M2(nn.Module):
         return observation_model(self.info.observation, self._logits(z, self._one_hot(y)),
                                  self.log_std)
 
-    def generate(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        return torch.sigmoid(self._logits(z, self._one_hot(y)))
-
-    def sample(self, n: int, generator: torch.Generator | None = None,
-               y: torch.Tensor | None = None) -> torch.Tensor:
-        """n images from p(y) p(z) p(x|y,z); without ``y`` the classes are drawn uniformly."""
-        dev = self.log_std.device
-        z = torch.randn(n, self.config.latent_dim, generator=generator, device=dev)
-        if y is None:
-            y = draw_labels(self.info, n, generator, dev)
-        return self.generate(z, y)
+    def draw_labels(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """y ~ p(y), uniform over the classes (genbench samples z ~ p(z), then x ~ p(x|y,z))."""
+        return random_labels(self.info, n, generator, self.log_std.device)
 
     # -- networks ---------------------------------------------------------------------
     def _one_hot(self, y: torch.Tensor | None) -> torch.Tensor:

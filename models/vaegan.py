@@ -30,10 +30,10 @@ from torch import nn
 from torch.distributions import Distribution
 
 from genbench import register_model
+from genbench.adversarial import AdversarialHooks
 from genbench.contract import Batch, DataInfo
-from genbench.latent import gaussian_kl, reparameterize, split_gaussian, standard_normal_prior
+from genbench.latent import gaussian_kl, reparameterize, split_gaussian
 from genbench.nn import (
-    check_discriminator,
     conv_pair,
     dcgan_init,
     discriminator_loss,
@@ -60,12 +60,11 @@ class VAEGANConfig:
     margin: float = 0.4
 
 @register_model("vaegan")
-class VAEGAN(nn.Module):
-    """VAE-GAN (Larsen et al. 2016): VAE whose reconstruction is judged in D's feature space."""
+class VAEGAN(AdversarialHooks, nn.Module):
+    """VAE-GAN (Larsen et al. 2016): VAE whose reconstruction is judged in D's feature space;
+    encoder, decoder and D each stepped on its own loss (the paper's Algorithm 1)."""
 
     Config = VAEGANConfig
-    manual_optimization = True  # each network is stepped by its own loss
-    on_epoch_end = staticmethod(check_discriminator)  # raises Diverged when D wins outright
     presets = {
         "smoke": {"latent_dim": 8, "width": 8},
         "quick": {"epochs": 15, "batch_size": 64},
@@ -81,10 +80,7 @@ class VAEGAN(nn.Module):
         self.discriminator, _ = conv_pair(info.shape, config.latent_dim, 1, config.width)
         dcgan_init(self)
 
-    # -- capabilities -----------------------------------------------------------------
-    def prior(self) -> Distribution:
-        return standard_normal_prior(self.config.latent_dim, like=self)
-
+    # -- capabilities (prior and divergence check: AdversarialHooks) -----------------
     def encode(self, x: torch.Tensor) -> Distribution:
         return split_gaussian(self.encoder(x * 2 - 1))  # networks work in [-1, 1]
 

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 import genbench
+from genbench.contract import sample_from
 from genbench.errors import GenbenchError
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -117,7 +118,7 @@ def test_load_model_gives_the_trained_model_and_evaluate_reproduces_its_numbers(
     vae = outcomes[0]
     model, data = genbench.load_model(vae.run_dir)
     assert isinstance(model, torch.nn.Module) and not model.training
-    x = model.sample(5, generator=torch.Generator().manual_seed(0))
+    x = sample_from(model, 5, torch.Generator().manual_seed(0))  # derived: prior + generate
     assert x.shape == (5, *data.info.shape) and float(x.min()) >= 0 and float(x.max()) <= 1
     again = genbench.evaluate(vae.run_dir, ["elbo"], device="cpu")
     assert again["test_elbo"] == pytest.approx(vae.metrics["test_elbo"], rel=1e-6)
@@ -207,3 +208,17 @@ def test_closing_table_fits_80_columns_with_whole_numbers() -> None:
     hidden = narrow.split("not shown: ")[1].split(" (")[0].split(", ")
     assert sorted(shown + hidden) == sorted(k for k in SUMMARY_KEYS if k in metrics)
     assert 2 <= len(shown) < 6
+
+
+def test_list_metrics_says_which_way_is_better() -> None:
+    from typer.testing import CliRunner
+
+    from genbench.cli import app
+
+    res = CliRunner().invoke(app, ["list", "metrics"], env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    lines = {line.split()[0]: line for line in res.output.splitlines() if line.strip()}
+    for key in ("test_elbo", "test_iwae", "test_ais", "inception_score", "precision"):
+        assert "↑ higher is better" in lines[key], key
+    for key in ("fid", "kid", "recon_bce", "bdmc_gap"):
+        assert "↓ lower is better" in lines[key], key

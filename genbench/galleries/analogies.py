@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 from torchvision.utils import make_grid
 
+from genbench.contract import generate_from
 from genbench.errors import GenbenchError
 from genbench.galleries.core import N_STATS, register_gallery, save_png_grid, test_images
 from genbench.loading import LoadedRun
@@ -43,7 +44,7 @@ def analogy_images(model: torch.nn.Module, x: torch.Tensor, labels: torch.Tensor
     z = model.encode(x, y=labels).mean  # (N, D)
     z_rep = z.repeat_interleave(num_classes, dim=0)  # (N*K, D): z_0 K times, then z_1, ...
     y_rep = torch.arange(num_classes, device=x.device).repeat(n)  # (N*K,): 0..K-1 per row
-    return model.generate(z_rep, y=y_rep).reshape(n, num_classes, *x.shape[1:])
+    return generate_from(model, z_rep, y_rep).reshape(n, num_classes, *x.shape[1:])
 
 
 def analogies_grid(model: torch.nn.Module, x: torch.Tensor, labels: torch.Tensor,
@@ -81,7 +82,7 @@ def attribute_analogy_images(model: torch.nn.Module, x: torch.Tensor, attrs: tor
     for col, attr in enumerate(attributes, start=1):
         variants[:, col, attr] = 1 - variants[:, col, attr]
     z_rep = z.repeat_interleave(1 + a, dim=0)  # (N*(1+A'), D)
-    out = model.generate(z_rep, y=variants.flatten(0, 1))
+    out = generate_from(model, z_rep, variants.flatten(0, 1))
     return out.reshape(n, 1 + a, *x.shape[1:])
 
 

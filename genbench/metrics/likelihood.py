@@ -27,13 +27,13 @@ from pathlib import Path
 import torch
 
 from genbench import register_metric
-from genbench.contract import has_density_encoder, sample_from
+from genbench.contract import capabilities, has_density_encoder, sample_from
 from genbench.errors import GenbenchError
 from genbench.metrics.ais import HMCConfig, ais_log_likelihood, ais_until_converged
 from genbench.metrics.bdmc import bdmc
 from genbench.metrics.context import EvalContext
 from genbench.metrics.elbo import mean_stderr
-from genbench.metrics.iwae import iwae_bound
+from genbench.metrics.iwae import iwae_bound, iwae_group
 from genbench.metrics.obsmodel import ObservationModel, choose_noise, own_decoder_reason
 from genbench.metrics.parzen import choose_sigma, parzen_log_density
 from genbench.metrics.sampling import labels_for, seed_from
@@ -120,7 +120,7 @@ def shared_observation(ctx: EvalContext) -> tuple[ObservationModel, dict[str, fl
     with fixed noise so that it is a deterministic function of the level.
     """
     model = ctx.model
-    if not callable(getattr(model, "generate", None)):
+    if "generate" not in capabilities(model):
         raise GenbenchError("n/a: the model has no generate(z) to put an observation model on")
     continuous = ctx.data.info.observation == "gaussian"
     kind, key = ("gaussian", "obs_sigma") if continuous else ("bernoulli", "obs_flip")
@@ -158,7 +158,8 @@ def _ais_init(ctx: EvalContext) -> bool:
 def _iwae(ctx: EvalContext, obs: ObservationModel, suffix: str) -> dict[str, float]:
     x, y = _split(ctx, "test", ctx.preset.n_eval)
     bound = map_images(iwae_bound, ctx.model, x, y, k=ctx.preset.iwae_k,
-                       seed=seed_from(ctx.generator(SALT_IWAE)),
+                       seed=seed_from(ctx.generator(SALT_IWAE)), align=iwae_group(ctx.preset.iwae_k,
+                                                                                  ctx.preset.iwae_chunk),
                        chunk=ctx.preset.iwae_chunk, obs=obs, progress=ctx.tracker("images"))
     save_per_image(ctx, f"test_iwae{suffix}", bound)
     return with_bpd(ctx, f"test_iwae{suffix}", bound)
@@ -193,7 +194,8 @@ def _paired_with_iwae(ctx: EvalContext, x: torch.Tensor, y: torch.Tensor | None,
     if not has_density_encoder(ctx.model):
         return {}
     bound = map_images(iwae_bound, ctx.model, x, y, k=ctx.preset.iwae_k,
-                       seed=seed_from(ctx.generator(SALT_IWAE)),
+                       seed=seed_from(ctx.generator(SALT_IWAE)), align=iwae_group(ctx.preset.iwae_k,
+                                                                                  ctx.preset.iwae_chunk),
                        chunk=ctx.preset.iwae_chunk, obs=obs,
                        progress=ctx.tracker("images (IWAE on AIS's images)"))
     diff, diff_se = mean_stderr(ais.double() - bound)

@@ -17,7 +17,7 @@ import math
 import torch
 from torch.distributions import Distribution, Independent, MultivariateNormal, Normal
 
-from genbench.contract import Delta
+from genbench.contract import Delta, generate_from
 
 _MASK64 = (1 << 64) - 1
 
@@ -125,7 +125,7 @@ def decode(model: torch.nn.Module, z: torch.Tensor, y: torch.Tensor | None) -> D
 
 
 def generate(model: torch.nn.Module, z: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
-    return model.generate(z) if y is None else model.generate(z, y=y)
+    return generate_from(model, z, y)  # decode(z).mean for a model without generate
 
 
 def labels_for(model: torch.nn.Module, y: torch.Tensor | None) -> torch.Tensor | None:
