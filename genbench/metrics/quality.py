@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import torch
 
+from genbench.contract import sample_from
 from genbench.errors import GenbenchError
 from genbench.metrics import floor
 from genbench.metrics.context import EvalContext
@@ -63,12 +64,13 @@ def _block_generator(device: torch.device, base: int, block: int) -> torch.Gener
 
 def _sample_block(model: torch.nn.Module, m: int, gen: torch.Generator,
                   labels: torch.Tensor | None) -> torch.Tensor:
-    takes_y = getattr(model, "conditional", False) and "y" in inspect.signature(
-        model.sample).parameters
+    own = getattr(model, "sample", None)  # else derived from prior + generate
+    takes_y = getattr(model, "conditional", False) and (
+        own is None or "y" in inspect.signature(own).parameters)
     if takes_y and labels is not None:  # labels drawn from the data's empirical distribution
         pick = torch.randint(labels.shape[0], (m,), generator=gen, device=gen.device)
-        return model.sample(m, generator=gen, y=labels[pick.to(labels.device)])
-    return model.sample(m, generator=gen)
+        return sample_from(model, m, gen, y=labels[pick.to(labels.device)])
+    return sample_from(model, m, gen)
 
 
 @torch.no_grad()
