@@ -126,3 +126,85 @@ def test_a_density_is_never_scored_as_a_probability(continuous):
     bernoulli_on_continuous = VAE(VAE.Config(hidden=(16,), latent_dim=4), binary.info).eval()
     _, na = evaluate_metrics(_ctx(bernoulli_on_continuous, continuous), ["elbo", "iwae"])
     assert "no density" in na["test_elbo"] and "no density" in na["test_iwae"]
+
+
+# -- the report: differences with their uncertainty ------------------------------------------
+
+def _write_run(root: Path, model: str, metrics: dict, per_image: dict | None = None, seed: int = 0) -> Path:
+    import json
+
+    folder = root / "synthetic" / model / f"quick-continuous-seed{seed}-abc123"
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps({
+        "model": model, "model_config": {"latent_dim": 5}, "seed": seed, "preset": {"name": "quick"},
+        "dataset": {"name": "synthetic", "variant": "continuous"}}))
+    (folder / "metrics.json").write_text(json.dumps({"status": "finished", **metrics}))
+    if per_image:
+        (folder / PER_IMAGE).write_text(json.dumps(
+            {k: {"split": "test", "indices": list(range(len(v))), "values": list(v)}
+             for k, v in per_image.items()}))
+    return folder
+
+
+def test_a_short_ais_run_is_flagged_and_never_bold(ppca, continuous, tmp_path):
+    """End to end: the PPCA evaluated with a deliberately short prior-started AIS gets
+    ais_converged = 0; in the table its AIS is flagged and not bold even though the other
+    model's is lower, and no headline names it."""
+    from genbench.report import tables
+    from genbench.store import update_metrics
+
+    short = tmp_path / "short"
+    short.mkdir()
+    values, _ = evaluate_metrics(_ctx(ppca, continuous, short, ais_init="prior", ais_steps=5,
+                                      ais_max_steps=10), ["ais"])
+    assert values["ais_converged"] == 0.0
+    root = tmp_path / "results"
+    run = _write_run(root, "ppca", {})
+    update_metrics(run, values)
+    (run / PER_IMAGE).write_text((short / PER_IMAGE).read_text())
+    # a second model whose (converged) AIS is worse than the unconverged one
+    lower = values["test_ais"] - 50
+    _write_run(root, "other", {"test_ais": lower, "test_ais_stderr": 1.0, "ais_converged": 1.0})
+    df = tables.load(root)
+    table = tables.comparison_table(df, ["test_ais"])
+    rows = {r[0].text: r for r in table.rows}
+    assert "not converged" in rows["ppca"][2].text and not rows["ppca"][2].best
+    assert "not converged" in table.caption
+    lines = tables.headlines(df)
+    assert not any("**ppca**" in line for line in lines)
+    assert any("did not converge for ppca" in line for line in lines)
+    assert any("One seed per model" in line for line in lines)
+
+
+def test_bold_only_beyond_the_paired_uncertainty(tmp_path):
+    """Per-image estimates make a 3-nat difference sharp (paired s.e. ~0.1) although each
+    model's own s.e. over images is 10 nats; a difference inside the noise is called
+    indistinguishable and nothing is bold."""
+    from genbench.report import tables
+
+    gen = torch.Generator().manual_seed(0)
+    base = 100 + 30 * torch.randn(100, generator=gen, dtype=torch.float64)  # images differ a lot
+    a = base + 0.3 * torch.randn(100, generator=gen, dtype=torch.float64)
+    b = base - 3 + 0.3 * torch.randn(100, generator=gen, dtype=torch.float64)
+    c = base - 3 + 5 * torch.randn(100, generator=gen, dtype=torch.float64)  # = b within noise
+    root = tmp_path / "results"
+    for name, v in (("a", a), ("b", b), ("c", c)):
+        se = float(v.std() / 10)
+        _write_run(root, name, {"test_iwae": float(v.mean()), "test_iwae_stderr": se,
+                                "test_elbo": float(v.mean()) - 5, "test_elbo_stderr": se},
+                   {"test_iwae": v.tolist()})
+    df = tables.load(root)
+    diff = tables.difference(df, "test_iwae", "a", "b")
+    assert diff.paired_images == 100 and diff.value == pytest.approx(3, abs=0.2) and diff.stderr < 0.1
+    unpaired = tables.difference(df, "test_elbo", "a", "b")  # no per-image ELBO stored
+    assert unpaired.paired_images == 0 and unpaired.stderr > 3 and not unpaired.significant()
+    table = tables.comparison_table(df, ["test_iwae", "test_elbo"])
+    bold = {(r[0].text, i) for r in table.rows for i, c in enumerate(r) if c.best}
+    assert bold == {("a", 2)}  # IWAE: a beyond b and c; ELBO: nobody stands out
+    lines = tables.headlines(df)
+    assert any(line.startswith("Highest IWAE bound (own p(x|z)): **a**") and "paired on 100 test images"
+               in line for line in lines)
+    # b against c alone: indistinguishable, nothing bold
+    two = df[df["model"] != "a"]
+    assert not any(c.best for r in tables.comparison_table(two, ["test_iwae"]).rows for c in r)
+    assert any("indistinguishable" in line for line in tables.headlines(two))

@@ -2,10 +2,18 @@
 
 Pure pandas on the frame :func:`genbench.store.load_results` returns (plus two columns
 read from config.json). A table never mixes presets, data variants or feature spaces.
+
+"Best" means best beyond its uncertainty: a value is bold only when no other model is
+within two standard errors of it, the difference taken paired on the same test images where
+both runs stored per-image estimates (``per_image.json``), and from the estimators' standard
+errors and the seed-to-seed spread otherwise. Models that cannot be told apart at the top
+are all bold, or none is when nobody stands out. An AIS that did not converge
+(``ais_converged = 0``) is shown flagged and never ranked.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -13,6 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from genbench.errors import GenbenchError
 from genbench.registry import MODELS
 from genbench.report import glossary, published
 from genbench.report.document import Cell, Table
@@ -77,9 +86,12 @@ def model_label(name: str, df: pd.DataFrame) -> str:
 
 
 def metric_keys(df: pd.DataFrame) -> list[str]:
-    """Result keys with at least one number or n/a, known sections first, then plugin extras."""
+    """Result keys with at least one number or n/a, known sections first, then plugin extras.
+
+    ``*_bpd`` keys are shown inside their nats cell, not as columns of their own.
+    """
     present = {c for c in df.columns if c not in META and c not in COST
-               and not c.startswith(("_", "floor_", "na:")) and not c.endswith("_stderr")
+               and not c.startswith(("_", "floor_", "na:")) and not c.endswith(("_stderr", "_bpd"))
                and pd.api.types.is_numeric_dtype(df[c]) and df[c].notna().any()}
     known = [k for s in glossary.SECTIONS for k in s.keys]
     return [k for k in known if k in present] + sorted(present - set(known))
@@ -143,7 +155,10 @@ def fmt_stats(s: Stats, seeds: int) -> str:
 
 
 def best_models(means: dict[str, float], key: str) -> set[str]:
-    """Models holding the best mean for ``key`` (ties all marked); none for a non-ranking key."""
+    """Models holding the best mean for ``key`` (ties all marked); none for a non-ranking key.
+
+    The plain ordering of means, without uncertainty: :func:`significant_best` is what marks
+    a table."""
     higher = glossary.direction(key)
     if higher is None or len(means) < 2 or len(set(means.values())) == 1:
         return set()  # alone in a column, or all tied: nothing to point at
@@ -151,7 +166,120 @@ def best_models(means: dict[str, float], key: str) -> set[str]:
     return {m for m, v in means.items() if v == target}
 
 
-LIKELIHOOD_KEYS = frozenset({"test_elbo", "test_iwae", "test_ais", "parzen", "test_recon_term"})
+LIKELIHOOD_KEYS = frozenset({"test_elbo", "test_iwae", "test_ais", "parzen", "test_recon_term",
+                             "test_iwae_shared", "test_ais_shared"})
+# an AIS number and the flag that says whether its schedule converged
+CONVERGED = {"test_ais": "ais_converged", "test_ais_shared": "ais_converged_shared"}
+PER_IMAGE = "per_image.json"  # written by genbench.metrics.likelihood
+Z = 2.0  # a difference is real when it exceeds Z standard errors
+
+
+def unconverged(runs: pd.DataFrame, key: str) -> bool:
+    """True when any of these runs recorded an AIS for ``key`` that did not converge."""
+    flag = CONVERGED.get(key)
+    if flag is None or flag not in runs:
+        return False
+    vals = pd.to_numeric(runs[flag], errors="coerce")
+    has = pd.to_numeric(runs[key], errors="coerce").notna() if key in runs else vals.notna()
+    return bool(((vals == 0) & has).any())
+
+
+@functools.lru_cache(maxsize=4096)
+def _per_image_file(run_dir: str, mtime: float) -> dict[str, dict[int, float]]:
+    out = {}
+    try:
+        data = read_json(Path(run_dir) / PER_IMAGE)
+    except GenbenchError:
+        return out
+    for key, rec in data.items():
+        if isinstance(rec, dict) and all(isinstance(rec.get(f), list) for f in ("indices", "values")):
+            out[key] = {int(i): float(v) for i, v in zip(rec["indices"], rec["values"], strict=False)}
+    return out
+
+
+def per_image(runs: pd.DataFrame, key: str) -> dict[int, float]:
+    """Per-image values of ``key`` averaged over these runs' seeds, on the images all of them
+    scored ({} when any run lacks them)."""
+    maps = []
+    for d in runs.get("run_dir", pd.Series(dtype=object)):
+        path = Path(str(d)) / PER_IMAGE
+        if not path.exists():
+            return {}
+        m = _per_image_file(str(d), path.stat().st_mtime).get(key)
+        if not m:
+            return {}
+        maps.append(m)
+    if not maps:
+        return {}
+    common = set.intersection(*(set(m) for m in maps))
+    return {i: sum(m[i] for m in maps) / len(maps) for i in sorted(common)}
+
+
+@dataclass(frozen=True)
+class Difference:
+    """mean(a) - mean(b) for one metric, with its standard error (nan: unknown)."""
+
+    value: float
+    stderr: float
+    paired_images: int  # images the difference was paired on (0: unpaired)
+
+    def significant(self) -> bool:
+        return math.isfinite(self.stderr) and abs(self.value) > Z * self.stderr
+
+    def text(self) -> str:
+        se = fmt_number(self.stderr, self.stderr) if math.isfinite(self.stderr) else "?"
+        return f"{fmt_number(abs(self.value), self.stderr)} ± {se}"
+
+
+def difference(runs: pd.DataFrame, key: str, a: str, b: str) -> Difference | None:
+    """Model a's ``key`` minus model b's, with the uncertainty of the difference.
+
+    Paired on the same test images where both stored per-image values: the standard error
+    of the mean per-image difference; otherwise the two estimators' standard errors in
+    quadrature. Over several seeds the spread of each model's seed means is added
+    (std^2 / seeds); with one seed it is unknown and left out (the report says so).
+    """
+    ra, rb = runs[runs["model"] == a], runs[runs["model"] == b]
+    sa, sb = stats(ra, key), stats(rb, key)
+    if sa is None or sb is None:
+        return None
+    seed_var = sum(s.std**2 / s.n for s in (sa, sb) if math.isfinite(s.std))
+    pa, pb = per_image(ra, key), per_image(rb, key)
+    common = sorted(set(pa) & set(pb))
+    if len(common) >= 2:
+        d = [pa[i] - pb[i] for i in common]
+        mean = sum(d) / len(d)
+        var = sum((x - mean) ** 2 for x in d) / (len(d) - 1) / len(d)
+        return Difference(mean, math.sqrt(var + seed_var), len(common))
+    parts = [s.stderr**2 for s in (sa, sb) if math.isfinite(s.stderr)]
+    if not parts and not seed_var:
+        return Difference(sa.mean - sb.mean, math.nan, 0)
+    return Difference(sa.mean - sb.mean, math.sqrt(sum(parts) + seed_var), 0)
+
+
+def significant_best(runs: pd.DataFrame, key: str, means: dict[str, float]) -> set[str]:
+    """The models best on ``key`` beyond their uncertainty (see the module docstring).
+
+    The top model and every model indistinguishable from it (within Z standard errors, or
+    of unknown uncertainty) form the top group; it is marked only when some model lies
+    clearly below it: ties are all bold, and when nobody stands out none is.
+    """
+    higher = glossary.direction(key)
+    if higher is None or len(means) < 2:
+        return set()
+    order = sorted(means, key=means.__getitem__, reverse=higher)
+    top = order[0]
+    group = {top}
+    for m in order[1:]:
+        diff = difference(runs, key, top, m)
+        if diff is None or not diff.significant():
+            group.add(m)
+    return group if len(group) < len(means) else set()
+
+
+def _bpd_text(runs: pd.DataFrame, key: str) -> str:
+    s = stats(runs, f"{key}_bpd")
+    return f" · {s.mean:.3f} bpd" if s is not None else ""
 
 
 def comparison_table(runs: pd.DataFrame, keys: list[str], caption: str = "",
@@ -161,23 +289,36 @@ def comparison_table(runs: pd.DataFrame, keys: list[str], caption: str = "",
     models = model_order(set(runs["model"]))
     cells: dict[tuple[str, str], Cell] = {}
     used = []
+    flagged = False
     for key in keys:
         per = {m: stats(runs[runs["model"] == m], key) for m in models}
         means = {m: s.mean for m, s in per.items() if s is not None}
-        # log p(x | y) is easier than log p(x): conditional models are never "best" on likelihood
-        ranked = {m: v for m, v in means.items() if not (key in LIKELIHOOD_KEYS and is_conditional(runs, m))}
-        best = best_models(ranked, key) if rank else set()
+        stalled = {m for m in means if unconverged(runs[runs["model"] == m], key)}
+        # log p(x | y) is easier than log p(x): conditional models are never "best" on likelihood;
+        # an AIS that did not converge is never ranked
+        ranked = {m: v for m, v in means.items()
+                  if not (key in LIKELIHOOD_KEYS and is_conditional(runs, m)) and m not in stalled}
+        best = significant_best(runs, key, ranked) if rank else set()
         reasons = {m: na_reason(runs[runs["model"] == m], key) for m in models}
         if not means:  # nobody measured it: a column of n/a teaches nothing
             continue
         used.append(key)
         for m in models:
+            part = runs[runs["model"] == m]
             seeds = int((runs["model"] == m).sum())
             s = per[m]
-            text = fmt_stats(s, seeds) if s else (f"n/a — {reasons[m]}" if reasons[m] else "—")
+            text = fmt_stats(s, seeds) + _bpd_text(part, key) if s else (
+                f"n/a — {reasons[m]}" if reasons[m] else "—")
+            if m in stalled:
+                text += " ⚠ not converged"
+                flagged = True
             cells[m, key] = Cell(text, best=m in best)
     if not used:
         return None
+    if flagged:
+        caption = (caption + " " if caption else "") + ("⚠ not converged: two AIS runs, the second with "
+                   "twice the distributions, disagreed by more than the tolerance up to `ais_max_steps`; "
+                   "the number is a loose lower bound and is not ranked.")
     columns = ["model", "seeds"] + [_header(k) if rank else k for k in used]
     rows = [[Cell(model_label(m, runs)), Cell(str(int((runs["model"] == m).sum())))]
             + [cells[m, k] for k in used] for m in models]
@@ -261,39 +402,66 @@ def _int(x: object) -> int | None:
         return None
 
 
-HEADLINES = (("test_ais", "highest log-likelihood (AIS)"), ("test_iwae", "highest IWAE bound"),
-             ("test_elbo", "highest ELBO"), ("fid", "lowest FID"), ("test_error", "lowest test error"))
+# (key, what, group): one sentence per group, from its first key that can be said
+HEADLINES = (("test_ais", "highest log-likelihood (AIS, own p(x|z))", "own"),
+             ("test_iwae", "highest IWAE bound (own p(x|z))", "own"),
+             ("test_elbo", "highest ELBO", "own"),
+             ("test_ais_shared", "highest log-likelihood under the shared family (AIS)", "shared"),
+             ("test_iwae_shared", "highest IWAE bound under the shared family", "shared"),
+             ("fid", "lowest FID", "fid"), ("test_error", "lowest test error", "error"))
 
 
 def headlines(runs: pd.DataFrame, floor: dict[str, float] | None = None,
               space: str | None = None) -> list[str]:
-    """One sentence per headline metric: who is best, by how much, and the floor if known.
+    """One sentence per headline group: who is best, by how much, with the uncertainty.
 
     Conditional models are left out of the likelihood sentences: log p(x | y) is easier
-    than log p(x), so "best" would compare different quantities.
+    than log p(x), so "best" would compare different quantities. An AIS column in which
+    any model did not converge is not used (the next estimator speaks). When the top two
+    are within two standard errors the sentence says they are indistinguishable.
     """
     fin = finished(runs)
-    out, said_ll = [], False
-    for key, what in HEADLINES:
-        likelihood = key.startswith("test_") and key != "test_error"
-        if likelihood and said_ll:
+    out, said = [], set()
+    skipped_ais = []
+    for key, what, group in HEADLINES:
+        if group in said:
             continue
+        likelihood = key in LIKELIHOOD_KEYS
         if likelihood:
             pool = fin[~fin["conditional"].astype(bool)]
         else:  # sample quality only within one feature space
             pool = in_space(fin, space) if key == "fid" else fin
         means = {m: s for m in set(pool["model"]) if (s := stats(pool[pool["model"] == m], key))}
-        best = best_models({m: s.mean for m, s in means.items()}, key)
-        if not best:
+        if len(means) < 2 or glossary.direction(key) is None:
+            continue
+        stalled = sorted(m for m in means if unconverged(pool[pool["model"] == m], key))
+        if stalled:
+            skipped_ais.append((key, stalled))
             continue
         ranked = sorted(means.items(), key=lambda kv: kv[1].mean, reverse=glossary.direction(key) is True)
         (m1, s1), (m2, s2) = ranked[0], ranked[1]
-        text = (f"{what[0].upper()}{what[1:]}: **{m1}** at {fmt_stats(s1, s1.n)}, then {m2} at "
-                f"{fmt_stats(s2, s2.n)}.")
+        diff = difference(pool, key, m1, m2)
+        where = f" (paired on {diff.paired_images} test images)" if diff and diff.paired_images else ""
+        head = f"{what[0].upper()}{what[1:]}"
+        if diff is None or not math.isfinite(diff.stderr):
+            text = (f"{head}: **{m1}** at {fmt_stats(s1, s1.n)}, then {m2} at {fmt_stats(s2, s2.n)}; "
+                    "the uncertainty of the difference is unknown.")
+        elif not diff.significant():
+            text = (f"{head}: {m1} ({fmt_stats(s1, s1.n)}) and {m2} ({fmt_stats(s2, s2.n)}) are "
+                    f"indistinguishable: they differ by {diff.text()}{where}.")
+        else:
+            below = "below" if glossary.direction(key) is True else "above"
+            text = (f"{head}: **{m1}** at {fmt_stats(s1, s1.n)}; {m2} is {diff.text()} {below} it{where}.")
         if floor and key in floor:
             text += f" The real-vs-real floor is {fmt_number(floor[key])}."
         out.append(text)
-        said_ll |= likelihood
+        said.add(group)
+    for key, stalled in skipped_ais:
+        out.append(f"{glossary.label(key)} is not compared: it did not converge for {', '.join(stalled)} "
+                   "within `ais_max_steps` (flagged in the table).")
+    if out and not fin.empty and int(fin.groupby("model").size().max()) == 1:
+        out.append("One seed per model: the seed-to-seed spread is unknown, so differences are judged "
+                   "against the estimators' own errors only.")
     return out
 
 
@@ -315,12 +483,12 @@ def sanity_notes(runs: pd.DataFrame) -> list[str]:
             if paired.mean < -2 * max(paired.stderr, 0.0):
                 notes.append(f"{m}: on the same test images AIS is {fmt_number(-paired.mean)} nats below "
                              "the IWAE bound; both are lower bounds, so AIS was run too short for this "
-                             "model (raise `ais_steps`).")
+                             "model (raise `ais_max_steps`).")
         elif ais and bound and ais.mean < bound.mean:
             name = "IWAE" if iwae else "ELBO"
             notes.append(f"{m}: AIS ({fmt_number(ais.mean)}) is below the {name} bound "
                          f"({fmt_number(bound.mean)}); both are lower bounds, so AIS was run too short "
-                         "for this model (raise `ais_steps`).")
+                         "for this model (raise `ais_max_steps`).")
         if iwae and elbo and iwae.mean < elbo.mean - 3 * max(iwae.stderr, elbo.stderr, 0.0):
             notes.append(f"{m}: IWAE ({fmt_number(iwae.mean)}) is below the ELBO ({fmt_number(elbo.mean)}), "
                          "which it cannot be in expectation; check the estimator settings.")
