@@ -59,7 +59,7 @@ def _first_line(doc: str | None) -> str:
     return (doc or "").strip().splitlines()[0] if (doc or "").strip() else ""
 
 
-def _check_name(name: str, table: Mapping[str, Any], what: str) -> None:
+def _check_name(name: str, what: str) -> None:
     if not name or not name.replace("-", "").replace("_", "").isalnum():
         raise ValueError(f"{what} name {name!r} must be letters, digits, '-' or '_'")
 
@@ -73,7 +73,7 @@ def register_model(name: str, *, description: str | None = None) -> Callable[[ty
     """
 
     def decorate(cls: type[T]) -> type[T]:
-        _check_name(name, MODELS, "model")
+        _check_name(name, "model")
         if not hasattr(cls, "Config"):
             raise TypeError(f"model {name!r}: class {cls.__name__} needs a `Config` dataclass")
         source = getattr(cls, "__module__", "?")
@@ -89,7 +89,7 @@ def register_model(name: str, *, description: str | None = None) -> Callable[[ty
 
 def register_dataset(name: str, *, description: str) -> Callable[[T], T]:
     def decorate(loader: T) -> T:
-        _check_name(name, DATASETS, "dataset")
+        _check_name(name, "dataset")
         DATASETS[name] = DatasetEntry(name, loader, description)  # type: ignore[arg-type]
         return loader
 
@@ -106,7 +106,7 @@ def register_metric(
     default: bool = True,
 ) -> Callable[[T], T]:
     def decorate(fn: T) -> T:
-        _check_name(name, METRICS, "metric")
+        _check_name(name, "metric")
         METRICS[name] = MetricEntry(
             name,
             fn,  # type: ignore[arg-type]

@@ -202,7 +202,36 @@ def report_loads_checkpoints(root: Path) -> list[str]:
     return hits
 
 
+RANDOM = {"rand", "randn", "randint", "randperm", "normal", "bernoulli", "multinomial", "rand_like",
+          "randn_like", "randint_like", "sample", "rsample",  # draw from the global RNG without generator=
+          "pca_lowrank", "svd_lowrank"}  # randomized, and they take no generator
+SEEDING = {"manual_seed", "seed"}  # reseed a global RNG (torch.Generator().manual_seed(s) is fine)
+
+
+def global_rng_calls(root: Path, packages: tuple[str, ...]) -> list[str]:
+    """Calls under ``packages`` that reseed or draw from a global RNG."""
+    hits = []
+    for name, path in modules(root).items():
+        if not any(within(name, f"{root.name}.{p}") for p in packages):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Attribute):
+                continue
+            fn, owner = node.func.attr, node.func.value
+            owner_name = owner.id if isinstance(owner, ast.Name) else ""
+            reseeds = fn in SEEDING and owner_name in {"torch", "random", "np", "numpy"} or (
+                fn in SEEDING and isinstance(owner, ast.Attribute) and owner.attr in {"random", "cuda"})
+            draws = fn in RANDOM and not any(k.arg == "generator" for k in node.keywords) and (
+                owner_name == "torch" or fn in {"sample", "rsample"})
+            if reseeds or draws:
+                hits.append(f"{name}:{node.lineno} calls {fn} on the global RNG")
+    return hits
+
+
 # -- the package as it is ---------------------------------------------------------------
+
+def test_galleries_and_report_use_no_global_rng() -> None:
+    assert global_rng_calls(ROOT, ("galleries", "report")) == []
 
 def test_every_module_has_a_layer() -> None:
     missing = [m for m in modules(ROOT) if layer_of(m) is None]
@@ -286,9 +315,17 @@ def test_an_upward_import_is_caught(tmp_path: Path, path: str, text: str, messag
     assert any(message in v for v in found), found
 
 
-def test_a_cycle_and_a_checkpoint_load_in_the_report_are_caught(tmp_path: Path) -> None:
+def test_a_cycle_a_checkpoint_load_and_a_global_draw_are_caught(tmp_path: Path) -> None:
     pkg = write_tree(tmp_path, {**CLEAN, "metrics/a.py": "from genbench.metrics import b\n",
                                 "metrics/b.py": "def f():\n    from genbench.metrics.a import g\n",
                                 "report/pics.py": "import torch\nx = torch.load('checkpoint.pt')\n"})
     assert cycles(pkg) == [["genbench.metrics.a", "genbench.metrics.b"]]
+    rng = write_tree(tmp_path / "rng", {
+        "galleries/a.py": "import torch\ntorch.manual_seed(0)\nz = prior.sample((4,))\n"
+                          "e = torch.randn(3)\nok = torch.randn(3, generator=g)\n"
+                          "g = torch.Generator().manual_seed(0)\nx = model.sample(4, generator=g)\n"})
+    assert global_rng_calls(rng, ("galleries",)) == [
+        "genbench.galleries.a:2 calls manual_seed on the global RNG",
+        "genbench.galleries.a:3 calls sample on the global RNG",
+        "genbench.galleries.a:4 calls randn on the global RNG"]
     assert report_loads_checkpoints(pkg) == ["genbench.report.pics:2 calls torch.load"]

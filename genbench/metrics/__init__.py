@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 
 from genbench.metrics.context import EvalContext
-from genbench.metrics.runner import applicable_metrics, evaluate_metrics
+from genbench.metrics.runner import evaluate_metrics, requested_metrics
 
 # Each module registers its metrics on import; a module still being written is skipped.
 for _module in ("elbo", "likelihood", "exact", "quality", "classification"):
@@ -20,4 +20,4 @@ for _module in ("elbo", "likelihood", "exact", "quality", "classification"):
         if _err.name != f"genbench.metrics.{_module}":
             raise
 
-__all__ = ["EvalContext", "applicable_metrics", "evaluate_metrics"]
+__all__ = ["EvalContext", "evaluate_metrics", "requested_metrics"]

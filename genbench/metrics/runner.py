@@ -20,8 +20,11 @@ def model_capabilities(model: torch.nn.Module) -> frozenset[str]:
     return frozenset(have)
 
 
-def applicable_metrics(model: torch.nn.Module, names: Iterable[str] = ()) -> list[MetricEntry]:
-    """The requested metrics (default: all default ones), in registration order."""
+def requested_metrics(names: Iterable[str] = ()) -> list[MetricEntry]:
+    """The requested metrics (default: all default ones), in registration order, each once.
+
+    Whether one applies to a model is decided by :func:`evaluate_metrics` (n/a with a reason).
+    """
     entries = [get_metric(n) for n in names] if names else [
         m for m in METRICS.values() if m.default]
     seen: dict[str, MetricEntry] = {}
@@ -48,7 +51,7 @@ def evaluate_metrics(
     values: dict[str, float] = {}
     na: dict[str, str] = {}
     watch = _watcher(progress)
-    for entry in applicable_metrics(ctx.model, names):
+    for entry in requested_metrics(names):
         reason = missing_reason(entry.needs, have)
         if reason is not None:
             na.update({key: reason for key in entry.produces})
