@@ -7,11 +7,12 @@ from pathlib import Path
 
 from rich.console import Console
 
+from genbench import store
 from genbench.data import DataRequest, load_dataset
 from genbench.errors import GenbenchError
 from genbench.executors import ExecutorOptions, check_options, run_plans
 from genbench.progress import RichReporter
-from genbench.settings import parse_overrides
+from genbench.settings import parse_overrides, resolve, split_overrides
 from genbench.store import Busy
 from genbench.training import Plan, RunOutcome, RunSpec, execute, plan_run, resolve_device
 
@@ -34,6 +35,17 @@ def run_all(*, models: list[str], dataset: str, variant: str | None, preset: str
     if executor is not None:
         check_options(executor)  # before any data is loaded or anything submitted
     sets = parse_overrides(overrides)
+    # a key only some models have applies to those; every value is range-checked now,
+    # before data is loaded or anything is written
+    model_sets, ignored = split_overrides({n: get_model(n).cls.Config for n in models}, sets)
+    for name in models:
+        entry = get_model(name)
+        resolve(entry.cls.Config, getattr(entry.cls, "presets", {}), get_preset(preset),
+                model_sets[name], epochs)
+    for key, names in ignored.items():
+        console.print(f"[yellow]note:[/] --set {key} ignored by {', '.join(names)} "
+                      "(no such setting)", highlight=False)
+    store.check_results_root(results)
     dev = resolve_device(device)
     data = load_dataset(DataRequest(dataset, variant, data_dir, str(dev)))
     for note in data.notes:
@@ -42,7 +54,7 @@ def run_all(*, models: list[str], dataset: str, variant: str | None, preset: str
     for name in models:
         for seed in dict.fromkeys(seeds):
             spec = RunSpec(model=name, dataset=dataset, variant=variant, preset=preset,
-                           seed=seed, epochs=epochs, overrides=sets, device=device,
+                           seed=seed, epochs=epochs, overrides=model_sets[name], device=device,
                            results=results, data_dir=data_dir, metrics=metrics, force=force,
                            command=command or _command(), log=tuple(log))
             plans.append(plan_run(spec, data))

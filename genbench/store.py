@@ -36,6 +36,19 @@ CONFIG, METRICS, HISTORY, CHECKPOINT, LOCK = (
     "config.json", "metrics.json", "history.csv", "checkpoint.pt", ".lock")
 
 
+def check_results_root(root: Path) -> None:
+    """A results folder can be made here: no file in the way (one line, before any work)."""
+    path = Path(root).absolute()
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            if not candidate.is_dir():
+                what = "is a file" if candidate == path else f"is under the file {candidate}"
+                raise GenbenchError(f"--results {root} {what}; pass a folder")
+            if not os.access(candidate, os.W_OK | os.X_OK):
+                raise GenbenchError(f"--results {root}: {candidate} is not writable")
+            return
+
+
 def run_id(preset: str, variant: str, seed: int, identity: Mapping[str, Any]) -> str:
     """A stable folder name: the same command resumes the same run, another config differs."""
     digest = hashlib.sha1(json.dumps(identity, sort_keys=True, default=str).encode())

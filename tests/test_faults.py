@@ -304,3 +304,61 @@ def test_result_files_respect_the_umask(tmp_path: Path) -> None:
     (folder,) = (tmp_path / "r").glob("synthetic/vae/*")
     for name in (store.METRICS, store.CONFIG, store.CHECKPOINT, store.HISTORY, "samples.png"):
         assert (folder / name).stat().st_mode & 0o777 == 0o644, name
+
+
+# -- 4: settings are range-checked before anything runs -------------------------------------------
+@pytest.mark.parametrize("setting, phrase", [
+    ("epochs=0", "epochs must be at least 1"),
+    ("latent_dim=0", "latent_dim must be at least 1"),
+    ("latent_dim=-3", "latent_dim must be at least 1"),
+    ("max_train=-5", "max_train must be at least 1"),
+    ("batch_size=0", "batch_size must be at least 1"),
+    ("iwae_k=0", "iwae_k must be at least 1"),
+    ("lr=nan", "lr must be a finite number"),
+    ("lr=0", "lr must be above 0"),
+])
+def test_bad_settings_exit_2_before_anything_runs(tmp_path: Path, setting: str, phrase: str) -> None:
+    line = _cli_error("run", "vae", *SMOKE, "--metrics", "elbo", "--results", str(tmp_path / "r"),
+                      "--set", setting)
+    assert line == f"error: --set {setting}: {phrase}" + line.split(phrase, 1)[1]
+    assert not (tmp_path / "r").exists()  # nothing written
+
+
+def test_declared_ranges_and_default_rules_for_plugins() -> None:
+    from dataclasses import dataclass
+
+    from genbench.errors import GenbenchError
+    from genbench.presets import get_preset
+    from genbench.settings import between, probability, resolve
+
+    @dataclass(frozen=True)
+    class Config:
+        keep: float = probability(0.5)
+        temperature: float = between(1.0, 0.1, 10.0)
+        enc_hidden: tuple[int, ...] = (64, 32)
+        seed_offset: int = -3  # no rule: any int
+
+    smoke = get_preset("smoke")
+    assert resolve(Config, {}, smoke, {"seed_offset": "-9"})[0].seed_offset == -9
+    for setting, phrase in [("keep", "1.5"), ("temperature", "20"), ("enc_hidden", "(8,0)")]:
+        with pytest.raises(GenbenchError, match=f"--set {setting}="):
+            resolve(Config, {}, smoke, {setting: phrase})
+    with pytest.raises(GenbenchError, match="Config's smoke preset keep=2.0: keep must be"):
+        resolve(Config, {"smoke": {"keep": 2.0}}, smoke, {})
+
+
+def test_a_key_some_models_lack_applies_where_it_exists(tmp_path: Path) -> None:
+    out = _cli("run", "gan", "vae", *SMOKE, "--epochs", "1", "--metrics", "elbo,modes",
+               "--results", str(tmp_path), "--set", "d_dropout=0.25", "--plan")
+    assert out.exit_code == 0, out.output
+    assert "--set d_dropout ignored by vae" in out.output
+    assert "d_dropout" in _cli_error("run", "vae", *SMOKE, "--set", "d_dropout=0.25",
+                                     "--results", str(tmp_path))
+    assert "d_dropout must be in [0.0, 1.0]" in _cli_error(
+        "run", "gan", "vae", *SMOKE, "--set", "d_dropout=2", "--results", str(tmp_path))
+
+
+def test_results_under_a_file_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    assert "is under the file" in _cli_error(*RUN, "--results", str(tmp_path / "file" / "r"))
+    assert "is a file" in _cli_error(*RUN, "--results", str(tmp_path / "file"))
