@@ -121,3 +121,104 @@ def test_who_cannot_edit(morpho_data):
     editor = make_editor(build("vae", morpho_data.info, hidden=(8,), latent_dim=2), morpho_data, 100)
     with pytest.raises(GenbenchError, match="no attribute 'Smiling'"):
         editor.edit(morpho_data.eval_x("test")[:2], "Smiling", 1.0)
+
+
+# -- the edits metric ----------------------------------------------------------------------
+def thicken(x: torch.Tensor, delta: float) -> torch.Tensor:
+    """An oracle thickness editor: |delta| grey dilations (delta > 0) or erosions (< 0)."""
+    for _ in range(int(abs(delta))):
+        pool = torch.nn.functional.max_pool2d
+        x = pool(x, 3, 1, 1) if delta > 0 else -pool(-x, 3, 1, 1)
+    return x
+
+
+def left_heavy(images: torch.Tensor) -> torch.Tensor:
+    w = images.shape[-1] // 2
+    return (images[..., :w].sum((1, 2, 3)) > images[..., w:].sum((1, 2, 3))).long()
+
+
+def test_metric_on_an_oracle_editor(morpho_data):
+    from genbench.data import morpho
+    from genbench.metrics.edits import DELTAS, measure_edits
+
+    x = morpho_data.test.x[:30].float() / 255
+    names = morpho.MEASURES
+    scale = morpho_data.train.measures.std(0).double()
+
+    def measure(images):
+        return morpho.measure(images).double() / scale
+
+    def oracle(name, delta):
+        return thicken(x, delta) if name == "thickness" else x
+
+    out = measure_edits(oracle, names, ("thickness", "slant"), DELTAS, measure, left_heavy)
+    assert out["edit_slope_thickness"] > 0.3 and out["edit_corr_thickness"] > 0.8
+    assert out["edit_slope_slant"] == 0 and out["edit_corr_slant"] == 0  # nothing happened
+    assert out["edit_identity"] >= 0.9
+    # an editor that mirrors the digit: identity lost, other attributes (slant) move
+    out = measure_edits(lambda n, d: x if d == 0 else x.flip(-1), names, ("thickness",),
+                        DELTAS, measure, left_heavy)
+    assert out["edit_identity"] < 0.3
+    assert out["edit_entanglement"] > 0.1 and abs(out["edit_slope_thickness"]) < 0.05
+
+
+def test_response_slope_and_correlation_closed_form():
+    from genbench.metrics.edits import entanglement, response
+
+    req = torch.tensor([-2.0, -1.0, 1.0, 2.0], dtype=torch.float64)
+    achieved = 0.5 * req[:, None].expand(4, 3).clone()
+    assert response(req, achieved) == pytest.approx((0.5, 1.0))
+    others = torch.full((4, 3, 2), 0.2, dtype=torch.float64) * req.abs()[:, None, None]
+    assert entanglement(req, others) == pytest.approx(0.2)
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    """One evaluator cache for the module: each classifier is trained once."""
+    return tmp_path_factory.mktemp("evaluators")
+
+
+def smoke():
+    from genbench.presets import get_preset
+
+    return get_preset("smoke").with_overrides(n_eval=16)
+
+
+@pytest.mark.parametrize("name", ["jmvae", "vae", "cvae"])
+def test_edits_metric_runs_through_the_registry(morpho_data, cache, name):
+    from genbench.metrics import EvalContext, evaluate_metrics
+
+    model = build(name, morpho_data.info, hidden=(16,), latent_dim=3)
+    if name == "jmvae":
+        model.on_train_start(morpho_data)
+    ctx = EvalContext(model=model, data=morpho_data, preset=smoke(), seed=0,
+                      device=torch.device("cpu"), cache_dir=cache)
+    values, na = evaluate_metrics(ctx, ["edits"])
+    assert not na, na
+    for a in ("thickness", "slant", "width", "height", "area"):
+        assert -1 <= values[f"edit_corr_{a}"] <= 1
+    assert 0 <= values["edit_identity"] <= 1 and values["edit_entanglement"] >= 0
+
+
+def test_edits_metric_on_celeba_shaped_data(rgb, cache):
+    from genbench.metrics import EvalContext, evaluate_metrics
+
+    model = build("jmvae", rgb.info, hidden=(16,), latent_dim=3)
+    ctx = EvalContext(model=model, data=rgb, preset=smoke(), seed=0,
+                      device=torch.device("cpu"), cache_dir=cache)
+    values, na = evaluate_metrics(ctx, ["edits"])
+    assert not na, na
+    assert {"edit_slope_attr0", "edit_corr_attr3", "edit_entanglement"} <= set(values)
+    assert "edit_identity" not in values  # CelebA has no classes
+
+
+def test_edits_metric_is_na_without_attributes(tmp_path):
+    from genbench.metrics import EvalContext, evaluate_metrics
+    from genbench.presets import get_preset
+
+    plain = load_dataset(DataRequest("synthetic"))
+    ctx = EvalContext(model=build("vae", plain.info, hidden=(8,), latent_dim=2), data=plain,
+                      preset=get_preset("smoke"), seed=0, device=torch.device("cpu"),
+                      cache_dir=tmp_path)
+    _, na = evaluate_metrics(ctx, ["edits"])
+    assert "no attributes to edit" in na["edit_entanglement"]
