@@ -1,16 +1,19 @@
 """Presets scale the protocol: ``smoke`` (seconds, for tests), ``quick`` (minutes on a
 laptop CPU, the default) and ``paper`` (the published protocols; a GPU's work).
 
-A preset holds the runner's and the evaluators' settings. A model may override training
-settings per preset (``Model.presets = {"quick": {"epochs": 60}}``), and the user has the
-last word with ``--epochs`` and ``--set KEY=VALUE``. The preset name is recorded in every
+A preset holds the runner's and the evaluators' settings. A model may override its Config
+fields and the TRAINING settings (fields marked ``training``: epochs, batch_size, max_train)
+per preset (``Model.presets = {"quick": {"epochs": 60}}``), never an evaluation budget, so a
+plugin cannot change how it is measured; the user has the last word with ``--epochs`` and
+``--set KEY=VALUE``. The preset name is recorded in every
 result, and the report never puts two presets in one column.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from genbench.registry import closest
 
@@ -19,10 +22,11 @@ from genbench.registry import closest
 class Preset:
     name: str
     description: str
-    # training
-    epochs: int = 10
-    batch_size: int = 128
-    max_train: int | None = None  # cap on training images (smoke uses a few hundred)
+    # training (a model's presets may set these)
+    epochs: int = field(default=10, metadata={"training": True})
+    batch_size: int = field(default=128, metadata={"training": True})
+    # cap on training images (smoke uses a few hundred)
+    max_train: int | None = field(default=None, metadata={"training": True})
     # likelihood evaluation (issue: marginal likelihood)
     n_eval: int | None = None  # test images for ELBO/IWAE/reconstruction (None = all)
     iwae_k: int = 1000
@@ -90,6 +94,21 @@ PRESETS: dict[str, Preset] = {
 
 DEFAULT_PRESET = "quick"
 PRESET_KEYS = tuple(f.name for f in dataclasses.fields(Preset) if f.name not in ("name", "description"))
+TRAINING_KEYS = tuple(f.name for f in dataclasses.fields(Preset) if f.metadata.get("training"))
+
+
+def check_model_preset_key(config_cls: type, preset_name: str, key: str,
+                           config_fields: Mapping[str, object]) -> None:
+    """TypeError unless ``key``, set by a model's ``presets[preset_name]``, is one of its
+    Config fields or a training setting: evaluation budgets belong to the preset and the
+    command line, so that every model is measured alike."""
+    if key in config_fields or key in TRAINING_KEYS:
+        return
+    what = "an evaluation setting" if key in PRESET_KEYS else "no setting at all"
+    raise TypeError(f"the model's {preset_name!r} preset (Config {config_cls.__qualname__}) sets "
+                    f"{key!r}, {what}: a model preset may set its Config fields and the training "
+                    f"settings {', '.join(TRAINING_KEYS)}; evaluation budgets belong to the preset "
+                    "and --set")
 
 
 def get_preset(name: str) -> Preset:
