@@ -275,3 +275,22 @@ def test_a_conditional_model_is_never_marked_best_on_likelihood() -> None:
     rows = {r[0].text: r for r in table.rows}
     assert rows["m2 †"][2].text.startswith("-98") and not rows["m2 †"][2].best and rows["vae"][2].best
     assert rows["m2 †"][3].best and not rows["vae"][3].best and not rows["ae"][3].best
+
+
+def test_two_identical_report_calls_draw_identical_galleries(tmp_path: Path) -> None:
+    """The galleries (the latent scatter's PCA too) come from explicit generators: the same
+    results give the same pictures whatever the global RNG holds."""
+    from run_folders import make_vae_run
+
+    from genbench.report.build import build_report
+
+    run = make_vae_run(tmp_path / "res" / "synthetic" / "vae" / "smoke-dynamic-seed0-x", latent_dim=4,
+                       steps=2)
+    (run / "metrics.json").write_text(json.dumps({"status": "finished", "test_elbo": -300.0}))
+    pictures = []
+    for i in (1, 2):
+        torch.manual_seed(i)
+        out = build_report(tmp_path / "res", tmp_path / f"report{i}")
+        pictures.append({p.relative_to(out.out): p.read_bytes() for p in out.images
+                         if "galleries" in p.parts})
+    assert any(p.name == "scatter.png" for p in pictures[0]) and pictures[0] == pictures[1]
