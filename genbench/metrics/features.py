@@ -9,8 +9,8 @@ Gaussian and of full rank, which the Fréchet distance assumes), centred and sca
 number to unit RMS on the training images (raw, their norm is in the hundreds and KID's
 cubic kernel explodes); the logits feed the Inception Score and mode coverage.
 
-Measured test accuracy (CPU): mnist-5k 97.2% with ``quick`` (5 epochs), 98.6% with
-``paper`` (20 epochs); full MNIST with ``paper`` should pass 99% but was not run here.
+Its test accuracy is printed by ``genbench features DATASET`` and kept in the cache's
+``.json`` beside the weights (measured figures belong in the reference report, not here).
 
 Images are compared in "mean form": the expected value of the variant's observation given
 the raw intensity v, i.e. v/255 for binarized variants and (v + 1/2)/256 for dequantized
