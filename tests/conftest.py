@@ -36,3 +36,19 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """One local Ray (2 CPUs) for the whole test session, shut down at its end. The tasks
+    carry the driver's GENBENCH_* settings, so each test's private cache reaches them."""
+    ray = pytest.importorskip("ray")
+    started = not ray.is_initialized()
+    if started:
+        import logging
+
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+                 logging_level=logging.WARNING)
+    yield ray
+    if started:
+        ray.shutdown()

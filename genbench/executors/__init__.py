@@ -55,7 +55,7 @@ def check_options(opts: ExecutorOptions) -> None:
     if opts.name not in EXECUTORS:
         from genbench.registry import closest
 
-        raise closest(opts.name, list(EXECUTORS), "executor (local, ray or slurm)")
+        raise closest(opts.name, list(EXECUTORS), "executor")
     require_extra(opts.name)
     if opts.cpus_per_run < 1:
         raise GenbenchError("--cpus-per-run must be at least 1")

@@ -48,15 +48,15 @@ def connect(opts: ExecutorOptions) -> tuple[dict[str, float], bool]:
     """Join (or start) Ray; (cluster resources, whether this call started it)."""
     import ray
 
-    if ray.is_initialized():
+    if opts.address not in (None, "auto"):
+        _reachable(opts.address)
+    if ray.is_initialized():  # a caller's Ray (the API, the tests): use it as it is
         return ray.cluster_resources(), False
     # each task carries the driver's GENBENCH_* settings (worker_env), so no runtime_env
     kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
                               "logging_level": logging.WARNING}
     if opts.address is None:
         kwargs["num_cpus"] = os.cpu_count() or 1
-    elif opts.address != "auto":
-        _reachable(opts.address)
     try:
         ray.init(address=opts.address, **kwargs)
     except (ConnectionError, RuntimeError, TimeoutError, ValueError) as err:

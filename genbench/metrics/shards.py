@@ -3,10 +3,13 @@
 The estimators draw their noise by counter from (seed, global image index, draw), and every
 image's computation (its chains, its HMC step size) is its own, so the images a..b computed
 alone, told their global index ``offset=a``, give the same per-image numbers as inside the
-whole batch. A shard's results are merged by concatenation in image order, so per-image
-estimates, their mean and their standard error equal the unsharded ones bit for bit; a
-scalar diagnostic that is a mean over images (AIS's acceptance rate) is merged as the
-image-weighted mean, equal up to float rounding.
+whole batch, as long as the arithmetic of a row does not depend on how many rows a matrix
+product has: true of CPU BLAS from 4 rows on at a fixed thread count (shards hold at least
+``MIN_SHARD`` images, and cut between IWAE's groups of images), not promised on GPUs,
+where the sharded numbers agree to rounding. A shard's results are merged by concatenation
+in image order, so per-image estimates, their mean and their standard error equal the
+unsharded ones bit for bit; a scalar diagnostic that is a mean over images (AIS's
+acceptance rate) is merged as the image-weighted mean, equal up to float rounding.
 
 Who runs a shard is not this module's business: a *sharder* (installed around an evaluation
 by :func:`genbench.evaluation.sharded`; the Ray one lives in ``genbench.executors``) is a
@@ -42,13 +45,20 @@ def uninstall(token: Any) -> None:
     _SHARDER.reset(token)
 
 
-def split(n: int, shards: int) -> list[tuple[int, int]]:
-    """``shards`` contiguous ranges covering 0..n, sizes differing by at most one."""
-    shards = max(1, min(shards, n))
-    base, extra = divmod(n, shards)
+MIN_SHARD = 4  # images per shard at least: below 4 rows CPU BLAS takes another path (other roundings)
+
+
+def split(n: int, shards: int, align: int = 1, minimum: int = MIN_SHARD) -> list[tuple[int, int]]:
+    """At most ``shards`` contiguous ranges covering 0..n, each at least ``minimum`` images
+    and starting at a multiple of ``align`` (so a chunked computation groups the same
+    images together sharded or not); sizes as equal as that allows."""
+    align = max(1, align)
+    units = -(-n // align)  # aligned groups of images
+    shards = max(1, min(shards, units, n // max(1, minimum) or 1))
+    base, extra = divmod(units, shards)
     out, start = [], 0
     for i in range(shards):
-        stop = start + base + (1 if i < extra else 0)
+        stop = min(n, start + (base + (1 if i < extra else 0)) * align)
         out.append((start, stop))
         start = stop
     return out
@@ -60,17 +70,20 @@ def _active(n: int) -> Any:
 
 
 def map_images(fn: Callable[..., Any], model: torch.nn.Module, x: torch.Tensor,
-               y: torch.Tensor | None = None, **kwargs: Any) -> Any:
+               y: torch.Tensor | None = None, *, align: int = 1, **kwargs: Any) -> Any:
     """``fn(model, x, y, **kwargs)``, split over the images of x when a sharder is installed.
 
     ``fn`` must take ``offset`` (the global index of x[0]) and return per-image tensors
-    (N, ...) or a tuple of them and image-mean floats.
+    (N, ...) or a tuple of them and image-mean floats. ``align``: the number of images
+    ``fn`` processes together (IWAE's groups), so shards cut between groups.
     """
     sharder = _active(x.shape[0])
     if sharder is None:
         return fn(model, x=x, y=y, **kwargs)
     kwargs = {k: v for k, v in kwargs.items() if k != "progress"}  # a local display
-    ranges = split(x.shape[0], sharder.shards)
+    ranges = split(x.shape[0], sharder.shards, align)
+    if len(ranges) == 1:
+        return fn(model, x=x, y=y, **kwargs)
     jobs = []
     for a, b in ranges:
         job = {k: (v.images(a, b) if isinstance(v, ObservationModel) else v) for k, v in kwargs.items()}
@@ -85,8 +98,10 @@ def map_subsets(fn: Callable[..., Any], model: torch.nn.Module, n: int, **kwargs
     sharder = _active(n)
     if sharder is None:
         return fn(model, n=n, **kwargs)
-    kwargs = {k: v for k, v in kwargs.items() if k != "progress"}
     ranges = split(n, sharder.shards)
+    if len(ranges) == 1:
+        return fn(model, n=n, **kwargs)
+    kwargs = {k: v for k, v in kwargs.items() if k != "progress"}
     jobs = [{**kwargs, "n": n, "subset": (a, b)} for a, b in ranges]
     return merge(sharder(fn, jobs), [b - a for a, b in ranges])
 
