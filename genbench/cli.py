@@ -119,6 +119,25 @@ def eval_cmd(
         _print_metrics(values)
 
 
+@app.command()
+@friendly
+def check(
+    model: str = typer.Argument(..., help="model name (see `genbench list models`)"),
+    dataset: str = typer.Option("synthetic", "--dataset", "-d",
+                                help="a small dataset (synthetic-rgb for 64x64 models)"),
+    plugins: list[Path] = typer.Option([], "--plugins", help="extra plugin folder"),
+) -> None:
+    """Smoke-check a model: one training step, samples, its capabilities and the metrics it
+    will get (or why not, and which hook would unlock them). Exit 1 on a problem."""
+    from genbench.check import check_model, format_check
+
+    _load(plugins)
+    result = check_model(model, dataset=dataset)
+    console.print(format_check(result), highlight=False, soft_wrap=True)
+    if not result.ok:
+        raise typer.Exit(1)
+
+
 def _names(metrics: str | None) -> tuple[str, ...]:
     return tuple(m.strip() for m in metrics.split(",") if m.strip()) if metrics else ()
 
