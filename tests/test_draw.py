@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 from typer.testing import CliRunner
 
 from genbench.cli import app
 from genbench.contract import Batch, DataInfo, capabilities, optimizer_dict, step_model
+from genbench.galleries import render
 from genbench.metrics.ais import HMCConfig, ais_log_likelihood
 from genbench.metrics.obsmodel import ObservationModel
 from genbench.plugins import load_plugins
@@ -179,3 +182,8 @@ def test_smoke_run_gets_ais_through_prior_and_decode(tmp_path):
     metrics = json.loads(next(tmp_path.glob("synthetic/draw/*/metrics.json")).read_text())
     assert metrics["status"] == "finished", metrics
     assert -784 * math.log(2) < metrics["test_ais"] < 0
+    run_dir = next(tmp_path.glob("synthetic/draw/*"))
+    # canvases: the smoke preset draws in 3 steps; samples n rows x 3, reconstructions 3 + input
+    for kind, columns in (("canvas", 3), ("canvas_reconstructions", 4)):
+        png = render(run_dir, kind, tmp_path / f"{kind}.png", n=2)
+        assert np.array(Image.open(png)).shape[:2] == (2 + 2 * 30, 2 + columns * 30)

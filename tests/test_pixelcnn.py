@@ -6,12 +6,15 @@ import itertools
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 from typer.testing import CliRunner
 
 from genbench.cli import app
 from genbench.contract import Batch, DataInfo, capabilities, optimizer_dict, step_model
+from genbench.galleries import render
 from genbench.metrics.exact import exact_log_likelihood
 from genbench.plugins import load_plugins
 from genbench.registry import get_model
@@ -186,4 +189,14 @@ def test_smoke_run_records_the_exact_likelihood(tmp_path):
     # binarized 28x28: between a uniform model (-784 log 2) and 0
     assert -784 * math.log(2) < metrics["test_exact"] < 0
     assert metrics["test_exact_bpd"] == pytest.approx(-metrics["test_exact"] / (784 * math.log(2)))
-    assert (next(tmp_path.glob("synthetic/pixelcnn/*")) / "samples.png").exists()
+    run_dir = next(tmp_path.glob("synthetic/pixelcnn/*"))
+    assert (run_dir / "samples.png").exists()
+    # the completions gallery: 3 rows of [given half, 2 completions, original], 28x28 + padding
+    png = render(run_dir, "completions", tmp_path / "c.png", n=3, samples=2)
+    grid = torch.from_numpy(np.array(Image.open(png))).float() / 255
+    assert grid.shape == (2 + 3 * 30, 2 + 4 * 30)
+    cell = lambda r, c: grid[2 + 30 * r:30 + 30 * r, 2 + 30 * c:30 + 30 * c]  # noqa: E731
+    for r in range(3):  # every completion keeps the given top half, and the original's top
+        for c in (1, 2):
+            torch.testing.assert_close(cell(r, c)[:14], cell(r, 3)[:14])
+        assert torch.allclose(cell(r, 0)[14:], torch.tensor(128 / 255))  # grey: not shown

@@ -32,6 +32,8 @@ MODULES = [
     "decoded",  # samples, reconstructions, interpolation
     "arithmetic",  # arithmetic, manifold, scatter
     "analogies",  # conditional models
+    "completions",  # autoregressive models (PixelCNN)
+    "canvas",  # sequential models (DRAW)
 ]
 
 for _name in MODULES:
