@@ -82,6 +82,15 @@ class Hook:
 
 
 HOOKS: tuple[Hook, ...] = (
+    # -- construction: Model(config, info) keeps both -------------------------------------
+    Hook("Config", "a frozen dataclass of the model's settings", None,
+         "--set keys, presets and config.json; Model(Config(...), info) rebuilds a run",
+         attribute=True, required=True),
+    Hook("config", "the Config instance the model was built with", None,
+         "recorded in config.json; metrics read documented fields (M2's label_seed)",
+         attribute=True),
+    Hook("info", "the DataInfo the model was built for", None,
+         "galleries read the data's labels (analogies)", attribute=True),
     # -- training -------------------------------------------------------------------------
     Hook("configure_optimizers", "() -> Optimizer | dict[str, Optimizer]", "train",
          "training; one Optimizer is stepped by the runner", required=True),
@@ -119,6 +128,8 @@ HOOKS: tuple[Hook, ...] = (
     Hook("classify", "(x) -> Distribution q(y|x)", "classify", "test_error"),
     Hook("labelled_counts", "() -> Tensor (K,) labelled training images per class", None,
          "test_error records the labels a semi-supervised model saw"),
+    Hook("labelled_index", "Tensor (L,) training-split indices of the labelled images", None,
+         "test_error records which images were labelled (with labelled_counts)", attribute=True),
     Hook("log_prob", "(x, y=None) -> Tensor (N,) exact log p(x) per image", "exact",
          "exact log-likelihood (autoregressive models, flows)"),
     Hook("log_importance_weights", "(x, k, generator=None) -> Tensor (k, N): "
@@ -126,6 +137,15 @@ HOOKS: tuple[Hook, ...] = (
          "iwae and elbo for models whose latents are not one Gaussian (DRAW)"),
     Hook("edit", "(x, attribute: str, delta: float, y=None) -> Tensor decoded edited images",
          "edit", "attribute edits (others get them by latent arithmetic in the core)"),
+    # -- model-specific pictures ----------------------------------------------------------
+    Hook("complete", "(x, rows: int, generator, y=None) -> Tensor: x's first rows kept, the "
+         "rest sampled", None, "the completions gallery (autoregressive models)"),
+    Hook("sample_steps", "(n, generator) -> Tensor (T, n, C, H, W) canvases while sampling",
+         None, "the canvas gallery (DRAW)"),
+    Hook("levels", "(z) -> list of (low, residual, image) per level, coarse to fine, in [-1, 1]",
+         None, "the pyramid gallery (LAPGAN)"),
+    Hook("reconstruction_steps", "(x, generator) -> Tensor (T, n, C, H, W) canvases while "
+         "reconstructing", None, "the canvas gallery (DRAW)"),
 )
 HOOK = {h.name: h for h in HOOKS}
 
