@@ -222,3 +222,28 @@ def test_edits_metric_is_na_without_attributes(tmp_path):
                       cache_dir=tmp_path)
     _, na = evaluate_metrics(ctx, ["edits"])
     assert "no attributes to edit" in na["edit_entanglement"]
+
+
+def test_sweeps_gallery_prints_measured_values(morpho_data, tmp_path, monkeypatch):
+    from PIL import Image
+
+    import genbench.galleries.sweeps as sweeps_module
+    from genbench.loading import load_run
+    from genbench.training import RunSpec, execute, plan_run
+
+    monkeypatch.setenv("GENBENCH_CACHE", str(tmp_path / "cache"))
+    spec = RunSpec(model="vae", dataset="synthetic-morpho", preset="smoke", seed=0, epochs=1,
+                   results=tmp_path, device="cpu", metrics=("elbo",))
+    outcome = execute(plan_run(spec, morpho_data))
+    assert outcome.status == "finished", outcome.message
+    run = load_run(outcome.run_dir)
+    printed = []
+    real_fmt = sweeps_module._fmt
+    monkeypatch.setattr(sweeps_module, "_fmt", lambda n, v: printed.append((n, v)) or real_fmt(n, v))
+    path = sweeps_module.sweeps(run, tmp_path / "sweep.png", generator=torch.Generator(), n=3,
+                                steps=5, target="slant")
+    width, height = Image.open(path).size
+    assert width == 2 + 6 * (56 + 2) and height == 12 + 2 + 3 * (56 + 12 + 2)
+    assert len(printed) == 3 * 6 and all(n == "slant" for n, _ in printed)
+    with pytest.raises(GenbenchError, match="no attribute 'smile'"):
+        sweeps_module.sweeps(run, tmp_path / "x.png", generator=torch.Generator(), target="smile")

@@ -106,3 +106,13 @@ def test_smoke_run_end_to_end(tmp_path: Path):
     assert len(rows) == 2 and all(math.isfinite(float(rows[-1][k])) for k in ("g_loss", "d_loss_2"))
     assert math.isfinite(outcome.metrics["test_ais_shared"]) and math.isfinite(outcome.metrics["fid"])
     assert (outcome.run_dir / "samples.png").exists()
+    # the pyramid gallery: rows of [coarse, (residual, sum) per level], from the checkpoint
+    from PIL import Image
+
+    from genbench.galleries.pyramid import pyramid
+    from genbench.loading import load_run
+
+    run = load_run(outcome.run_dir)
+    path = pyramid(run, tmp_path / "pyramid.png", generator=torch.Generator().manual_seed(0), n=3)
+    width, height = Image.open(path).size
+    assert width == 2 + 5 * (56 + 2) and height == 12 + 2 + 3 * (56 + 2)  # 5 columns, 3 rows

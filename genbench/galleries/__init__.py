@@ -34,6 +34,8 @@ MODULES = [
     "analogies",  # conditional models
     "completions",  # autoregressive models (PixelCNN)
     "canvas",  # sequential models (DRAW)
+    "pyramid",  # pyramid models (LAPGAN)
+    "sweeps",  # attribute edits on data with attributes
 ]
 
 for _name in MODULES:
