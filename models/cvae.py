@@ -24,7 +24,7 @@ from torch.distributions import Distribution
 
 from genbench import register_model
 from genbench.contract import Batch, DataInfo
-from genbench.data.bundle import DataBundle
+from genbench.data import DataBundle
 from genbench.errors import GenbenchError
 from genbench.latent import (
     LabelledEncoder,

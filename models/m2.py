@@ -52,7 +52,7 @@ from torch.distributions import Categorical, Distribution
 
 from genbench import register_model
 from genbench.contract import Batch, DataInfo
-from genbench.data.bundle import DataBundle, transform
+from genbench.data import DataBundle, transform
 from genbench.errors import GenbenchError
 from genbench.latent import (
     LabelledEncoder,

@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 from genbench.data import celeba, mnist, mnist5k, morpho, synthetic  # noqa: F401  (registration)
-from genbench.data.bundle import VARIANTS, Batch, DataBundle, DataRequest, Split, make_bundle
+from genbench.data.bundle import (
+    VARIANTS,
+    Batch,
+    DataBundle,
+    DataRequest,
+    Split,
+    make_bundle,
+    transform,
+)
 from genbench.registry import get_dataset
 
 
@@ -12,5 +20,6 @@ def load_dataset(request: DataRequest) -> DataBundle:
     return get_dataset(request.name).loader(request)
 
 
+# transform: a model that keeps raw images (M2's labelled set) turns them into its variant
 __all__ = ["VARIANTS", "Batch", "DataBundle", "DataRequest", "Split", "load_dataset",
-           "make_bundle"]
+           "make_bundle", "transform"]
