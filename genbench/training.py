@@ -471,9 +471,13 @@ def load_checkpoint(folder: Path, model: torch.nn.Module,
     except Exception as err:
         raise GenbenchError(f"{path} is unreadable ({type(err).__name__}); delete it or rerun "
                             "with --force") from err
-    model.load_state_dict(state["model"])
-    for k, opt in optimizers.items():
-        opt.load_state_dict(state["optimizers"][k])
+    try:
+        model.load_state_dict(state["model"])
+        for k, opt in optimizers.items():
+            opt.load_state_dict(state["optimizers"][k])
+    except (RuntimeError, KeyError, ValueError) as err:  # saved by another version of the model
+        raise GenbenchError(f"{path} does not fit this model ({str(err).strip().splitlines()[0][:160]}); "
+                            "rerun with --force") from None
     torch.set_rng_state(state["rng_cpu"].cpu())
     if state["rng_cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all([s.cpu() for s in state["rng_cuda"]])
