@@ -251,3 +251,19 @@ def test_check_command_bad_plugin_is_one_line(tmp_path) -> None:
     lines = [ln for ln in out.output.splitlines() if ln.strip()]
     assert out.exit_code == 2 and len(lines) == 1 and lines[0].startswith("error:"), out.output
     assert "broken.py failed to import" in lines[0]
+
+
+def test_a_checkpoint_of_an_older_model_version_is_one_line(tmp_path) -> None:
+    """Runs saved before the models' optimizers became one (keys 'vae', 'ae', ...) do not
+    resume silently wrong: the runner says the checkpoint does not fit."""
+    from genbench.training import Progress, load_checkpoint, save_checkpoint
+
+    data = load_dataset(DataRequest("synthetic"))
+    cls = get_model("vae").cls
+    model = cls(cls.Config(hidden=(8,), latent_dim=2), data.info)
+    opt = model.configure_optimizers()
+    save_checkpoint(tmp_path, model, {"vae": opt}, Progress())
+    with pytest.raises(GenbenchError, match="does not fit this model.*--force"):
+        load_checkpoint(tmp_path, model, optimizer_dict(opt))
+    save_checkpoint(tmp_path, model, optimizer_dict(opt), Progress(epoch=2))
+    assert load_checkpoint(tmp_path, model, optimizer_dict(opt)).epoch == 2
