@@ -145,3 +145,30 @@ def test_needs_labels_or_measures():
 
     with pytest.raises(GenbenchError, match="has none"):
         JMVAE(JMVAE.Config(), DataInfo("plain", "dynamic", (1, 28, 28)))
+
+
+def test_celeba_layout_jmvae_edits_and_lapgan_64(tmp_path, monkeypatch):
+    """The CelebA path on generated files in torchvision's layout: JMVAE over the 40
+    attributes with edits measured by the attribute classifier; LAPGAN's 8-16-32-64 pyramid."""
+    import csv
+
+    from test_data import write_celeba
+
+    from genbench.training import RunSpec, execute, plan_run
+
+    monkeypatch.setenv("GENBENCH_OFFLINE", "1")
+    monkeypatch.setenv("GENBENCH_CACHE", str(tmp_path / "cache"))
+    write_celeba(tmp_path / "data", n=24)
+    outcomes = {}
+    for name, metrics in (("jmvae", ("edits",)), ("lapgan", ("quality",))):
+        spec = RunSpec(model=name, dataset="celeba", data_dir=str(tmp_path / "data"),
+                       preset="smoke", epochs=1, results=tmp_path / "results", device="cpu",
+                       metrics=metrics)
+        outcomes[name] = execute(plan_run(spec))
+        assert outcomes[name].status == "finished", outcomes[name].message
+    m = outcomes["jmvae"].metrics
+    for a in ("attr_0", "attr_3"):  # no Smiling here: the first four attributes are edited
+        assert -1 <= m[f"edit_corr_{a}"] <= 1 and f"edit_slope_{a}" in m
+    assert m["edit_entanglement"] >= 0
+    rows = list(csv.DictReader((outcomes["lapgan"].run_dir / "history.csv").open()))
+    assert "d_loss_3" in rows[0]  # four levels: 8, 16, 32, 64
