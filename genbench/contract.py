@@ -6,7 +6,8 @@ A model is an ``nn.Module`` with a frozen ``Config`` dataclass, built as
 the core may read is a :class:`Hook` in :data:`HOOKS` (name, signature, the capability it
 gives, what that unlocks). :func:`capabilities` reads them off a model (or its class),
 :func:`missing_reason` names the hook that would unlock a metric, and ``genbench check``
-prints both. All hooks are optional except ``configure_optimizers`` and ``training_step``.
+prints both. All hooks are optional except ``Config``, ``configure_optimizers`` and
+``training_step``.
 
 Training. By default (automatic optimization) ``training_step(batch)`` returns a dict whose
 ``"loss"`` carries gradients and the runner zeroes, backpropagates and steps the model's one
