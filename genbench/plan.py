@@ -27,18 +27,29 @@ from genbench.training import Plan
 BACKWARD = 2.0  # a backward pass costs about twice its forward
 
 
-def calibrate(threads: int | None = None, n: int = 512, repeats: int = 5) -> float:
-    """Sustained float32 matmul FLOP/s of this machine at ``threads`` threads."""
+def calibrate(threads: int | None = None, n: int = 512, repeats: int = 5,
+              device: torch.device | str = "cpu") -> float:
+    """Sustained float32 matmul FLOP/s of this machine's ``device`` (CPU: at ``threads``)."""
+    device = torch.device(device)
     old = torch.get_num_threads()
     if threads:
         torch.set_num_threads(threads)
+    if device.type == "cuda":
+        n = max(n, 4096)
+
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
     try:
-        a, b = torch.randn(n, n), torch.randn(n, n)
+        a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
         a @ b  # warm up
+        sync()
         best = float("inf")
         for _ in range(repeats):
             t = time.perf_counter()
             a @ b
+            sync()
             best = min(best, time.perf_counter() - t)
         return 2.0 * n**3 / best
     finally:
@@ -154,7 +165,8 @@ def _secs(s: float) -> str:
 
 
 def print_costs(plans: list[Plan], console: Console, threads: int | None = None) -> list[Cost]:
-    rate = calibrate(threads or torch.get_num_threads())
+    device = plans[0].device if plans else torch.device("cpu")
+    rate = calibrate(threads or torch.get_num_threads(), device=device)
     costs = [estimate(p) for p in plans]
     table = Table(title="estimated cost per run (nothing was run)", title_justify="left", padding=(0, 1))
     for col in ("run", "params", "train FLOP", "eval FLOP", "train", "eval", "eval max"):
@@ -167,8 +179,10 @@ def print_costs(plans: list[Plan], console: Console, threads: int | None = None)
     console.print(table)
     total = sum(c.train + c.eval_total for c in costs)
     console.print("eval max: AIS and BDMC if the schedule doubles up to ais_max_steps", style="dim")
-    console.print(f"calibration: float32 matmul at {rate / 1e9:.3g} GFLOP/s with "
-                  f"{threads or torch.get_num_threads()} thread(s) on this machine; seconds are FLOPs / that "
+    where = (f"{threads or torch.get_num_threads()} CPU thread(s)" if device.type == "cpu"
+             else str(device))
+    console.print(f"calibration: float32 matmul at {rate / 1e9:.3g} GFLOP/s on {where} of this "
+                  f"machine; seconds are FLOPs / that "
                   f"rate, a floor (small layers run below it). All runs: {_flops(total)}FLOP, "
                   f"{_secs(total / rate)} on one such worker, /N on N.", highlight=False)
     return costs
