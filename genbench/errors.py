@@ -15,3 +15,8 @@ class DataMissing(GenbenchError):
 
 class Diverged(Exception):
     """Raised by a model (or the runner) when training has blown up; the run is marked failed."""
+
+
+class GenbenchWarning(UserWarning):
+    """Something genbench repaired or worked around (a corrupt cache rebuilt, a run skipped);
+    the CLI prints the message as one ``warning:`` line."""

@@ -22,6 +22,9 @@ def save_figure(fig: plt.Figure, path: Path, *, dpi: int = 72, tight: bool = Tru
     fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight" if tight else None)
     plt.close(fig)
     buf.seek(0)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.open(buf).convert("RGB").quantize(colors=256).save(path, optimize=True)
+    from genbench.store import atomic_write_bytes
+
+    png = io.BytesIO()
+    Image.open(buf).convert("RGB").quantize(colors=256).save(png, format="PNG", optimize=True)
+    atomic_write_bytes(path, png.getvalue())  # a reader never sees half a file
     return path

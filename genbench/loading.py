@@ -53,7 +53,12 @@ def load_run(run_dir: Path, device: torch.device | str = "cpu", data_dir: str | 
     data = data.subset_train(preset.max_train)
     with torch.random.fork_rng(devices=[]):  # the initial weights are overwritten: leave the RNG be
         model = entry.cls(config_from_dict(entry.cls.Config, config["model_config"]), data.info)
-    state = torch.load(ckpt, map_location=device, weights_only=True)
-    model.load_state_dict(state["model"])
+    state = store.load_torch(ckpt, map_location=device, keys=("model",))
+    try:
+        model.load_state_dict(state["model"])
+    except (RuntimeError, KeyError, TypeError) as err:
+        raise GenbenchError(f"{ckpt} does not fit the {config['model']} model of its config.json "
+                            f"({str(err).strip().splitlines()[0][:160]}); rerun the run with --force"
+                            ) from None
     model.to(device).eval()
     return LoadedRun(model, data, config, preset, int(config.get("seed", 0)))

@@ -85,12 +85,21 @@ def write_json(path: Path, obj: Mapping[str, Any]) -> None:
 
 
 def read_json(path: Path) -> dict[str, Any]:
+    """A JSON object from ``path`` ({} when there is no file); anything unreadable is one line."""
     try:
-        return json.loads(Path(path).read_text())
+        value = json.loads(Path(path).read_text())
     except FileNotFoundError:
         return {}
     except json.JSONDecodeError as err:
-        raise GenbenchError(f"{path} is not valid JSON ({err}); delete it or rerun with --force") from err
+        raise GenbenchError(f"{path} is not valid JSON ({err}); delete it or rerun with --force") from None
+    except UnicodeDecodeError:
+        raise GenbenchError(f"{path} is not UTF-8 text; delete it or rerun with --force") from None
+    except OSError as err:
+        raise GenbenchError(f"{path} is unreadable ({err.strerror or err})") from None
+    if not isinstance(value, dict):
+        raise GenbenchError(f"{path} holds a JSON {type(value).__name__}, not an object; delete it "
+                            "or rerun with --force")
+    return value
 
 
 def update_metrics(folder: Path, values: Mapping[str, Any]) -> dict[str, Any]:
@@ -131,6 +140,41 @@ def save_torch(path: Path, obj: Any) -> None:
 
 class Busy(GenbenchError):
     """The run folder is held by another live process (or one on another host)."""
+
+
+def load_torch(path: Path, map_location: Any = "cpu", keys: tuple[str, ...] = ()) -> Any:
+    """``torch.load(path, weights_only=True)`` with any failure as one line naming the file
+    (never advising to lift ``weights_only``: a checkpoint holding pickled code is refused)."""
+    import pickle
+
+    import torch
+
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except FileNotFoundError:
+        raise GenbenchError(f"{path} does not exist; run training first") from None
+    except pickle.UnpicklingError as err:
+        if "weights only" in str(err).lower() or "weights_only" in str(err):
+            raise GenbenchError(
+                f"{path} is not a plain tensor checkpoint (it holds pickled Python objects, "
+                "which genbench never loads); it was not written by genbench: delete it and "
+                "rerun the run with --force") from None
+        raise GenbenchError(f"{path} is unreadable (corrupt: {_first_line(err)}); delete it "
+                            "and rerun the run with --force") from None
+    except Exception as err:
+        raise GenbenchError(f"{path} is unreadable (truncated or corrupt: {type(err).__name__}: "
+                            f"{_first_line(err)}); delete it and rerun the run with --force"
+                            ) from None
+    missing = [k for k in keys if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise GenbenchError(f"{path} is not a genbench checkpoint (no {', '.join(missing)}); "
+                            "delete it and rerun the run with --force")
+    return state
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return text[0][:200] if text else type(err).__name__
 
 
 @contextmanager
@@ -306,14 +350,23 @@ def iter_runs(root: Path) -> Iterator[Path]:
 def load_results(root: Path):  # -> pandas.DataFrame
     """One row per run: dataset, model, preset, variant, seed, run_dir, status, metrics...
 
-    ``not_applicable`` becomes columns ``na:<metric>`` holding the reason.
+    ``not_applicable`` becomes columns ``na:<metric>`` holding the reason. A run whose
+    config.json or metrics.json cannot be read is left out; ``df.attrs["skipped"]`` lists one
+    line per such run (the file and why), so one bad file never costs the others.
     """
     import pandas as pd
 
     rows = []
+    skipped: list[str] = []
     for folder in iter_runs(root):
-        config = read_json(folder / CONFIG)
-        metrics = read_json(folder / METRICS)
+        try:
+            config = read_json(folder / CONFIG)
+            metrics = read_json(folder / METRICS)
+            if not isinstance(metrics.get("not_applicable", {}), dict):
+                raise GenbenchError(f"{folder / METRICS}: not_applicable is not an object")
+        except GenbenchError as err:
+            skipped.append(str(err))
+            continue
         row: dict[str, Any] = {
             "dataset": config.get("dataset", {}).get("name", folder.parts[-3]),
             "model": config.get("model", folder.parts[-2]),
@@ -328,4 +381,6 @@ def load_results(root: Path):  # -> pandas.DataFrame
             else:
                 row[key] = value
         rows.append(row)
-    return pd.DataFrame(rows)
+    df = pd.DataFrame(rows)
+    df.attrs["skipped"] = skipped
+    return df

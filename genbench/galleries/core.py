@@ -110,6 +110,11 @@ def save_png_grid(images: torch.Tensor, path: Path, nrow: int) -> Path:
     array = (grid * 255).round().to(torch.uint8)  # (3, H, W); make_grid repeats a grey channel
     grey = bool((array == array[:1]).all())
     img = Image.fromarray(array[0].numpy() if grey else array.permute(1, 2, 0).numpy())
-    path.parent.mkdir(parents=True, exist_ok=True)
-    img.save(path, optimize=True)
+    import io
+
+    from genbench.store import atomic_write_bytes
+
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", optimize=True)
+    atomic_write_bytes(path, buf.getvalue())
     return path

@@ -278,9 +278,22 @@ def load_cached_extractor(data: DataBundle, *, epochs: int, cache_dir: Path,
     if not (path.exists() and meta_path.exists()):
         return None
     net = EvaluatorCNN(data.info.shape, outputs).to(data.device)
-    net.load_state_dict(torch.load(path, map_location=data.device, weights_only=True))
-    meta = json.loads(meta_path.read_text())
-    return Extractor(meta["name"], net.eval(), weights_digest(net), task, meta["accuracy"], path)
+    try:  # a cache entry that fails to load is rebuilt (it is only a cache)
+        net.load_state_dict(torch.load(path, map_location=data.device, weights_only=True))
+        meta = json.loads(meta_path.read_text())
+        cached = Extractor(meta["name"], net.eval(), weights_digest(net), task, meta["accuracy"], path)
+    except Exception as err:  # noqa: BLE001  (truncated, corrupt, foreign: all the same here)
+        import warnings
+
+        from genbench.errors import GenbenchWarning
+
+        why = (str(err).strip().splitlines() or [type(err).__name__])[0][:120]
+        warnings.warn(f"the evaluator classifier cache {path} is unreadable ({type(err).__name__}: "
+                      f"{why}); rebuilding it", GenbenchWarning, stacklevel=2)
+        for stale in (path, meta_path):
+            stale.unlink(missing_ok=True)
+        return None
+    return cached
 
 
 def find_extractor(data: DataBundle, feature_space: str, cache_dir: Path) -> Extractor | None:
@@ -292,12 +305,19 @@ def find_extractor(data: DataBundle, feature_space: str, cache_dir: Path) -> Ext
     if not digest:
         return None
     for meta_path in sorted((Path(cache_dir) / "features").glob(f"{name or 'cnn'}*.json")):
-        meta = json.loads(meta_path.read_text())
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (OSError, ValueError):
+            continue  # an unreadable cache entry is no match
         path = meta_path.with_suffix(".pt")
         if meta.get("weights_sha1", "").startswith(digest) and meta.get("task") == task and path.exists():
             net = EvaluatorCNN(data.info.shape, outputs).to(data.device)
             # strict=False: buffers that only rescale the reported features do not change the logits
-            net.load_state_dict(torch.load(path, map_location=data.device, weights_only=True), strict=False)
+            try:
+                net.load_state_dict(torch.load(path, map_location=data.device, weights_only=True),
+                                    strict=False)
+            except Exception:  # noqa: BLE001  (a corrupt entry is no match)
+                continue
             return Extractor(meta.get("name", name), net.eval(), meta["weights_sha1"], task,
                              meta.get("accuracy"), path)
     return None

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from genbench import store
 from genbench.errors import GenbenchError
 from genbench.report import glossary, plots, tables
 from genbench.report.document import (
@@ -62,14 +63,25 @@ def build_report(results: Path, out: Path, galleries: bool = True) -> ReportSumm
         raise GenbenchError(f"results folder {results} does not exist; run `genbench run ...` first "
                             "or pass --results DIR")
     df = tables.load(results)
+    skipped = list(df.attrs.get("skipped", []))  # runs whose config/metrics.json is unreadable
     if df.empty:
-        raise GenbenchError(f"no runs under {results} (expected {results}/<dataset>/<model>/<run>/"
-                            "config.json); run `genbench run ...` first")
-    out.mkdir(parents=True, exist_ok=True)
+        raise GenbenchError(f"no {'readable ' if skipped else ''}runs under {results} (expected "
+                            f"{results}/<dataset>/<model>/<run>/config.json)"
+                            + (f"; skipped {len(skipped)}: {skipped[0]}" if skipped else
+                               "; run `genbench run ...` first"))
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        what = "is a file" if out.is_file() else f"cannot be created ({err.strerror or err})"
+        raise GenbenchError(f"--out {out} {what}; pass a folder") from None
     doc = Document("genbench report")
     summary = ReportSummary(out, len(df), 0, int((df["status"] != "finished").sum()), 0.0)
     doc.add(Para(f"Made by `genbench report --results {results.as_posix()} --out {out.as_posix()}` "
                  f"on {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC from {len(df)} runs."))
+    if skipped:
+        summary.notes += [f"skipped {len(skipped)} run(s) whose files are unreadable", *skipped]
+        doc.add(Para(f"Skipped {len(skipped)} run(s) whose files could not be read:"),
+                Bullets(tuple(skipped)))
     commands = run_commands(df)
     if commands:
         doc.add(Para("The runs were made by:"), Bullets(tuple(f"`{c}`" for c in commands)))
@@ -80,8 +92,8 @@ def build_report(results: Path, out: Path, galleries: bool = True) -> ReportSumm
         add_group(doc, key, runs, results, out, galleries, summary)
     add_glossary(doc, df)
     doc.blocks.insert(opening, contents(doc))  # after the opening paragraphs and the runs table
-    (out / "report.md").write_text(to_markdown(doc))
-    (out / "index.html").write_text(to_html(doc, out))
+    store.atomic_write_bytes(out / "report.md", to_markdown(doc).encode())
+    store.atomic_write_bytes(out / "index.html", to_html(doc, out).encode())
     summary.seconds = time.perf_counter() - start
     return summary
 

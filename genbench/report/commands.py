@@ -25,6 +25,8 @@ def report_command(
 
     load_plugins(plugins)
     s = build_report(results, out, galleries=galleries)
+    for note in s.notes:
+        console.print(f"[bold yellow]warning:[/] {note}", highlight=False, soft_wrap=True)
     console.print(f"[bold green]report[/] {s.out / 'index.html'} and {s.out / 'report.md'}: "
                   f"{s.runs} runs in {s.groups} groups ({s.failed} not finished), "
                   f"{len(s.images)} images, {s.seconds:.1f} s", highlight=False)

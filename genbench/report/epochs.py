@@ -43,6 +43,11 @@ def progress_strip(run_dir: Path, out: Path, rows: int = 1, count: int = 6) -> P
         strip.paste(band, (LABEL_WIDTH, y))
         draw.text((4, y + band.height // 2 - 5), f"ep {epoch}", fill="black")
         y += band.height
-    out.parent.mkdir(parents=True, exist_ok=True)
-    strip.save(out, optimize=True)
+    import io
+
+    from genbench.store import atomic_write_bytes
+
+    buf = io.BytesIO()
+    strip.save(buf, format="PNG", optimize=True)
+    atomic_write_bytes(out, buf.getvalue())
     return out
