@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -12,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from genbench.errors import GenbenchError
+from genbench.errors import GenbenchError, GenbenchWarning
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="genbench: train generative models side by side and measure them alike.")
@@ -39,6 +40,18 @@ def friendly(fn: F) -> F:
             raise typer.Exit(130) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _show_warning(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+    """genbench's own warnings as one line (Python's default adds the source line)."""
+    if issubclass(category, GenbenchWarning):
+        err_console.print(f"[bold yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+    else:
+        _python_showwarning(message, category, *args, **kwargs)
+
+
+_python_showwarning = warnings.showwarning
+warnings.showwarning = _show_warning
 
 
 def _load(plugins: list[Path] | None = None) -> None:
@@ -93,6 +106,17 @@ def run(
     print_summary(outcomes, results)
     if any(o.status == "failed" for o in outcomes):
         raise typer.Exit(1)
+
+
+@app.command()
+@friendly
+def unlock(run_dirs: list[Path] = typer.Argument(..., help="run folders whose .lock is stale")) -> None:
+    """Remove a run folder's lock whose process is gone (e.g. on another host of a shared
+    filesystem); a holder alive on this host is never removed."""
+    from genbench.store import unlock as unlock_folder
+
+    for folder in run_dirs:
+        console.print(unlock_folder(folder), highlight=False)
 
 
 @app.command("eval")
