@@ -1,18 +1,18 @@
 """genbench: a comparative benchmark suite for deep generative models.
 
 From Python: ``genbench.run``, ``genbench.evaluate``, ``genbench.load_results``,
-``genbench.summary``, ``genbench.load_model`` (see :mod:`genbench.api`).
+``genbench.summary``, ``genbench.load_model``, ``genbench.sample`` (see :mod:`genbench.api`).
 """
 
 from genbench.registry import register_dataset, register_metric, register_model
 
 __version__ = "0.1.0"
-_API = ("run", "evaluate", "load_results", "summary", "load_model", "export")
+_API = ("run", "evaluate", "load_results", "summary", "load_model", "sample", "export_results")
 __all__ = ["__version__", "register_dataset", "register_metric", "register_model", *_API]
 
 
 def __getattr__(name: str):  # the API loads pandas and torch on first use, not on import
-    if name == "export":
+    if name == "export_results":  # (genbench.export is the module)
         from genbench.export import export_results
 
         return export_results

@@ -5,7 +5,7 @@
     df = genbench.load_results("results")      # tidy: one row per run and metric
     genbench.summary(df)                        # the report's table: mean, std, seeds
     model, data = genbench.load_model(outcomes[0].run_dir)
-    images = model.sample(16)
+    images = genbench.sample(model, 16, seed=0)
 
 Every function checks its input as the command line does and raises
 :class:`genbench.errors.GenbenchError` with the same one-line message.
@@ -300,8 +300,7 @@ def load_model(run_dir: str | Path, device: str = "cpu", data_dir: str | None = 
                ) -> tuple[torch.nn.Module, DataBundle]:
     """The trained model of a run (``eval()`` mode, on ``device``) and its data bundle.
 
-    ``model.sample(n)`` gives images in [0, 1] where the model samples;
-    ``data.eval_x("test", 16)`` gives test images.
+    :func:`sample` draws images from it; ``data.eval_x("test", 16)`` gives test images.
     """
     from genbench.loading import load_run
     from genbench.training import resolve_device
@@ -309,3 +308,26 @@ def load_model(run_dir: str | Path, device: str = "cpu", data_dir: str | None = 
     _check_run_dir(run_dir)
     loaded = load_run(Path(run_dir), resolve_device(device), data_dir)
     return loaded.model, loaded.data
+
+
+def sample(model: torch.nn.Module, n: int, *, seed: int | None = None,
+           y: torch.Tensor | None = None) -> torch.Tensor:
+    """``n`` images (n, C, H, W) in [0, 1] from a model: its own ``sample``, or its decoder's
+    mean at z drawn from its prior (the contract's derived sampler). ``seed`` fixes the
+    draw; ``y`` gives a conditional model its labels."""
+    import torch
+
+    from genbench.contract import sample_from
+
+    if n < 1:
+        raise GenbenchError(f"n must be at least 1, not {n}")
+    try:
+        device = next(model.parameters()).device
+    except StopIteration:
+        device = torch.device("cpu")
+    gen = None
+    if seed is not None:
+        gen = torch.Generator(device=device)
+        gen.manual_seed(seed)
+    with torch.no_grad():
+        return sample_from(model, n, gen, y)

@@ -31,7 +31,9 @@ def _metrics() -> list[tuple[str, str]]:
     for entry in METRICS.values():
         needs = f" [dim](needs {', '.join(sorted(entry.needs))})[/]" if entry.needs else ""
         for key, text in entry.produces.items():
-            rows.append((key, f"{text}  [dim]--metrics {entry.name}[/]{needs}"))
+            better = {True: "[green]↑ higher is better[/]  ", False: "[green]↓ lower is better[/]  ",
+                      None: ""}[entry.higher_is_better.get(key)]
+            rows.append((key, f"{better}{text}  [dim]--metrics {entry.name}[/]{needs}"))
     return rows
 
 

@@ -100,8 +100,6 @@ def test_a_smoke_runs_evaluation_names_each_metric_with_its_progress(tmp_path: P
             assert any(int(d) < int(t) for d, t in partial), (name, text)
     n_eval = 64  # smoke preset
     assert f"iwae: {n_eval}/{n_eval} images" in text
-    steps = 20 - 1  # smoke ais_steps distributions -> 19 transitions; BDMC runs two ways
-    assert f"ais: {steps}/{steps} AIS steps" in text and f"bdmc: {2 * steps}/{2 * steps} AIS steps" in text
     assert "quality: 256/256 samples" in text
     assert re.search(r"vae · synthetic · seed 0: step 8/8 \(100%\)", text) or "step" in text
 

@@ -124,7 +124,7 @@ def test_logging_changes_no_number(logged) -> None:
 
 
 def test_unknown_logger_and_missing_package_fail_before_training(monkeypatch, tmp_path) -> None:
-    import builtins
+    import sys
 
     from genbench.training import RunSpec, plan_run
 
@@ -132,14 +132,8 @@ def test_unknown_logger_and_missing_package_fail_before_training(monkeypatch, tm
                    device="cpu", log=("wandb",))
     with pytest.raises(GenbenchError, match="unknown --log 'wandb'; use tensorboard"):
         plan_run(spec)
-    real = builtins.__import__
-
-    def no_tensorboard(name, *args, **kwargs):
-        if name.startswith("tensorboard") or name.startswith("torch.utils.tensorboard"):
-            raise ImportError(name)
-        return real(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_tensorboard)
+    for name in ("tensorboard", "torch.utils.tensorboard"):  # as if not installed
+        monkeypatch.setitem(sys.modules, name, None)
     with pytest.raises(GenbenchError) as err:
         plan_run(RunSpec(model="vae", dataset="synthetic", preset="smoke", results=tmp_path,
                          device="cpu", log=("tensorboard",)))
