@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,20 @@ def evaluate_model(
     if run_dir is not None and (record := labelled_subset(model)) is not None:
         store.write_json(Path(run_dir) / LABELLED_FILE, record)  # metrics never write files
     return result
+
+
+@contextmanager
+def sharded(sharder: Any) -> Iterator[None]:
+    """Within the block, IWAE, AIS and BDMC split their test images over ``sharder``'s
+    workers (:mod:`genbench.metrics.shards`; the Ray sharder is in ``genbench.executors``)
+    and merge to exactly the unsharded numbers."""
+    from genbench.metrics import shards
+
+    token = shards.install(sharder)
+    try:
+        yield
+    finally:
+        shards.uninstall(token)
 
 
 def evaluate_run(run_dir: Path, names: Iterable[str] = (), preset: str | None = None,

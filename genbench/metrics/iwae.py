@@ -68,9 +68,14 @@ class LogMeanExp:
         return self.max + torch.log(self.sum) - math.log(self.count)
 
 
+def iwae_group(k: int, chunk: int) -> int:
+    """Images encoded and decoded together: a group's k draws fill about ``chunk`` rows."""
+    return max(1, chunk // k)
+
+
 def plan(n_images: int, k: int, chunk: int) -> Iterator[tuple[int, int]]:
     """Image groups (start, stop) so that a group's k draws fill about ``chunk`` rows."""
-    per_group = max(1, chunk // k)
+    per_group = iwae_group(k, chunk)
     for start in range(0, n_images, per_group):
         yield start, min(n_images, start + per_group)
 

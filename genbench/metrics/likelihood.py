@@ -33,7 +33,7 @@ from genbench.metrics.ais import HMCConfig, ais_log_likelihood, ais_until_conver
 from genbench.metrics.bdmc import bdmc
 from genbench.metrics.context import EvalContext
 from genbench.metrics.elbo import mean_stderr
-from genbench.metrics.iwae import iwae_bound
+from genbench.metrics.iwae import iwae_bound, iwae_group
 from genbench.metrics.obsmodel import ObservationModel, choose_noise, own_decoder_reason
 from genbench.metrics.parzen import choose_sigma, parzen_log_density
 from genbench.metrics.sampling import labels_for, seed_from
@@ -158,7 +158,8 @@ def _ais_init(ctx: EvalContext) -> bool:
 def _iwae(ctx: EvalContext, obs: ObservationModel, suffix: str) -> dict[str, float]:
     x, y = _split(ctx, "test", ctx.preset.n_eval)
     bound = map_images(iwae_bound, ctx.model, x, y, k=ctx.preset.iwae_k,
-                       seed=seed_from(ctx.generator(SALT_IWAE)),
+                       seed=seed_from(ctx.generator(SALT_IWAE)), align=iwae_group(ctx.preset.iwae_k,
+                                                                                  ctx.preset.iwae_chunk),
                        chunk=ctx.preset.iwae_chunk, obs=obs, progress=ctx.tracker("images"))
     save_per_image(ctx, f"test_iwae{suffix}", bound)
     return with_bpd(ctx, f"test_iwae{suffix}", bound)
@@ -193,7 +194,8 @@ def _paired_with_iwae(ctx: EvalContext, x: torch.Tensor, y: torch.Tensor | None,
     if not has_density_encoder(ctx.model):
         return {}
     bound = map_images(iwae_bound, ctx.model, x, y, k=ctx.preset.iwae_k,
-                       seed=seed_from(ctx.generator(SALT_IWAE)),
+                       seed=seed_from(ctx.generator(SALT_IWAE)), align=iwae_group(ctx.preset.iwae_k,
+                                                                                  ctx.preset.iwae_chunk),
                        chunk=ctx.preset.iwae_chunk, obs=obs,
                        progress=ctx.tracker("images (IWAE on AIS's images)"))
     diff, diff_se = mean_stderr(ais.double() - bound)
