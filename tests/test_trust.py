@@ -208,3 +208,51 @@ def test_bold_only_beyond_the_paired_uncertainty(tmp_path):
     two = df[df["model"] != "a"]
     assert not any(c.best for r in tables.comparison_table(two, ["test_iwae"]).rows for c in r)
     assert any("indistinguishable" in line for line in tables.headlines(two))
+
+
+# -- memorization ------------------------------------------------------------------------------
+
+def test_copy_flags_match_brute_force_and_catch_a_copying_model():
+    from genbench.metrics.memorization import binomial, copy_flags
+
+    gen = torch.Generator().manual_seed(0)
+    train = torch.randn(300, 8, generator=gen)
+    fresh = torch.randn(300, 8, generator=gen)
+    flags = copy_flags(fresh, train)
+    d = torch.cdist(train, train) + torch.diag(torch.full((300,), math.inf))
+    radius = d.min(1).values
+    ds = torch.cdist(fresh, train)
+    j = ds.argmin(1)
+    assert torch.equal(flags, ds.min(1).values < radius[j])
+    floor, _ = binomial(flags)
+    # near-copies of training images (a memorizing model) are all flagged; fresh draws at the floor
+    copies = train[:200] + 1e-3 * torch.randn(200, 8, generator=gen)
+    copied, se = binomial(copy_flags(copies, train))
+    assert copied == 1.0 and 0.05 < floor < 0.8
+    more_fresh, _ = binomial(copy_flags(torch.randn(300, 8, generator=gen), train))
+    assert abs(more_fresh - floor) < 0.15
+
+
+class _Copier(torch.nn.Module):
+    """A 'model' whose samples are its training images: memorization at its worst."""
+
+    def __init__(self, train: torch.Tensor) -> None:
+        super().__init__()
+        self.train_x = train
+
+    def sample(self, n, generator=None):
+        pick = torch.randint(self.train_x.shape[0], (n,), generator=generator)
+        return self.train_x[pick]
+
+
+def test_memorization_metric_flags_a_model_that_copies_its_training_set(tmp_path):
+    from genbench.metrics.features import default_cache_dir, mean_images
+
+    data = load_dataset(DataRequest("synthetic"))
+    train = mean_images(data.train.x, data.info.variant)  # the training images as features see them
+    ctx = EvalContext(model=_Copier(train), data=data, preset=get_preset("smoke"), seed=0,
+                      device=torch.device("cpu"), cache_dir=default_cache_dir())
+    values, na = evaluate_metrics(ctx, ["memorization"])
+    assert not na, na
+    assert values["copied_fraction"] == 1.0 and values["floor_copied_fraction"] < 0.9
+    assert values["copied_excess"] > 5 * values["copied_excess_stderr"]

@@ -37,6 +37,10 @@ SECTIONS = (
                                "coverage", "mode_kl", "classes_covered"),
             "Measured in the features of an evaluator classifier genbench trains on the dataset "
             "itself; the real-versus-real floor row is the best a metric can say."),
+    Section("Memorization", ("copied_fraction", "copied_excess"),
+            "Samples closer to a training image than it is to its nearest other training image "
+            "(Alaa et al. 2022), in the evaluator's features; the excess is over held-out test "
+            "images, which fall that close by chance."),
     Section("Classification", ("test_error", "labelled_examples"),
             "Semi-supervised models also classify; the error depends on how many labels they had."),
 )
@@ -49,14 +53,15 @@ DIRECTION: dict[str, bool | None] = {
     "test_recon_term": True, "test_kl_term": None, "recon_bce": False, "recon_mse": False,
     "active_units": None, "fid": False, "kid": False, "inception_score": True, "precision": True,
     "recall": True, "density": True, "coverage": True, "mode_kl": False, "classes_covered": True,
-    "test_error": False, "labelled_examples": None,
+    "test_error": False, "labelled_examples": None, "copied_fraction": False, "copied_excess": False,
 }
 
 LABELS = {
     "test_elbo": "ELBO", "test_iwae": "IWAE", "test_ais": "AIS", "ais_minus_iwae": "AIS - IWAE (paired)",
     "bdmc_gap": "BDMC gap", "test_iwae_shared": "IWAE (shared)", "test_ais_shared": "AIS (shared)",
     "ais_minus_iwae_shared": "AIS - IWAE (shared, paired)", "bdmc_gap_shared": "BDMC gap (shared)",
-    "obs_sigma": "obs. sigma", "obs_flip": "obs. flip",
+    "obs_sigma": "obs. sigma", "obs_flip": "obs. flip", "copied_fraction": "copied",
+    "copied_excess": "copied - test floor",
     "parzen": "Parzen", "test_recon_term": "E[log p(x|z)]", "test_kl_term": "KL(q||p)",
     "recon_bce": "recon BCE", "recon_mse": "recon MSE", "active_units": "active units",
     "fid": "FID", "kid": "KID", "inception_score": "IS", "precision": "precision",
@@ -94,6 +99,11 @@ METRIC_TEXT = {
                  "(bounded Brent in log space). Smaller means the model's mean images fit closer.",
     "obs_flip": "The flip probability of the shared Bernoulli on binarized data, chosen like "
                 "obs_sigma.",
+    "copied_fraction": "The share of samples that sit closer to a training image than that image sits "
+                       "to any other training image (authenticity, Alaa et al. 2022). Fresh data "
+                       "does this by chance too, so read it beside the test-image floor.",
+    "copied_excess": "copied minus the same share for held-out test images, with its binomial "
+                     "standard error. Clearly above zero: the model reproduces training images.",
     "parzen": "A Gaussian kernel density estimate on model samples (Goodfellow et al. 2014), kept as "
               "the legacy baseline. It is badly biased in 784 dimensions: Wu et al. (2017) show it "
               "ranks models in the wrong order, so never read it as a likelihood.",
