@@ -22,7 +22,11 @@ err_console = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
 # the headline columns of `genbench run`'s table; the report has everything
-SUMMARY_KEYS = ("test_elbo", "test_iwae", "test_ais", "recon_bce", "fid", "test_error")
+SUMMARY_KEYS = ("test_elbo", "test_iwae", "test_ais", "test_ais_shared", "recon_bce", "fid",
+                "test_error")
+# which of them stay when the terminal is too narrow for all (most telling first)
+SUMMARY_PRIORITY = ("test_ais", "test_ais_shared", "fid", "test_iwae", "test_error", "test_elbo",
+                    "recon_bce")
 
 
 def friendly(fn: F) -> F:
@@ -94,6 +98,7 @@ def run(
     metrics: str | None = typer.Option(None, "--metrics", help="comma-separated metric names"),
     data_dir: str | None = typer.Option(None, "--data-dir", help="folder with the dataset's files"),
     force: bool = typer.Option(False, "--force", help="rerun finished runs from scratch"),
+    log: list[str] = typer.Option([], "--log", help="tensorboard: events under each run folder"),
     executor: str = typer.Option("local", "--executor", help="local | ray | slurm (README: On a cluster)"),
     address: str | None = typer.Option(None, "--address", help="ray: auto | ray://host:port (none: local)"),
     cpus_per_run: int = typer.Option(1, "--cpus-per-run", help="ray/slurm: CPUs (torch threads) per run"),
@@ -119,7 +124,7 @@ def run(
     outcomes = run_all(models=models, dataset=dataset, variant=variant, preset=preset,
                        epochs=epochs, seeds=seed, device=device, overrides=set_,
                        results=results, metrics=_names(metrics), data_dir=data_dir, force=force,
-                       console=console, executor=opts, plan_only=plan)
+                       console=console, executor=opts, plan_only=plan, log=tuple(log))
     if plan or dry_run and not outcomes:
         return
     print_summary(outcomes, results)
@@ -155,6 +160,7 @@ def eval_cmd(
     """Add metrics to finished runs without retraining."""
     from genbench.evaluation import evaluate_run
     from genbench.executors import ExecutorOptions, eval_sharding
+    from genbench.progress import EvalDisplay
     from genbench.training import resolve_device
 
     _load(plugins)
@@ -162,9 +168,13 @@ def eval_cmd(
     opts = ExecutorOptions(executor, address, cpus_per_run, eval_shards=eval_shards,
                            plugins=tuple(str(p) for p in plugins))
     for folder in run_dirs:
-        with console.status(f"evaluating {folder}") as status, eval_sharding(opts, folder, dev, data_dir):
-            values = evaluate_run(folder, _names(metrics), preset, dev, data_dir,
-                                  progress=lambda m, s=status, f=folder: s.update(f"{f}: {m}"))
+        console.print(f"evaluating {folder}", highlight=False)
+        watch = EvalDisplay(console)
+        try:
+            with eval_sharding(opts, folder, dev, data_dir):
+                values = evaluate_run(folder, _names(metrics), preset, dev, data_dir, progress=watch)
+        finally:
+            watch.stop()
         console.print(f"[green]✓[/] {folder}")
         _print_metrics(values)
 
@@ -204,27 +214,78 @@ def _print_metrics(values: dict[str, Any]) -> None:
     console.print(table)
 
 
-def print_summary(outcomes: list[Any], results: Path) -> None:
-    keys = [k for k in SUMMARY_KEYS if any(k in o.metrics for o in outcomes)]
+def _cell(metrics: dict[str, Any], key: str) -> str:
+    v = metrics.get(key)
+    if not isinstance(v, (int, float)) or isinstance(v, bool):
+        return "–"
+    se = metrics.get(f"{key}_stderr")
+    return _fmt(float(v)) + (f"±{se:.2g}" if isinstance(se, (int, float)) else "")
+
+
+def summary_table(outcomes: list[Any], width: int) -> tuple[Table, list[str]]:
+    """The closing table of `genbench run` and the metric columns left out of it.
+
+    Numbers are never cut: when the terminal is too narrow for every headline column, the
+    most telling ones (``SUMMARY_PRIORITY``) are kept whole and the rest are named below.
+    """
+    from rich.text import Text
+
+    from genbench.report.glossary import direction
+
+    present = [k for k in SUMMARY_KEYS if any(_cell(o.metrics, k) != "–" for o in outcomes)]
+    status = {"failed": "[red]failed[/]", "skipped": "[dim]earlier[/]", "finished": "done"}
+    rows = [[o.run_dir.parts[-2], o.run_dir.name.split("seed")[-1].split("-")[0],
+             status.get(o.status, o.status)] for o in outcomes]
+    headers = {k: k + {True: " ↑", False: " ↓", None: ""}[direction(k)] for k in present}
+    columns = {"model": [r[0] for r in rows], "seed": [r[1] for r in rows],
+               "status": [r[2] for r in rows],
+               **{headers[k]: [_cell(o.metrics, k) for o in outcomes] for k in present}}
+
+    def need(cols: list[str]) -> int:  # cell widths + padding 1 each side + the borders
+        return sum(max(Text.from_markup(c).cell_len for c in [col, *columns[col]]) + 2
+                   for col in cols) + len(cols) + 1
+
+    shown: list[str] = ["model", "seed", "status"]
+    for k in sorted(present, key=lambda k: SUMMARY_PRIORITY.index(k) if k in SUMMARY_PRIORITY else 99):
+        if need([*shown, headers[k]]) <= width:
+            shown.append(headers[k])
+    keys = [k for k in present if headers[k] in shown]
     table = Table(title="genbench results", title_justify="left", padding=(0, 1))
     for col in ("model", "seed", "status", *keys):
-        table.add_column(col, justify="right" if col in keys else "left", no_wrap=True)
-    for o in outcomes:
-        config_seed = o.run_dir.name.split("seed")[-1].split("-")[0]
-        cells = []
-        for k in keys:
-            v = o.metrics.get(k)
-            se = o.metrics.get(f"{k}_stderr")
-            cells.append("–" if v is None else _fmt(v) + (f"±{se:.2g}" if se is not None else ""))
-        status = {"failed": "[red]failed[/]", "skipped": "[dim]earlier[/]", "finished": "done"}.get(
-            o.status, o.status)
-        table.add_row(o.run_dir.parts[-2], config_seed, status, *cells)
-    console.print(table)
+        table.add_column(headers.get(col, col), justify="right" if col in keys else "left",
+                         no_wrap=True)
+    for i, r in enumerate(rows):
+        table.add_row(*r, *(columns[headers[k]][i] for k in keys))
+    return table, [k for k in present if k not in keys]
+
+
+def print_summary(outcomes: list[Any], results: Path, out: Console | None = None) -> None:
+    out = out or console
+    table, hidden = summary_table(outcomes, out.width)
+    out.print(table)
+    if hidden:
+        out.print(f"[dim]not shown: {', '.join(hidden)} (widen the terminal, or genbench report)[/]",
+                  highlight=False)
     for o in outcomes:
         if o.status == "failed":
-            console.print(f"[red]failed[/] {o.run_dir}: {o.message}", highlight=False)
-    console.print(f"results: {results.resolve()}   (next: genbench report --results {results})")
+            out.print(f"[red]failed[/] {o.run_dir}: {o.message}", highlight=False)
+    out.print(f"results: {results.resolve()}   (next: genbench report --results {results})")
 
+
+@app.command("export")
+@friendly
+def export_cmd(
+    results: Path = typer.Argument(Path("results"), help="results folder"),
+    format: str = typer.Option("csv", "--format", "-f", help="csv | parquet"),
+    out: Path | None = typer.Option(None, "--out", "-o", help="default RESULTS/results.FORMAT"),
+    plugins: list[Path] = typer.Option([], "--plugins", help="extra plugin folder"),
+) -> None:
+    """Write every run's metrics as one tidy table (a row per run and metric) to CSV or Parquet."""
+    from genbench.export import export_results
+
+    _load(plugins)
+    path = export_results(results, format, out)
+    console.print(f"wrote {path}", highlight=False)
 
 def _register_optional() -> None:
     """Commands whose implementation lives beside the library code they drive."""
