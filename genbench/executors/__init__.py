@@ -67,6 +67,8 @@ def check_options(opts: ExecutorOptions) -> None:
         raise GenbenchError("--eval-shards must be at least 1")
     if opts.eval_shards > 1 and opts.name != "ray":
         raise GenbenchError("--eval-shards needs --executor ray (the shards are Ray tasks)")
+    if opts.dry_run and opts.name != "slurm":
+        raise GenbenchError("--dry-run is for --executor slurm (to see any sweep's runs and cost: --plan)")
     if opts.address is not None and opts.name != "ray":
         raise GenbenchError("--address is for --executor ray")
     if opts.name == "slurm":

@@ -44,8 +44,8 @@ class SweepView:
         if outcome is not None:
             if outcome.status == "failed":
                 return "failed", outcome.message, 0.0
-            if outcome.status == "skipped":
-                return "skipped", outcome.message.split(":")[0], 0.0
+            if outcome.status in ("skipped", "busy"):  # finished earlier / held by another process
+                return outcome.status, outcome.message, 0.0
             m = outcome.metrics
             return outcome.status, f"{_duration(m.get('train_seconds'))} training, " \
                 f"{_duration(m.get('eval_seconds'))} evaluation", 0.0
@@ -81,7 +81,7 @@ class SweepView:
                           for o in ended) / len(ended)
         work = 0.0
         for state, _, left in rows:
-            if state in ("finished", "failed", "skipped"):
+            if state in ("finished", "failed", "skipped", "busy"):
                 continue
             if state == "training" and left is not None:
                 work += left + (per_run * 0.2 if per_run else 0.0)
@@ -106,7 +106,7 @@ class SweepView:
         table = Table(title=title, title_justify="left", padding=(0, 1))
         for col in ("run", "state", "detail"):
             table.add_column(col, no_wrap=col != "detail", overflow="fold")
-        style = {"failed": "red", "finished": "green", "skipped": "dim", "queued": "dim"}
+        style = {"failed": "red", "finished": "green", "skipped": "dim", "queued": "dim", "busy": "yellow"}
         for label, (state, detail, _) in zip(self.labels, rows, strict=True):
             table.add_row(label, f"[{style.get(state, 'bold')}]{state}[/]", detail)
         return table
