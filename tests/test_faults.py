@@ -475,3 +475,115 @@ def test_latent_scatter_is_the_same_twice(results, tmp_path) -> None:
     a = render(folder, "scatter", tmp_path / "a.png")
     b = render(folder, "scatter", tmp_path / "b.png")
     assert a.read_bytes() == b.read_bytes()
+
+
+# -- 7: a metric's failure costs that metric only ----------------------------------------------------
+WILD_PLUGIN = '''
+from genbench.registry import get_model, register_model
+
+VAE = get_model("vae").cls
+
+
+@register_model("vae-wild")
+class WildVAE(VAE):
+    """A plugin whose decoded means leave [0, 1]: BCE against them raises."""
+
+    def generate(self, z, *args, **kwargs):
+        return super().generate(z, *args, **kwargs) + 1.5
+'''
+
+
+def test_a_metric_that_raises_costs_only_that_metric(tmp_path: Path) -> None:
+    (tmp_path / "plugins").mkdir()
+    (tmp_path / "plugins" / "wild.py").write_text(WILD_PLUGIN)
+    out = _cli("run", "vae-wild", *SMOKE, "--epochs", "1", "--metrics", "elbo,recon,active_units",
+               "--results", str(tmp_path / "r"), "--plugins", str(tmp_path / "plugins"))
+    assert out.exit_code == 0, out.output
+    (folder,) = (tmp_path / "r").glob("synthetic/vae-wild/*")
+    metrics = json.loads((folder / store.METRICS).read_text())
+    assert metrics["status"] == "finished"
+    assert isinstance(metrics["test_elbo"], float) and isinstance(metrics["active_units"], (int, float))
+    reason = metrics["not_applicable"]["recon_bce"]
+    assert reason.startswith("failed: ") and "error.log" in reason and "\n" not in reason
+    log = (folder / "error.log").read_text()
+    assert "Traceback" in log and "metric recon failed" in log
+
+
+# -- 8: non-finite samples; FID in a shifted frame ---------------------------------------------------
+NAN_PLUGIN = '''
+import torch
+
+from genbench.registry import get_model, register_model
+
+VAE = get_model("vae").cls
+
+
+@register_model("vae-nan")
+class NaNVAE(VAE):
+    """A plugin one of whose decoded images holds NaN, another inf."""
+
+    def generate(self, z, *args, **kwargs):
+        x = super().generate(z, *args, **kwargs).clone()
+        x[0, 0, 0, 0] = float("nan")
+        x[-1, 0, 0, 1] = float("inf")
+        return x
+'''
+
+
+def test_non_finite_samples_make_every_sample_metric_na(tmp_path: Path) -> None:
+    from genbench.data import DataRequest, load_dataset
+    from genbench.evaluation import evaluate_model
+    from genbench.plugins import load_folder
+    from genbench.presets import get_preset
+    from genbench.registry import get_model
+    from genbench.settings import resolve
+
+    (tmp_path / "plugins").mkdir()
+    (tmp_path / "plugins" / "nan.py").write_text(NAN_PLUGIN)
+    load_folder(tmp_path / "plugins")
+    cls = get_model("vae-nan").cls
+    data = load_dataset(DataRequest("synthetic"))
+    config, preset = resolve(cls.Config, {}, get_preset("smoke"), {})
+    model = cls(config, data.info)
+    values, na = evaluate_model(model, data, preset, seed=0, device=torch.device("cpu"),
+                                names=("quality", "modes", "elbo"))
+    for key in ("fid", "kid", "precision", "recall", "density", "coverage", "inception_score",
+                "mode_kl", "classes_covered"):
+        assert key not in values and na[key].startswith("samples are not finite"), key
+    assert "test_elbo" in values  # a metric that draws no samples is kept
+
+
+def _fid_scipy(a, b) -> float:
+    import numpy as np
+    from scipy import linalg
+
+    mu1, mu2 = a.mean(0), b.mean(0)
+    s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    covmean = linalg.sqrtm(s1 @ s2).real
+    return float(((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * np.trace(covmean))
+
+
+def test_fid_is_translation_invariant_with_a_large_common_offset() -> None:
+    from genbench.metrics.frechet import (
+        FidStatistics,
+        fid_features_to_statistics,
+        fid_statistics_to_metric,
+    )
+
+    gen = torch.Generator().manual_seed(0)
+    a = 0.01 * torch.randn(600, 8, generator=gen, dtype=torch.float64)
+    b = 0.01 * torch.randn(500, 8, generator=gen, dtype=torch.float64) @ torch.diag(
+        torch.linspace(0.5, 1.5, 8, dtype=torch.float64)) + 0.003
+    reference = _fid_scipy(a.numpy(), b.numpy())
+
+    def fid(x, y, chunk=None):
+        return fid_statistics_to_metric(fid_features_to_statistics(x, chunk),
+                                        fid_features_to_statistics(y, chunk))
+
+    assert fid(a, b) == pytest.approx(reference, rel=1e-6)
+    shifted = fid(a + 1e4, b + 1e4, chunk=128)
+    assert shifted == pytest.approx(reference, rel=1e-6)
+    # statistics gathered in different frames merge exactly
+    parts = FidStatistics.empty(8).update(a[:300] + 1e4).merge(FidStatistics.empty(8).update(a[300:] + 1e4))
+    assert fid_statistics_to_metric(parts, fid_features_to_statistics(b + 1e4)) == pytest.approx(
+        reference, rel=1e-6)

@@ -3,7 +3,10 @@
 The data flow follows torch-fidelity's names: ``fid_features_to_statistics`` ->
 ``fid_statistics_to_metric``. Statistics are float64 sums (count, sum, sum of outer
 products), as in torchmetrics' ``FrechetInceptionDistance``, so they stream over chunks and
-merge: a set's statistics do not depend on how its features were chunked.
+merge: a set's statistics do not depend on how its features were chunked. The sums are
+taken in a shifted frame, f - c with c the first chunk's mean: the one-pass covariance
+``outer/n - mean mean^T`` cancels catastrophically when the features share a large common
+offset, and centring on c keeps it accurate (FID is translation invariant to ~1e-12).
 
 The distance between N(mu1, S1) and N(mu2, S2) is
 
@@ -29,8 +32,9 @@ class FidStatistics:
     """Float64 streaming statistics of one feature set: they add, so chunks merge."""
 
     n: int
-    total: torch.Tensor  # (D,) float64 sum of features
-    outer: torch.Tensor  # (D, D) float64 sum of outer products
+    total: torch.Tensor  # (D,) float64 sum of (features - shift)
+    outer: torch.Tensor  # (D, D) float64 sum of outer products of (features - shift)
+    shift: torch.Tensor | None = None  # (D,) the frame: the first chunk's mean (None: 0)
 
     @classmethod
     def empty(cls, dim: int, device: torch.device | str = "cpu") -> FidStatistics:
@@ -40,17 +44,39 @@ class FidStatistics:
     def update(self, features: torch.Tensor) -> FidStatistics:
         """The statistics with ``features`` (N, D) added."""
         f = features.to(torch.float64)
-        return FidStatistics(self.n + f.shape[0], self.total + f.sum(0), self.outer + f.T @ f)
+        shift = self.shift
+        if shift is None and self.n == 0 and f.shape[0]:
+            shift = f.mean(0)
+        g = f - shift if shift is not None else f
+        return FidStatistics(self.n + f.shape[0], self.total + g.sum(0), self.outer + g.T @ g,
+                             shift)
+
+    def reframed(self, shift: torch.Tensor | None) -> FidStatistics:
+        """The same statistics with sums taken about ``shift`` (exact algebra, float64)."""
+        old = self.shift if self.shift is not None else torch.zeros_like(self.total)
+        new = shift if shift is not None else torch.zeros_like(self.total)
+        d = old - new  # f - new = (f - old) + d
+        outer = (self.outer + torch.outer(d, self.total) + torch.outer(self.total, d)
+                 + self.n * torch.outer(d, d))
+        return FidStatistics(self.n, self.total + self.n * d, outer, shift)
 
     def merge(self, other: FidStatistics) -> FidStatistics:
-        return FidStatistics(self.n + other.n, self.total + other.total, self.outer + other.outer)
+        if self.n == 0:
+            return other
+        if other.n == 0:
+            return self
+        if other.shift is not self.shift:
+            other = other.reframed(self.shift)
+        return FidStatistics(self.n + other.n, self.total + other.total, self.outer + other.outer,
+                             self.shift)
 
     def mean_cov(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean (D,) and unbiased covariance (D, D), as numpy.cov and the common FIDs use."""
         if self.n < 2:
             raise ValueError(f"FID needs at least 2 feature vectors, got {self.n}")
-        mu = self.total / self.n
-        cov = (self.outer - self.n * torch.outer(mu, mu)) / (self.n - 1)
+        centre = self.total / self.n  # the mean in the shifted frame
+        cov = (self.outer - self.n * torch.outer(centre, centre)) / (self.n - 1)
+        mu = centre + self.shift if self.shift is not None else centre
         return mu, cov
 
 

@@ -36,7 +36,7 @@ from genbench.metrics.elbo import mean_stderr
 from genbench.metrics.iwae import iwae_bound, iwae_group
 from genbench.metrics.obsmodel import ObservationModel, choose_noise, own_decoder_reason
 from genbench.metrics.parzen import choose_sigma, parzen_log_density
-from genbench.metrics.sampling import labels_for, seed_from
+from genbench.metrics.sampling import labels_for, require_finite, seed_from
 from genbench.metrics.shards import map_images, map_subsets
 from genbench.store import read_json, write_json
 
@@ -320,7 +320,8 @@ def bdmc_shared_metric(ctx: EvalContext) -> dict[str, float]:
 @torch.no_grad()
 def model_samples(model: torch.nn.Module, n: int, gen: torch.Generator, batch: int = 500) -> torch.Tensor:
     """n samples from the model, drawn ``batch`` at a time from one generator."""
-    return torch.cat([sample_from(model, min(batch, n - i), gen) for i in range(0, n, batch)])
+    return require_finite(
+        torch.cat([sample_from(model, min(batch, n - i), gen) for i in range(0, n, batch)]))
 
 
 @register_metric(

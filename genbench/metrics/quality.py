@@ -32,7 +32,7 @@ from genbench.metrics.frechet import fid_features_to_statistics, fid_statistics_
 from genbench.metrics.kid import kid_features_to_metric
 from genbench.metrics.modes import class_histogram, classes_covered, inception_score, mode_kl
 from genbench.metrics.prdc import prdc_standard
-from genbench.metrics.sampling import seed_from
+from genbench.metrics.sampling import require_finite, seed_from
 from genbench.registry import register_metric
 
 SALT = 60_601  # this module's evaluation randomness: ctx.generator(SALT + i)
@@ -76,19 +76,23 @@ def _sample_block(model: torch.nn.Module, m: int, gen: torch.Generator,
 @torch.no_grad()
 def generated_features(model: torch.nn.Module, extractor: Extractor, n: int, *, seed: int,
                        device: torch.device, labels: torch.Tensor | None = None,
-                       chunk: int = FEATURE_CHUNK) -> FeatureSet:
-    """Features of ``n`` model samples; blocks of SAMPLE_BLOCK seeded by (seed, block)."""
+                       chunk: int = FEATURE_CHUNK,
+                       progress: Callable[[int, int], None] | None = None) -> FeatureSet:
+    """Features of ``n`` model samples; blocks of SAMPLE_BLOCK seeded by (seed, block).
+    ``progress(samples done, n)`` is called after each block's features."""
     feats: list[FeatureSet] = []
     buffer: list[torch.Tensor] = []
     held = 0
     for block, start in enumerate(range(0, n, SAMPLE_BLOCK)):
         m = min(SAMPLE_BLOCK, n - start)
-        images = _sample_block(model, m, _block_generator(device, seed, block), labels)
+        images = require_finite(_sample_block(model, m, _block_generator(device, seed, block), labels))
         buffer.append(images.float().clamp(0, 1))
         held += m
         if held >= chunk or start + m == n:
             feats.append(FeatureSet(*extractor(torch.cat(buffer), chunk)))
             buffer, held = [], 0
+        if progress is not None:
+            progress(start + m, n)
     return FeatureSet(torch.cat([f.features for f in feats]), torch.cat([f.logits for f in feats]))
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
+from pathlib import Path
 
 import torch
 
@@ -45,7 +46,9 @@ def evaluate_metrics(
     name of each metric as it starts).
 
     A metric that raises :class:`GenbenchError` is recorded as n/a with its message, so one
-    missing extractor does not cost the other numbers.
+    missing extractor does not cost the other numbers. Any other exception (a plugin whose
+    images leave [0, 1], a bug) costs that metric only: n/a with the exception's one-line
+    summary, its traceback appended to ``run_dir/error.log``; every other metric is kept.
     """
     have = model_capabilities(ctx.model)
     values: dict[str, float] = {}
@@ -65,11 +68,36 @@ def evaluate_metrics(
             na.update({key: str(err) for key in entry.produces})
             watch.end(entry.name, time.perf_counter() - start, str(err))
             continue
+        except Exception as err:  # noqa: BLE001  (a metric's bug costs that metric only)
+            why = metric_failed(ctx, entry.name, err)
+            na.update({key: why for key in entry.produces})
+            watch.end(entry.name, time.perf_counter() - start, why)
+            continue
         watch.end(entry.name, time.perf_counter() - start)
         ctx.results.update(out)
         values.update(out)
         values[f"_seconds_{entry.name}"] = round(time.perf_counter() - start, 3)
     return values, na
+
+
+def metric_failed(ctx: EvalContext, name: str, err: Exception) -> str:
+    """The n/a reason for a metric that raised ``err``; the traceback goes to error.log."""
+    import datetime
+    import traceback
+
+    summary = (str(err).strip().splitlines() or [""])[0][:200]
+    reason = f"failed: {type(err).__name__}: {summary}".rstrip(": ")
+    if ctx.run_dir is not None:
+        log = Path(ctx.run_dir) / "error.log"
+        try:
+            with open(log, "a") as f:
+                f.write(f"--- metric {name} failed at "
+                        f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M:%S} UTC\n")
+                f.write("".join(traceback.format_exception(err)))
+            reason += f" (traceback in {log})"
+        except OSError:
+            pass
+    return reason
 
 
 class _NameOnly(EvalProgress):

@@ -131,3 +131,17 @@ def generate(model: torch.nn.Module, z: torch.Tensor, y: torch.Tensor | None) ->
 def labels_for(model: torch.nn.Module, y: torch.Tensor | None) -> torch.Tensor | None:
     """The labels to pass: ``y`` for a conditional model, None otherwise."""
     return y if getattr(model, "conditional", False) else None
+
+
+NOT_FINITE = "samples are not finite"
+
+
+def require_finite(samples: torch.Tensor) -> torch.Tensor:
+    """``samples`` unchanged, or GenbenchError "samples are not finite" (NaN or inf in them):
+    every sample metric is then n/a with that reason, not a silent 0 or nan."""
+    from genbench.errors import GenbenchError
+
+    if not bool(torch.isfinite(samples).all()):
+        bad = int((~torch.isfinite(samples)).flatten(1).any(1).sum()) if samples.dim() > 1 else 1
+        raise GenbenchError(f"{NOT_FINITE} ({bad} of {samples.shape[0]} hold NaN or inf)")
+    return samples
