@@ -444,8 +444,8 @@ def headlines(runs: pd.DataFrame, floor: dict[str, float] | None = None,
         where = f" (paired on {diff.paired_images} test images)" if diff and diff.paired_images else ""
         head = f"{what[0].upper()}{what[1:]}"
         if diff is None or not math.isfinite(diff.stderr):
-            text = (f"{head}: **{m1}** at {fmt_stats(s1, s1.n)}, then {m2} at {fmt_stats(s2, s2.n)}; "
-                    "the uncertainty of the difference is unknown.")
+            text = (f"{head}: {m1} at {fmt_stats(s1, s1.n)}, then {m2} at {fmt_stats(s2, s2.n)}; "
+                    "the uncertainty of the difference is unknown, so neither is called best.")
         elif not diff.significant():
             text = (f"{head}: {m1} ({fmt_stats(s1, s1.n)}) and {m2} ({fmt_stats(s2, s2.n)}) are "
                     f"indistinguishable: they differ by {diff.text()}{where}.")
