@@ -94,12 +94,23 @@ def make_tasks(plans: list[Plan], opts: ExecutorOptions) -> list[RunTask]:
 def run_plans(plans: list[Plan], opts: ExecutorOptions, console: Console) -> list[RunOutcome]:
     """Every plan as one Ray task; returns the outcomes in plan order."""
     import ray
-    from ray.exceptions import RayError, TaskCancelledError
+
+    resources, started = connect(opts)
+    try:
+        return _run(plans, opts, console, resources)
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _run(plans: list[Plan], opts: ExecutorOptions, console: Console, resources: dict[str, float]
+         ) -> list[RunOutcome]:
+    import ray
+    from ray.exceptions import RayError, RayTaskError, TaskCancelledError
 
     from genbench.executors.live import SweepView
 
-    resources, started = connect(opts)
-    gpus = gpus_per_run(opts, resources)
+    gpus = gpus_per_run(opts, resources)  # checked before anything is submitted
     slots = max(1, int(resources.get("CPU", 1) // opts.cpus_per_run))
     if gpus:
         slots = min(slots, int(resources.get("GPU", 0) // gpus) or 1)
@@ -122,6 +133,9 @@ def run_plans(plans: list[Plan], opts: ExecutorOptions, console: Console) -> lis
                         outcomes[i] = ray.get(ref)
                     except TaskCancelledError:
                         raise KeyboardInterrupt from None
+                    except RayTaskError as err:  # the task itself raised (not a dead worker)
+                        cause = err.cause if err.cause is not None else err
+                        outcomes[i] = mark_failed(plans[i].run_dir, f"{type(cause).__name__}: {cause}")
                     except RayError as err:
                         outcomes[i] = mark_failed(plans[i].run_dir, _death_reason(err, opts))
                     view.finished(i, outcomes[i])
@@ -131,9 +145,6 @@ def run_plans(plans: list[Plan], opts: ExecutorOptions, console: Console) -> lis
             ray.cancel(ref)
         _wait_quietly(pending)
         raise
-    finally:
-        if started:
-            ray.shutdown()
     return [o for o in outcomes if o is not None]
 
 
