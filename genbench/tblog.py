@@ -29,6 +29,9 @@ from genbench.errors import GenbenchError
 LOGGERS = ("tensorboard",)
 FOLDER = "tensorboard"
 INSTALL = 'pip install "genbench[tensorboard]"'
+HEADLINE = ("test_elbo", "test_iwae", "test_ais", "test_ais_shared", "test_iwae_shared", "bdmc_gap",
+            "recon_bce", "recon_mse", "fid", "kid", "precision", "recall", "inception_score",
+            "test_error")
 
 
 def check(names: Sequence[str]) -> None:
@@ -72,7 +75,7 @@ class TensorBoardLogger:
         from torch.utils.tensorboard import SummaryWriter
 
         self.dir = Path(run_dir) / FOLDER
-        self.writer = SummaryWriter(log_dir=str(self.dir))
+        self.writer = SummaryWriter(log_dir=str(self.dir), flush_secs=10)  # live within seconds
 
     def steps(self, first_step: int, stats: Sequence[Mapping[str, torch.Tensor]]) -> None:
         """Losses of consecutive steps ``first_step, first_step + 1, ...`` (device tensors;
@@ -109,7 +112,9 @@ class TensorBoardLogger:
 
         numbers = {f"metrics/{k}": v for k, value in sorted(metrics.items())
                    if not k.startswith("_") and (v := _scalar(value)) is not None}
-        exp, ssi, sei = hparams(hparams_of(config), numbers)
+        # the HParams table's columns: the headline metrics (all are scalars under metrics/)
+        headline = {k: v for k, v in numbers.items() if k.removeprefix("metrics/") in HEADLINE}
+        exp, ssi, sei = hparams(hparams_of(config), headline or numbers)
         for summary in (exp, ssi, sei):
             self.writer.file_writer.add_summary(summary, step)
         for tag, v in numbers.items():
