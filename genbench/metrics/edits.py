@@ -93,6 +93,8 @@ def measure_edits(edit: Callable[[str, float], torch.Tensor], names: Sequence[st
         tangled.append(entanglement(requested, others))
         if classify:
             same.append(identity(c0, torch.stack([classify(im) for im in images])))
+    if progress:
+        progress(len(targets), len(targets))
     out["edit_entanglement"] = sum(tangled) / len(tangled)
     if classify:
         out["edit_identity"] = sum(same) / len(same)
