@@ -128,7 +128,7 @@ def run(
     if plan or dry_run and not outcomes:
         return
     print_summary(outcomes, results)
-    if any(o.status == "failed" for o in outcomes):
+    if any(o.status in ("failed", "busy") for o in outcomes):  # busy: held by another process
         raise typer.Exit(1)
 
 
@@ -156,6 +156,8 @@ def eval_cmd(
     address: str | None = typer.Option(None, "--address", help="ray: auto or ray://host:port"),
     cpus_per_run: int = typer.Option(1, "--cpus-per-run", help="ray: CPUs (torch threads) per shard"),
     eval_shards: int = typer.Option(1, "--eval-shards", help="ray: split IWAE/AIS/BDMC over N tasks"),
+    allow_unfinished: bool = typer.Option(False, "--allow-unfinished",
+                                          help="score an unfinished run's last checkpoint"),
 ) -> None:
     """Add metrics to finished runs without retraining."""
     from genbench.evaluation import evaluate_run
@@ -172,7 +174,8 @@ def eval_cmd(
         watch = EvalDisplay(console)
         try:
             with eval_sharding(opts, folder, dev, data_dir):
-                values = evaluate_run(folder, _names(metrics), preset, dev, data_dir, progress=watch)
+                values = evaluate_run(folder, _names(metrics), preset, dev, data_dir, progress=watch,
+                                      allow_unfinished=allow_unfinished)
         finally:
             watch.stop()
         console.print(f"[green]✓[/] {folder}")

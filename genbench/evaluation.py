@@ -11,9 +11,11 @@ import torch
 
 from genbench import store
 from genbench.data import DataBundle
+from genbench.errors import GenbenchError
 from genbench.loading import LoadedRun, load_run  # noqa: F401  (LoadedRun: re-exported)
 from genbench.metrics import EvalContext, evaluate_metrics
 from genbench.metrics.classification import LABELLED_FILE, labelled_subset
+from genbench.metrics.context import EvalProgress
 from genbench.metrics.features import default_cache_dir
 from genbench.presets import Preset, get_preset
 
@@ -28,7 +30,7 @@ def evaluate_model(
     names: Iterable[str] = (),
     run_dir: Path | None = None,
     results_root: Path | None = None,
-    progress: Callable[[str], None] | None = None,
+    progress: EvalProgress | Callable[[str], None] | None = None,
 ) -> tuple[dict[str, float], dict[str, str]]:
     """Every requested (or default) metric that applies; (values, not_applicable)."""
     model.eval()
@@ -57,8 +59,31 @@ def sharded(sharder: Any) -> Iterator[None]:
 
 def evaluate_run(run_dir: Path, names: Iterable[str] = (), preset: str | None = None,
                  device: str = "cpu", data_dir: str | None = None,
-                 progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Add metrics to a finished run's metrics.json without retraining."""
+                 progress: EvalProgress | Callable[[str], None] | None = None,
+                 allow_unfinished: bool = False) -> dict[str, Any]:
+    """Add metrics to a finished run's metrics.json without retraining.
+
+    Refuses a run that is not finished (``allow_unfinished`` scores its last checkpoint
+    anyway) and holds the run's lock while it evaluates and writes, so it never writes into
+    a folder another process holds.
+    """
+    run_dir = Path(run_dir)
+    if not (run_dir / store.CONFIG).is_file():  # checked before the lock creates anything
+        raise GenbenchError(f"{run_dir} is not a run folder (no config.json); pass "
+                            "results/<dataset>/<model>/<run-id>")
+    with store.locked(run_dir):
+        return _evaluate_run(Path(run_dir), names, preset, device, data_dir, progress,
+                             allow_unfinished)
+
+
+def _evaluate_run(run_dir: Path, names: Iterable[str], preset: str | None, device: str,
+                  data_dir: str | None, progress: EvalProgress | Callable[[str], None] | None,
+                  allow_unfinished: bool) -> dict[str, Any]:
+    status = store.read_json(run_dir / store.METRICS).get("status")
+    if status != "finished" and not allow_unfinished:
+        raise GenbenchError(f"{run_dir} is not finished (status: {status or 'none'}); finish it "
+                            "with the same `genbench run` command, or pass --allow-unfinished "
+                            "to score its last checkpoint")
     run = load_run(run_dir, device, data_dir)
     eval_preset = run.preset
     if preset is not None and preset != run.preset.name:
