@@ -43,6 +43,7 @@ from torch import nn
 
 from genbench import register_model
 from genbench.contract import Batch, DataInfo
+from genbench.data.bundle import DataBundle
 from genbench.errors import GenbenchError
 
 LEVELS = 256  # 8-bit values on continuous data
@@ -140,8 +141,8 @@ class VerticalRows:
             buf[:, :, i + k2:i + k2 + 1, k2:k2 + self.cols] = t
             self.last[n], t = layer.vertical_padded(buf[:, :, i:i + k2 + 1], self.h)
 
-    def above(self, i: int) -> list[torch.Tensor]:
-        """Each layer's :meth:`GatedLayer.above` for row i (after rows < i were pushed)."""
+    def above(self) -> list[torch.Tensor]:
+        """Each layer's :meth:`GatedLayer.above` for the row after the last one pushed."""
         return [layer.above(pre, self.h) for layer, pre in zip(self.layers, self.last, strict=True)]
 
 
@@ -293,7 +294,7 @@ class PixelCNN(nn.Module):
         for i in range(from_row):
             cache.push(i, inputs[:, :, i:i + 1])
         for i in range(from_row, rows):
-            above = cache.above(i) if cached else None  # constant along row i
+            above = cache.above() if cached else None  # constant along row i
             for j in range(cols):
                 if cached:  # only the columns the output at j sees (exact: see `reach`)
                     c0 = max(0, j - self.reach)
@@ -325,6 +326,14 @@ class PixelCNN(nn.Module):
         return self.layers[0].h_conv.weight.dtype
 
     # -- training -----------------------------------------------------------------------
+    def on_train_start(self, data: DataBundle) -> None:
+        if not self.conditional:
+            return
+        if data.train.y is None:
+            raise GenbenchError(f"pixelcnn conditional=true needs labels; {data.info.name!r} has none")
+        if self.info.num_attributes:  # sample() without labels draws attributes at these rates
+            self.attribute_freq.copy_(data.train.y.float().mean(0))
+
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.parameters(), lr=self.config.lr, foreach=True)
 
