@@ -587,3 +587,43 @@ def test_fid_is_translation_invariant_with_a_large_common_offset() -> None:
     parts = FidStatistics.empty(8).update(a[:300] + 1e4).merge(FidStatistics.empty(8).update(a[300:] + 1e4))
     assert fid_statistics_to_metric(parts, fid_features_to_statistics(b + 1e4)) == pytest.approx(
         reference, rel=1e-6)
+
+
+# -- 1 (unit) and 16: the deferral itself; report files written atomically ------------------------
+def test_sigint_is_deferred_to_the_step_boundary_and_the_handler_restored() -> None:
+    import signal
+
+    from genbench.training import deferred_sigint, interrupt_point
+
+    before = signal.getsignal(signal.SIGINT)
+    steps = []
+    with pytest.raises(KeyboardInterrupt), deferred_sigint():
+        os.kill(os.getpid(), signal.SIGINT)  # lands "inside a step": nothing happens yet
+        steps.append("step finished")
+        interrupt_point()
+        steps.append("never")
+    assert steps == ["step finished"]
+    assert signal.getsignal(signal.SIGINT) is before
+    # pending at the end of the block: raised on exit
+    with pytest.raises(KeyboardInterrupt), deferred_sigint():
+        os.kill(os.getpid(), signal.SIGINT)
+        steps.append("last step")
+    assert steps[-1] == "last step" and signal.getsignal(signal.SIGINT) is before
+
+
+def test_report_files_are_written_atomically(results, tmp_path, monkeypatch) -> None:
+    root, _ = results
+    written = []
+    original = store.atomic_write_bytes
+
+    def spy(path, data):
+        written.append(Path(path).name)
+        return original(path, data)
+
+    monkeypatch.setattr(store, "atomic_write_bytes", spy)
+    out = _cli("report", "--results", str(root), "--out", str(tmp_path / "rep"), "--no-galleries")
+    assert out.exit_code == 0, out.output
+    assert {"report.md", "index.html"} <= set(written)
+    pngs = {p.name for p in (tmp_path / "rep").rglob("*.png")}
+    assert pngs and pngs <= set(written)
+    assert not list((tmp_path / "rep").rglob("*.tmp"))
