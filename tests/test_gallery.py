@@ -236,3 +236,16 @@ def test_a_registered_gallery_is_listed_and_rendered_with_its_own_options(tmp_pa
             register_gallery("samples", needs=frozenset(), description="")(noise)
     finally:
         GALLERIES.pop("test-noise", None)
+
+
+def test_a_gallery_not_meant_for_the_model_is_left_out_of_the_report(tmp_path: Path) -> None:
+    """A conditional model's label does the editing: the report shows its analogies and says
+    nothing about latent arithmetic; asked for directly, arithmetic is a one-line error."""
+    from genbench.galleries import NotApplicable, render, render_all
+
+    run_dir = make_run(tmp_path / "synthetic" / "cvae" / "run", "cvae", steps=0)
+    made = render_all(run_dir, tmp_path / "out", n=2)
+    assert "analogies" in made.images and "samples" in made.images
+    assert "arithmetic" not in made.images and "arithmetic" not in made.skipped
+    with pytest.raises(NotApplicable, match="--kind analogies"):
+        render(run_dir, "arithmetic", tmp_path / "a.png")

@@ -20,12 +20,12 @@ from typing import Any
 import torch
 
 from genbench.errors import GenbenchError
-from genbench.galleries.core import GALLERIES, Gallery, register_gallery, unmet
+from genbench.galleries.core import GALLERIES, Gallery, NotApplicable, register_gallery, unmet
 from genbench.loading import LoadedRun, load_run
 from genbench.store import METRICS, read_json
 
-__all__ = ["GALLERIES", "Gallery", "RunGalleries", "kinds", "register_gallery", "render",
-           "render_all"]
+__all__ = ["GALLERIES", "Gallery", "NotApplicable", "RunGalleries", "kinds", "register_gallery",
+           "render", "render_all"]
 
 # The gallery modules, imported in this order (the report shows galleries in this order).
 MODULES = [
@@ -101,8 +101,9 @@ class RunGalleries:
 def render_all(run_dir: Path, out_dir: Path, *, seed: int = 0, **options: Any) -> RunGalleries:
     """Every gallery that applies to the run's model, as ``out_dir/<kind>.png``.
 
-    Galleries whose capabilities the model lacks are left out; one that applies but cannot
-    be drawn (a latent that is not 2-D, no labels) is listed in ``skipped`` with its reason,
+    Galleries whose capabilities the model lacks, or that raise :class:`NotApplicable`, are
+    left out; one that applies but cannot be drawn (a latent that is not 2-D, no labels) is
+    listed in ``skipped`` with its reason,
     and one that fails does not cost the others. ``options`` go to every gallery that takes
     them (e.g. ``n=8, steps=10, manifold_n=15``). A run that cannot be loaded raises.
     """
@@ -116,6 +117,8 @@ def render_all(run_dir: Path, out_dir: Path, *, seed: int = 0, **options: Any) -
         own = {k: v for k, v in options.items() if k in _options_of(gallery)}
         try:
             done.images[kind] = _draw(run, gallery, Path(out_dir) / f"{kind}.png", seed, space, own)
+        except NotApplicable:  # not meant for this kind of model: nothing to say
+            continue
         except GenbenchError as err:
             done.skipped[kind] = f"n/a — {err}"
             continue

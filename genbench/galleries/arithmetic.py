@@ -18,6 +18,7 @@ from genbench.errors import GenbenchError
 from genbench.galleries import latent
 from genbench.galleries.core import (
     N_STATS,
+    NotApplicable,
     codes,
     decode_mean,
     has_encoder,
@@ -136,7 +137,7 @@ def arithmetic_images(run: LoadedRun, generator: torch.Generator, *, n: int = 8,
                       feature_space: str | None = None) -> tuple[torch.Tensor, int]:
     """Rows: images; columns: [input,] unedited decode, then each edit (or each class)."""
     if getattr(run.model, "conditional", False):
-        raise GenbenchError(f"{run.config['model']} is conditional: its label does the editing; "
+        raise NotApplicable(f"{run.config['model']} is conditional: its label does the editing; "
                             "use --kind analogies")
     z, y = latent_stats(run, generator, feature_space)
     z0, y0, x0 = _start(run, n, z, y)

@@ -19,6 +19,7 @@ from PIL import Image
 from torchvision.utils import make_grid
 
 from genbench.contract import capabilities, generate_from, missing_reason
+from genbench.errors import GenbenchError
 from genbench.loading import LoadedRun
 from genbench.metrics.sampling import encode, labels_for
 
@@ -37,6 +38,12 @@ class Gallery:
 
 
 GALLERIES: dict[str, Gallery] = {}
+
+
+class NotApplicable(GenbenchError):
+    """Raised by a gallery for a model it is not meant for (arithmetic on a conditional model,
+    a pyramid of a model without levels): :func:`genbench.galleries.render` reports it like any
+    error, :func:`genbench.galleries.render_all` leaves the gallery out without a word."""
 
 
 def register_gallery(kind: str, *, needs: frozenset[str], description: str,
