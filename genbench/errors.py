@@ -9,6 +9,11 @@ class UnknownName(GenbenchError):
     """A model, dataset, metric, preset or --set key that is not registered."""
 
 
+class ContractError(GenbenchError, TypeError):
+    """A model plugin breaks the model contract (e.g. a preset sets an evaluation budget):
+    a TypeError for the plugin's author, one line for the command line."""
+
+
 class DataMissing(GenbenchError):
     """A dataset's files are absent or corrupt; the message says where we looked."""
 

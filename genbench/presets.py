@@ -15,6 +15,7 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from genbench.errors import ContractError
 from genbench.registry import closest
 
 
@@ -99,13 +100,13 @@ TRAINING_KEYS = tuple(f.name for f in dataclasses.fields(Preset) if f.metadata.g
 
 def check_model_preset_key(config_cls: type, preset_name: str, key: str,
                            config_fields: Mapping[str, object]) -> None:
-    """TypeError unless ``key``, set by a model's ``presets[preset_name]``, is one of its
+    """ContractError (a TypeError) unless ``key``, set by a model's ``presets[preset_name]``, is one of its
     Config fields or a training setting: evaluation budgets belong to the preset and the
     command line, so that every model is measured alike."""
     if key in config_fields or key in TRAINING_KEYS:
         return
     what = "an evaluation setting" if key in PRESET_KEYS else "no setting at all"
-    raise TypeError(f"the model's {preset_name!r} preset (Config {config_cls.__qualname__}) sets "
+    raise ContractError(f"the model's {preset_name!r} preset (Config {config_cls.__qualname__}) sets "
                     f"{key!r}, {what}: a model preset may set its Config fields and the training "
                     f"settings {', '.join(TRAINING_KEYS)}; evaluation budgets belong to the preset "
                     "and --set")

@@ -227,8 +227,9 @@ def test_na_reasons_name_the_hook_that_unlocks_the_metric() -> None:
 @pytest.mark.parametrize("key", ["iwae_k", "ais_steps", "n_eval", "n_quality", "obs_val_n"])
 def test_a_model_preset_cannot_set_an_evaluation_setting(key: str) -> None:
     cls = get_model("vae").cls
-    with pytest.raises(TypeError, match=f"sets '{key}', an evaluation setting"):
+    with pytest.raises(TypeError, match=f"sets '{key}', an evaluation setting") as err:
         resolve(cls.Config, {"quick": {key: 5}}, PRESETS["quick"], {})
+    assert isinstance(err.value, GenbenchError)  # `genbench run` says it in one line
     config, preset = resolve(cls.Config, {"quick": {"epochs": 3, "latent_dim": 2}},
                              PRESETS["quick"], {"iwae_k": "7"})  # the user may
     assert (preset.epochs, config.latent_dim, preset.iwae_k) == (3, 2, 7)
