@@ -158,17 +158,23 @@ class EvalDisplay(EvalProgress):
             st = self._state[metric]
         now = time.perf_counter()
         if unit != st["unit"]:  # a new phase (e.g. choosing the noise, then AIS): time anew
-            st.update(unit=unit, t0=now)
+            st.update(unit=unit, t0=now, passes=1)
             if not self.plain:
                 self._bar().reset(self.tasks[metric], total=total, completed=0, unit=unit)
+        elif done < st["done"]:  # the same loop again (a longer AIS schedule, a noise search)
+            st.update(t0=now, passes=st.get("passes", 1) + 1)
+            if not self.plain:
+                self._bar().reset(self.tasks[metric], total=total, completed=0,
+                                  unit=f"{unit}, pass {st['passes']}")
         st.update(done=done, total=total)
-        st["phases"][unit] = (done, total)
+        st["phases"][unit] = (done, total, st.get("passes", 1))
         if self.plain:
             if now - st["last"] >= self.interval:
                 st["last"] = now
                 self.console.print(f"{self._prefix()}{metric}: {self._amount(st)}, "
                                    f"{_clock(now - st['begun'])} elapsed, "
-                                   f"{_left(now - st['t0'], done, total)}",
+                                   f"{_left(now - st['t0'], done, total)}"
+                                   + (" in this pass" if st.get("passes", 1) > 1 else ""),
                                    highlight=False, soft_wrap=True)
         else:
             self._bar().update(self.tasks[metric], total=total, completed=done)
@@ -177,16 +183,21 @@ class EvalDisplay(EvalProgress):
     def _amount(st: dict) -> str:
         total = st["total"]
         pct = f" ({100 * st['done'] / total:.0f}%)" if total else ""
-        return f"{st['done']}/{total} {st['unit']}{pct}"
+        again = f", pass {st['passes']}" if st.get("passes", 1) > 1 else ""
+        return f"{st['done']}/{total} {st['unit']}{pct}{again}"
 
     def end(self, metric: str, seconds: float, failed: str | None = None) -> None:
         st = self._state.pop(metric, None) or {"unit": "", "done": 0, "total": 0, "phases": {}}
-        did = "".join(f"{d}/{t} {unit}, " for unit, (d, t) in st["phases"].items())
+        did = "".join(f"{d}/{t} {unit}" + (f" ({k} passes)" if k > 1 else "") + ", "
+                      for unit, (d, t, k) in st["phases"].items())
         outcome = f"n/a ({failed})" if failed else f"{did}done in {seconds:.1f} s"
         if self.plain:
             self.console.print(f"{self._prefix()}{metric}: {outcome}", highlight=False, soft_wrap=True)
             return
-        bar, task = self._bar(), self.tasks.pop(metric)
+        bar = self._bar()
+        task = self.tasks.pop(metric, None)
+        if task is None:  # not started: not applicable to this model
+            task = bar.add_task(metric, total=None, unit="")
         if failed:
             bar.update(task, description=f"{metric} [dim]n/a[/]", total=1, completed=1)
         else:

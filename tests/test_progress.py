@@ -158,3 +158,24 @@ def test_terminal_display_keeps_one_bar_per_metric_and_restarts_on_a_new_phase()
     assert [t.description for t in display.progress.tasks] == ["ais", "bdmc [dim]n/a[/]"]
     assert display.progress.tasks[0].completed == 40
     display.stop()
+
+
+def test_plain_lines_count_passes_when_a_loop_starts_again() -> None:
+    """A loop that runs again (AIS doubling its schedule, a noise search) is a new pass:
+    the time left restarts and the lines say which pass; a metric asked for by name but
+    not applicable is named with its reason."""
+    from genbench.progress import EvalDisplay
+
+    out = io.StringIO()
+    display = EvalDisplay(Console(file=out, width=200), interval=0.0)
+    display.start("ais")
+    for done in (10, 20, 5, 20, 40):
+        display.update("ais", done, 20 if done <= 20 else 40, "AIS steps")
+    display.end("ais", 2.0)
+    display.end("iwae", 0.0, failed="no encoder")
+    lines = out.getvalue().splitlines()
+    assert "ais: 10/20 AIS steps (50%)," in lines[1] and "pass" not in lines[1]
+    assert "ais: 5/20 AIS steps (25%), pass 2," in lines[3] and lines[3].endswith("left in this pass")
+    assert "ais: 40/40 AIS steps (100%), pass 2" in lines[5]
+    assert lines[6].endswith("ais: 40/40 AIS steps (2 passes), done in 2.0 s")
+    assert lines[7].endswith("iwae: n/a (no encoder)")

@@ -54,10 +54,13 @@ def evaluate_metrics(
     values: dict[str, float] = {}
     na: dict[str, str] = {}
     watch = _watcher(progress)
+    names = tuple(names)
     for entry in requested_metrics(names):
         reason = missing_reason(entry.needs, have)
         if reason is not None:
             na.update({key: reason for key in entry.produces})
+            if names:  # asked for by name: the display says why it is not measured
+                watch.end(entry.name, 0.0, reason)
             continue
         ctx.watch, ctx.metric = watch, entry.name
         watch.start(entry.name)
