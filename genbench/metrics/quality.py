@@ -19,6 +19,7 @@ labels (the data's class or attribute distribution).
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -127,9 +128,13 @@ def class_probabilities(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
 # -- the adapters ---------------------------------------------------------------------
 
 def _extractor(ctx: EvalContext) -> Extractor:
+    epochs = iter(range(1, ctx.preset.feature_epochs + 1))  # its progress: one call per epoch
     return get_extractor(ctx.data, kind=getattr(ctx.preset, "feature_extractor", "classifier"),
                          epochs=ctx.preset.feature_epochs, cache_dir=ctx.cache_dir,
-                         inception_weights=getattr(ctx.preset, "inception_weights", None))
+                         inception_weights=getattr(ctx.preset, "inception_weights", None),
+                         progress=lambda _: ctx.progress(next(epochs, ctx.preset.feature_epochs),
+                                                         ctx.preset.feature_epochs,
+                                                         "epochs training the evaluator (once)"))
 
 
 def _class_probs(ctx: EvalContext) -> torch.Tensor | None:
@@ -148,7 +153,7 @@ def _samples(ctx: EvalContext, ext: Extractor) -> FeatureSet:
                             "use --set n_quality=256 or more")
     seed = seed_from(ctx.generator(SALT))
     return generated_features(ctx.model, ext, ctx.preset.n_quality, seed=seed, device=ctx.device,
-                              labels=ctx.data.train.y)
+                              labels=ctx.data.train.y, progress=ctx.tracker("samples"))
 
 
 def _floor(ctx: EvalContext, ext: Extractor, real: FeatureSet) -> dict[str, float]:
