@@ -160,7 +160,7 @@ def eval_cmd(
                                           help="score an unfinished run's last checkpoint"),
 ) -> None:
     """Add metrics to finished runs without retraining."""
-    from genbench.evaluation import evaluate_run
+    from genbench.evaluation import check_run_folder, evaluate_run
     from genbench.executors import ExecutorOptions, eval_sharding
     from genbench.progress import EvalDisplay
     from genbench.training import resolve_device
@@ -169,6 +169,8 @@ def eval_cmd(
     dev = str(resolve_device(device))
     opts = ExecutorOptions(executor, address, cpus_per_run, eval_shards=eval_shards,
                            plugins=tuple(str(p) for p in plugins))
+    for folder in run_dirs:  # every folder checked before any is evaluated
+        check_run_folder(folder)
     for folder in run_dirs:
         console.print(f"evaluating {folder}", highlight=False)
         watch = EvalDisplay(console)

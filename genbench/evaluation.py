@@ -67,13 +67,19 @@ def evaluate_run(run_dir: Path, names: Iterable[str] = (), preset: str | None = 
     anyway) and holds the run's lock while it evaluates and writes, so it never writes into
     a folder another process holds.
     """
-    run_dir = Path(run_dir)
-    if not (run_dir / store.CONFIG).is_file():  # checked before the lock creates anything
-        raise GenbenchError(f"{run_dir} is not a run folder (no config.json); pass "
-                            "results/<dataset>/<model>/<run-id>")
+    run_dir = check_run_folder(run_dir)  # before the lock creates anything
     with store.locked(run_dir):
         return _evaluate_run(Path(run_dir), names, preset, device, data_dir, progress,
                              allow_unfinished)
+
+
+def check_run_folder(run_dir: Path) -> Path:
+    """``run_dir`` as a Path if it holds a run (config.json), else one-line GenbenchError."""
+    run_dir = Path(run_dir)
+    if not (run_dir / store.CONFIG).is_file():
+        raise GenbenchError(f"{run_dir} is not a run folder (no config.json); pass "
+                            "results/<dataset>/<model>/<run-id>")
+    return run_dir
 
 
 def _evaluate_run(run_dir: Path, names: Iterable[str], preset: str | None, device: str,
