@@ -154,7 +154,7 @@ class PixelCNN(nn.Module):
     conditional = False  # set per instance from the config
     presets = {
         "smoke": {"channels": 8, "layers": 2, "head": 16},
-        "quick": {"channels": 16, "layers": 6, "head": 32, "epochs": 10},
+        "quick": {"channels": 16, "layers": 6, "head": 32, "lr": 3e-3, "epochs": 10},
         "paper": {"channels": 64, "layers": 12, "head": 256},
     }
 
