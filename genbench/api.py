@@ -238,11 +238,14 @@ def run(models: str | Sequence[str], *, dataset: str = "mnist", variant: str | N
     sets = ([f"{k}={v}" for k, v in overrides.items()] if isinstance(overrides, Mapping)
             else list(overrides))
     console = Console(quiet=True) if quiet else Console()
+    logs = (log,) if isinstance(log, str) else tuple(log)
     return run_all(models=names, dataset=dataset, variant=variant, preset=preset, epochs=epochs,
                    seeds=seed_list, device=device, overrides=sets, results=Path(results),
                    metrics=_metric_names(metrics), data_dir=data_dir, force=force,
-                   console=console, command=_command(names, dataset, preset, seed_list),
-                   log=(log,) if isinstance(log, str) else tuple(log))
+                   console=console,
+                   command=_command(names, dataset, variant, preset, seed_list, epochs, sets,
+                                    _metric_names(metrics), results, logs, device),
+                   log=logs)
 
 
 def _metric_names(metrics: str | Sequence[str] | None) -> tuple[str, ...]:
@@ -256,9 +259,23 @@ def _metric_names(metrics: str | Sequence[str] | None) -> tuple[str, ...]:
     return tuple(n for n in names if n)
 
 
-def _command(models: list[str], dataset: str, preset: str, seeds: list[int]) -> str:
-    seed_args = " ".join(f"--seed {s}" for s in seeds)
-    return f"genbench.run({models!r}, dataset={dataset!r}, preset={preset!r})  # {seed_args}"
+def _command(models: list[str], dataset: str, variant: str | None, preset: str,
+             seeds: list[int], epochs: int | None, sets: list[str], metrics: tuple[str, ...],
+             results: str | Path, log: tuple[str, ...], device: str) -> str:
+    """The `genbench run` command that makes the same runs (recorded in config.json and
+    shown at the top of the report, so a reader can remake them)."""
+    import shlex
+
+    args = ["genbench", "run", *models, "--dataset", dataset, "--preset", preset]
+    args += ["--variant", variant] if variant else []
+    args += [a for s in seeds for a in ("--seed", str(s))]
+    args += ["--epochs", str(epochs)] if epochs is not None else []
+    args += [a for kv in sets for a in ("--set", kv)]
+    args += ["--metrics", ",".join(metrics)] if metrics else []
+    args += ["--results", str(results)] if Path(results) != Path("results") else []
+    args += [a for name in log for a in ("--log", name)]
+    args += ["--device", device] if device != "auto" else []
+    return shlex.join(args)
 
 
 def evaluate(run_dir: str | Path, metrics: str | Sequence[str] = (), *, preset: str | None = None,

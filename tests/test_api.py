@@ -38,6 +38,26 @@ def test_run_returns_one_finished_outcome_per_model_and_seed(smoke_results) -> N
     assert all(o.run_dir.is_relative_to(root) for o in outcomes)
 
 
+def test_the_recorded_command_remakes_the_same_runs(smoke_results) -> None:
+    """config.json records the `genbench run` command equivalent to the API call (the
+    report prints it): run through the CLI it plans the very same run folders."""
+    import shlex
+
+    from typer.testing import CliRunner
+
+    from genbench.cli import app
+
+    root, outcomes = smoke_results
+    commands = {json.loads((o.run_dir / "config.json").read_text())["command"] for o in outcomes}
+    assert commands == {"genbench run vae dcgan --dataset synthetic --preset smoke --seed 0 "
+                        f"--seed 1 --metrics {','.join(METRICS)} --results {shlex.quote(str(root))}"
+                        " --device cpu"}
+    args = shlex.split(commands.pop())[2:]
+    res = CliRunner().invoke(app, ["run", *args], env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    assert res.output.count("already finished") == 4 and "earlier" in res.output
+
+
 def test_load_results_is_tidy_and_holds_metrics_json(smoke_results) -> None:
     root, outcomes = smoke_results
     df = genbench.load_results(root)
