@@ -130,7 +130,7 @@ def test_gpus_on_a_cluster_without_gpus(tmp_path: Path, ray_cluster) -> None:
 # -- a sweep through Ray equals the local sweep ---------------------------------------------------
 def test_ray_sweep_equals_local_sweep(tmp_path: Path, ray_cluster) -> None:
     local = _sweep(tmp_path / "local", None)
-    remote = _sweep(tmp_path / "ray", RAY)
+    remote = _sweep(tmp_path / "ray", RAY.replace(eval_shards=2))  # IWAE sharded inside the runs
     assert [o.status for o in remote] == ["finished"] * 4
     a, b = _run_dirs(local), _run_dirs(remote)
     assert a.keys() == b.keys() and len(a) == 4
@@ -235,8 +235,24 @@ def _plan_dir(results: Path, model: str, seed: int, epochs: int) -> Path:
     return plan_run(spec).run_dir
 
 
+@pytest.fixture(scope="module")
+def local_reference(tmp_path_factory: pytest.TempPathFactory, plugins_loaded) -> Path:
+    """vae seed 0, 8 smoke epochs, run here uninterrupted: what the killed runs must equal."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GENBENCH_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            out = _sweep(tmp_path_factory.mktemp("reference"), None, models=("vae",), seeds=(0,), epochs=8,
+                         metrics=("elbo",))
+        finally:
+            torch.set_num_threads(threads)
+    return out[0].run_dir
+
+
 @pytest.mark.parametrize("retries", [1, 0])
-def test_killed_worker_costs_only_its_run(tmp_path: Path, ray_cluster, retries: int) -> None:
+def test_killed_worker_costs_only_its_run(tmp_path: Path, ray_cluster, retries: int,
+                                         local_reference: Path) -> None:
     results, epochs = tmp_path / "ray", 8
     victim = _plan_dir(results, "vae", 0, epochs)
     killed: list[int] = []
@@ -254,9 +270,7 @@ def test_killed_worker_costs_only_its_run(tmp_path: Path, ray_cluster, retries: 
     assert [o.status for o in other] == ["finished"]  # the other run is untouched
     if retries:
         assert status[victim].status == "finished"  # retried, resumed from its checkpoint
-        local = _sweep(tmp_path / "local", None, models=("vae",), seeds=(0,), epochs=epochs,
-                       metrics=("elbo",))
-        assert_same_run(local[0].run_dir, victim)  # bit-identical to an uninterrupted run
+        assert_same_run(local_reference, victim)  # bit-identical to an uninterrupted run
     else:
         assert status[victim].status == "failed"
         reason = store.read_json(victim / store.METRICS)["reason"]
@@ -265,8 +279,8 @@ def test_killed_worker_costs_only_its_run(tmp_path: Path, ray_cluster, retries: 
 
 
 # -- the driver killed: the same command resumes ------------------------------------------------
-def test_resume_after_the_driver_is_killed(tmp_path: Path, ray_cluster) -> None:
-    results, epochs = tmp_path / "ray", 40
+def test_resume_after_the_driver_is_killed(tmp_path: Path, ray_cluster, local_reference: Path) -> None:
+    results, epochs = tmp_path / "ray", 8
     address = ray_cluster.get_runtime_context().gcs_address
     cmd = [sys.executable, "-m", "genbench", "run", "vae", "-d", "synthetic", "-p", "smoke", "--seed", "0",
            "--epochs", str(epochs), "--metrics", "elbo", "--device", "cpu", "--results", str(results),
@@ -291,8 +305,7 @@ def test_resume_after_the_driver_is_killed(tmp_path: Path, ray_cluster) -> None:
         time.sleep(0.1)
     resumed = _sweep(results, RAY, models=("vae",), seeds=(0,), epochs=epochs, metrics=("elbo",))
     assert resumed[0].status in ("finished", "skipped")
-    local = _sweep(tmp_path / "local", None, models=("vae",), seeds=(0,), epochs=epochs, metrics=("elbo",))
-    assert_same_run(local[0].run_dir, folder)
+    assert_same_run(local_reference, folder)
 
 
 # -- SLURM through submitit's local executor -----------------------------------------------------
