@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 import torch
 
 from genbench.data import morpho
-from genbench.edits import Editor, make_editor
+from genbench.edits import Editor, dataset_attributes, edit_method, make_editor
 from genbench.errors import GenbenchError
 from genbench.metrics.context import EvalContext
 from genbench.registry import register_metric
@@ -119,6 +119,8 @@ def _extractor(ctx: EvalContext):
 
 
 def edits_adapter(ctx: EvalContext) -> dict[str, float]:
+    dataset_attributes(ctx.data)  # n/a before any work on data without attributes
+    edit_method(ctx.model)
     ext = _extractor(ctx)  # trained (with gradients) on first use, then cached
     with torch.no_grad():
         return _edits(ctx, ext)
