@@ -29,6 +29,10 @@ class Published:
     note: str = ""
 
 
+# Not listed until checked at the source (issue 17): PixelCNN 81.30 and Diagonal BiLSTM 79.20
+# nats (van den Oord et al. 2016, "Pixel Recurrent Neural Networks"), DRAW <= 80.97 with attention
+# and <= 87.40 without (Gregor et al. 2015). Neither paper's table nor its MNIST binarization
+# could be read here; 79.20 and <= 80.97 were found only as quotes in secondary sources.
 PUBLISHED = (
     Published("vae", "mnist", "dynamic", "test_iwae", -86.76, None, BURDA,
               note="their VAE (k = 1) is 784-200-200-50 tanh; IWAE bound at k = 5000"),
