@@ -256,3 +256,15 @@ def test_memorization_metric_flags_a_model_that_copies_its_training_set(tmp_path
     assert not na, na
     assert values["copied_fraction"] == 1.0 and values["floor_copied_fraction"] < 0.9
     assert values["copied_excess"] > 5 * values["copied_excess_stderr"]
+
+
+def test_copies_gallery_pairs_samples_with_their_nearest_training_images(tmp_path):
+    from PIL import Image
+    from run_folders import make_vae_run
+
+    from genbench.galleries import render
+
+    run = make_vae_run(tmp_path / "synthetic" / "vae" / "smoke-dynamic-seed0-x", steps=5)
+    out = render(run, "copies", tmp_path / "copies.png", n=4, pool=64)
+    width, height = Image.open(out).size
+    assert width == height == 4 * (28 + 2) + 2  # 4 rows of 2 (sample, training image) pairs

@@ -36,6 +36,7 @@ MODULES = [
     "canvas",  # sequential models (DRAW)
     "pyramid",  # pyramid models (LAPGAN)
     "sweeps",  # attribute edits on data with attributes
+    "copies",  # samples beside their nearest training images (memorization)
 ]
 
 for _name in MODULES:

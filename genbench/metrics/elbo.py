@@ -122,7 +122,8 @@ def _test_data(ctx: EvalContext) -> tuple[torch.Tensor, torch.Tensor | None]:
     },
     higher_is_better={"test_elbo": True, "test_elbo_bpd": False, "test_recon_term": True,
                       "test_kl_term": False},
-    description="ELBO = E_q[log p(x|z)] - KL(q||p) on the test split (Kingma & Welling 2013)",
+    description="ELBO = E_q[log p(x|z)] - KL(q||p) on the test split under the model's own p(x|z) "
+                "(Kingma & Welling 2013)",
 )
 def elbo_metric(ctx: EvalContext) -> dict[str, float]:
     from genbench.metrics.likelihood import own_observation, save_per_image, with_bpd
