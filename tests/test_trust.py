@@ -268,3 +268,34 @@ def test_copies_gallery_pairs_samples_with_their_nearest_training_images(tmp_pat
     out = render(run, "copies", tmp_path / "copies.png", n=4, pool=64)
     width, height = Image.open(out).size
     assert width == height == 4 * (28 + 2) + 2  # 4 rows of 2 (sample, training image) pairs
+
+
+def test_fid_bootstrap_spread_matches_fresh_sample_sets():
+    """The bootstrap standard error over generated features is the spread FID shows over
+    fresh sample sets of the same size (within sampling error), and shrinks with n."""
+    from genbench.metrics.bootstrap import fid_bootstrap
+    from genbench.metrics.frechet import fid_features_to_statistics, fid_statistics_to_metric
+
+    gen = torch.Generator().manual_seed(0)
+    d = 8
+    real = torch.randn(4000, d, generator=gen, dtype=torch.float64)
+    shift = torch.full((d,), 0.3, dtype=torch.float64)
+
+    def fresh(n):
+        return torch.randn(n, d, generator=gen, dtype=torch.float64) * 1.2 + shift
+
+    real_stats = fid_features_to_statistics(real)
+    for n in (200, 800):
+        truth = torch.tensor([fid_statistics_to_metric(fid_features_to_statistics(fresh(n)), real_stats)
+                              for _ in range(60)], dtype=torch.float64).std()
+        se, reps = fid_bootstrap(fresh(n), real, generator=gen, draws=200)
+        assert len(reps) == 200 and 0.6 < se / float(truth) < 1.6, (n, se, float(truth))
+        if n == 200:
+            small = se
+    assert se < 0.75 * small  # 4x the samples: about half the spread
+    # each replicate is genbench's FID of the resampled set
+    x = fresh(300)
+    _, one = fid_bootstrap(x, real, generator=torch.Generator().manual_seed(5), draws=1)
+    idx = torch.randint(300, (300,), generator=torch.Generator().manual_seed(5))
+    expected = fid_statistics_to_metric(fid_features_to_statistics(x[idx]), real_stats)
+    assert float(one[0]) == pytest.approx(expected, rel=1e-8, abs=1e-10)
