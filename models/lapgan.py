@@ -137,13 +137,16 @@ class LAPGAN(nn.Module):
             raise GenbenchError(f"lapgan takes square images, not {h}x{w}")
         self.sizes = level_sizes(h)
         s0 = self.sizes[0]
+        # BatchNorm in the coarse generator: without it the 7x7 GAN collapsed to one image
+        # on mnist-5k (sample std across z 0.04 against the data's 0.26; with it 0.23).
+        # Dropout in the coarse D, as the paper's discriminators.
         self.coarse_g = nn.Sequential(
-            nn.Linear(config.latent_dim, config.hidden), nn.ReLU(),
-            nn.Linear(config.hidden, config.hidden), nn.ReLU(),
+            nn.Linear(config.latent_dim, config.hidden), nn.BatchNorm1d(config.hidden), nn.ReLU(),
+            nn.Linear(config.hidden, config.hidden), nn.BatchNorm1d(config.hidden), nn.ReLU(),
             nn.Linear(config.hidden, c * s0 * s0), nn.Unflatten(1, (c, s0, s0)))
         self.coarse_d = nn.Sequential(
             nn.Flatten(), nn.Linear(c * s0 * s0, config.hidden), nn.LeakyReLU(0.2),
-            nn.Linear(config.hidden, 1))
+            nn.Dropout(0.5), nn.Linear(config.hidden, 1))
         self.level_g = nn.ModuleList(ResidualGenerator(c, s, config.level_noise, config.width)
                                      for s in self.sizes[1:])
         self.level_d = nn.ModuleList(residual_discriminator(c, s, config.width)
