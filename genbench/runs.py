@@ -10,7 +10,7 @@ from rich.console import Console
 from genbench import store
 from genbench.data import DataRequest, load_dataset
 from genbench.errors import GenbenchError
-from genbench.executors import ExecutorOptions, check_options, run_plans
+from genbench.executors import ExecutorOptions, check_options, run_plans, start
 from genbench.progress import RichReporter
 from genbench.settings import parse_overrides, resolve, split_overrides
 from genbench.store import Busy
@@ -34,6 +34,8 @@ def run_all(*, models: list[str], dataset: str, variant: str | None, preset: str
         raise GenbenchError("--epochs must be at least 1")
     if executor is not None:
         check_options(executor)  # before any data is loaded or anything submitted
+        if not plan_only:
+            start(executor)  # Ray: reach it and warm its workers while the data loads
     sets = parse_overrides(overrides)
     # a key only some models have applies to those; every value is range-checked now,
     # before data is loaded or anything is written

@@ -92,6 +92,17 @@ def worker_env(opts: ExecutorOptions) -> dict[str, str]:
     return {**env, **opts.extra_env}
 
 
+def start(opts: ExecutorOptions) -> None:
+    """Reach the engine before the driver loads data and plans: a bad ``--address`` or GPU
+    request fails before anything else, and Ray's workers import genbench meanwhile."""
+    if opts.name == "ray" and not opts.dry_run:
+        from genbench.executors.ray_exec import connect, gpus_per_run, warm_up
+
+        resources, _ = connect(opts)
+        gpus_per_run(opts, resources)
+        warm_up(opts, resources)
+
+
 def run_plans(plans: list, opts: ExecutorOptions, console: object, results: Path) -> list:
     """Execute planned runs on a Ray or SLURM executor; the outcomes in plan order."""
     if opts.name == "ray":
@@ -126,4 +137,4 @@ def portable(spec: object) -> object:
 
 
 __all__ = ["EXECUTORS", "ExecutorOptions", "check_options", "eval_sharding", "portable", "require_extra",
-           "run_plans", "worker_env"]
+           "run_plans", "start", "worker_env"]

@@ -44,14 +44,17 @@ def _reachable(address: str) -> None:
                             "is `ray start --head` running there?") from None
 
 
+_STARTED = [False]  # this process called ray.init (so it shuts Ray down when done)
+
+
 def connect(opts: ExecutorOptions) -> tuple[dict[str, float], bool]:
-    """Join (or start) Ray; (cluster resources, whether this call started it)."""
+    """Join (or start) Ray; (cluster resources, whether this process started it)."""
     import ray
 
     if opts.address not in (None, "auto"):
         _reachable(opts.address)
-    if ray.is_initialized():  # a caller's Ray (the API, the tests): use it as it is
-        return ray.cluster_resources(), False
+    if ray.is_initialized():  # started earlier by us (start()), or a caller's Ray (API, tests)
+        return ray.cluster_resources(), _STARTED[0]
     # each task carries the driver's GENBENCH_* settings (worker_env), so no runtime_env
     kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
                               "logging_level": logging.WARNING}
@@ -62,7 +65,24 @@ def connect(opts: ExecutorOptions) -> tuple[dict[str, float], bool]:
     except (ConnectionError, RuntimeError, TimeoutError, ValueError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise GenbenchError(f"--address {opts.address}: cannot join the Ray cluster ({first})") from None
+    _STARTED[0] = True
     return ray.cluster_resources(), True
+
+
+def _warm(threads: int, env: dict[str, str], plugins: tuple[str, ...]) -> None:
+    prepare_worker(threads, env, plugins)
+    import genbench.evaluation  # noqa: F401  (the runner, the metrics, torch)
+    import genbench.training  # noqa: F401
+
+
+def warm_up(opts: ExecutorOptions, resources: dict[str, float]) -> list[Any]:
+    """One task per slot that imports genbench and the plugins, so the runs' first tasks
+    find warm worker processes (on this machine a cold one costs seconds of imports)."""
+    import ray
+
+    slots = max(1, int(resources.get("CPU", 1) // opts.cpus_per_run))
+    remote = ray.remote(_warm).options(num_cpus=opts.cpus_per_run, max_retries=0, name="genbench-warm-up")
+    return [remote.remote(opts.cpus_per_run, worker_env(opts), opts.plugins) for _ in range(slots)]
 
 
 def gpus_per_run(opts: ExecutorOptions, resources: dict[str, float]) -> float:
@@ -101,6 +121,7 @@ def run_plans(plans: list[Plan], opts: ExecutorOptions, console: Console) -> lis
     finally:
         if started:
             ray.shutdown()
+            _STARTED[0] = False
 
 
 def _run(plans: list[Plan], opts: ExecutorOptions, console: Console, resources: dict[str, float]
