@@ -63,7 +63,7 @@ def run_all(*, models: list[str], dataset: str, variant: str | None, preset: str
     if plan_only:  # `--plan`: the estimated cost of each run, nothing run
         from genbench.plan import print_costs
 
-        print_costs(plans, console)
+        print_costs(plans, console, threads=executor.cpus_per_run if executor else None)
         return []
     if executor is not None and executor.name != "local":  # Ray tasks or a SLURM job array
         return run_plans(plans, executor, console, results)

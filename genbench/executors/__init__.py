@@ -92,6 +92,11 @@ def worker_env(opts: ExecutorOptions) -> dict[str, str]:
     return {**env, **opts.extra_env}
 
 
+def worker_plugins(opts: ExecutorOptions) -> tuple[str, ...]:
+    """``--plugins`` folders as absolute paths (a worker may start in another folder)."""
+    return tuple(str(Path(p).expanduser().resolve()) for p in opts.plugins)
+
+
 def start(opts: ExecutorOptions) -> None:
     """Reach the engine before the driver loads data and plans: a bad ``--address`` or GPU
     request fails before anything else, and Ray's workers import genbench meanwhile."""

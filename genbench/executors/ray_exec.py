@@ -23,7 +23,7 @@ from urllib.parse import urlparse
 from rich.console import Console
 
 from genbench.errors import GenbenchError
-from genbench.executors import ExecutorOptions, portable, worker_env
+from genbench.executors import ExecutorOptions, portable, worker_env, worker_plugins
 from genbench.executors.task import RunTask, mark_failed, prepare_worker, run_task
 from genbench.training import Plan, RunOutcome
 
@@ -82,7 +82,7 @@ def warm_up(opts: ExecutorOptions, resources: dict[str, float]) -> list[Any]:
 
     slots = max(1, int(resources.get("CPU", 1) // opts.cpus_per_run))
     remote = ray.remote(_warm).options(num_cpus=opts.cpus_per_run, max_retries=0, name="genbench-warm-up")
-    return [remote.remote(opts.cpus_per_run, worker_env(opts), opts.plugins) for _ in range(slots)]
+    return [remote.remote(opts.cpus_per_run, worker_env(opts), worker_plugins(opts)) for _ in range(slots)]
 
 
 def gpus_per_run(opts: ExecutorOptions, resources: dict[str, float]) -> float:
@@ -107,7 +107,7 @@ def _remote_run(task: RunTask) -> RunOutcome:  # the body of each run's Ray task
 def make_tasks(plans: list[Plan], opts: ExecutorOptions) -> list[RunTask]:
     env = worker_env(opts)
     return [RunTask(portable(p.spec), str(p.run_dir.resolve()), threads=opts.cpus_per_run,
-                    plugins=opts.plugins, env=env, eval_shards=opts.eval_shards,
+                    plugins=worker_plugins(opts), env=env, eval_shards=opts.eval_shards,
                     shard_cpus=opts.cpus_per_run) for p in plans]
 
 
@@ -241,5 +241,5 @@ class RaySharder:
 
 
 def sharder_for(run_dir: Path, device: str, data_dir: str | None, opts: ExecutorOptions) -> RaySharder:
-    return RaySharder(run_dir, device, data_dir, opts.plugins, worker_env(opts), opts.cpus_per_run,
+    return RaySharder(run_dir, device, data_dir, worker_plugins(opts), worker_env(opts), opts.cpus_per_run,
                       opts.eval_shards, opts.max_retries)

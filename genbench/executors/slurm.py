@@ -17,7 +17,7 @@ from typing import Any
 from rich.console import Console
 
 from genbench.errors import GenbenchError
-from genbench.executors import ExecutorOptions, portable, worker_env
+from genbench.executors import ExecutorOptions, portable, worker_env, worker_plugins
 from genbench.executors.task import RunTask, mark_failed, run_task
 from genbench.training import Plan, RunOutcome
 
@@ -75,7 +75,7 @@ def parameters(opts: ExecutorOptions, n: int) -> dict[str, Any]:
 def make_tasks(plans: list[Plan], opts: ExecutorOptions) -> list[RunTask]:
     env = worker_env(opts)
     return [RunTask(portable(p.spec), str(p.run_dir.resolve()), threads=opts.cpus_per_run,
-                    plugins=opts.plugins, env=env) for p in plans]
+                    plugins=worker_plugins(opts), env=env) for p in plans]
 
 
 def describe(plans: list[Plan], opts: ExecutorOptions, folder: Path) -> list[str]:
