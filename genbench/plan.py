@@ -79,7 +79,6 @@ class Cost:
 
 def estimate(plan: Plan) -> Cost:
     """The FLOPs of one planned run (its model built on the CPU, nothing trained)."""
-    from genbench.contract import has_density_encoder
     from genbench.metrics.sampling import encode, generate
 
     torch.manual_seed(0)
@@ -122,17 +121,21 @@ def estimate(plan: Plan) -> Cost:
                 enc = _count(lambda: encode(model, x, y))
     n_test = len(data.test) if p.n_eval is None else min(p.n_eval, len(data.test))
     hmc = dec * (1 + BACKWARD)  # a leapfrog step: decoder forward and backward
+    applies = _applicable(model, plan.spec.metrics or p.metrics)
     evals: dict[str, float] = {}
-    if callable(getattr(model, "encode", None)):
+    if "elbo" in applies:
         evals["elbo"] = n_test * (enc + dec)
-    if has_density_encoder(model) and callable(getattr(model, "generate", None)):
-        evals["iwae"] = n_test * (enc + p.iwae_k * dec)
-    ais, bdmc = 0.0, 0.0
-    if callable(getattr(model, "prior", None)) and callable(getattr(model, "generate", None)):
-        ais = p.ais_n * p.ais_chains * p.ais_steps * p.hmc_leapfrog * hmc
-        bdmc = 2 * p.bdmc_n * p.ais_chains * p.ais_steps * p.hmc_leapfrog * hmc
-        evals["ais"], evals["bdmc"] = ais, bdmc
-    if callable(getattr(model, "sample", None)) or "generate" in evals or dec:
+    ais_one = p.ais_n * p.ais_chains * p.ais_steps * p.hmc_leapfrog * hmc
+    for name in applies:  # own and shared observation models are separate evaluations
+        kind = name.removesuffix("_shared")
+        if kind == "iwae":
+            evals[name] = n_test * (enc + p.iwae_k * dec)
+        elif kind == "ais":
+            evals[name] = ais_one
+        elif kind == "bdmc":
+            evals[name] = 2 * p.bdmc_n / max(p.ais_n, 1) * ais_one
+    likelihood = sum(v for k, v in evals.items() if k.startswith(("ais", "bdmc")))
+    if callable(getattr(model, "sample", None)) or callable(getattr(model, "generate", None)):
         evals["samples"] = p.n_quality * dec
     worst_steps = p.ais_steps
     max_steps = getattr(p, "ais_max_steps", p.ais_steps)
@@ -140,15 +143,28 @@ def estimate(plan: Plan) -> Cost:
     while 2 * s <= max_steps:
         s *= 2
         worst_steps += s
-    worst = (ais + bdmc) * worst_steps / max(p.ais_steps, 1)
+    worst = likelihood * worst_steps / max(p.ais_steps, 1)
     train = per_image_train * len(data.train) * p.epochs
     s = plan.spec
     label = f"{s.model} {data.info.name}/{data.info.variant} seed {s.seed}"
     return Cost(label, params, train, evals, worst)
 
 
+def _applicable(model: torch.nn.Module, names: tuple[str, ...] = ()) -> set[str]:
+    """The likelihood metrics (own and shared observation model) the run would evaluate:
+    those asked for (default: the default ones) whose needs the model meets."""
+    from genbench.contract import missing_reason
+    from genbench.metrics.runner import model_capabilities
+    from genbench.registry import METRICS
+
+    have = model_capabilities(model)
+    wanted = [n for n in names if n in METRICS] if names else [n for n, m in METRICS.items() if m.default]
+    return {n for n in wanted if n.removesuffix("_shared") in ("elbo", "iwae", "ais", "bdmc")
+            and missing_reason(METRICS[n].needs, have) is None}
+
+
 def _flops(f: float) -> str:
-    for unit, scale in (("P", 1e15), ("T", 1e12), ("G", 1e9), ("M", 1e6)):
+    for unit, scale in (("E", 1e18), ("P", 1e15), ("T", 1e12), ("G", 1e9), ("M", 1e6)):
         if f >= scale:
             return f"{f / scale:.3g} {unit}"
     return f"{f:.3g}"
@@ -172,7 +188,7 @@ def print_costs(plans: list[Plan], console: Console, threads: int | None = None)
     for col in ("run", "params", "train FLOP", "eval FLOP", "train", "eval", "eval max"):
         table.add_column(col, justify="left" if col == "run" else "right")
     for c in costs:
-        likelihood = c.evals.get("ais", 0.0) + c.evals.get("bdmc", 0.0)
+        likelihood = sum(v for k, v in c.evals.items() if k.startswith(("ais", "bdmc")))
         worst = c.eval_total - likelihood + c.ais_worst
         table.add_row(c.label, f"{c.params:,}", _flops(c.train), _flops(c.eval_total),
                       _secs(c.train / rate), _secs(c.eval_total / rate), _secs(worst / rate))
