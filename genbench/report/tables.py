@@ -492,8 +492,15 @@ def sanity_notes(runs: pd.DataFrame) -> list[str]:
         if iwae and elbo and iwae.mean < elbo.mean - 3 * max(iwae.stderr, elbo.stderr, 0.0):
             notes.append(f"{m}: IWAE ({fmt_number(iwae.mean)}) is below the ELBO ({fmt_number(elbo.mean)}), "
                          "which it cannot be in expectation; check the estimator settings.")
-        gap = stats(part, "bdmc_gap")
-        if gap and gap.mean > 1.0:
-            notes.append(f"{m}: BDMC gap {fmt_number(gap.mean)} nats: on data simulated from the model "
-                         "the truth lies up to that far above AIS; treat this model's AIS as loose.")
+        for suffix, which in (("", ""), ("_shared", " (shared family)")):
+            gap = stats(part, f"bdmc_gap{suffix}")
+            if gap and gap.mean > 1.0:
+                se = f" ± {fmt_number(gap.stderr, gap.stderr)}" if math.isfinite(gap.stderr) else ""
+                notes.append(f"{m}: BDMC gap{which} {fmt_number(gap.mean)}{se} nats: on data simulated from "
+                             "the model the truth lies up to that far above AIS; treat this model's AIS "
+                             "as loose.")
+        shared = stats(part, "ais_minus_iwae_shared")
+        if shared and shared.mean < -2 * max(shared.stderr, 0.0):
+            notes.append(f"{m}: under the shared family, on the same test images AIS is "
+                         f"{fmt_number(-shared.mean)} nats below the IWAE bound: AIS was run too short.")
     return notes
