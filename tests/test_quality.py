@@ -276,6 +276,8 @@ def test_quality_of_a_vae_has_every_key(synthetic, tmp_path):
                 "inception_score", "mode_kl", "classes_covered", "floor_fid", "floor_kid"):
         assert math.isfinite(out[key]), key
     assert out["fid"] > out["floor_fid"]  # an untrained VAE is far from real data
+    # the bootstrap spread of FID over the samples: positive, and well below FID itself
+    assert 0 < out["fid_stderr"] < 0.5 * out["fid"]
     again = quality(_ctx(model, data, cache, tmp_path))
     assert again == {k: v for k, v in out.items() if k in again}  # seeded: reproducible
 

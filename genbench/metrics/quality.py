@@ -27,6 +27,7 @@ import torch
 from genbench.contract import sample_from
 from genbench.errors import GenbenchError
 from genbench.metrics import floor
+from genbench.metrics.bootstrap import fid_bootstrap
 from genbench.metrics.context import EvalContext
 from genbench.metrics.features import Extractor, fixed_subset, get_extractor, mean_images
 from genbench.metrics.frechet import fid_features_to_statistics, fid_statistics_to_metric
@@ -215,15 +216,21 @@ def _higher(keys: tuple[str, ...]) -> dict[str, bool]:
 @register_metric(
     "quality", needs={"sample"},
     produces={**_produces(DISTANCE_KEYS),
+              "fid_stderr": "bootstrap standard error of fid over the generated samples",
               "feature_accuracy": "test accuracy of the evaluator classifier"},
-    higher_is_better={**_higher(DISTANCE_KEYS), "feature_accuracy": True},
+    higher_is_better={**_higher(DISTANCE_KEYS), "fid_stderr": False, "feature_accuracy": True},
     description="FID, KID, precision/recall, density/coverage in the evaluator's features")
 def quality(ctx: EvalContext) -> dict[str, float | str]:
     ext = _extractor(ctx)
     real = _reference(ctx, ext)
-    values = distance_metrics(_samples(ctx, ext), real, kid_subsets=ctx.preset.kid_subsets,
+    generated = _samples(ctx, ext)
+    values = distance_metrics(generated, real, kid_subsets=ctx.preset.kid_subsets,
                               kid_subset_size=ctx.preset.kid_subset_size,
                               generator=ctx.generator(SALT + 1))
+    # FID has no closed-form error: a bootstrap over the samples lets the report bold only
+    # an FID that is best beyond its uncertainty
+    values["fid_stderr"], _ = fid_bootstrap(generated.features, real.features,
+                                            generator=ctx.generator(SALT + 2))
     floors = _floor(ctx, ext, real)
     values.update({k: v for k, v in floors.items() if k[len("floor_"):] in DISTANCE_KEYS})
     if ext.accuracy is not None:
