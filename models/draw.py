@@ -16,9 +16,12 @@ the concatenation z = [z_1..z_T] is N(0, I) of dimension T * z_dim and the decod
 deterministic function of it: ``prior()``, ``decode(z)`` and ``generate(z)`` are over the
 concatenation, which is what AIS and BDMC need.
 
-The posterior is sequential (z_t's distribution depends on z_<t through h_dec), so there is
-no single ``encode(x)``; instead ``log_importance_weights(x, k)`` returns
-log p(x, z_1..T) - log q(z_1..T | x) for k joint draws, which is what IWAE and the ELBO need.
+The posterior is sequential (z_t's distribution depends on z_<t through h_dec). It is still
+one distribution over the concatenation: ``encode(x)`` returns it as a
+:class:`SequentialPosterior` (``rsample`` runs the encoder, ``log_prob`` runs it fed the given
+z), so genbench's ELBO (with a Monte Carlo KL), IWAE, reconstructions and AIS from q apply as
+to any VAE. ``log_importance_weights(x, k)`` (log p(x, z_1..T) - log q(z_1..T | x) for k joint
+draws, capability "importance") gives the same weights in one pass per draw.
 
 Attention (sec. 3.2): an N x N grid of Gaussian filters with centre (g_X, g_Y), stride delta,
 variance sigma^2 and intensity gamma, all from one linear map of h_dec;
@@ -34,17 +37,19 @@ not implemented.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.distributions import Distribution
+from torch.distributions import Distribution, constraints
 
 from genbench import register_model
 from genbench.contract import Batch, DataInfo
 from genbench.latent import gaussian_kl, standard_normal_prior
 from genbench.observation import learned_log_std, observation_log_prob, observation_model
 
+HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 IMPORTANCE_ROWS = 4096  # (draw, image) rows run at once by log_importance_weights: memory only
 
 
@@ -94,6 +99,57 @@ def read_glimpse(img: torch.Tensor, fx: torch.Tensor, fy: torch.Tensor) -> torch
 def write_patch(patch: torch.Tensor, fx: torch.Tensor, fy: torch.Tensor) -> torch.Tensor:
     """F_Y^T patch F_X per channel: (B, C, N, N) -> (B, C, H, W)."""
     return torch.einsum("bny,bcnm,bmx->bcyx", fy, patch, fx)
+
+
+class SequentialPosterior(Distribution):
+    """DRAW's q(z_1..T | x) = prod_t N(z_t; mu_t, sigma_t), as one distribution over the
+    concatenation z (event shape (T * z_dim,), batch shape (N,)).
+
+    mu_t and sigma_t depend on x and on z_<t (through the decoder's state), so there is no
+    closed form beyond the sequence itself: ``rsample`` runs the encoder drawing z_t step by
+    step, and ``log_prob(z)`` runs it again fed the given z (differentiable in z, which HMC
+    from the encoder needs). With it DRAW has an ``encode`` like any VAE, and ELBO (Monte
+    Carlo KL), IWAE, reconstructions and AIS from q apply unchanged. ``mean`` is the path of
+    means (z_t = mu_t given the earlier means), the code a reconstruction decodes; it is not
+    E_q[z] in general.
+    """
+
+    arg_constraints: dict = {}
+    support = constraints.real_vector
+    has_rsample = True
+
+    def __init__(self, model: DRAW, x: torch.Tensor) -> None:
+        self.model, self.x = model, x
+        super().__init__(x.shape[:1], torch.Size([model.latent_dim]), validate_args=False)
+        self._last: tuple[torch.Tensor, torch.Tensor] | None = None  # (z, log q) of the last draw
+        # draws are made later but behave as if made now: built under no_grad (as metrics
+        # do), they carry no graph back to the parameters, like an eager Gaussian's loc + scale * eps
+        self._grad = torch.is_grad_enabled()
+
+    def _rows(self, lead: torch.Size) -> torch.Tensor:
+        """x repeated for every leading sample: (prod(lead) * N, C, H, W)."""
+        m = math.prod(lead)
+        return self.x.unsqueeze(0).expand(m, *self.x.shape).reshape(m * self.x.shape[0], *self.x.shape[1:])
+
+    def rsample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:
+        lead = torch.Size(sample_shape)
+        with torch.set_grad_enabled(self._grad):
+            out = self.model.infer(self._rows(lead))
+        z = out["z"].view(*lead, *self.batch_shape, -1)
+        self._last = (z, out["log_q"].view(*lead, *self.batch_shape))
+        return z
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        if self._last is not None and value is self._last[0]:  # the draw just made: no rerun
+            return self._last[1]
+        lead = value.shape[:-2]
+        out = self.model.infer(self._rows(lead), z=value.reshape(-1, value.shape[-1]))
+        return out["log_q"].view(*lead, *self.batch_shape)
+
+    @property
+    def mean(self) -> torch.Tensor:
+        with torch.set_grad_enabled(self._grad):
+            return self.model.infer(self.x, mean=True)["z"]
 
 
 @register_model("draw")
@@ -185,35 +241,46 @@ class DRAW(nn.Module):
         return self.generate(z)
 
     # -- the inference side ---------------------------------------------------------------
-    def infer(self, x: torch.Tensor, generator: torch.Generator | None = None
-              ) -> dict[str, torch.Tensor]:
+    def encode(self, x: torch.Tensor) -> Distribution:
+        """q(z_1..T | x) as one distribution over the concatenation (see :class:`SequentialPosterior`)."""
+        return SequentialPosterior(self, x)
+
+    def infer(self, x: torch.Tensor, generator: torch.Generator | None = None, *,
+              z: torch.Tensor | None = None, mean: bool = False) -> dict[str, torch.Tensor]:
         """One pass of the encoder and decoder with z_t ~ q(z_t | x, z_<t), reparameterized.
 
-        Returns per image: ``log_lik`` log p(x | z), ``kl`` sum_t KL(q(z_t|.) || N(0, I)) in
-        closed form, ``log_w`` log p(x, z) - log q(z | x) of the drawn z, ``z`` (B, T * z_dim)
-        and ``canvases`` (T, B, C, H, W) logits.
+        ``z`` (B, T * z_dim) fixes the latents instead (to evaluate q(z | x) at them);
+        ``mean`` takes z_t = mu_t at every step. Returns per image: ``log_lik`` log p(x | z),
+        ``kl`` sum_t KL(q(z_t|.) || N(0, I)) in closed form, ``log_q`` log q(z | x),
+        ``log_w`` log p(x, z) - log q(z | x), ``z`` (B, T * z_dim) and ``canvases``
+        (T, B, C, H, W) logits.
         """
-        b, hid = x.shape[0], self.config.hidden
+        b, hid, zd = x.shape[0], self.config.hidden, self.config.z_dim
         enc = (x.new_zeros(b, hid), x.new_zeros(b, hid))
         dec = (x.new_zeros(b, hid), x.new_zeros(b, hid))
         canvas = torch.zeros_like(x)
-        kl = log_prior_over_q = x.new_zeros(b)
+        kl = log_q = log_prior = x.new_zeros(b)
         zs, canvases = [], []
-        for _ in range(self.config.steps):
+        for t in range(self.config.steps):
             x_hat = x - torch.sigmoid(canvas)
             enc = self.encoder(torch.cat([self.read(x, x_hat, dec[0]), dec[0]], 1), enc)
             mu, logvar = self.q_head(enc[0]).chunk(2, dim=-1)
-            eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
-            z = mu + eps * (0.5 * logvar).exp()
+            if z is not None:
+                z_t = z[:, t * zd:(t + 1) * zd]
+                eps = (z_t - mu) * (-0.5 * logvar).exp()
+            else:
+                eps = (torch.zeros_like(mu) if mean else
+                       torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype))
+                z_t = mu + eps * (0.5 * logvar).exp()
             kl = kl + gaussian_kl(mu, logvar)
-            # log N(z; 0, I) - log N(z; mu, sigma) = sum eps^2/2 + log sigma - z^2/2
-            log_prior_over_q = log_prior_over_q + (0.5 * (eps.square() + logvar - z.square())).sum(-1)
-            dec = self.decoder(z, dec)
+            log_q = log_q - (0.5 * (eps.square() + logvar) + HALF_LOG_2PI).sum(-1)
+            log_prior = log_prior - (0.5 * z_t.square() + HALF_LOG_2PI).sum(-1)
+            dec = self.decoder(z_t, dec)
             canvas = canvas + self.write(dec[0])
-            zs.append(z)
+            zs.append(z_t)
             canvases.append(canvas)
         log_lik = observation_log_prob(self.info.observation, canvas, x, self.log_std)
-        return {"log_lik": log_lik, "kl": kl, "log_w": log_lik + log_prior_over_q,
+        return {"log_lik": log_lik, "kl": kl, "log_q": log_q, "log_w": log_lik + log_prior - log_q,
                 "z": torch.cat(zs, -1), "canvases": torch.stack(canvases)}
 
     @torch.no_grad()

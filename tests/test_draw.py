@@ -15,6 +15,8 @@ from genbench.cli import app
 from genbench.contract import Batch, DataInfo, capabilities, optimizer_dict, step_model
 from genbench.galleries import render
 from genbench.metrics.ais import HMCConfig, ais_log_likelihood
+from genbench.metrics.elbo import elbo_terms
+from genbench.metrics.iwae import iwae_bound
 from genbench.metrics.obsmodel import ObservationModel
 from genbench.plugins import load_plugins
 from genbench.registry import get_model
@@ -174,14 +176,48 @@ def test_training_step_lowers_the_loss_and_sampling_works():
     torch.testing.assert_close(steps[-1], s)
 
 
-def test_smoke_run_gets_ais_through_prior_and_decode(tmp_path):
+def test_sequential_posterior_is_a_normalized_density():
+    """encode(x) = q(z_1, z_2 | x) with 1-d steps: exp(log_prob) integrates to 1 over a grid in
+    the plane (so log q is the density of what rsample draws, z_2's law depending on z_1), and
+    log_prob of a draw recomputed equals the one recorded while drawing."""
+    model = tiny(steps=2, z_dim=1)
+    x = images(2)
+    q = model.encode(x)
+    z = q.rsample((5,))
+    assert z.shape == (5, 2, 2)
+    torch.testing.assert_close(q.log_prob(z), q.log_prob(z.clone()))
+    grid = torch.linspace(-8, 8, 321, dtype=torch.float64)
+    step = float(grid[1] - grid[0])
+    with torch.no_grad():
+        lp = model.encode(x[:1]).log_prob(torch.cartesian_prod(grid, grid)[:, None, :])
+    assert float(lp.exp().sum()) * step**2 == pytest.approx(1.0, abs=1e-6)
+
+
+def test_elbo_and_iwae_metrics_apply_through_encode():
+    """The genbench ELBO (Monte Carlo KL) and IWAE cores run on DRAW's sequential q: the ELBO
+    agrees with the closed-form-KL objective, and IWAE_200 is above it."""
+    model = tiny()
+    x = images(3)
+    with torch.no_grad():
+        recon, kl = elbo_terms(model, x, seed=2, draws=400)
+        bound = iwae_bound(model, x, k=200, seed=1, chunk=100)
+        out = model.infer(x.repeat(400, 1, 1, 1), torch.Generator().manual_seed(3))
+    objective = (out["log_lik"] - out["kl"]).view(400, 3)
+    se = objective.std(0) / 20
+    assert ((recon - kl - objective.mean(0)).abs() < 5 * se + 0.05).all()
+    assert (bound > recon - kl - 5 * se).all() and bound.mean() > (recon - kl).mean()
+
+
+def test_smoke_run_gets_elbo_iwae_and_ais(tmp_path):
     out = CliRunner().invoke(app, ["run", "draw", "--dataset", "synthetic", "--preset", "smoke",
                                    "--device", "cpu", "--results", str(tmp_path),
-                                   "--metrics", "ais"], env={"COLUMNS": "200"})
+                                   "--metrics", "elbo,iwae,ais"], env={"COLUMNS": "200"})
     assert out.exit_code == 0, out.output
     metrics = json.loads(next(tmp_path.glob("synthetic/draw/*/metrics.json")).read_text())
     assert metrics["status"] == "finished", metrics
-    assert -784 * math.log(2) < metrics["test_ais"] < 0
+    for key in ("test_elbo", "test_iwae", "test_ais"):
+        assert -784 * math.log(2) < metrics[key] < 0, key
+    assert metrics["test_iwae"] > metrics["test_elbo"] - 3 * metrics["test_elbo_stderr"]
     run_dir = next(tmp_path.glob("synthetic/draw/*"))
     # canvases: the smoke preset draws in 3 steps; samples n rows x 3, reconstructions 3 + input
     for kind, columns in (("canvas", 3), ("canvas_reconstructions", 4)):
