@@ -103,6 +103,7 @@ def main() -> None:
     ap.add_argument("--parts", default="sweep,overhead,ais", help="which measurements to make")
     args = ap.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("RAY_worker_niceness", "0")  # as `genbench run --executor ray` starts Ray
     torch.set_num_threads(1)
 
     import ray

@@ -47,6 +47,7 @@ def ray_cluster():
     if started:
         import logging
 
+        os.environ.setdefault("RAY_worker_niceness", "0")  # as genbench starts a local Ray
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
                  logging_level=logging.WARNING)
     yield ray

@@ -28,6 +28,7 @@ from genbench.executors.task import RunTask, mark_failed, prepare_worker, run_ta
 from genbench.training import Plan, RunOutcome
 
 CONNECT_TIMEOUT_S = 5.0
+WORKER_NICENESS = "RAY_worker_niceness"  # read by the raylet a local ray.init starts
 
 
 def _reachable(address: str) -> None:
@@ -60,6 +61,9 @@ def connect(opts: ExecutorOptions) -> tuple[dict[str, float], bool]:
                               "logging_level": logging.WARNING}
     if opts.address is None:
         kwargs["num_cpus"] = os.cpu_count() or 1
+        # Ray runs its workers at nice 15 by default; here they are the sweep's real work, and
+        # on a shared machine nice 15 hands their cores to every other process
+        os.environ.setdefault(WORKER_NICENESS, "0")
     try:
         ray.init(address=opts.address, **kwargs)
     except (ConnectionError, RuntimeError, TimeoutError, ValueError) as err:
