@@ -294,3 +294,24 @@ def test_two_identical_report_calls_draw_identical_galleries(tmp_path: Path) -> 
         pictures.append({p.relative_to(out.out): p.read_bytes() for p in out.images
                          if "galleries" in p.parts})
     assert any(p.name == "scatter.png" for p in pictures[0]) and pictures[0] == pictures[1]
+
+
+def test_exact_likelihood_sits_in_the_likelihood_table_and_config_conditional_is_marked(
+        tmp_path: Path) -> None:
+    """PixelCNN's exact log p(x) is a likelihood column of its own (not a trailing extra), and
+    a model conditional by its config (pixelcnn with conditional=true) is marked like a CVAE."""
+    from genbench.report.build import build_report
+
+    root = tmp_path / "results"
+    write_run(root, "pixelcnn", 0, {"test_exact": -95.0, "test_exact_stderr": 0.4})
+    write_run(root, "vae", 0, {"test_elbo": -110.0, "test_elbo_stderr": 0.5})
+    cond = write_run(root, "pixelcnn", 1, {"test_exact": -90.0, "test_exact_stderr": 0.4},
+                     dataset="synthetic-c")
+    config = json.loads((cond / "config.json").read_text())
+    config["model_config"]["conditional"] = True
+    (cond / "config.json").write_text(json.dumps(config))
+    text = (build_report(root, tmp_path / "out").out / "report.md").read_text()
+    rows = table_with(section(text, "Likelihood"), "exact log p(x) ↑")
+    assert rows["pixelcnn"]["exact log p(x) ↑"].startswith("-95.00 (s.e. 0.40)")
+    assert rows["vae"]["exact log p(x) ↑"] == "—" and "exact log p(x)" in text.split("## What")[1]
+    assert "pixelcnn †" in text

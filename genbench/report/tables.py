@@ -43,8 +43,11 @@ def load(results: Path) -> pd.DataFrame:
     configs = [read_json(Path(d) / CONFIG) for d in df["run_dir"]]
     df["latent_dim"] = [c.get("model_config", {}).get("latent_dim") for c in configs]
     df["command"] = [c.get("command") for c in configs]
-    df["conditional"] = [bool(getattr(MODELS[m].cls, "conditional", False)) if m in MODELS else False
-                         for m in df["model"]]
+    # a model is conditional by class (CVAE) or by its config (a PixelCNN with conditional=true)
+    df["conditional"] = [
+        (bool(getattr(MODELS[m].cls, "conditional", False)) if m in MODELS else False)
+        or bool(c.get("model_config", {}).get("conditional", False))
+        for m, c in zip(df["model"], configs, strict=True)]
     if "status" not in df:
         df["status"] = None
     if "reason" not in df:
@@ -166,7 +169,7 @@ def best_models(means: dict[str, float], key: str) -> set[str]:
     return {m for m, v in means.items() if v == target}
 
 
-LIKELIHOOD_KEYS = frozenset({"test_elbo", "test_iwae", "test_ais", "parzen", "test_recon_term",
+LIKELIHOOD_KEYS = frozenset({"test_exact", "test_elbo", "test_iwae", "test_ais", "parzen", "test_recon_term",
                              "test_iwae_shared", "test_ais_shared"})
 # an AIS number and the flag that says whether its schedule converged
 CONVERGED = {"test_ais": "ais_converged", "test_ais_shared": "ais_converged_shared"}
@@ -403,7 +406,8 @@ def _int(x: object) -> int | None:
 
 
 # (key, what, group): one sentence per group, from its first key that can be said
-HEADLINES = (("test_ais", "highest log-likelihood (AIS, own p(x|z))", "own"),
+HEADLINES = (("test_exact", "highest exact log-likelihood", "exact"),
+             ("test_ais", "highest log-likelihood (AIS, own p(x|z))", "own"),
              ("test_iwae", "highest IWAE bound (own p(x|z))", "own"),
              ("test_elbo", "highest ELBO", "own"),
              ("test_ais_shared", "highest log-likelihood under the shared family (AIS)", "shared"),
