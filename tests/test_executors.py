@@ -141,6 +141,19 @@ def test_ray_sweep_equals_local_sweep(tmp_path: Path, ray_cluster) -> None:
     assert [o.status for o in again] == ["skipped"] * 4
 
 
+def test_a_run_held_by_another_driver_is_busy_and_untouched_on_ray(tmp_path: Path, ray_cluster) -> None:
+    """The worker finds the run locked by a process on another host: the run is reported busy
+    and nothing is written into the folder that process holds."""
+    first = _run_dirs(_sweep(tmp_path, None, seeds=(0,), metrics=("elbo",)))
+    held = next(d for k, d in first.items() if "/vae/" in f"/{k}")
+    (held / store.METRICS).unlink()  # unfinished, so the sweep wants it again
+    (held / store.LOCK).write_text(json.dumps({"host": "node-17.cluster", "pid": 12345, "start": 99}))
+    before = sorted(p.name for p in held.iterdir())
+    outcomes = {o.run_dir: o.status for o in _sweep(tmp_path, RAY, seeds=(0,), metrics=("elbo",))}
+    assert outcomes[held] == "busy" and sorted(outcomes.values()) == ["busy", "skipped"]
+    assert sorted(p.name for p in held.iterdir()) == before  # no metrics.json written into it
+
+
 # -- sharded evaluation -------------------------------------------------------------------------
 def test_sharded_likelihoods_equal_unsharded_bit_for_bit(tmp_path: Path, ray_cluster) -> None:
     from genbench.evaluation import load_run, sharded

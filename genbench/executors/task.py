@@ -69,21 +69,26 @@ def run_task(task: RunTask) -> RunOutcome:
     reporter = FileReporter(plan.run_dir, plan.data.steps_per_epoch(plan.preset.batch_size),
                             plan.preset.epochs)
     try:
-        if task.eval_shards > 1:
-            from genbench.evaluation import sharded
-            from genbench.executors.ray_exec import RaySharder
-
-            sharder = RaySharder(plan.run_dir, str(plan.device), task.spec.data_dir, task.plugins,
-                                 dict(task.env), task.shard_cpus, task.eval_shards)
-            with sharded(sharder):
-                from genbench.training import execute
-
-                return execute(plan, reporter)
-        from genbench.training import execute
-
-        return execute(plan, reporter)
+        return _execute(task, plan, reporter)
+    except store.Busy as err:  # another driver holds this run: skipped, its folder untouched
+        return RunOutcome("busy", plan.run_dir, {}, str(err))
     finally:
         reporter.close()
+
+
+def _execute(task: RunTask, plan: Any, reporter: FileReporter) -> RunOutcome:
+    """``training.execute`` with the run's evaluation shards handed to Ray when asked."""
+    from genbench.training import execute
+
+    if task.eval_shards <= 1:
+        return execute(plan, reporter)
+    from genbench.evaluation import sharded
+    from genbench.executors.ray_exec import RaySharder
+
+    sharder = RaySharder(plan.run_dir, str(plan.device), task.spec.data_dir, task.plugins,
+                         dict(task.env), task.shard_cpus, task.eval_shards)
+    with sharded(sharder):
+        return execute(plan, reporter)
 
 
 def mark_failed(folder: Path, reason: str) -> RunOutcome:
