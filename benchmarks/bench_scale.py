@@ -12,7 +12,7 @@ sharded over 2 workers against 1, in one run on this machine. Reported as ratios
    10 leapfrog steps) on the first sweep run's VAE, unsharded in this process with one
    thread against 2 Ray shards of one thread each; checked equal image by image.
 
-Goals (issue 15): sweep >= 1.3x, overhead < 2 s per task, sharded AIS >= 1.7x on 2 workers.
+Goals: sweep >= 1.3x, overhead < 2 s per task, sharded AIS >= 1.7x on 2 workers.
 
     python benchmarks/bench_scale.py --epochs 5
 """

@@ -28,7 +28,7 @@ class Preset:
     batch_size: int = field(default=128, metadata={"training": True})
     # cap on training images (smoke uses a few hundred)
     max_train: int | None = field(default=None, metadata={"training": True})
-    # likelihood evaluation (issue: marginal likelihood)
+    # likelihood evaluation
     n_eval: int | None = None  # test images for ELBO/IWAE/reconstruction (None = all)
     iwae_k: int = 1000
     iwae_chunk: int = 500  # importance samples per chunk: memory, never the answer

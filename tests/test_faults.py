@@ -1,4 +1,4 @@
-"""Faults a user of a benchmark suite hits (issue 12): Ctrl-C then resume, locks, bad
+"""Faults a user of a benchmark suite hits: Ctrl-C then resume, locks, bad
 settings, unreadable files, failing metrics, non-finite samples. Each fault ends in one line
 (no traceback) with the documented exit code, and results written before stay intact."""
 

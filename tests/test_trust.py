@@ -1,4 +1,4 @@
-"""Issue 14: every likelihood under one named observation model, AIS that says whether it
+"""Every likelihood under one named observation model, AIS that says whether it
 converged, and comparisons with their uncertainty.
 
 The probabilistic-PCA plugin (tests/ppca_plugin.py) has a closed form for everything: its

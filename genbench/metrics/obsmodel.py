@@ -42,7 +42,7 @@ def bernoulli_log_lik(logits: torch.Tensor, x: torch.Tensor, *, consume: bool = 
     """sum_d [x_d l_d - softplus(l_d)] for logits (S, n, P) and x (n, P) -> (S, n).
 
     The same number as ``Independent(Bernoulli(logits=l), 1).log_prob(x)`` at a fraction
-    of the elementwise cost, which on a CPU rivals the decoder's matmul (issue 5). With
+    of the elementwise cost, which on a CPU rivals the decoder's matmul. With
     softplus(l) = relu(l) - log sigmoid(|l|) and relu(l) = (l + |l|)/2:
 
         log p = sum_d l_d (x_d - 1/2) - 1/2 sum_d |l_d| + sum_groups log prod_d sigmoid(|l_d|),
