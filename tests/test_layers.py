@@ -249,7 +249,6 @@ KNOWN_CYCLES = [
     ["genbench.data", "genbench.data.morpho"],  # morpho imports load_dataset from data/__init__
     ["genbench.executors", "genbench.executors.live", "genbench.executors.ray_exec",
      "genbench.executors.slurm", "genbench.executors.task"],  # the package <-> its backends
-    ["genbench.metrics.elbo", "genbench.metrics.likelihood"],  # mean_stderr <-> with_bpd & co.
 ]
 
 

@@ -16,6 +16,7 @@ from torch.distributions import Distribution, kl_divergence
 
 from genbench import register_metric
 from genbench.metrics.context import EvalContext
+from genbench.metrics.estimates import mean_stderr, own_observation, save_per_image, with_bpd
 from genbench.metrics.sampling import (
     counter_normal,
     decode,
@@ -95,13 +96,6 @@ def active_units(means: torch.Tensor, threshold: float = ACTIVE_THRESHOLD) -> in
     return int((means.double().var(0) > threshold).sum())
 
 
-def mean_stderr(values: torch.Tensor) -> tuple[float, float]:
-    """Mean and its standard error std/sqrt(n), in float64."""
-    v = values.double()
-    n = v.numel()
-    return float(v.mean()), float(v.std() / n**0.5) if n > 1 else float("nan")
-
-
 # -- adapters ------------------------------------------------------------------------
 
 def _test_data(ctx: EvalContext) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -126,8 +120,6 @@ def _test_data(ctx: EvalContext) -> tuple[torch.Tensor, torch.Tensor | None]:
                 "(Kingma & Welling 2013)",
 )
 def elbo_metric(ctx: EvalContext) -> dict[str, float]:
-    from genbench.metrics.likelihood import own_observation, save_per_image, with_bpd
-
     own_observation(ctx)  # n/a when the decoder's support does not fit the data
     x, y = _test_data(ctx)
     recon, kl = elbo_terms(ctx.model, x, y, seed=seed_from(ctx.generator(SALT_ELBO)))

@@ -21,9 +21,6 @@ two models on the same images, paired.
 
 from __future__ import annotations
 
-import math
-from pathlib import Path
-
 import torch
 
 from genbench import register_metric
@@ -32,16 +29,22 @@ from genbench.errors import GenbenchError
 from genbench.metrics.ais import HMCConfig, ais_log_likelihood, ais_until_converged
 from genbench.metrics.bdmc import bdmc
 from genbench.metrics.context import EvalContext
-from genbench.metrics.elbo import mean_stderr
+from genbench.metrics.estimates import (  # noqa: F401  (re-exported for callers)
+    BPD,
+    PER_IMAGE,
+    load_per_image,
+    mean_stderr,
+    own_observation,
+    save_per_image,
+    with_bpd,
+)
 from genbench.metrics.iwae import iwae_bound, iwae_group
-from genbench.metrics.obsmodel import ObservationModel, choose_noise, own_decoder_reason
+from genbench.metrics.obsmodel import ObservationModel, choose_noise
 from genbench.metrics.parzen import choose_sigma, parzen_log_density
 from genbench.metrics.sampling import labels_for, require_finite, seed_from
 from genbench.metrics.shards import map_images, map_subsets
-from genbench.store import read_json, write_json
 
 SALT_OBS, SALT_IWAE, SALT_AIS, SALT_BDMC, SALT_PARZEN = 21, 22, 23, 24, 25
-PER_IMAGE = "per_image.json"
 OBS_VAL_K = 100  # importance samples per validation image when choosing the shared noise
 NOISE_KEYS = {
     "obs_sigma": "shared family: std of the spherical Gaussian p(x|z) around generate(z), chosen "
@@ -52,9 +55,6 @@ NOISE_KEYS = {
 OWN = "under the model's own p(x|z) (n/a without decode, or if its support does not fit the data)"
 SHARED = ("under the shared family of Wu et al. 2017 (spherical Gaussian, std obs_sigma, on "
           "continuous data; flip-Bernoulli of the mean image, obs_flip, on binarized data)")
-BPD = ("bits/dim: -log p(x) / (D ln 2), plus 8 on continuous data (a density on [0, 1] pixels "
-       "read as 8-bit dequantized data)")
-
 
 # -- shared helpers ------------------------------------------------------------------
 
@@ -64,51 +64,6 @@ def _split(ctx: EvalContext, split: str, n: int | None) -> tuple[torch.Tensor, t
 
 def _hmc(ctx: EvalContext) -> HMCConfig:
     return HMCConfig(leapfrog=ctx.preset.hmc_leapfrog)
-
-
-def bits_per_dim(nats: float, dims: int, continuous: bool) -> float:
-    """Bits per dimension of a log-likelihood in nats per image (see ``BPD``)."""
-    return -nats / (dims * math.log(2)) + (8.0 if continuous else 0.0)
-
-
-def with_bpd(ctx: EvalContext, key: str, values: torch.Tensor) -> dict[str, float]:
-    """``key`` (mean), its standard error, and the same in bits/dim."""
-    mean, se = mean_stderr(values)
-    dims = math.prod(ctx.data.info.shape)
-    return {key: mean, f"{key}_stderr": se,
-            f"{key}_bpd": bits_per_dim(mean, dims, ctx.data.info.observation == "gaussian"),
-            f"{key}_bpd_stderr": se / (dims * math.log(2))}
-
-
-def save_per_image(ctx: EvalContext, key: str, values: torch.Tensor, split: str = "test") -> None:
-    """One float per image of ``split`` (images 0..n-1 of the evaluation split) in the run's
-    ``per_image.json``, for paired comparisons across models."""
-    if ctx.run_dir is None:
-        return
-    path = Path(ctx.run_dir) / PER_IMAGE
-    data = read_json(path)
-    data[key] = {"split": split, "indices": list(range(values.numel())),
-                 "values": [round(float(v), 5) for v in values.double().flatten()]}
-    write_json(path, data)
-
-
-def load_per_image(run_dir: Path) -> dict[str, dict[int, float]]:
-    """``per_image.json`` of a run as {key: {image index: value}} ({} when absent)."""
-    out = {}
-    for key, rec in read_json(Path(run_dir) / PER_IMAGE).items():
-        if isinstance(rec, dict) and "indices" in rec and "values" in rec:
-            out[key] = dict(zip((int(i) for i in rec["indices"]), (float(v) for v in rec["values"]),
-                                strict=True))
-    return out
-
-
-def own_observation(ctx: EvalContext) -> ObservationModel:
-    """The model's own p(x|z); n/a (GenbenchError) when it has none that fits the data."""
-    reason = own_decoder_reason(ctx.model, ctx.data.info.observation,
-                                labels_for(ctx.model, ctx.data.eval_y("test", 1)))
-    if reason is not None:
-        raise GenbenchError(reason)
-    return ObservationModel("decoder")
 
 
 def shared_observation(ctx: EvalContext) -> tuple[ObservationModel, dict[str, float]]:
