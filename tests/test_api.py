@@ -225,7 +225,7 @@ def test_closing_table_fits_80_columns_with_whole_numbers() -> None:
         assert "…" not in texts[width]
         assert max(len(line) for line in texts[width].splitlines() if "│" in line) <= width
     wide, narrow = texts[200], texts[80]
-    for key in SUMMARY_KEYS[:3]:
+    for key in [k for k in SUMMARY_KEYS if k in metrics][:3]:  # the first headline columns it has
         assert key in wide
     assert "-108.1±2.3" in narrow and "123.5" in narrow  # AIS and FID are kept first
     shown = [k for k in SUMMARY_KEYS if f" {k} ↑" in narrow or f" {k} ↓" in narrow]
