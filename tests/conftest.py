@@ -27,7 +27,7 @@ def plugins_loaded() -> None:
     load_plugins()
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def one_thread():
     """Small tensors gain nothing from a second thread, and on a shared machine OpenMP's
     waits for it cost more than the work. Modules of small-tensor numerics opt in with

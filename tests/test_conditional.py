@@ -35,13 +35,7 @@ CVAE = get_model("cvae").cls
 M2 = get_model("m2").cls
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny networks: one thread is faster than two fighting other processes for 2 cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny networks: see conftest
 
 
 @pytest.fixture(scope="module")

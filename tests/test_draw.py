@@ -28,12 +28,7 @@ filterbank, read_glimpse, write_patch = (draw_module.filterbank, draw_module.rea
                                          draw_module.write_patch)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny networks: see conftest
 
 
 def tiny(shape=(1, 6, 6), seed=0, **cfg) -> torch.nn.Module:

@@ -23,12 +23,7 @@ FACES = DataInfo("synthetic-rgb", "continuous", (3, 64, 64), num_attributes=40,
                  observation="gaussian")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny networks: see conftest
 
 
 def small(info=MNIST):

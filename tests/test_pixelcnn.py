@@ -23,12 +23,7 @@ load_plugins()
 PixelCNN = get_model("pixelcnn").cls
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny networks: see conftest
 
 
 def tiny(shape, observation="bernoulli", seed=0, **cfg) -> torch.nn.Module:
