@@ -24,6 +24,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 # the headline columns of `genbench run`'s table; the report has everything
 SUMMARY_KEYS = ("test_exact", "test_elbo", "test_iwae", "test_ais", "test_ais_shared", "recon_bce", "fid",
                 "test_error")
+UNCONVERGED_FLAG = {"test_ais": "ais_converged", "test_ais_shared": "ais_converged_shared"}
 # which of them stay when the terminal is too narrow for all (most telling first)
 SUMMARY_PRIORITY = ("test_exact", "test_ais", "test_ais_shared", "fid", "test_iwae", "test_error",
                     "test_elbo", "recon_bce")
@@ -224,7 +225,10 @@ def _cell(metrics: dict[str, Any], key: str) -> str:
     if not isinstance(v, (int, float)) or isinstance(v, bool):
         return "–"
     se = metrics.get(f"{key}_stderr")
-    return _fmt(float(v)) + (f"±{se:.2g}" if isinstance(se, (int, float)) else "")
+    # an AIS whose schedule did not converge is shown flagged, as in the report
+    flag = key in UNCONVERGED_FLAG and metrics.get(UNCONVERGED_FLAG[key]) == 0
+    return (_fmt(float(v)) + (f"±{se:.2g}" if isinstance(se, (int, float)) else "")
+            + (" ⚠" if flag else ""))
 
 
 def summary_table(outcomes: list[Any], width: int) -> tuple[Table, list[str]]:

@@ -277,3 +277,21 @@ def test_the_readme_example_runs(smoke_results, tmp_path: Path, monkeypatch) -> 
     assert namespace["images"].shape == (16, 1, 28, 28)
     assert isinstance(namespace["model"], torch.nn.Module)
     assert "test_iwae" in namespace["values"]
+
+
+def test_closing_table_flags_an_unconverged_ais() -> None:
+    """As the report does: an AIS whose doubling schedule did not converge is never shown bare."""
+    import io
+
+    from rich.console import Console
+
+    from genbench.cli import print_summary
+    from genbench.training import RunOutcome
+
+    base = {"status": "finished", "test_ais_shared": -139.16, "test_ais_shared_stderr": 6.3}
+    outcomes = [RunOutcome("finished", Path(f"results/mnist/{m}/quick-dynamic-seed0-abcdef"),
+                           {**base, "ais_converged_shared": ok}) for m, ok in (("dcgan", 0), ("vae", 1))]
+    buf = io.StringIO()
+    print_summary(outcomes, Path("results"), Console(file=buf, width=120))
+    rows = {line.split("│")[1].strip(): line for line in buf.getvalue().splitlines() if "│" in line}
+    assert "-139.2±6.3 ⚠" in rows["dcgan"] and "⚠" not in rows["vae"]
