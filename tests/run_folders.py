@@ -47,3 +47,19 @@ def make_run(folder: Path, model: str = "vae", dataset: str = "synthetic", laten
 
 def make_vae_run(folder: Path, latent_dim: int = 4, steps: int = 30, seed: int = 0) -> Path:
     return make_run(folder, "vae", latent_dim=latent_dim, steps=steps, seed=seed)
+
+
+def smoke_run_metrics(model: str, results: Path, metrics: str) -> dict:
+    """`genbench run MODEL --dataset synthetic --preset smoke --metrics ...` through the CLI;
+    asserts it finished and returns its metrics.json."""
+    from typer.testing import CliRunner
+
+    from genbench.cli import app
+
+    out = CliRunner().invoke(app, ["run", model, "--dataset", "synthetic", "--preset", "smoke",
+                                   "--device", "cpu", "--results", str(results),
+                                   "--metrics", metrics], env={"COLUMNS": "200"})
+    assert out.exit_code == 0, out.output
+    values = json.loads(next(results.glob(f"synthetic/{model}/*/metrics.json")).read_text())
+    assert values["status"] == "finished", values
+    return values

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import math
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
-from typer.testing import CliRunner
+from run_folders import smoke_run_metrics
 
-from genbench.cli import app
 from genbench.contract import Batch, DataInfo, capabilities, optimizer_dict, step_model
 from genbench.galleries import render
 from genbench.metrics.ais import HMCConfig, ais_log_likelihood
@@ -204,12 +202,7 @@ def test_elbo_and_iwae_metrics_apply_through_encode():
 
 
 def test_smoke_run_gets_elbo_iwae_and_ais(tmp_path):
-    out = CliRunner().invoke(app, ["run", "draw", "--dataset", "synthetic", "--preset", "smoke",
-                                   "--device", "cpu", "--results", str(tmp_path),
-                                   "--metrics", "elbo,iwae,ais"], env={"COLUMNS": "200"})
-    assert out.exit_code == 0, out.output
-    metrics = json.loads(next(tmp_path.glob("synthetic/draw/*/metrics.json")).read_text())
-    assert metrics["status"] == "finished", metrics
+    metrics = smoke_run_metrics("draw", tmp_path, "elbo,iwae,ais")
     for key in ("test_elbo", "test_iwae", "test_ais"):
         assert -784 * math.log(2) < metrics[key] < 0, key
     assert metrics["test_iwae"] > metrics["test_elbo"] - 3 * metrics["test_elbo_stderr"]

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import itertools
-import json
 import math
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
-from typer.testing import CliRunner
+from run_folders import smoke_run_metrics
 
-from genbench.cli import app
 from genbench.contract import Batch, DataInfo, capabilities, optimizer_dict, step_model
 from genbench.galleries import render
 from genbench.metrics.exact import exact_log_likelihood
@@ -175,12 +173,7 @@ def test_exact_metric_does_not_depend_on_the_chunk():
 def test_smoke_run_records_the_exact_likelihood(tmp_path):
     """`genbench run pixelcnn --preset smoke`: trains, samples, and scores test_exact."""
     assert "exact" in capabilities(tiny((1, 2, 2)))
-    out = CliRunner().invoke(app, ["run", "pixelcnn", "--dataset", "synthetic", "--preset", "smoke",
-                                   "--device", "cpu", "--results", str(tmp_path),
-                                   "--metrics", "exact"], env={"COLUMNS": "200"})
-    assert out.exit_code == 0, out.output
-    metrics = json.loads(next(tmp_path.glob("synthetic/pixelcnn/*/metrics.json")).read_text())
-    assert metrics["status"] == "finished", metrics
+    metrics = smoke_run_metrics("pixelcnn", tmp_path, "exact")
     # binarized 28x28: between a uniform model (-784 log 2) and 0
     assert -784 * math.log(2) < metrics["test_exact"] < 0
     assert metrics["test_exact_bpd"] == pytest.approx(-metrics["test_exact"] / (784 * math.log(2)))
