@@ -17,6 +17,7 @@ from genbench.metrics import EvalContext, evaluate_metrics
 from genbench.metrics.classification import LABELLED_FILE, labelled_subset
 from genbench.metrics.context import EvalProgress
 from genbench.metrics.features import default_cache_dir
+from genbench.nn import fuse_batchnorm
 from genbench.presets import Preset, get_preset
 
 
@@ -35,7 +36,8 @@ def evaluate_model(
     """Every requested (or default) metric that applies; (values, not_applicable)."""
     model.eval()
     names = tuple(names) or preset.metrics
-    ctx = EvalContext(model=model, data=data, preset=preset, seed=seed, device=device,
+    # BatchNorm folded into its layer: the same function, one pass fewer each way in HMC
+    ctx = EvalContext(model=fuse_batchnorm(model), data=data, preset=preset, seed=seed, device=device,
                       cache_dir=default_cache_dir(), results_root=results_root, run_dir=run_dir)
     result = evaluate_metrics(ctx, names, progress)
     if run_dir is not None and (record := labelled_subset(model)) is not None:

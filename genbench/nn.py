@@ -8,6 +8,7 @@ initialisation and the losses, statistics and divergence check of a GAN step.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -83,6 +84,74 @@ class ConvEncoder64(nn.Module):
         return self.net(x)
 
 
+class ConvTranspose2d(nn.ConvTranspose2d):
+    """``nn.ConvTranspose2d`` (same parameters, same state_dict) computed as one matmul on a
+    CPU where oneDNN's transposed convolution is slow.
+
+    Two cases dominate a generator's cost in HMC (AIS and BDMC run it forward and back
+    thousands of times): the first layer, from a 1x1 code, is a plain matmul; the output
+    layer, with 1 or 3 channels, runs at a few percent of the matmul peak in oneDNN, while
+    the same product written as a matmul into columns and ``F.fold`` (col2im) runs several
+    times faster (``benchmarks/bench_generator.py``). Other shapes, and every device but
+    the CPU, take the library's path.
+    """
+
+    def forward(self, x: torch.Tensor, output_size: list[int] | None = None) -> torch.Tensor:
+        plain = (x.device.type == "cpu" and x.dim() == 4 and output_size is None and self.groups == 1
+                 and self.dilation == (1, 1) and self.padding_mode == "zeros")
+        if plain and x.shape[-2:] == (1, 1) and self.padding == (0, 0) and self.output_padding == (0, 0):
+            out = (x.flatten(1) @ self.weight.flatten(1)).view(x.shape[0], self.out_channels,
+                                                                *self.kernel_size)
+            return out if self.bias is None else out + self.bias.view(1, -1, 1, 1)
+        if plain and self.out_channels <= 4:
+            return self._by_fold(x)
+        return super().forward(x, output_size)
+
+    def _by_fold(self, x: torch.Tensor) -> torch.Tensor:
+        """Each input pixel's contribution (a matmul into kernel-sized patches), summed into
+        the output by ``F.fold``: exactly the transposed convolution's definition."""
+        n, c, h, w = x.shape
+        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
+        oh = (h - 1) * sh - 2 * ph + kh + self.output_padding[0]
+        ow = (w - 1) * sw - 2 * pw + kw + self.output_padding[1]
+        # (out*kh*kw, c) @ (n, c, h*w): already fold's layout, and the gradient that flows
+        # back to x is contiguous (a transposed one slows the next ReLU's backward 5x)
+        cols = torch.bmm(self.weight.flatten(1).t().expand(n, -1, -1), x.flatten(2))
+        out = F.fold(cols, (oh, ow), (kh, kw), padding=(ph, pw), stride=(sh, sw))
+        return out if self.bias is None else out + self.bias.view(1, -1, 1, 1)
+
+
+def fuse_batchnorm(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` (in eval mode) with every BatchNorm that follows a convolution or
+    a Linear in an ``nn.Sequential`` folded into that layer's weights, and replaced by
+    ``nn.Identity`` (so module indices stay valid).
+
+    In eval mode BatchNorm is a per-channel affine map; folding it saves its pass forward
+    and, in HMC, its pass backward. The result equals the model's output up to float
+    rounding; the model itself is left untouched (its checkpoint keeps its layout).
+    """
+    from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
+
+    fused = copy.deepcopy(model).eval()
+    for seq in fused.modules():
+        if not isinstance(seq, nn.Sequential):
+            continue
+        for i in range(1, len(seq)):
+            prev, bn = seq[i - 1], seq[i]
+            if not isinstance(bn, nn.modules.batchnorm._BatchNorm) or bn.running_mean is None:
+                continue
+            if isinstance(prev, nn.ConvTranspose2d) and prev.groups == 1:
+                seq[i - 1] = fuse_conv_bn_eval(prev, bn, transpose=True)
+            elif isinstance(prev, nn.Conv2d):
+                seq[i - 1] = fuse_conv_bn_eval(prev, bn)
+            elif isinstance(prev, nn.Linear) and bn.num_features == prev.out_features:
+                seq[i - 1] = fuse_linear_bn_eval(prev, bn)
+            else:
+                continue
+            seq[i] = nn.Identity()
+    return fused
+
+
 class ConvDecoder64(nn.Module):
     """(N, latent) -> (N, C, 64, 64) logits: DCGAN's generator with transposed convolutions."""
 
@@ -91,11 +160,11 @@ class ConvDecoder64(nn.Module):
         w = width
         self.net = nn.Sequential(
             nn.Unflatten(1, (latent_dim, 1, 1)),
-            nn.ConvTranspose2d(latent_dim, 8 * w, 4, 1, 0), nn.BatchNorm2d(8 * w), nn.ReLU(),  # 4
-            nn.ConvTranspose2d(8 * w, 4 * w, 4, 2, 1), nn.BatchNorm2d(4 * w), nn.ReLU(),  # 8
-            nn.ConvTranspose2d(4 * w, 2 * w, 4, 2, 1), nn.BatchNorm2d(2 * w), nn.ReLU(),  # 16
-            nn.ConvTranspose2d(2 * w, w, 4, 2, 1), nn.BatchNorm2d(w), nn.ReLU(),  # 32
-            nn.ConvTranspose2d(w, channels, 4, 2, 1),  # 64
+            ConvTranspose2d(latent_dim, 8 * w, 4, 1, 0), nn.BatchNorm2d(8 * w), nn.ReLU(),  # 4
+            ConvTranspose2d(8 * w, 4 * w, 4, 2, 1), nn.BatchNorm2d(4 * w), nn.ReLU(),  # 8
+            ConvTranspose2d(4 * w, 2 * w, 4, 2, 1), nn.BatchNorm2d(2 * w), nn.ReLU(),  # 16
+            ConvTranspose2d(2 * w, w, 4, 2, 1), nn.BatchNorm2d(w), nn.ReLU(),  # 32
+            ConvTranspose2d(w, channels, 4, 2, 1),  # 64
         )
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
@@ -149,9 +218,9 @@ class ConvDecoder28(nn.Module):
         w = width
         self.net = nn.Sequential(
             nn.Unflatten(1, (latent_dim, 1, 1)),
-            nn.ConvTranspose2d(latent_dim, 4 * w, 7, 1, 0), nn.BatchNorm2d(4 * w), nn.ReLU(),  # 7
-            nn.ConvTranspose2d(4 * w, 2 * w, 4, 2, 1), nn.BatchNorm2d(2 * w), nn.ReLU(),  # 14
-            nn.ConvTranspose2d(2 * w, channels, 4, 2, 1),  # 28
+            ConvTranspose2d(latent_dim, 4 * w, 7, 1, 0), nn.BatchNorm2d(4 * w), nn.ReLU(),  # 7
+            ConvTranspose2d(4 * w, 2 * w, 4, 2, 1), nn.BatchNorm2d(2 * w), nn.ReLU(),  # 14
+            ConvTranspose2d(2 * w, channels, 4, 2, 1),  # 28
         )
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
