@@ -138,6 +138,15 @@ HOOKS: tuple[Hook, ...] = (
          "iwae and elbo for models whose latents are not one Gaussian (DRAW)"),
     Hook("edit", "(x, attribute: str, delta: float, y=None) -> Tensor decoded edited images",
          "edit", "attribute edits (others get them by latent arithmetic in the core)"),
+    # a joint model of x and its labels y (JMVAE): all three hooks give the capability "joint"
+    Hook("encode_joint", "(x, y, measures=None) -> Distribution q(z|x, y), event shape (latent_dim,); "
+         "measures: the data's measured attributes of x, side information a proposal may use",
+         "joint", "iwae_given_y: log p(x|y) = log p(x, y) - log p(y) (with the two hooks below)"),
+    Hook("encode_labels", "(y) -> Distribution q(z|y), event shape (latent_dim,): a proposal for "
+         "p(z|y) (the prior is a valid one)", "joint", "iwae_given_y: the log p(y) part"),
+    Hook("label_log_prob", "(z, y) -> Tensor (S, N) log p(y|z) for z (S, N, latent_dim); whatever "
+         "else the model generates beside x and y marginalized", "joint",
+         "iwae_given_y: the label term of both parts"),
     # -- model-specific pictures ----------------------------------------------------------
     Hook("complete", "(x, rows: int, generator, y=None) -> Tensor: x's first rows kept, the "
          "rest sampled", None, "the completions gallery (autoregressive models)"),
@@ -155,7 +164,7 @@ HOOK = {h.name: h for h in HOOKS}
 DERIVED: dict[str, tuple[str, ...]] = {"generate": ("decode",), "sample": ("prior", "generate")}
 
 CAPABILITIES = ("train", "sample", "prior", "generate", "decode", "encode", "density_encoder",
-                "condition", "classify", "exact", "importance", "edit")
+                "condition", "classify", "exact", "importance", "edit", "joint")
 
 
 def _has(model: object, name: str) -> bool:
@@ -168,6 +177,8 @@ def capabilities(model: object) -> frozenset[str]:
     """The capabilities ``model`` (an instance or its class) exposes or the core derives."""
     have = {h.capability for h in HOOKS
             if h.capability and not h.required and _has(model, h.name)}
+    # a capability several hooks declare (joint) needs every one of them
+    have -= {h.capability for h in HOOKS if h.capability and not h.required and not _has(model, h.name)}
     if _has(model, "configure_optimizers") and _has(model, "training_step"):
         have.add("train")
     if "encode" in have and not getattr(model, "point_encoder", False):
@@ -194,6 +205,8 @@ MISSING_REASON = {
     "exact": "no exact likelihood: add log_prob(x)",
     "importance": "no importance weights: add log_importance_weights(x, k, generator)",
     "edit": "no edits: add edit(x, attribute, delta)",
+    "joint": "no joint model of x and labels: add encode_joint(x, y), encode_labels(y) and "
+             "label_log_prob(z, y)",
 }
 
 

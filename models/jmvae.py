@@ -16,7 +16,10 @@ missing modality can be inferred. ``alpha`` = 1 here (the paper tunes it): the x
 is what the likelihood metrics use, so it should fit the joint posterior well.
 
 Capabilities: ``encode(x)`` is the x-only q(z|x), so ELBO/IWAE/AIS measure log p(x) with y
-marginalized, as for any VAE; ``decode``/``generate``/``prior`` as a VAE's. ``edit(x,
+marginalized, as for any VAE; ``decode``/``generate``/``prior`` as a VAE's. The contract's
+``joint`` hooks ``encode_joint``, ``encode_labels`` and ``label_log_prob`` give the conditional
+log p(x|y) (``test_iwae_given_y``, :mod:`genbench.metrics.conditional`), y being the dataset's
+labels as a CVAE's (the measures of ``*-morpho`` data marginalized). ``edit(x,
 attribute, delta)`` is the paper's attribute edit (its Fig. 6, "Smiling = 3"): encode with
 q(z|x, y), move one attribute of y by ``delta`` (standard deviations for a measure, the
 raw value for a binary attribute), encode again with the joint encoder and decode. A zero
@@ -118,15 +121,29 @@ class JMVAE(nn.Module):
             parts.append((measures.float() - self.measure_mean) / self.measure_std)
         return torch.cat(parts, 1).to(self.log_std.dtype)
 
+    def label_features(self, y: torch.Tensor) -> torch.Tensor:
+        """The labels' part of the feature vector, [one-hot class | binary attributes], (N, k + b)."""
+        if not (self.classes or self.binary):
+            raise GenbenchError(f"jmvae on {self.info.name!r} models no labels beside the measures")
+        if self.classes and not torch.is_floating_point(y):
+            return F.one_hot(y.long(), self.classes).to(self.log_std.dtype)
+        return y.to(self.log_std.dtype)
+
+    def _labels_log_prob(self, params: torch.Tensor, feat: torch.Tensor) -> torch.Tensor:
+        """Categorical + Bernoulli log-probabilities: params, feat (..., >= k + b) -> (...)."""
+        k, b = self.classes, self.binary
+        out = params.new_zeros(params.shape[:-1])
+        if k:
+            out = out + (F.log_softmax(params[..., :k], -1) * feat[..., :k]).sum(-1)
+        if b:
+            out = out - F.binary_cross_entropy_with_logits(
+                params[..., k:k + b], feat[..., k:k + b], reduction="none").sum(-1)
+        return out
+
     def y_log_prob(self, params: torch.Tensor, feat: torch.Tensor) -> torch.Tensor:
         """log p(y|z) per row: categorical + Bernoulli + Gaussian parts, (N, L) each -> (N,)."""
         k, b = self.classes, self.binary
-        out = params.new_zeros(params.shape[0])
-        if k:
-            out = out + (F.log_softmax(params[:, :k], 1) * feat[:, :k]).sum(1)
-        if b:
-            out = out - F.binary_cross_entropy_with_logits(
-                params[:, k:k + b], feat[:, k:k + b], reduction="none").sum(1)
+        out = self._labels_log_prob(params, feat)
         if self.measures:
             gauss = Normal(params[:, k + b:], self.y_log_std.exp())
             out = out + gauss.log_prob(feat[:, k + b:]).sum(1)
@@ -143,6 +160,26 @@ class JMVAE(nn.Module):
     def encode_joint(self, x: torch.Tensor, y: torch.Tensor | None = None,
                      measures: torch.Tensor | None = None) -> Distribution:
         return split_gaussian(self.joint(x, self.features(y, measures)))
+
+    def encode_labels(self, y: torch.Tensor) -> Distribution:
+        """q(z|y) for the labels alone, the proposal of log p(y) in ``iwae_given_y``.
+
+        On ``*-morpho`` data the label encoder also reads the measures, so there is no
+        q(z|class) to use; the prior stands in (for 10 classes a good proposal: p(y|z) <= 1,
+        so the weights' relative variance is at most (1/p(y) - 1)/k).
+        """
+        feat = self.label_features(y)
+        if self.measures:
+            zeros = feat.new_zeros(feat.shape[0], self.config.latent_dim)
+            return Independent(Normal(zeros, torch.ones_like(zeros)), 1)
+        return split_gaussian(self.y_encoder(feat))
+
+    def label_log_prob(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """log p(y|z), (S, N), for codes z (S, N, D) and labels y (N,) or (N, A); the measures
+        of ``*-morpho`` data are marginalized (their Gaussian factor integrates to 1)."""
+        feat = self.label_features(y)  # (N, k + b)
+        params = self.y_decoder(z)[..., : feat.shape[-1]]  # (S, N, k + b)
+        return self._labels_log_prob(params, feat.expand_as(params))
 
     def decode(self, z: torch.Tensor) -> Distribution:
         return observation_model(self.info.observation, self.x_decoder(z), self.log_std)

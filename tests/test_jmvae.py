@@ -167,3 +167,30 @@ def test_celeba_layout_jmvae_edits_and_lapgan_64(tmp_path, monkeypatch):
     assert m["edit_entanglement"] >= 0
     rows = list(csv.DictReader((outcomes["lapgan"].run_dir / "history.csv").open()))
     assert "d_loss_3" in rows[0]  # four levels: 8, 16, 32, 64
+
+
+def test_joint_hooks_normalized_labels_and_measures_marginalized(data):
+    """label_log_prob is a distribution over the classes, equal to the training log p(y|z)
+    without the measures' Gaussian factor; on measured data q(z|y) alone is the prior."""
+    model = small(data.info)
+    model.on_train_start(data)
+    assert "joint" in capabilities(model)
+    z = torch.randn(3, 5, 4, generator=torch.Generator().manual_seed(0))
+    per_class = torch.stack([model.label_log_prob(z, torch.full((5,), c)) for c in range(model.classes)])
+    torch.testing.assert_close(per_class.logsumexp(0), torch.zeros(3, 5), atol=1e-5, rtol=0)
+    y, m = data.train.y[:5], data.train.measures[:5]
+    feat, params, k = model.features(y, m), model.y_decoder(z[0]), model.classes
+    gauss = Normal(params[:, k:], model.y_log_std.exp()).log_prob(feat[:, k:]).sum(1)
+    torch.testing.assert_close(model.label_log_prob(z[:1], y)[0], model.y_log_prob(params, feat) - gauss)
+    q = model.encode_labels(y)
+    assert q.batch_shape == (5,) and torch.equal(q.mean, torch.zeros(5, 4))
+    assert model.encode_joint(data.eval_x("train")[:5], y, m).batch_shape == (5,)
+
+
+def test_label_encoder_without_measures_is_q_z_given_y():
+    info = load_dataset(DataRequest("synthetic")).info
+    model = small(info)
+    y = torch.arange(4) % info.num_classes
+    q = model.encode_labels(y)
+    expected = model.y_encoder(torch.nn.functional.one_hot(y, info.num_classes).float()).chunk(2, -1)[0]
+    torch.testing.assert_close(q.mean, expected)

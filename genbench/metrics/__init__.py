@@ -13,7 +13,8 @@ from genbench.metrics.context import EvalContext
 from genbench.metrics.runner import evaluate_metrics, requested_metrics
 
 # Each module registers its metrics on import; a module still being written is skipped.
-for _module in ("elbo", "likelihood", "exact", "quality", "memorization", "classification", "edits"):
+for _module in ("elbo", "likelihood", "exact", "quality", "memorization", "classification", "edits",
+                "conditional"):
     try:
         importlib.import_module(f"genbench.metrics.{_module}")
     except ModuleNotFoundError as _err:  # pragma: no cover
