@@ -315,3 +315,42 @@ def test_exact_likelihood_sits_in_the_likelihood_table_and_config_conditional_is
     assert rows["pixelcnn"]["exact log p(x) ↑"].startswith("-95.00 (s.e. 0.40)")
     assert rows["vae"]["exact log p(x) ↑"] == "—" and "exact log p(x)" in text.split("## What")[1]
     assert "pixelcnn †" in text
+
+
+def test_jmvae_log_p_x_given_y_beside_cvae_and_the_edit_table(tmp_path: Path) -> None:
+    """JMVAE's log p(x|y) stands in one column with CVAE's IWAE bound (log p(x|y) too), unranked;
+    its test_iwae stays log p(x) in the likelihood table. The edit metrics get their own table,
+    labelled per attribute, attributes in the metric's order, slopes unranked."""
+    from genbench.plugins import load_plugins
+    from genbench.report.build import build_report
+
+    load_plugins()
+    root = tmp_path / "results"
+    edits = {"edit_slope_thickness": 0.3, "edit_corr_thickness": 0.91, "edit_slope_slant": 0.2,
+             "edit_corr_slant": 0.93, "edit_entanglement": 0.10, "edit_identity": 0.97}
+    write_run(root, "jmvae", 0, {"test_iwae": -111.7, "test_iwae_stderr": 0.5,
+                                 "test_iwae_given_y": -109.5, "test_iwae_given_y_stderr": 0.5,
+                                 "test_iwae_joint": -111.8, "test_iwae_labels": -2.3, **edits})
+    write_run(root, "cvae", 0, {"test_iwae": -107.1, "test_iwae_stderr": 0.5,
+                                "not_applicable": {"test_iwae_given_y": "no joint model"}})
+    write_run(root, "vae", 0, {"test_iwae": -108.5, "test_iwae_stderr": 0.5,
+                               **{k: v * 2 for k, v in edits.items()}})
+    text = (build_report(root, tmp_path / "out", galleries=False).out / "report.md").read_text()
+    iwae = table_with(section(text, "### Likelihood\n"), "IWAE ↑")
+    assert iwae["jmvae"]["IWAE ↑"].startswith("-111.7") and iwae["cvae †"]["IWAE ↑"].startswith("-107.1")
+    col = "log p(x\\|y)"  # markdown escapes the bar
+    given = table_with(section(text, "### Likelihood given the label"), col)
+    assert given["jmvae"][col].startswith("-109.5")
+    assert given["cvae †"][col].startswith("-107.1")  # its IWAE bound, the same quantity
+    assert "**" not in given["jmvae"][col] + given["cvae †"][col]  # a bound beside no bound: not ranked
+    assert given["jmvae"]["log p(y) (IWAE)"].startswith("-2.3") and given["vae"][col] == "—"
+    edit_part = section(text, "### Attribute edits")
+    header = next(t[0] for t in md_tables(edit_part) if "entanglement ↓" in t[0])
+    assert header[2:] == ["thickness slope", "thickness corr ↑", "slant slope", "slant corr ↑",
+                          "entanglement ↓", "identity kept ↑"]  # slopes: no direction
+    assert table_with(edit_part, "entanglement ↓")["jmvae"]["thickness slope"] == "0.3"
+    assert "### Other recorded values" not in text.split("## What")[0]
+    glossary_part = text.split("## What the metrics say")[1]
+    assert ("**thickness slope** (`edit_slope_thickness`): The least-squares slope of the achieved "
+            "change of thickness") in glossary_part
+    assert "neither a lower nor an upper bound" in glossary_part

@@ -161,13 +161,14 @@ def add_failure_strips(doc: Document, runs: pd.DataFrame, img: Path, out: Path,
 
 def add_tables(doc: Document, key: tables.GroupKey, runs: pd.DataFrame, results: Path) -> None:
     keys = tables.metric_keys(tables.finished(runs))
-    known = {k for s in glossary.SECTIONS for k in s.keys}
+    known = {k for s in glossary.SECTIONS for k in s.columns(keys)}
     for section in glossary.SECTIONS:
-        cols = [k for k in section.keys if k in keys]
+        cols = section.columns(keys)
         if not cols:
             continue
         if section.title != "Sample quality":
-            if table := tables.comparison_table(runs, cols, section.intro):
+            part = given_y_beside_conditional(runs) if section.title == glossary.GIVEN_Y else runs
+            if table := tables.comparison_table(part, cols, section.intro):
                 doc.add(Heading(3, section.title), table)
             if section.title == "Likelihood" and (pub := tables.published_table(runs, key)):
                 doc.add(pub)
@@ -185,6 +186,21 @@ def add_tables(doc: Document, key: tables.GroupKey, runs: pd.DataFrame, results:
     if table := tables.comparison_table(runs, list(tables.COST), "What each run cost (this machine; "
                                         "times are wall-clock seconds).", rank=False):
         doc.add(Heading(3, "Cost"), table)
+
+
+def given_y_beside_conditional(runs: pd.DataFrame) -> pd.DataFrame:
+    """``runs`` with a conditional model's (†) IWAE bound, already log p(x|y), in the
+    ``test_iwae_given_y`` column too, so that JMVAE's log p(x|y) is read beside CVAE's."""
+    cond = runs["conditional"].astype(bool) if "conditional" in runs else pd.Series(False, runs.index)
+    runs = runs.copy()
+    for suffix in ("", "_stderr", "_bpd", "_bpd_stderr"):
+        src, dst = f"test_iwae{suffix}", f"test_iwae_given_y{suffix}"
+        if src in runs:
+            if dst not in runs:
+                runs[dst] = float("nan")
+            take = cond & runs[dst].isna()
+            runs.loc[take, dst] = runs.loc[take, src]
+    return runs
 
 
 def add_plots(doc: Document, runs: pd.DataFrame, img: Path, out: Path, summary: ReportSummary) -> None:

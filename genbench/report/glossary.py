@@ -7,6 +7,7 @@ the table below is the fallback for a result key whose adapter is not loaded.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from genbench.registry import METRICS
@@ -17,7 +18,24 @@ class Section:
     title: str
     keys: tuple[str, ...]
     intro: str
+    prefixes: tuple[str, ...] = ()  # keys named prefix + attribute (edit_slope_thickness) belong too
 
+    def columns(self, keys: Iterable[str]) -> list[str]:
+        """This section's columns among ``keys``: each attribute's prefixed keys side by side
+        (attributes in the order their metric declares them), then the fixed keys in order."""
+        keys = list(keys)
+        attrs = dict.fromkeys(k[len(p):] for k in keys for p in self.prefixes
+                              if k.startswith(p) and len(k) > len(p))
+        declared = {k: i for i, k in enumerate(k for e in METRICS.values() for k in e.produces)}
+
+        def rank(a: str) -> tuple[int, str]:
+            return min(declared.get(p + a, len(declared)) for p in self.prefixes), a
+
+        prefixed = [p + a for a in sorted(attrs, key=rank) for p in self.prefixes if p + a in keys]
+        return prefixed + [k for k in self.keys if k in keys]
+
+
+GIVEN_Y = "Likelihood given the label"
 
 SECTIONS = (
     Section("Likelihood", ("test_exact", "test_elbo", "test_iwae", "test_ais", "ais_minus_iwae",
@@ -25,6 +43,13 @@ SECTIONS = (
             "Test log-likelihood in nats per image under each model's own p(x|z) (higher is better; "
             "NLL = -value; bits/dim beside it). Within a row ELBO <= IWAE <= AIS up to noise. Bold: "
             "best beyond two standard errors of the difference, paired on the same images."),
+    Section(GIVEN_Y, ("test_iwae_given_y", "test_iwae_joint", "test_iwae_labels"),
+            "log p(x | y) given the true label y, in nats per image under each model's own p(x|z), "
+            "beside the conditional models' († rows) IWAE bound, which is the same quantity and "
+            "repeated here from the table above. A joint model of images and labels (JMVAE) "
+            "gets it as log p(x, y) - log p(y), two IWAE bounds: an estimate that is exact as k "
+            "grows but neither a lower nor an upper bound, so the column is not ranked (a bound "
+            "beside an estimate that is none)."),
     Section("Likelihood, shared family", ("test_iwae_shared", "test_ais_shared", "ais_minus_iwae_shared",
                                           "bdmc_gap_shared", "obs_sigma", "obs_flip", "parzen"),
             "Every model with a generator, GANs included, under one observation family (Wu et al. "
@@ -42,6 +67,13 @@ SECTIONS = (
             "Samples closer to a training image than it is to its nearest other training image "
             "(Alaa et al. 2022), in the evaluator's features; the excess is over held-out test "
             "images, which fall that close by chance."),
+    Section("Attribute edits", ("edit_entanglement", "edit_identity"),
+            "Test images edited by -2 .. +2 training standard deviations of each measured "
+            "attribute (-1 .. +1 of a binary one) through the model's own edit hook (JMVAE), a "
+            "CVAE's condition, or latent arithmetic, then measured again (Morpho-MNIST measures; "
+            "on CelebA the attribute classifier) and compared with the zero edit, the model's "
+            "reconstruction. Slopes are not ranked: above 1 an edit overshoots.",
+            prefixes=("edit_slope_", "edit_corr_")),
     Section("Classification", ("test_error", "labelled_examples"),
             "Semi-supervised models also classify; the error depends on how many labels they had."),
 )
@@ -56,6 +88,8 @@ DIRECTION: dict[str, bool | None] = {
     "active_units": None, "fid": False, "kid": False, "inception_score": True, "precision": True,
     "recall": True, "density": True, "coverage": True, "mode_kl": False, "classes_covered": True,
     "test_error": False, "labelled_examples": None, "copied_fraction": False, "copied_excess": False,
+    "test_iwae_given_y": None, "test_iwae_joint": True, "test_iwae_labels": None,
+    "edit_entanglement": False, "edit_identity": True,
 }
 
 LABELS = {
@@ -70,7 +104,12 @@ LABELS = {
     "fid": "FID", "kid": "KID", "inception_score": "IS", "precision": "precision",
     "recall": "recall", "density": "density", "coverage": "coverage", "mode_kl": "mode KL",
     "classes_covered": "classes covered", "test_error": "test error",
+    "test_iwae_given_y": "log p(x|y)", "test_iwae_joint": "log p(x, y) (IWAE)",
+    "test_iwae_labels": "log p(y) (IWAE)", "edit_entanglement": "entanglement",
+    "edit_identity": "identity kept",
 }
+# keys with an attribute suffix: prefix -> label with {a} for the attribute
+PATTERN_LABELS = {"edit_slope_": "{a} slope", "edit_corr_": "{a} corr"}
 
 METRIC_TEXT = {
     "test_exact": "The exact log-likelihood of a model that has one (PixelCNN: a product of per-pixel "
@@ -147,6 +186,33 @@ METRIC_TEXT = {
                   "depends strongly on how many labels were used in training.",
     "labelled_examples": "How many training images a semi-supervised model saw with their label. "
                          "Compare test errors only at the same count.",
+    "test_iwae_given_y": "The conditional log-likelihood log p(x|y) of the test image given its true "
+                         "label, under the model's own p(x|z). A conditional model (CVAE, †) bounds "
+                         "it from below with its IWAE bound; a joint model of images and labels "
+                         "(JMVAE) estimates it as log p(x, y) - log p(y), each an IWAE bound with k "
+                         "draws (proposals q(z|x, y) and q(z|y)). That difference is consistent (exact "
+                         "as k grows) but neither a lower nor an upper bound: a loose log p(y) makes "
+                         "it too high. It is easier than log p(x): compare it only with its own column.",
+    "test_iwae_joint": "The IWAE bound on log p(x, y), the image and its label together, with the "
+                       "joint encoder q(z|x, y) as proposal: the first part of log p(x|y).",
+    "test_iwae_labels": "The IWAE bound on log p(y), the label alone, with the label encoder q(z|y) "
+                        "(or the prior) as proposal: the part subtracted from log p(x, y). A log "
+                        "p(y) near log(1/10) on ten balanced classes says the model's p(y) is right.",
+    "edit_entanglement": "The mean absolute change of the other measured attributes per standard "
+                         "deviation requested, over attributes, requests and images (lower is better; "
+                         "0: an edit touches nothing else). Latent arithmetic drags correlated "
+                         "attributes along.",
+    "edit_identity": "The share of edited digits the evaluator classifies as the reconstruction's "
+                     "digit. An edit that changes a 4 into a 9 has moved more than its attribute.",
+}
+PATTERN_TEXT = {
+    "edit_slope_": "The least-squares slope of the achieved change of {a} (measured on the edited "
+                   "image, in training sd) on the requested change: 1 is an edit that does what was "
+                   "asked, 0 none, above 1 overshoots. Decoded means are blurrier than the inputs, "
+                   "which pulls slopes below 1.",
+    "edit_corr_": "The correlation of the achieved change of {a} with the requested one over all "
+                  "images and requests: whether a larger request gives a larger change, whatever "
+                  "the scale.",
 }
 
 MODEL_TEXT = {
@@ -168,6 +234,11 @@ MODEL_TEXT = {
     "cvae": "The conditional VAE (Sohn et al. 2015): encoder and decoder see the label y. Its "
             "likelihoods are log p(x | y), which is easier than log p(x), so they are not directly "
             "comparable with the unconditional rows.",
+    "jmvae": "The joint multimodal VAE of Suzuki et al. (2016): one z for the image and its labels "
+             "or attributes, a joint encoder q(z|x, y) and unimodal q(z|x), q(z|y), trained with "
+             "the JMVAE-kl terms. Its IWAE and AIS are log p(x) with y marginalized; its log p(x|y), "
+             "comparable with a CVAE's, is in the table given the label. It edits attributes through "
+             "q(z|x, y).",
     "m2": "The semi-supervised M2 of Kingma et al. (2014): a classifier q(y|x) beside q(z|x, y) and "
           "p(x|y, z), trained with few labels. Its test error is the headline; its likelihood "
           "marginalises over the predicted label.",
@@ -178,13 +249,23 @@ CONDITIONAL_NOTE = ("conditional: likelihoods are log p(x | y) given the true la
 
 
 # Never ranked, whatever an adapter declares: a small KL is posterior collapse as often as it
-# is a virtue, so "best KL" would teach the wrong lesson.
+# is a virtue, so "best KL" would teach the wrong lesson; an edit's slope is best at 1, not at
+# its highest.
 UNRANKED = frozenset({"test_kl_term"})
+UNRANKED_PREFIXES = ("edit_slope_",)
+
+
+def _pattern(key: str, table: dict[str, str]) -> str | None:
+    """``table``'s entry for a key with an attribute suffix, the attribute filled in."""
+    for prefix, text in table.items():
+        if key.startswith(prefix) and len(key) > len(prefix):
+            return text.format(a=key[len(prefix):])
+    return None
 
 
 def direction(key: str) -> bool | None:
     """True if higher is better, False if lower, None if the key is not a ranking."""
-    if key in UNRANKED:
+    if key in UNRANKED or key.startswith(UNRANKED_PREFIXES):
         return None
     for entry in METRICS.values():
         if key in entry.higher_is_better:
@@ -193,12 +274,14 @@ def direction(key: str) -> bool | None:
 
 
 def label(key: str) -> str:
-    return LABELS.get(key, key)
+    return LABELS.get(key) or _pattern(key, PATTERN_LABELS) or key
 
 
 def metric_text(key: str) -> str:
     if key in METRIC_TEXT:
         return METRIC_TEXT[key]
+    if text := _pattern(key, PATTERN_TEXT):
+        return text
     for entry in METRICS.values():
         if key in entry.produces:
             return f"{entry.produces[key]}. {entry.description}".strip()
