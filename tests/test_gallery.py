@@ -191,7 +191,7 @@ def test_galleries_are_identical_in_two_calls_and_leave_the_global_rng_alone(tmp
         assert torch.equal(torch.get_rng_state(), state), "a gallery touched the global RNG"
     first, second = made
     assert {"samples", "reconstructions", "interpolation", "arithmetic", "scatter"} <= set(first.images)
-    assert "manifold" in first.skipped and "2-D latent" in first.skipped["manifold"]
+    assert "manifold" not in first.skipped and "2-D latent" in first.not_applicable["manifold"]
     for kind, path in first.images.items():
         assert path.read_bytes() == second.images[kind].read_bytes(), kind
     other = render_all(run_dir, tmp_path / "out-seed1", seed=1, n=4, steps=5)
@@ -249,3 +249,37 @@ def test_a_gallery_not_meant_for_the_model_is_left_out_of_the_report(tmp_path: P
     assert "arithmetic" not in made.images and "arithmetic" not in made.skipped
     with pytest.raises(NotApplicable, match="--kind analogies"):
         render(run_dir, "arithmetic", tmp_path / "a.png")
+
+
+def test_the_report_says_only_what_a_reader_would_not_expect(tmp_path: Path) -> None:
+    """Galleries not meant for a model (the 2-D manifold of a 4-d latent, sweeps on data without
+    attributes, arithmetic of a conditional model) are recorded as not applicable and left out of
+    the report; a gallery that fails is still named under "Not shown" with its error."""
+    import json
+
+    from genbench.galleries import GALLERIES, register_gallery, render_all
+    from genbench.report.build import build_report
+
+    root = tmp_path / "results"
+    runs = {m: make_run(root / "synthetic" / m / f"smoke-dynamic-seed0-{m}", m, steps=2)
+            for m in ("vae", "cvae")}
+    for run in runs.values():
+        (run / "metrics.json").write_text(json.dumps({"status": "finished", "test_elbo": -300.0}))
+    made = render_all(runs["cvae"], tmp_path / "cvae", n=2, steps=3)
+    assert made.skipped == {} and "analogies" in made.images
+    assert {"manifold", "sweeps", "arithmetic"} <= set(made.not_applicable)
+    na = made.not_applicable
+    assert "2-D latent" in na["manifold"] and "no attributes" in na["sweeps"]
+    text = (build_report(root, tmp_path / "quiet").out / "report.md").read_text()
+    assert "Galleries" in text and "Not shown" not in text and "2-D latent" not in text
+
+    @register_gallery("test-broken", needs=frozenset({"sample"}), description="fails for a test")
+    def broken(run, out_path, *, generator):
+        raise RuntimeError("decoder exploded")
+
+    try:
+        text = (build_report(root, tmp_path / "loud").out / "report.md").read_text()
+    finally:
+        GALLERIES.pop("test-broken", None)
+    assert text.count("Not shown: test-broken: failed — RuntimeError: decoder exploded.") == 2
+    assert "2-D latent" not in text

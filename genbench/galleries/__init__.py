@@ -96,16 +96,22 @@ class RunGalleries:
     seed: int  # the run's training seed
     images: dict[str, Path] = field(default_factory=dict)  # kind -> PNG, in MODULES order
     captions: dict[str, str] = field(default_factory=dict)  # kind -> caption for this run
-    skipped: dict[str, str] = field(default_factory=dict)  # kind -> "n/a — why" or "failed — error"
+    # kind -> "n/a — why" or "failed — error": what a reader would not expect (a missing
+    # evaluator classifier, a bug); the report says these
+    skipped: dict[str, str] = field(default_factory=dict)
+    # kind -> why the gallery is not meant for this model or data (NotApplicable: a 20-d latent
+    # has no 2-D manifold); recorded, never shown
+    not_applicable: dict[str, str] = field(default_factory=dict)
 
 
 def render_all(run_dir: Path, out_dir: Path, *, seed: int = 0, **options: Any) -> RunGalleries:
     """Every gallery that applies to the run's model, as ``out_dir/<kind>.png``.
 
-    Galleries whose capabilities the model lacks, or that raise :class:`NotApplicable`, are
-    left out; one that applies but cannot be drawn (a latent that is not 2-D, no labels) is
-    listed in ``skipped`` with its reason,
-    and one that fails does not cost the others. ``options`` go to every gallery that takes
+    Galleries whose capabilities the model lacks are left out; one that raises
+    :class:`NotApplicable` (not meant for this model or data: a latent that is not 2-D, data
+    without labels) goes to ``not_applicable`` with its reason; one that cannot be drawn for a
+    reason a reader would not expect (another GenbenchError, e.g. no evaluator classifier) or
+    that fails goes to ``skipped``, and does not cost the others. ``options`` go to every gallery that takes
     them (e.g. ``n=8, steps=10, manifold_n=15``). A run that cannot be loaded raises.
     """
     run_dir = Path(run_dir)
@@ -118,7 +124,8 @@ def render_all(run_dir: Path, out_dir: Path, *, seed: int = 0, **options: Any) -
         own = {k: v for k, v in options.items() if k in _options_of(gallery)}
         try:
             done.images[kind] = _draw(run, gallery, Path(out_dir) / f"{kind}.png", seed, space, own)
-        except NotApplicable:  # not meant for this kind of model: nothing to say
+        except NotApplicable as err:  # not meant for this kind of model: nothing to tell a reader
+            done.not_applicable[kind] = str(err)
             continue
         except GenbenchError as err:
             done.skipped[kind] = f"n/a — {err}"

@@ -21,8 +21,7 @@ import torch
 from torchvision.utils import make_grid
 
 from genbench.contract import generate_from
-from genbench.errors import GenbenchError
-from genbench.galleries.core import N_STATS, register_gallery, save_png_grid, test_images
+from genbench.galleries.core import N_STATS, NotApplicable, register_gallery, save_png_grid, test_images
 from genbench.loading import LoadedRun
 
 # Attributes shown by default for CelebA-shaped data when present among the label names.
@@ -124,6 +123,6 @@ def analogies(run: LoadedRun, out_path: Path, *, generator: torch.Generator, n: 
     """One test image of each class per row (different styles). No randomness."""
     x, y = test_images(run, N_STATS)
     if y is None:
-        raise GenbenchError(f"dataset {run.data.info.name!r} has no labels; analogies need them")
+        raise NotApplicable(f"dataset {run.data.info.name!r} has no labels; analogies need them")
     grid = dataset_analogies(run.model, x, y, rows=n)
     return save_png_grid(grid[None], out_path, 1)  # (1, C, H', W'): make_grid leaves one image as is

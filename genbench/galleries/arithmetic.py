@@ -41,11 +41,11 @@ def latent_stats(run: LoadedRun, generator: torch.Generator, feature_space: str 
     if has_encoder(run.model):
         x, y = test_images(run, N_STATS)
         if y is None:
-            raise GenbenchError(f"dataset {run.data.info.name!r} has no labels; latent arithmetic "
+            raise NotApplicable(f"dataset {run.data.info.name!r} has no labels; latent arithmetic "
                                 "needs class or attribute labels")
         return codes(run, x, y), y
     if not callable(getattr(run.model, "prior", None)):
-        raise GenbenchError(f"{run.config['model']} has neither an encoder nor a prior, so no "
+        raise NotApplicable(f"{run.config['model']} has neither an encoder nor a prior, so no "
                             "codes for latent arithmetic")
     z = draw(run.model.prior(), N_STATS // 2, generator)  # ~50 labelled samples a class
     return z, classifier_labels(run, decode_mean(run, z), feature_space)
@@ -170,7 +170,7 @@ def manifold(run: LoadedRun, out_path: Path, *, generator: torch.Generator, mani
     prior = run.model.prior()
     d = prior.mean.shape[-1]
     if d != 2:
-        raise GenbenchError(f"the latent manifold needs a 2-D latent and this run's is {d}-D; "
+        raise NotApplicable(f"the latent manifold needs a 2-D latent and this run's is {d}-D; "
                             "train one with --set latent_dim=2")
     z = latent.manifold_codes(prior, manifold_n)
     y = None

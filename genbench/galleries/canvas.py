@@ -6,8 +6,7 @@ from pathlib import Path
 
 import torch
 
-from genbench.errors import GenbenchError
-from genbench.galleries.core import register_gallery, save_png_grid, test_images
+from genbench.galleries.core import NotApplicable, register_gallery, save_png_grid, test_images
 from genbench.loading import LoadedRun
 
 
@@ -20,7 +19,7 @@ def _steps_shown(total: int, columns: int) -> torch.Tensor:
 
 def _need(run: LoadedRun, method: str) -> None:
     if not callable(getattr(run.model, method, None)):
-        raise GenbenchError(f"{run.config['model']} has no {method}() giving its canvas per step")
+        raise NotApplicable(f"{run.config['model']} has no {method}() giving its canvas per step")
 
 
 @register_gallery("canvas", needs=frozenset({"importance", "sample"}),

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import torch
 
-from genbench.errors import GenbenchError
-from genbench.galleries.core import register_gallery, save_png_grid, test_images
+from genbench.galleries.core import NotApplicable, register_gallery, save_png_grid, test_images
 from genbench.loading import LoadedRun
 from genbench.metrics.sampling import labels_for
 
@@ -27,7 +26,7 @@ def completions(run: LoadedRun, out_path: Path, *, generator: torch.Generator, n
     """``n`` test images, ``samples`` completions each; a model needs ``complete(x, rows, ...)``."""
     model = run.model
     if not callable(getattr(model, "complete", None)):
-        raise GenbenchError(f"{run.config['model']} has no complete(x, rows, generator) to "
+        raise NotApplicable(f"{run.config['model']} has no complete(x, rows, generator) to "
                             "sample the bottom half given the top")
     x, y = test_images(run, n)
     y = labels_for(model, y)

@@ -41,9 +41,11 @@ GALLERIES: dict[str, Gallery] = {}
 
 
 class NotApplicable(GenbenchError):
-    """Raised by a gallery for a model it is not meant for (arithmetic on a conditional model,
-    a pyramid of a model without levels): :func:`genbench.galleries.render` reports it like any
-    error, :func:`genbench.galleries.render_all` leaves the gallery out without a word."""
+    """Raised by a gallery for a model or data it is not meant for (arithmetic on a conditional
+    model, a pyramid of a model without levels, the 2-D manifold of a 20-d latent, analogies on
+    data without labels): :func:`genbench.galleries.render` reports it like any error,
+    :func:`genbench.galleries.render_all` records it in ``not_applicable``, which the report
+    does not print. Raise a plain GenbenchError for what a reader should hear about."""
 
 
 def register_gallery(kind: str, *, needs: frozenset[str], description: str,

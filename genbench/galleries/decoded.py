@@ -10,6 +10,7 @@ from genbench.contract import draw, has_density_encoder, sample_from
 from genbench.errors import GenbenchError
 from genbench.galleries import latent
 from genbench.galleries.core import (
+    NotApplicable,
     codes,
     decode_mean,
     display_order,
@@ -64,7 +65,7 @@ def endpoint_codes(run: LoadedRun, endpoints: tuple[int, ...], generator: torch.
         yb = None if y is None else y[b]
         return codes(run, x[a], ya), codes(run, x[b], yb), ya
     if not callable(getattr(run.model, "prior", None)):
-        raise GenbenchError(f"{run.config['model']} has neither an encoder nor a prior, so no "
+        raise NotApplicable(f"{run.config['model']} has neither an encoder nor a prior, so no "
                             "codes to interpolate between")
     z = draw(run.model.prior(), 2 * len(a), generator)
     return z[: len(a)], z[len(a):], ya

@@ -14,8 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from genbench.contract import draw
-from genbench.errors import GenbenchError
-from genbench.galleries.core import register_gallery
+from genbench.galleries.core import NotApplicable, register_gallery
 from genbench.galleries.sweeps import labelled_grid, save_image
 from genbench.loading import LoadedRun
 
@@ -27,7 +26,7 @@ from genbench.loading import LoadedRun
 def pyramid(run: LoadedRun, out_path: Path, *, generator: torch.Generator, n: int = 6) -> Path:
     model = run.model
     if not callable(getattr(model, "levels", None)):
-        raise GenbenchError("only a pyramid model (lapgan) builds its images level by level")
+        raise NotApplicable("only a pyramid model (lapgan) builds its images level by level")
     z = draw(model.prior(), n, generator)
     parts = model.levels(z)  # [(low, residual, image)] coarse to fine, in [-1, 1]
     size = parts[-1][2].shape[-1]

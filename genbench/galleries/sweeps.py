@@ -16,9 +16,9 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from genbench.data import morpho
-from genbench.edits import make_editor
+from genbench.edits import dataset_attributes, edit_method, make_editor
 from genbench.errors import GenbenchError
-from genbench.galleries.core import display_order, register_gallery
+from genbench.galleries.core import NotApplicable, display_order, register_gallery
 from genbench.loading import LoadedRun
 from genbench.store import atomic_write_bytes
 
@@ -74,6 +74,11 @@ def sweeps(run: LoadedRun, out_path: Path, *, generator: torch.Generator, n: int
            ) -> Path:
     """Rows: test images; columns: the input, then ``steps`` edits from -2 to +2 (sd)."""
     data = run.data
+    try:  # data without attributes, or a model that cannot edit: not a sweep's business
+        dataset_attributes(data, "train", 1)
+        edit_method(run.model)
+    except GenbenchError as err:
+        raise NotApplicable(str(err)) from None
     editor = make_editor(run.model, data)
     names = editor.attributes.names
     attribute = target or names[0]  # the CLI passes --attribute as target

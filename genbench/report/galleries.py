@@ -1,9 +1,11 @@
 """The report's gallery section: for each model, one run's pictures decoded from its checkpoint.
 
 The first finished seed with a checkpoint stands for its model. The pictures come from
-:func:`genbench.galleries.render_all` (the report itself loads no checkpoint): a gallery that
-applies but cannot be drawn (a latent that is not 2-D) is listed with its reason, and a
-gallery that fails never costs the rest of the report.
+:func:`genbench.galleries.render_all` (the report itself loads no checkpoint). A gallery not
+meant for the model (the 2-D manifold of a 20-d latent, analogies of an unconditional model)
+is left out without a word; one that should have been drawn but was not (a failure, a missing
+evaluator classifier) is listed under "Not shown" with its reason, and never costs the rest
+of the report.
 """
 
 from __future__ import annotations
@@ -62,6 +64,6 @@ def add_galleries(doc: Document, runs: pd.DataFrame, img: Path, out: Path, summa
             summary.images.append(path)
             doc.add(Image(path.relative_to(out), f"{model}: {made.captions[kind]}",
                           zoom=1 if kind == "scatter" else 2))
-        if made.skipped:
+        if made.skipped:  # only what a reader would not expect (not made.not_applicable)
             doc.add(Para("Not shown: " + "; ".join(f"{k}: {why}" for k, why in made.skipped.items())
                          + "."))
