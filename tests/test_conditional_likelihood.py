@@ -48,6 +48,8 @@ class LinearJoint(nn.Module):
         return MultivariateNormal(mean + self.shift, covariance_matrix=cov * widen**2)
 
     def encode_joint(self, x, y, measures=None):
+        if measures is not None:  # side information must arrive with its own images
+            assert torch.equal(measures[:, 0], x.flatten(1)[:, 0])
         return self._posterior([(self.W, self.b, self.sx, x.flatten(1)), (self.V, self.c, self.sy, y)],
                                self.widen_joint)
 
@@ -150,3 +152,27 @@ def test_jmvae_gets_it_and_a_vae_is_told_why_not(tmp_path) -> None:
     vae = smoke_run_metrics("vae", tmp_path / "b", "iwae_given_y")
     assert "test_iwae_given_y" not in vae
     assert "encode_joint" in vae["not_applicable"]["test_iwae_given_y"]
+
+
+def test_shards_give_the_unsharded_numbers_and_their_own_measures() -> None:
+    """Under a sharder (images split over workers, as `--executor ray` does) each shard gets its
+    images' measures and draws its images' noise: the numbers equal the unsharded ones."""
+    from genbench.metrics import shards
+
+    class LocalSharder:
+        shards = 3
+
+        def __call__(self, fn, jobs):
+            return [fn(model, **job) for job in jobs]
+
+    model = LinearJoint(widen_joint=1.5, widen_labels=1.5, shift=0.3)
+    x, y = data(model, 24)
+    measures = x.flatten(1)[:, :1].clone()  # a "measure" of each image: its first pixel
+    whole = conditional_log_likelihood(model, x, y, k=20, seed=4, chunk=40, measures=measures)
+    token = shards.install(LocalSharder())
+    try:
+        split = conditional_log_likelihood(model, x, y, k=20, seed=4, chunk=40, measures=measures)
+    finally:
+        shards.uninstall(token)
+    for a, b in zip(whole, split, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
