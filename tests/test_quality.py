@@ -365,3 +365,34 @@ def test_floor_path_and_store(tmp_path):
         got = load_or_compute_floor(path, lambda: calls.append(1) or {"floor_fid": 1.5})
     assert got == {"floor_fid": 1.5} and len(calls) == 1
     assert read_floors(tmp_path, "mnist-5k")[0]["floor_fid"] == 1.5
+
+
+class CountingSampler(torch.nn.Module):
+    """A model's sample() that counts the images it is asked for."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model, self.drawn = model, 0
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        from genbench.contract import sample_from
+
+        self.drawn += n
+        return sample_from(self.model, n, generator)
+
+
+def test_sample_metrics_draw_the_samples_once_and_agree_with_separate_draws(synthetic, tmp_path):
+    """quality, modes and memorization score the same n_quality samples: one evaluation draws
+    them once, and each metric's numbers equal those of an evaluation of that metric alone."""
+    from genbench.metrics.memorization import memorization_metric
+
+    data, cache = synthetic
+    n = get_preset("smoke").n_quality
+    shared = CountingSampler(_vae(data))
+    ctx = _ctx(shared, data, cache, tmp_path)
+    together = [metric(ctx) for metric in (quality, modes, memorization_metric)]
+    assert shared.drawn == n
+    for metric, value in zip((quality, modes, memorization_metric), together, strict=True):
+        alone = CountingSampler(_vae(data))
+        assert metric(_ctx(alone, data, cache, tmp_path)) == value
+        assert alone.drawn == n

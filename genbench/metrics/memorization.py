@@ -21,8 +21,7 @@ import torch
 
 from genbench.errors import GenbenchError
 from genbench.metrics.context import EvalContext
-from genbench.metrics.quality import SALT, generated_features, real_features
-from genbench.metrics.sampling import seed_from
+from genbench.metrics.quality import real_features
 from genbench.registry import register_metric
 
 CHUNK = 128  # query rows per distance block (memory only: CHUNK x training images doubles)
@@ -79,7 +78,7 @@ def binomial(flags: torch.Tensor) -> tuple[float, float]:
                 "beside the real-vs-real floor of held-out test images",
 )
 def memorization_metric(ctx: EvalContext) -> dict[str, float]:
-    from genbench.metrics.quality import _extractor  # the evaluator's feature space
+    from genbench.metrics.quality import _extractor, _samples  # the evaluator's features
 
     p, data = ctx.preset, ctx.data
     if p.n_quality < 10:
@@ -88,9 +87,7 @@ def memorization_metric(ctx: EvalContext) -> dict[str, float]:
     # every training image: a copy of one left out would go unseen
     train = real_features(ext, data.train.x, data.info.variant, len(data.train)).features
     test = real_features(ext, data.test.x, data.info.variant, min(p.n_quality, len(data.test))).features
-    samples = generated_features(ctx.model, ext, p.n_quality, seed=seed_from(ctx.generator(SALT)),
-                                 device=ctx.device, labels=data.train.y,
-                                 progress=ctx.tracker("samples")).features
+    samples = _samples(ctx, ext).features  # the samples quality scored, drawn once
     frac, se = binomial(copy_flags(samples, train))
     floor, floor_se = binomial(copy_flags(test, train))
     return {"copied_fraction": frac, "copied_fraction_stderr": se, "floor_copied_fraction": floor,

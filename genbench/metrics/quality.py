@@ -149,12 +149,22 @@ def _reference(ctx: EvalContext, ext: Extractor) -> FeatureSet:
 
 
 def _samples(ctx: EvalContext, ext: Extractor) -> FeatureSet:
+    """Features of the model's ``n_quality`` samples, drawn once per evaluation.
+
+    quality, modes and memorization score the same samples (same seed, same count), so the
+    first to ask draws them and the others reuse them from ``ctx.results``: for a model
+    that samples slowly (PixelCNN, one pixel at a time) drawing is most of their cost.
+    """
     if ctx.preset.n_quality < 10:
         raise GenbenchError(f"n_quality={ctx.preset.n_quality} is too few for k-NN metrics; "
                             "use --set n_quality=256 or more")
     seed = seed_from(ctx.generator(SALT))
-    return generated_features(ctx.model, ext, ctx.preset.n_quality, seed=seed, device=ctx.device,
-                              labels=ctx.data.train.y, progress=ctx.tracker("samples"))
+    key = ("_generated_features", ext.feature_space, ctx.preset.n_quality, seed)
+    if key not in ctx.results:
+        ctx.results[key] = generated_features(ctx.model, ext, ctx.preset.n_quality, seed=seed,
+                                              device=ctx.device, labels=ctx.data.train.y,
+                                              progress=ctx.tracker("samples"))
+    return ctx.results[key]
 
 
 def _floor(ctx: EvalContext, ext: Extractor, real: FeatureSet) -> dict[str, float]:
