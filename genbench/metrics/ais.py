@@ -106,6 +106,31 @@ def _log_prob_and_grad(dist: Distribution, z: torch.Tensor, need_value: bool = T
     return (dist.log_prob(z) if need_value else None), grad
 
 
+START_DRAWS = 64  # draws of q per image that fix a Gaussian start (see closed_form_start)
+
+
+def closed_form_start(q: Distribution, seed: int, images: torch.Tensor, draws: int = START_DRAWS
+                      ) -> Distribution:
+    """q itself where its density is in closed form (a Gaussian encoder); otherwise the
+    diagonal Gaussian with q's per-image mean and standard deviation, estimated from
+    ``draws`` draws of q.
+
+    AIS is exact from any start pi_0 it can sample and whose normalized density it knows.
+    HMC needs the gradient of log pi_0 at every leapfrog step, and for a sequential q
+    (DRAW's q(z_t | x, z_<t)) that reruns the encoder through all T steps each time: most of
+    the cost, for a start that only has to be close to the posterior. The matched Gaussian
+    is as close in location and scale and costs nothing per step; the estimate stays an
+    unbiased importance-sampling estimate of p(x), whatever pi_0 is.
+    """
+    base = q.base_dist if isinstance(q, Independent) else q
+    if isinstance(base, Normal) or isinstance(q, MultivariateNormal):
+        return q
+    eps = counter_normal(seed, images, torch.arange(draws, device=images.device), q.event_shape[-1])
+    with torch.no_grad():
+        z = reparameterize(q, eps)  # (draws, n, D)
+    return Independent(Normal(z.mean(0), z.std(0).clamp_min(1e-4)), 1)
+
+
 @dataclass
 class AISPath:
     """The annealing path for a batch of images x (n, C, H, W)."""
@@ -252,7 +277,7 @@ def ais_log_likelihood(model: torch.nn.Module, obs: ObservationModel, x: torch.T
         init = None
         if from_encoder:
             with torch.no_grad():
-                init = encode(model, xb, yb)
+                init = closed_form_start(encode(model, xb, yb), derive_seed(seed, 2), images)
         path = AISPath(model, obs.images(start, start + xb.shape[0]), xb, yb, prior, init)
         done = (start // per_batch) * (len(betas) - 1)
         res = run_ais(path, path.start(chains, derive_seed(seed, 0), images), betas, hmc=hmc,

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from genbench.metrics.ais import AISPath, HMCConfig, run_ais, sigmoid_schedule
+from genbench.metrics.ais import AISPath, HMCConfig, closed_form_start, run_ais, sigmoid_schedule
 from genbench.metrics.obsmodel import ObservationModel
 from genbench.metrics.sampling import counter_normal, derive_seed, encode, reparameterize
 
@@ -64,11 +64,11 @@ def bdmc(model: torch.nn.Module, obs: ObservationModel, *, n: int, shape: tuple[
         obs = obs.images(a, b)
     prior = model.prior()
     init = None
+    images = torch.arange(a, b, device=x.device)
     if from_encoder:
         with torch.no_grad():
-            init = encode(model, x, y)
+            init = closed_form_start(encode(model, x, y), derive_seed(seed, 5), images)
     path = AISPath(model, obs, x, y, prior, init)
-    images = torch.arange(a, b, device=x.device)
     betas = sigmoid_schedule(steps)
     forward = run_ais(path, path.start(chains, derive_seed(seed, 2), images), betas, hmc=hmc,
                       seed=derive_seed(seed, 3), images=images,
