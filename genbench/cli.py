@@ -243,7 +243,7 @@ def summary_table(outcomes: list[Any], width: int) -> tuple[Table, list[str]]:
 
     present = [k for k in SUMMARY_KEYS if any(_cell(o.metrics, k) != "–" for o in outcomes)]
     status = {"failed": "[red]failed[/]", "skipped": "[dim]earlier[/]", "finished": "done"}
-    rows = [[o.run_dir.parts[-2], o.run_dir.name.split("seed")[-1].split("-")[0],
+    rows = [[o.run_dir.parts[-2], o.run_dir.name.rsplit("-", 1)[0].rsplit("-seed", 1)[-1],
              status.get(o.status, o.status)] for o in outcomes]
     headers = {k: k + {True: " ↑", False: " ↓", None: ""}[direction(k)] for k in present}
     columns = {"model": [r[0] for r in rows], "seed": [r[1] for r in rows],

@@ -24,6 +24,10 @@ def export_results(results: str | Path = "results", format: str = "csv",
         except ImportError:
             raise GenbenchError('parquet needs pyarrow: pip install "genbench[parquet]" '
                                 "(or use --format csv)") from None
+    if out is not None:
+        from genbench.store import check_output_file
+
+        check_output_file(Path(out))
     df = load_results(results)
     if df.empty:
         raise GenbenchError(f"no runs under {results}; nothing to export")

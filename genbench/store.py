@@ -49,6 +49,21 @@ def check_results_root(root: Path) -> None:
             return
 
 
+def check_output_file(path: Path, flag: str = "--out") -> None:
+    """A file can be written at ``path``: not a folder, no file in the way of its folder
+    (one line, before any work)."""
+    path = Path(path)
+    if path.is_dir():
+        raise GenbenchError(f"{flag} {path} is a folder; pass a file path")
+    for parent in path.absolute().parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise GenbenchError(f"{flag} {path} is under the file {parent}; pass a path in a folder")
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise GenbenchError(f"{flag} {path}: {parent} is not writable")
+            return
+
+
 def run_id(preset: str, variant: str, seed: int, identity: Mapping[str, Any]) -> str:
     """A stable folder name: the same command resumes the same run, another config differs."""
     digest = hashlib.sha1(json.dumps(identity, sort_keys=True, default=str).encode())

@@ -193,6 +193,21 @@ def test_export_round_trips_the_tidy_frame(fmt: str, smoke_results, tmp_path: Pa
     assert not any(p.name.startswith(".") for p in tmp_path.iterdir())  # no temp file left
 
 
+def test_export_to_a_folder_or_under_a_file_is_one_error_line(smoke_results, tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from genbench.cli import app
+
+    (tmp_path / "afile").write_text("x")
+    for out, message in [(tmp_path, "is a folder"), (tmp_path / "afile" / "r.csv", "is under the file")]:
+        res = CliRunner().invoke(app, ["export", str(smoke_results[0]), "--out", str(out)],
+                                 env={"COLUMNS": "300"})
+        lines = [line for line in res.output.splitlines() if line.strip()]
+        assert res.exit_code == 2 and len(lines) == 1, res.output
+        assert lines[0].startswith("error: --out") and message in lines[0], res.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+
+
 def test_export_without_pyarrow_names_the_extra(monkeypatch, smoke_results, tmp_path) -> None:
     import sys
 
@@ -277,6 +292,22 @@ def test_the_readme_example_runs(smoke_results, tmp_path: Path, monkeypatch) -> 
     assert namespace["images"].shape == (16, 1, 28, 28)
     assert isinstance(namespace["model"], torch.nn.Module)
     assert "test_iwae" in namespace["values"]
+
+
+def test_closing_table_shows_each_runs_seed_negative_ones_included() -> None:
+    import io
+
+    from rich.console import Console
+
+    from genbench.cli import print_summary
+    from genbench.training import RunOutcome
+
+    outcomes = [RunOutcome("finished", Path(f"results/synthetic/vae/smoke-dynamic-seed{s}-e221c9"),
+                           {"status": "finished", "test_elbo": -90.0}) for s in (-1, 0, 12)]
+    buf = io.StringIO()
+    print_summary(outcomes, Path("results"), Console(file=buf, width=120))
+    seeds = [line.split("│")[2].strip() for line in buf.getvalue().splitlines() if "│ vae" in line]
+    assert seeds == ["-1", "0", "12"]
 
 
 def test_closing_table_flags_an_unconverged_ais() -> None:

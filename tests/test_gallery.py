@@ -125,6 +125,27 @@ def test_gallery_command_writes_pngs_and_rejects_bad_input(tmp_path: Path) -> No
     assert res.exit_code == 2 and "not a run folder" in res.output
 
 
+def test_gallery_bad_strength_count_or_out_path_is_one_error_line(tmp_path: Path) -> None:
+    """A non-finite --strength, --n 0 and an --out that is a folder or under a file are each
+    one `error: ...` line naming the option (exit 2), and no PNG is written."""
+    from genbench.cli import app
+
+    run_dir = make_vae_run(tmp_path / "synthetic" / "vae" / "run", latent_dim=2, steps=1)
+    (tmp_path / "afile").write_text("x")
+    bad = [(["--kind", "arithmetic", "--class", "3", "--strength", "nan"], "--strength nan"),
+           (["--kind", "arithmetic", "--class", "3", "--strength", "inf"], "--strength inf"),
+           (["--n", "0"], "--n 0"),
+           (["--kind", "interpolation", "--steps", "1"], "--steps 1"),
+           (["--out", str(tmp_path)], "is a folder"),
+           (["--out", str(tmp_path / "afile" / "g.png")], "is under the file")]
+    for args, message in bad:
+        res = CliRunner().invoke(app, ["gallery", str(run_dir), *args], env={"COLUMNS": "300"})
+        lines = [line for line in res.output.splitlines() if line.strip()]
+        assert res.exit_code == 2 and "Traceback" not in res.output, res.output
+        assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], res.output
+    assert not list(run_dir.glob("gallery_*.png"))
+
+
 def test_attribute_edit_moves_along_the_unit_attribute_vector(tmp_path: Path) -> None:
     from genbench.galleries.arithmetic import arithmetic_images
     from genbench.galleries.core import N_STATS, codes, decode_mean, test_images

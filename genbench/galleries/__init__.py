@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ import torch
 from genbench.errors import GenbenchError
 from genbench.galleries.core import GALLERIES, Gallery, NotApplicable, register_gallery, unmet
 from genbench.loading import LoadedRun, load_run
-from genbench.store import METRICS, read_json
+from genbench.store import METRICS, check_output_file, read_json
 
 __all__ = ["GALLERIES", "Gallery", "NotApplicable", "RunGalleries", "kinds", "register_gallery",
            "render", "render_all"]
@@ -78,7 +79,12 @@ def render(run_dir: Path, kind: str, out_path: Path | None = None, *, seed: int 
     if unknown := sorted(set(options) - _options_of(gallery)):
         takes = ", ".join(sorted(_options_of(gallery))) or "no options"
         raise GenbenchError(f"gallery {kind!r} does not take {', '.join(unknown)} (it takes {takes})")
+    strength = options.get("strength")
+    if strength is not None and not math.isfinite(strength):
+        raise GenbenchError(f"--strength {strength}: use a finite number")
     run_dir = Path(run_dir)
+    if out_path is not None:
+        check_output_file(Path(out_path))
     run = load_run(run_dir)
     if reason := unmet(gallery, run.model):
         fits = [k for k, g in GALLERIES.items() if unmet(g, run.model) is None]

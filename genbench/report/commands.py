@@ -74,8 +74,10 @@ def gallery_command(
     modes = {"both": ("linear", "slerp"), "linear": ("linear",), "slerp": ("slerp",)}
     if mode is not None and mode not in modes:
         raise GenbenchError(f"--mode {mode!r}: use linear, slerp or both")
-    if (steps is not None and steps < 2) or (n is not None and n < 1):
-        raise GenbenchError("--steps needs at least 2 (the two endpoints) and --n at least 1")
+    if steps is not None and steps < 2:
+        raise GenbenchError(f"--steps {steps}: needs at least 2 (the two endpoints)")
+    if n is not None and n < 1:
+        raise GenbenchError(f"--n {n}: needs at least 1")
     given = {"endpoints": None if endpoints is None else parse_endpoints(endpoints), "steps": steps,
              "modes": None if mode is None else modes[mode], "target": target,
              "strength": strength, "n": n}
