@@ -100,3 +100,18 @@ def test_morpho_dataset_attaches_aligned_measures(tmp_path, monkeypatch: pytest.
     assert torch.equal(sub.train.measures[:3], measure(sub.train.x[:3]))
     assert morpho.measure_names("fashion-mnist-morpho") == ("width", "height", "area")
     assert morpho.measure_names("mnist-5k") == ()
+
+
+def test_morpho_data_without_scikit_image_names_the_extra(tmp_path, monkeypatch: pytest.MonkeyPatch):
+    """scikit-image is the optional `morpho` extra: without it a *-morpho dataset is one
+    GenbenchError naming the install line (the CLI's `error: ...`), never an ImportError."""
+    import sys
+
+    from genbench.data import DataRequest, load_dataset
+    from genbench.errors import GenbenchError
+
+    monkeypatch.setenv("GENBENCH_CACHE", str(tmp_path))  # nothing measured yet
+    monkeypatch.setitem(sys.modules, "skimage", None)  # `import skimage` raises ImportError
+    with pytest.raises(GenbenchError, match=r'pip install "genbench\[morpho\]"'):
+        load_dataset(DataRequest("synthetic-morpho"))
+    assert not list(tmp_path.rglob("*.pt"))  # nothing half-measured was cached

@@ -155,6 +155,11 @@ def measure_cached(images: torch.Tensor, cache: Path | None = None) -> torch.Ten
             return torch.load(path, weights_only=True)
         except Exception:  # an unreadable cache file is measured again
             pass
+    try:
+        import skimage  # noqa: F401  (measure's skeleton; an optional extra)
+    except ImportError:
+        raise GenbenchError("Morpho-MNIST measures need scikit-image: "
+                            'pip install "genbench[morpho]"') from None
     values = measure(x)
     store.save_torch(path, values)
     return values
