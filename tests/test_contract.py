@@ -124,6 +124,20 @@ def test_readme_plugin_gets_every_metric_its_capabilities_allow(tmp_path, varian
     assert values["test_elbo"] <= values["test_iwae"] + 3 * values["test_iwae_stderr"] + 1e-3
 
 
+def test_every_value_a_metric_records_is_one_it_declares(tmp_path) -> None:
+    """`genbench list metrics` lists each metric's ``produces``: every number the default
+    metrics record for the README's plugin (standard errors aside) is declared there."""
+    import dataclasses
+
+    cls = _plugin(tmp_path, _readme_example(), "listed")
+    ctx = dataclasses.replace(_ctx(_trained(cls), "continuous"), cache_dir=tmp_path / "cache")
+    values, na = evaluate_metrics(ctx, [name for name, m in METRICS.items() if m.default])
+    declared = {key for m in METRICS.values() for key in m.produces}
+    recorded = {k for k in (*values, *na) if not k.endswith("_stderr") and not k.startswith("_")}
+    assert "floor_copied_fraction" in recorded and "test_ais" in recorded
+    assert recorded <= declared, sorted(recorded - declared)
+
+
 def test_readme_plugin_without_generate_gets_it_derived_from_decode(tmp_path) -> None:
     code = _readme_example()
     code = re.sub(r"    def generate\(self, z\):.*?\n\n", "", code, flags=re.S)

@@ -72,8 +72,11 @@ def binomial(flags: torch.Tensor) -> tuple[float, float]:
                            "its nearest other training image, in the evaluator's features (Alaa et al. 2022)",
         "copied_excess": "copied_fraction minus the same share for held-out test images (the floor): "
                          "above zero, the model reproduces its training images more than fresh data would",
+        "floor_copied_fraction": "copied_fraction of held-out test images against the training "
+                                 "images (the floor copied_excess subtracts)",
     },
-    higher_is_better={"copied_fraction": False, "copied_excess": False},
+    higher_is_better={"copied_fraction": False, "copied_excess": False,
+                      "floor_copied_fraction": False},
     description="memorization: samples that copy a training image (authenticity, Alaa et al. 2022), "
                 "beside the real-vs-real floor of held-out test images",
 )

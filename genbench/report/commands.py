@@ -47,7 +47,7 @@ def parse_endpoints(text: str) -> tuple[int, ...]:
 def gallery_command(
     run_dir: Path = typer.Argument(None, help="a run folder: results/<dataset>/<model>/<run-id>"),
     kind: str | None = typer.Option(None, "--kind", "-k", help="which gallery (samples by default); "
-                                    "--kind alone, or with no RUN_DIR, lists the kinds"),
+                                    "`genbench gallery` with no RUN_DIR lists the kinds"),
     endpoints: str | None = typer.Option(None, "--endpoints", help="interpolation: test-image index "
                                          "pairs, e.g. 0,5,2,7 (default: 4 pairs of different classes)"),
     steps: int | None = typer.Option(None, "--steps", help="interpolation: images per row, endpoints "
