@@ -48,7 +48,8 @@ class Preset:
     metrics: tuple[str, ...] = ()
     # sample-quality features: "classifier" (trained by genbench) or "inception" (needs the
     # path of a torchvision inception_v3 state dict in inception_weights)
-    feature_extractor: str = "classifier"
+    feature_extractor: str = field(default="classifier",
+                                   metadata={"choices": ("classifier", "inception")})
     inception_weights: str | None = None
     # likelihood, shared family (Wu et al. 2017): the observation noise is chosen by a bounded
     # 1-D optimizer on validation images (IWAE where the model has a density encoder, short
@@ -57,7 +58,7 @@ class Preset:
     obs_val_steps: int = 100  # AIS distributions per evaluated noise level (no encoder)
     # AIS starts from the "encoder" q(z|x) where the model has a density encoder (valid, and
     # far fewer distributions), else from the "prior"; "prior" forces the prior everywhere
-    ais_init: str = "encoder"
+    ais_init: str = field(default="encoder", metadata={"choices": ("encoder", "prior")})
     # the AIS schedule doubles from ais_steps until two successive estimates' means agree
     # within ais_tol nats/image or the next would exceed ais_max_steps (then: not converged)
     ais_max_steps: int = 4000

@@ -28,6 +28,8 @@ Fields without a declaration get the default rules, so a plugin is checked for f
 - a float named ``lr``, ``*_lr``, ``lr_*`` or ``*_tol`` is > 0;
 - a float named ``*dropout*``, ``beta1``, ``beta2``, ``momentum`` or ``*_prob`` is in [0, 1].
 
+A name from a fixed list is declared with ``one_of(default, choices)``.
+
 The preset's settings (``Preset``) follow the same rules.
 """
 
@@ -61,6 +63,11 @@ def nonnegative(default: Any, **kwargs: Any) -> Any:
 
 def probability(default: Any, **kwargs: Any) -> Any:
     return between(default, 0.0, 1.0, **kwargs)
+
+
+def one_of(default: str, choices: tuple[str, ...], **kwargs: Any) -> Any:
+    """A field whose value must be one of ``choices`` (a name from a fixed list)."""
+    return dataclasses.field(default=default, metadata={"choices": tuple(choices)}, **kwargs)
 
 
 def finite(default: Any, **kwargs: Any) -> Any:
@@ -107,6 +114,9 @@ def range_problem(f: dataclasses.Field, value: Any) -> str | None:
     """Why ``value`` is out of ``f``'s range (a phrase), or None when it is fine."""
     if value is None:
         return None
+    choices = f.metadata.get("choices")
+    if choices is not None and isinstance(value, str) and value not in choices:
+        return f"must be one of {', '.join(choices)}"
     values = value if isinstance(value, tuple) else (value,)
     for v in values:
         if isinstance(v, bool) or not isinstance(v, (int, float)):

@@ -66,6 +66,9 @@ from genbench.latent import (
 )
 from genbench.nn import build_decoder, build_encoder
 from genbench.observation import learned_log_std, observation_log_prob, observation_model
+from genbench.settings import one_of
+
+WEIGHTINGS = ("paper", "balanced")
 
 
 @dataclass(frozen=True)
@@ -79,11 +82,9 @@ class M2Config:
     label_seed: int = 0  # fixes which images are labelled (the same for every run seed)
     alpha: float = 0.1  # classification weight: alpha * N on E_labelled[-log q(y|x)] (eq. 9)
     labelled_batch: int = 100  # labelled images per step (all of them when fewer)
-    weighting: str = "paper"  # "paper": J^alpha / N; "balanced": labelled and unlabelled batch equal
+    # "paper": J^alpha / N; "balanced": labelled and unlabelled batch equal
+    weighting: str = one_of("paper", WEIGHTINGS)
     kl_warmup: int = 0  # epochs over which the KL weight rises linearly from 0 to 1 (0: none)
-
-
-WEIGHTINGS = ("paper", "balanced")
 
 
 def balanced_subset(y: torch.Tensor, n: int, num_classes: int, seed: int) -> torch.Tensor:

@@ -62,6 +62,20 @@ def test_bad_set_value_and_form(tmp_path: Path) -> None:
                     "KEY=VALUE")
 
 
+@pytest.mark.parametrize(("model", "setting", "choices"), [
+    ("vae", "ais_init=posterior", "encoder, prior"),
+    ("vae", "feature_extractor=vgg", "classifier, inception"),
+    ("m2", "weighting=equal", "paper, balanced"),
+])
+def test_a_name_outside_its_choices_is_refused_before_anything_runs(
+        model: str, setting: str, choices: str, tmp_path: Path) -> None:
+    """Was accepted: AIS then n/a, or the run failed when the model was built (exit 1)."""
+    out = _run("run", model, "--dataset", "synthetic", "--preset", "smoke", "--set", setting,
+               "--results", str(tmp_path))
+    _one_line_error(out, f"--set {setting}", f"must be one of {choices}")
+    assert not any(tmp_path.iterdir())  # nothing written
+
+
 def test_unknown_dataset_preset_and_device(tmp_path: Path) -> None:
     _one_line_error(_run("run", "vae", "--dataset", "mnsit"), "unknown dataset 'mnsit'", "mnist")
     _one_line_error(_run("run", "vae", "--preset", "quik"), "unknown preset 'quik'", "quick")
