@@ -210,6 +210,39 @@ def test_bold_only_beyond_the_paired_uncertainty(tmp_path):
     assert any("indistinguishable" in line for line in tables.headlines(two))
 
 
+def test_a_lone_exact_likelihood_is_set_beside_the_best_bound_of_the_others(tmp_path):
+    """One model with an exact log p(x) among models with bounds: the headlines say where it
+    stands against the best IWAE bound of the others, paired on the same images, rather
+    than naming the best AIS as "highest log-likelihood" and leaving the exact model out."""
+    from genbench.report import tables
+
+    gen = torch.Generator().manual_seed(1)
+    base = -100 + 20 * torch.randn(50, generator=gen, dtype=torch.float64)
+    exact = base + 4 + 0.5 * torch.randn(50, generator=gen, dtype=torch.float64)
+    root = tmp_path / "results"
+    no_encoder = "no encoder: add encode(x) -> Distribution"
+    _write_run(root, "pix", {"test_exact": float(exact.mean()), "test_exact_stderr": 2.8,
+                             "not_applicable": {"test_iwae": no_encoder, "test_elbo": no_encoder}},
+               {"test_exact": exact.tolist()})
+    for name, shift in (("good", 0.0), ("worse", -9.0)):
+        v = base + shift
+        _write_run(root, name, {"test_iwae": float(v.mean()), "test_iwae_stderr": 2.8,
+                                "test_elbo": float(v.mean()) - 5, "test_elbo_stderr": 2.8},
+                   {"test_iwae": v.tolist()})
+    df = tables.load(root)
+    line = tables.exact_beside_bounds(df)
+    assert line.startswith("Exact log-likelihood: pix at") and "(good," in line
+    assert "paired on 50 test images" in line and "most it can lead by" in line
+    diff = tables.difference(df, "test_exact", "pix", "good", key_b="test_iwae")
+    assert diff.value == pytest.approx(float((exact - base).mean()), abs=1e-9) and diff.stderr < 0.1
+    assert line in tables.headlines(df)
+    # the repeated n/a reason along a row is said once
+    table = tables.comparison_table(df, ["test_exact", "test_iwae", "test_elbo"])
+    texts = [c.text for c in {r[0].text: r for r in table.rows}["pix"][2:]]
+    assert texts[0].startswith("-") and texts[1] == f"n/a — {no_encoder}"
+    assert texts[2] == "n/a (same reason)"
+
+
 # -- memorization ------------------------------------------------------------------------------
 
 def test_copy_flags_match_brute_force_and_catch_a_copying_model():

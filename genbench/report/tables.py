@@ -234,20 +234,23 @@ class Difference:
         return f"{fmt_number(abs(self.value), self.stderr)} ± {se}"
 
 
-def difference(runs: pd.DataFrame, key: str, a: str, b: str) -> Difference | None:
-    """Model a's ``key`` minus model b's, with the uncertainty of the difference.
+def difference(runs: pd.DataFrame, key: str, a: str, b: str, key_b: str | None = None
+               ) -> Difference | None:
+    """Model a's ``key`` minus model b's (b's ``key_b``, if given), with the uncertainty of
+    the difference.
 
     Paired on the same test images where both stored per-image values: the standard error
     of the mean per-image difference; otherwise the two estimators' standard errors in
     quadrature. Over several seeds the spread of each model's seed means is added
     (std^2 / seeds); with one seed it is unknown and left out (the report says so).
     """
+    key_b = key_b or key
     ra, rb = runs[runs["model"] == a], runs[runs["model"] == b]
-    sa, sb = stats(ra, key), stats(rb, key)
+    sa, sb = stats(ra, key), stats(rb, key_b)
     if sa is None or sb is None:
         return None
     seed_var = sum(s.std**2 / s.n for s in (sa, sb) if math.isfinite(s.std))
-    pa, pb = per_image(ra, key), per_image(rb, key)
+    pa, pb = per_image(ra, key), per_image(rb, key_b)
     common = sorted(set(pa) & set(pb))
     if len(common) >= 2:
         d = [pa[i] - pb[i] for i in common]
@@ -318,6 +321,14 @@ def comparison_table(runs: pd.DataFrame, keys: list[str], caption: str = "",
             cells[m, key] = Cell(text, best=m in best)
     if not used:
         return None
+    for m in models:  # a reason repeated along a row is said once, at its first cell
+        last = None
+        for key in used:
+            text = cells[m, key].text
+            reason = text if text.startswith("n/a — ") else None
+            if reason is not None and reason == last:
+                cells[m, key] = Cell("n/a (same reason)")
+            last = reason
     if flagged:
         caption = (caption + " " if caption else "") + ("⚠ not converged: two AIS runs, the second with "
                    "twice the distributions, disagreed by more than the tolerance up to `ais_max_steps`; "
@@ -407,7 +418,7 @@ def _int(x: object) -> int | None:
 
 # (key, what, group): one sentence per group, from its first key that can be said
 HEADLINES = (("test_exact", "highest exact log-likelihood", "exact"),
-             ("test_ais", "highest log-likelihood (AIS, own p(x|z))", "own"),
+             ("test_ais", "highest AIS estimate of the log-likelihood (own p(x|z))", "own"),
              ("test_iwae", "highest IWAE bound (own p(x|z))", "own"),
              ("test_elbo", "highest ELBO", "own"),
              ("test_ais_shared", "highest log-likelihood under the shared family (AIS)", "shared"),
@@ -427,6 +438,9 @@ def headlines(runs: pd.DataFrame, floor: dict[str, float] | None = None,
     fin = finished(runs)
     out, said = [], set()
     skipped_ais = []
+    if (lone := exact_beside_bounds(fin)) is not None:
+        out.append(lone)
+        said.add("exact")
     for key, what, group in HEADLINES:
         if group in said:
             continue
@@ -467,6 +481,36 @@ def headlines(runs: pd.DataFrame, floor: dict[str, float] | None = None,
         out.append("One seed per model: the seed-to-seed spread is unknown, so differences are judged "
                    "against the estimators' own errors only.")
     return out
+
+
+def exact_beside_bounds(fin: pd.DataFrame) -> str | None:
+    """One sentence for a lone model with an exact log-likelihood (PixelCNN among VAEs and
+    GANs): its number beside the best IWAE bound of the others, paired on the same images.
+
+    The AIS and IWAE headlines rank only the models those estimators apply to, so without
+    this sentence a reader would see "highest AIS estimate: vae" and miss that an exact
+    model sits above it. A bound understates its model's log p(x): the gap shown is the most
+    the exact model can lead by, not a ranking.
+    """
+    pool = fin[~fin["conditional"].astype(bool)]
+    exact = [m for m in set(pool["model"]) if stats(pool[pool["model"] == m], "test_exact")]
+    if len(exact) != 1:
+        return None
+    bounds = {m: s for m in set(pool["model"]) - set(exact)
+              if (s := stats(pool[pool["model"] == m], "test_iwae"))}
+    m1 = exact[0]
+    s1 = stats(pool[pool["model"] == m1], "test_exact")
+    if not bounds:
+        return None
+    m2, s2 = max(bounds.items(), key=lambda kv: kv[1].mean)
+    diff = difference(pool, "test_exact", m1, m2, key_b="test_iwae")
+    where = f" (paired on {diff.paired_images} test images)" if diff and diff.paired_images else ""
+    side = "above" if s1.mean >= s2.mean else "below"
+    gap = diff.text() if diff is not None else fmt_number(abs(s1.mean - s2.mean))
+    lead = ("the most it can lead by, since a bound understates its model's log p(x)"
+            if side == "above" else "and a bound only understates its model's log p(x)")
+    return (f"Exact log-likelihood: {m1} at {fmt_stats(s1, s1.n)}, {gap} {side} the best IWAE "
+            f"bound of the other models ({m2}, {fmt_stats(s2, s2.n)}){where}: {lead}.")
 
 
 def sanity_notes(runs: pd.DataFrame) -> list[str]:
