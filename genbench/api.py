@@ -14,6 +14,7 @@ Every function checks its input as the command line does and raises
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -235,6 +236,10 @@ def run(models: str | Sequence[str], *, dataset: str = "mnist", variant: str | N
     seed_list = [seeds] if isinstance(seeds, int) else list(seeds)
     if not seed_list:
         raise GenbenchError("give at least one seed")
+    try:
+        seed_list = [operator.index(s) for s in seed_list]
+    except TypeError:
+        raise GenbenchError(f"seeds must be whole numbers, e.g. seeds=[0, 1]; got {seeds!r}") from None
     sets = ([f"{k}={v}" for k, v in overrides.items()] if isinstance(overrides, Mapping)
             else list(overrides))
     console = Console(quiet=True) if quiet else Console()
