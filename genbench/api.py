@@ -236,10 +236,8 @@ def run(models: str | Sequence[str], *, dataset: str = "mnist", variant: str | N
     seed_list = [seeds] if isinstance(seeds, int) else list(seeds)
     if not seed_list:
         raise GenbenchError("give at least one seed")
-    try:
-        seed_list = [operator.index(s) for s in seed_list]
-    except TypeError:
-        raise GenbenchError(f"seeds must be whole numbers, e.g. seeds=[0, 1]; got {seeds!r}") from None
+    seed_list = [_whole(s, "seeds", "seeds=[0, 1]") for s in seed_list]
+    epochs = None if epochs is None else _whole(epochs, "epochs", "epochs=10")
     sets = ([f"{k}={v}" for k, v in overrides.items()] if isinstance(overrides, Mapping)
             else list(overrides))
     console = Console(quiet=True) if quiet else Console()
@@ -251,6 +249,14 @@ def run(models: str | Sequence[str], *, dataset: str = "mnist", variant: str | N
                    command=_command(names, dataset, variant, preset, seed_list, epochs, sets,
                                     _metric_names(metrics), results, logs, device),
                    log=logs)
+
+
+def _whole(value: Any, what: str, example: str) -> int:
+    """``value`` as an int (numpy ints too); a GenbenchError for 1.5, "2" or None."""
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise GenbenchError(f"{what}: {value!r} is not a whole number (e.g. {example})") from None
 
 
 def _metric_names(metrics: str | Sequence[str] | None) -> tuple[str, ...]:
@@ -341,8 +347,11 @@ def sample(model: torch.nn.Module, n: int, *, seed: int | None = None,
 
     from genbench.contract import sample_from
 
+    n = _whole(n, "n", "sample(model, 16)")
     if n < 1:
         raise GenbenchError(f"n must be at least 1, not {n}")
+    if seed is not None:
+        seed = _whole(seed, "seed", "seed=0")
     try:
         device = next(model.parameters()).device
     except StopIteration:
