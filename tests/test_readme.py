@@ -115,6 +115,12 @@ def test_every_genbench_span_in_the_prose_names_real_options() -> None:
             flag = word.strip("[]").split("=")[0]
             if flag.startswith("-"):
                 assert flag in names, f"`{span}`: genbench {words[1]} has no {flag}"
+    every = {"--help", *(n for c in COMMANDS.values() for p in c.params
+                         for n in (*p.opts, *p.secondary_opts))}
+    alone = {flag for span in re.findall(r"`([^`]*)`", prose)  # `--force`, `--kind pyramid`
+             if not span.startswith(("genbench", "pip", "python", "apt"))
+             for flag in re.findall(r"(?<![\w-])(--[a-z][a-z-]*)", span)}
+    assert len(alone) > 10 and alone <= every, sorted(alone - every)
 
 
 def test_the_plugin_gallery_and_export_blocks_run_as_written(tmp_path: Path, monkeypatch) -> None:
