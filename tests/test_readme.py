@@ -149,3 +149,21 @@ def test_the_plugin_gallery_and_export_blocks_run_as_written(tmp_path: Path, mon
         res = runner.invoke(app, shlex.split(line)[1:])
         assert res.exit_code == 0, f"{line}\n{res.output}"
     assert Path("results/results.csv").stat().st_size > 0 and Path("runs.parquet").stat().st_size > 0
+
+
+def test_the_metric_names_of_the_metrics_section_are_recorded_names() -> None:
+    """Each **name** and `name` of "Metrics" (sample quality included) is a metric a run
+    records (or its standard error), a metric group for --metrics, a preset setting or a hook."""
+    import genbench.metrics  # noqa: F401  (registers the metrics)
+    from genbench.contract import HOOKS
+    from genbench.presets import PRESET_KEYS
+    from genbench.registry import METRICS
+
+    section = README[README.index("## Metrics"):README.index("## Reports and galleries")]
+    names = set(re.findall(r"\*\*([a-z][a-z0-9_]+)\*\*", section))
+    names |= set(re.findall(r"`([a-z][a-z0-9_]+)`", section))
+    produced = {k for m in METRICS.values() for k in m.produces}
+    known = (produced | {f"{k}_stderr" for k in produced} | set(METRICS) | set(PRESET_KEYS)
+             | set(PRESETS) | {h.name for h in HOOKS} | {"joint"})
+    assert {"fid", "test_ais", "copied_excess", "test_iwae_given_y"} <= names
+    assert names <= known, sorted(names - known)
