@@ -243,6 +243,25 @@ def test_a_lone_exact_likelihood_is_set_beside_the_best_bound_of_the_others(tmp_
     assert texts[2] == "n/a (same reason)"
 
 
+def test_nothing_is_bold_where_a_difference_has_no_known_uncertainty(tmp_path):
+    """Recall has no standard error; with one seed per model the uncertainty of every
+    difference is unknown, so no recall is bold (before, every such model joined the 'top
+    group' and the worst recall of the column was bold). A second seed gives a spread, and
+    then a clear winner is bold again."""
+    from genbench.report import tables
+
+    root = tmp_path / "results"
+    for name, recall in (("a", 0.53), ("b", 0.21), ("c", 0.014)):
+        _write_run(root, name, {"recall": recall})
+    _write_run(root, "b", {"recall": 0.20}, seed=1)  # b alone has a spread: clearly below a
+    table = tables.comparison_table(tables.load(root), ["recall"])
+    assert not any(c.best for r in table.rows for c in r)  # c's difference is unknown
+    for name, recall in (("a", 0.54), ("c", 0.015)):
+        _write_run(root, name, {"recall": recall}, seed=1)
+    table = tables.comparison_table(tables.load(root), ["recall"])
+    assert {r[0].text for r in table.rows if any(c.best for c in r)} == {"a"}
+
+
 # -- memorization ------------------------------------------------------------------------------
 
 def test_copy_flags_match_brute_force_and_catch_a_copying_model():

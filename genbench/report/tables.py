@@ -266,9 +266,12 @@ def difference(runs: pd.DataFrame, key: str, a: str, b: str, key_b: str | None =
 def significant_best(runs: pd.DataFrame, key: str, means: dict[str, float]) -> set[str]:
     """The models best on ``key`` beyond their uncertainty (see the module docstring).
 
-    The top model and every model indistinguishable from it (within Z standard errors, or
-    of unknown uncertainty) form the top group; it is marked only when some model lies
-    clearly below it: ties are all bold, and when nobody stands out none is.
+    The top model and every model indistinguishable from it (within Z standard errors) form
+    the top group; it is marked only when some model lies clearly below it: ties are all
+    bold, and when nobody stands out none is. Where the uncertainty of any model's difference
+    from the top is unknown (one seed of a metric without a standard error, such as
+    precision or recall), nothing in the column is bold: that model may be as good as the
+    top, or far worse, and bolding it or the top would claim what the data cannot say.
     """
     higher = glossary.direction(key)
     if higher is None or len(means) < 2:
@@ -278,7 +281,9 @@ def significant_best(runs: pd.DataFrame, key: str, means: dict[str, float]) -> s
     group = {top}
     for m in order[1:]:
         diff = difference(runs, key, top, m)
-        if diff is None or not diff.significant():
+        if diff is None or not math.isfinite(diff.stderr):
+            return set()
+        if not diff.significant():
             group.add(m)
     return group if len(group) < len(means) else set()
 
