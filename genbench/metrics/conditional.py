@@ -43,56 +43,13 @@ from torch.distributions import Distribution
 from genbench.errors import GenbenchError
 from genbench.metrics.context import EvalContext
 from genbench.metrics.estimates import BPD, mean_stderr, own_observation, save_per_image, with_bpd
-from genbench.metrics.iwae import (
-    NOISE_FLOATS,
-    LogMeanExp,
-    iwae_group,
-    log_prior_over_q,
-    plan,
-    retain_large_allocations,
-)
+from genbench.metrics.iwae import importance_bound, iwae_group
 from genbench.metrics.obsmodel import ObservationModel
-from genbench.metrics.sampling import counter_normal, derive_seed, reparameterize, seed_from
+from genbench.metrics.sampling import derive_seed, seed_from
 from genbench.metrics.shards import map_images
 from genbench.registry import register_metric
 
 SALT_GIVEN_Y = 31
-
-Proposal = Callable[[int, int], Distribution]  # (start, stop) -> q(z | rows start..stop)
-LogLik = Callable[[torch.Tensor, int, int], torch.Tensor]  # (z (S, n, D), start, stop) -> (S, n)
-
-
-def importance_bound(prior: Distribution, proposal: Proposal, log_lik: LogLik, n: int, *, k: int,
-                     seed: int, chunk: int, device: torch.device, offset: int = 0,
-                     progress: Callable[[int, int], None] | None = None) -> torch.Tensor:
-    """log 1/k sum_j p(z_j) lik(z_j) / q(z_j) per row, (n,) float64, z_j ~ q = proposal(row).
-
-    The loop of :func:`genbench.metrics.iwae.iwae_bound` with the proposal and the
-    likelihood as arguments: rows are taken in groups whose k draws fill about ``chunk``
-    (draw, row) pairs, the draws come by counter from (seed, offset + row, draw), and the
-    log-mean-exp is accumulated in float64; ``chunk`` changes the memory, never the answer.
-    """
-    retain_large_allocations()
-    per_pass = max(1, min(k, chunk))
-    out = []
-    for start, stop in plan(n, k, chunk):
-        q = proposal(start, stop)
-        d, m = q.event_shape[-1], stop - start
-        block = per_pass * max(1, NOISE_FLOATS // (per_pass * m * d))
-        rows = torch.arange(offset + start, offset + stop, device=device)
-        acc = LogMeanExp(m, device)
-        for b0 in range(0, k, block):
-            draws = torch.arange(b0, min(k, b0 + block), device=device)
-            eps = counter_normal(seed, rows, draws, d)
-            z = reparameterize(q, eps)  # (B, m, D)
-            log_w = log_prior_over_q(prior, q, z, eps)  # (B, m)
-            for c0 in range(0, len(draws), per_pass):
-                log_w[c0:c0 + per_pass] += log_lik(z[c0:c0 + per_pass], start, stop)
-            acc.add(log_w.T)
-        out.append(acc.result())
-        if progress is not None:
-            progress(stop, n)
-    return torch.cat(out) if out else torch.zeros(0, dtype=torch.float64, device=device)
 
 
 @torch.no_grad()

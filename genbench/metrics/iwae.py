@@ -105,6 +105,45 @@ def log_prior_over_q(prior: Distribution, q: Distribution, z: torch.Tensor, eps:
 NOISE_FLOATS = 1 << 18  # latent draws made at once (1 MB): amortizes the small per-draw ops
 
 
+Proposal = Callable[[int, int], Distribution]  # (start, stop) -> q(z | rows start..stop)
+LogLik = Callable[[torch.Tensor, int, int], torch.Tensor]  # (z (S, n, D), start, stop) -> (S, n)
+
+
+def importance_bound(prior: Distribution, proposal: Proposal, log_lik: LogLik, n: int, *, k: int,
+                     seed: int, chunk: int, device: torch.device, offset: int = 0,
+                     progress: Callable[[int, int], None] | None = None) -> torch.Tensor:
+    """log 1/k sum_j p(z_j) lik(z_j) / q(z_j) per row, (n,) float64, z_j ~ q = proposal(rows).
+
+    The one importance-sampling loop behind every IWAE-style bound (:func:`iwae_bound`, and
+    JMVAE's log p(x, y) and log p(y)): rows are taken in groups whose k draws fill about
+    ``chunk`` (draw, row) pairs, each group's proposal is built once and reused by all its
+    draws, the draws come by counter from (seed, offset + row, draw), and the log-mean-exp is
+    accumulated in float64; ``chunk`` changes the memory, never the answer.
+    ``progress(rows done, rows)`` is called after each group.
+    """
+    retain_large_allocations()
+    per_pass = max(1, min(k, chunk))  # draws per likelihood pass
+    out = []
+    for start, stop in plan(n, k, chunk):
+        q = proposal(start, stop)
+        d, m = q.event_shape[-1], stop - start
+        block = per_pass * max(1, NOISE_FLOATS // (per_pass * m * d))  # draws per noise block
+        rows = torch.arange(offset + start, offset + stop, device=device)
+        acc = LogMeanExp(m, device)
+        for b0 in range(0, k, block):
+            draws = torch.arange(b0, min(k, b0 + block), device=device)
+            eps = counter_normal(seed, rows, draws, d)
+            z = reparameterize(q, eps)  # (B, m, D)
+            log_w = log_prior_over_q(prior, q, z, eps)  # (B, m)
+            for c0 in range(0, len(draws), per_pass):
+                log_w[c0:c0 + per_pass] += log_lik(z[c0:c0 + per_pass], start, stop)
+            acc.add(log_w.T)
+        out.append(acc.result())
+        if progress is not None:
+            progress(stop, n)
+    return torch.cat(out) if out else torch.zeros(0, dtype=torch.float64, device=device)
+
+
 @torch.no_grad()
 def iwae_bound(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None = None, *,
                k: int, seed: int, chunk: int, obs: ObservationModel | None = None,
@@ -118,27 +157,15 @@ def iwae_bound(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None =
     (:mod:`genbench.metrics.shards`) draws what the whole set would for the same images.
     """
     obs = obs or ObservationModel("decoder")
-    retain_large_allocations()
-    prior = model.prior()
-    per_pass = max(1, min(k, chunk))  # draws per decoder pass
-    out = []
-    for start, stop in plan(x.shape[0], k, chunk):
-        xg, yg = x[start:stop], None if y is None else y[start:stop]
-        q = encode(model, xg, yg)  # once per image, reused by every chunk of draws
-        obs_g = obs.images(start, stop)
-        d, n = q.event_shape[-1], stop - start
-        block = per_pass * max(1, NOISE_FLOATS // (per_pass * n * d))  # draws per noise block
-        images = torch.arange(offset + start, offset + stop, device=x.device)
-        acc = LogMeanExp(n, x.device)
-        for b0 in range(0, k, block):
-            draws = torch.arange(b0, min(k, b0 + block), device=x.device)
-            eps = counter_normal(seed, images, draws, d)
-            z = reparameterize(q, eps)  # (B, n, D)
-            log_w = log_prior_over_q(prior, q, z, eps)  # (B, n)
-            for c0 in range(0, len(draws), per_pass):
-                log_w[c0:c0 + per_pass] += obs_g.log_lik(model, z[c0:c0 + per_pass], yg, xg)
-            acc.add(log_w.T)
-        out.append(acc.result())
-        if progress is not None:
-            progress(stop, x.shape[0])
-    return torch.cat(out)
+
+    def labels(a: int, b: int) -> torch.Tensor | None:
+        return None if y is None else y[a:b]
+
+    def proposal(a: int, b: int) -> Distribution:  # each image encoded once
+        return encode(model, x[a:b], labels(a, b))
+
+    def log_lik(z: torch.Tensor, a: int, b: int) -> torch.Tensor:
+        return obs.images(a, b).log_lik(model, z, labels(a, b), x[a:b])
+
+    return importance_bound(model.prior(), proposal, log_lik, x.shape[0], k=k, seed=seed,
+                            chunk=chunk, device=x.device, offset=offset, progress=progress)
