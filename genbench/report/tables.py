@@ -498,15 +498,12 @@ def exact_beside_bounds(fin: pd.DataFrame) -> str | None:
     the exact model can lead by, not a ranking.
     """
     pool = fin[~fin["conditional"].astype(bool)]
-    exact = [m for m in set(pool["model"]) if stats(pool[pool["model"] == m], "test_exact")]
-    if len(exact) != 1:
-        return None
+    exact = {m: s for m in set(pool["model"]) if (s := stats(pool[pool["model"] == m], "test_exact"))}
     bounds = {m: s for m in set(pool["model"]) - set(exact)
               if (s := stats(pool[pool["model"] == m], "test_iwae"))}
-    m1 = exact[0]
-    s1 = stats(pool[pool["model"] == m1], "test_exact")
-    if not bounds:
+    if len(exact) != 1 or not bounds:
         return None
+    ((m1, s1),) = exact.items()
     m2, s2 = max(bounds.items(), key=lambda kv: kv[1].mean)
     diff = difference(pool, "test_exact", m1, m2, key_b="test_iwae")
     where = f" (paired on {diff.paired_images} test images)" if diff and diff.paired_images else ""
