@@ -121,6 +121,22 @@ class ConvTranspose2d(nn.ConvTranspose2d):
         return out if self.bias is None else out + self.bias.view(1, -1, 1, 1)
 
 
+def _foldable(layer: nn.Module, bn: nn.Module) -> bool:
+    """``bn`` is an affine map in eval mode (running statistics) that ``layer`` can absorb."""
+    if not isinstance(bn, nn.modules.batchnorm._BatchNorm) or bn.running_mean is None:
+        return False
+    if isinstance(layer, nn.ConvTranspose2d):
+        return layer.groups == 1
+    return isinstance(layer, nn.Conv2d) or (isinstance(layer, nn.Linear)
+                                            and bn.num_features == layer.out_features)
+
+
+def _foldable_pairs(model: nn.Module) -> list[tuple[nn.Sequential, int]]:
+    """(Sequential, index of a BatchNorm its previous layer can absorb) throughout ``model``."""
+    return [(seq, i) for seq in model.modules() if isinstance(seq, nn.Sequential)
+            for i in range(1, len(seq)) if _foldable(seq[i - 1], seq[i])]
+
+
 def fuse_batchnorm(model: nn.Module) -> nn.Module:
     """A copy of ``model`` (in eval mode) with every BatchNorm that follows a convolution or
     a Linear in an ``nn.Sequential`` folded into that layer's weights, and replaced by
@@ -128,27 +144,27 @@ def fuse_batchnorm(model: nn.Module) -> nn.Module:
 
     In eval mode BatchNorm is a per-channel affine map; folding it saves its pass forward
     and, in HMC, its pass backward. The result equals the model's output up to float
-    rounding; the model itself is left untouched (its checkpoint keeps its layout).
+    rounding; the model itself is left untouched (its checkpoint keeps its layout). A model
+    with nothing to fold, or one that cannot be copied (it holds an open file, say), is
+    returned as it is: folding only saves time.
     """
     from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
 
-    fused = copy.deepcopy(model).eval()
-    for seq in fused.modules():
-        if not isinstance(seq, nn.Sequential):
-            continue
-        for i in range(1, len(seq)):
-            prev, bn = seq[i - 1], seq[i]
-            if not isinstance(bn, nn.modules.batchnorm._BatchNorm) or bn.running_mean is None:
-                continue
-            if isinstance(prev, nn.ConvTranspose2d) and prev.groups == 1:
-                seq[i - 1] = fuse_conv_bn_eval(prev, bn, transpose=True)
-            elif isinstance(prev, nn.Conv2d):
-                seq[i - 1] = fuse_conv_bn_eval(prev, bn)
-            elif isinstance(prev, nn.Linear) and bn.num_features == prev.out_features:
-                seq[i - 1] = fuse_linear_bn_eval(prev, bn)
-            else:
-                continue
-            seq[i] = nn.Identity()
+    if not _foldable_pairs(model):
+        return model
+    try:
+        fused = copy.deepcopy(model).eval()
+    except (TypeError, copy.Error, RuntimeError):
+        return model
+    for seq, i in _foldable_pairs(fused):
+        layer, bn = seq[i - 1], seq[i]
+        if isinstance(layer, nn.ConvTranspose2d):
+            seq[i - 1] = fuse_conv_bn_eval(layer, bn, transpose=True)
+        elif isinstance(layer, nn.Conv2d):
+            seq[i - 1] = fuse_conv_bn_eval(layer, bn)
+        else:
+            seq[i - 1] = fuse_linear_bn_eval(layer, bn)
+        seq[i] = nn.Identity()
     return fused
 
 

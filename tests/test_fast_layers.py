@@ -92,3 +92,20 @@ def test_fuse_batchnorm_leaves_batch_statistics_alone():
     assert isinstance(fused[1], nn.BatchNorm1d)
     x = torch.randn(8, 4)
     torch.testing.assert_close(fused(x), net.eval()(x))
+
+
+def test_fuse_batchnorm_returns_the_model_when_there_is_nothing_to_fold_or_it_cannot_be_copied(tmp_path):
+    """Folding only saves time: a model without BatchNorm is not copied, and one that cannot
+    be copied (an open file among its attributes) is evaluated as it is, not failed."""
+    plain = nn.Sequential(nn.Linear(4, 6), nn.ReLU())
+    assert fuse_batchnorm(plain) is plain
+
+    class HoldsAFile(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6))
+            self.log = open(tmp_path / "log.txt", "w")  # noqa: SIM115  (deepcopy cannot copy it)
+
+    model = HoldsAFile().eval()
+    assert fuse_batchnorm(model) is model
+    model.log.close()
