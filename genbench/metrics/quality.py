@@ -159,7 +159,7 @@ def _samples(ctx: EvalContext, ext: Extractor) -> FeatureSet:
         raise GenbenchError(f"n_quality={ctx.preset.n_quality} is too few for k-NN metrics; "
                             "use --set n_quality=256 or more")
     seed = seed_from(ctx.generator(SALT))
-    key = ("_generated_features", ext.feature_space, ctx.preset.n_quality, seed)
+    key = f"_generated_features:{ext.feature_space}:{ctx.preset.n_quality}:{seed}"
     if key not in ctx.results:
         ctx.results[key] = generated_features(ctx.model, ext, ctx.preset.n_quality, seed=seed,
                                               device=ctx.device, labels=ctx.data.train.y,
