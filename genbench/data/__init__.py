@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from genbench.data import celeba, mnist, mnist5k, morpho, synthetic  # noqa: F401  (registration)
+from genbench.data import celeba, mnist, mnist5k, morpho, render3d, synthetic  # noqa: F401  (registration)
 from genbench.data.bundle import (
     VARIANTS,
     Batch,

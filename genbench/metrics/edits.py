@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from genbench.data import morpho
+from genbench.data import morpho, render3d
 from genbench.edits import Editor, dataset_attributes, edit_method, make_editor
 from genbench.errors import GenbenchError
 from genbench.metrics.context import EvalContext
@@ -146,11 +146,11 @@ def _edits(ctx: EvalContext, ext) -> dict[str, float]:
 
         return measure_edits(edit, attrs.names, _targets(editor), BINARY_DELTAS, measure,
                              progress=ctx.tracker("attributes"))
-    cols = [morpho.MEASURES.index(a) for a in attrs.names]
+    measure_raw = _measurer(ctx, attrs.names)
     scale = attrs.scale.cpu().double()
 
     def measure_sd(images: torch.Tensor) -> torch.Tensor:
-        return morpho.measure(images)[:, cols].double() / scale
+        return measure_raw(images).double() / scale
 
     def classify(images: torch.Tensor) -> torch.Tensor:
         return ext(images)[1].argmax(1).cpu()
@@ -159,8 +159,22 @@ def _edits(ctx: EvalContext, ext) -> dict[str, float]:
                          classify if ext.task == "classes" else None, ctx.tracker("attributes"))
 
 
+def _measurer(ctx: EvalContext, names: Sequence[str]) -> Callable[[torch.Tensor], torch.Tensor]:
+    """images -> (N, A) raw values of ``names``: Morpho-MNIST's code for measured strokes; for
+    set factors (rendered data) the regressor of :mod:`genbench.metrics.factors`."""
+    if all(a in morpho.MEASURES for a in names):
+        cols = [morpho.MEASURES.index(a) for a in names]
+        return lambda images: morpho.measure(images)[:, cols]
+    from genbench.metrics.factors import load_or_train_regressor
+
+    with torch.enable_grad():
+        reg, _ = load_or_train_regressor(ctx.data, epochs=ctx.preset.feature_epochs,
+                                         cache_dir=ctx.cache_dir)
+    return lambda images: reg(images).cpu()
+
+
 _KEYS = {f"edit_{kind}_{a.lower()}": f"{what} of {a} edits (achieved vs requested change)"
-         for a in (*morpho.MEASURES, *CELEBA_EDITS)
+         for a in (*morpho.MEASURES, *render3d.FACTORS, *CELEBA_EDITS)
          for kind, what in (("slope", "least-squares slope"), ("corr", "correlation"))}
 _KEYS["edit_entanglement"] = "mean |change| of the other attributes per unit requested"
 _KEYS["edit_identity"] = "fraction of edited digits keeping the evaluator's class"
