@@ -92,6 +92,7 @@ def test_edits_on_rendered_data_are_measured_by_the_factor_regressor(tiny_3d):
     assert not na, na
     for f in render3d.FACTORS:
         assert -1 <= values[f"edit_corr_{f}"] <= 1
+        assert values[f"edit_r2_{f}"] <= 1  # the measuring instrument's own score is recorded
     assert list((cache / "factors").glob("synthetic-3d-*.pt"))  # the regressor is cached
 
 

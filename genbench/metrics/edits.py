@@ -146,7 +146,7 @@ def _edits(ctx: EvalContext, ext) -> dict[str, float]:
 
         return measure_edits(edit, attrs.names, _targets(editor), BINARY_DELTAS, measure,
                              progress=ctx.tracker("attributes"))
-    measure_raw = _measurer(ctx, attrs.names)
+    measure_raw, trust = _measurer(ctx, attrs.names)
     scale = attrs.scale.cpu().double()
 
     def measure_sd(images: torch.Tensor) -> torch.Tensor:
@@ -155,27 +155,33 @@ def _edits(ctx: EvalContext, ext) -> dict[str, float]:
     def classify(images: torch.Tensor) -> torch.Tensor:
         return ext(images)[1].argmax(1).cpu()
 
-    return measure_edits(edit, attrs.names, _targets(editor), DELTAS, measure_sd,
-                         classify if ext.task == "classes" else None, ctx.tracker("attributes"))
+    return {**measure_edits(edit, attrs.names, _targets(editor), DELTAS, measure_sd,
+                            classify if ext.task == "classes" else None, ctx.tracker("attributes")),
+            **trust}
 
 
-def _measurer(ctx: EvalContext, names: Sequence[str]) -> Callable[[torch.Tensor], torch.Tensor]:
-    """images -> (N, A) raw values of ``names``: Morpho-MNIST's code for measured strokes; for
-    set factors (rendered data) the regressor of :mod:`genbench.metrics.factors`."""
+def _measurer(ctx: EvalContext, names: Sequence[str]
+              ) -> tuple[Callable[[torch.Tensor], torch.Tensor], dict[str, float]]:
+    """(images -> (N, A) raw values of ``names``, what says how far to trust them): Morpho-MNIST's
+    code for measured strokes; for set factors (rendered data) the regressor of
+    :mod:`genbench.metrics.factors`, with its test R^2 per factor (``edit_r2_<factor>``)."""
     if all(a in morpho.MEASURES for a in names):
         cols = [morpho.MEASURES.index(a) for a in names]
-        return lambda images: morpho.measure(images)[:, cols]
+        return (lambda images: morpho.measure(images)[:, cols]), {}
     from genbench.metrics.factors import load_or_train_regressor
 
     with torch.enable_grad():
-        reg, _ = load_or_train_regressor(ctx.data, epochs=ctx.preset.feature_epochs,
-                                         cache_dir=ctx.cache_dir)
-    return lambda images: reg(images).cpu()
+        reg, r2 = load_or_train_regressor(ctx.data, epochs=ctx.preset.feature_epochs,
+                                          cache_dir=ctx.cache_dir)
+    trust = {f"edit_r2_{a.lower()}": float(v) for a, v in zip(names, r2, strict=True)}
+    return (lambda images: reg(images).cpu()), trust
 
 
 _KEYS = {f"edit_{kind}_{a.lower()}": f"{what} of {a} edits (achieved vs requested change)"
          for a in (*morpho.MEASURES, *render3d.FACTORS, *CELEBA_EDITS)
          for kind, what in (("slope", "least-squares slope"), ("corr", "correlation"))}
+_KEYS.update({f"edit_r2_{a}": f"test R^2 of the regressor that reads {a} off an edited image "
+               "(rendered data: how far its edit measures can be trusted)" for a in render3d.FACTORS})
 _KEYS["edit_entanglement"] = "mean |change| of the other attributes per unit requested"
 _KEYS["edit_identity"] = "fraction of edited digits keeping the evaluator's class"
 
