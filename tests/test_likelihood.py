@@ -278,3 +278,15 @@ def test_closed_form_log_weight_matches_torch_distributions():
     full = MultivariateNormal(loc, scale_tril=torch.diag_embed(scale))
     prior = Independent(Normal(torch.zeros(5), torch.ones(5)), 1)
     torch.testing.assert_close(log_prior_over_q(prior, full, z, eps), prior.log_prob(z) - full.log_prob(z))
+
+
+def test_a_diverging_leapfrog_step_is_rejected_not_raised():
+    """A step size far too large sends leapfrog to non-finite z; HMC must reject those
+    proposals (NaN energy) rather than raise from the prior's argument validation, and the
+    estimate stays a finite AIS estimate of log p(x) (a run of pure reweighting)."""
+    model = PPCA()
+    x = model.data(4)
+    hmc = HMCConfig(leapfrog=3, step_size=1e30, min_step=1e30, max_step=1e31)
+    est, accept = ais_log_likelihood(model, GAUSS, x, chains=4, steps=10, hmc=hmc, seed=0)
+    assert accept == 0.0
+    assert torch.isfinite(est).all()

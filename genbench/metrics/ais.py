@@ -103,7 +103,20 @@ def _log_prob_and_grad(dist: Distribution, z: torch.Tensor, need_value: bool = T
             lp = dist.log_prob(zr)
             (grad,) = torch.autograd.grad(lp.sum(), zr)
         return lp.detach(), grad
-    return (dist.log_prob(z) if need_value else None), grad
+    return (_log_density(dist, z) if need_value else None), grad
+
+
+def _log_density(dist: Distribution, z: torch.Tensor) -> torch.Tensor:
+    """``dist.log_prob(z)``, NaN where a diverged leapfrog step left z non-finite.
+
+    HMC rejects a proposal whose energy is NaN; torch's argument validation would raise on
+    it instead and fail the whole evaluation (BDMC on sharp posteriors did).
+    """
+    finite = torch.isfinite(z).all(-1)
+    if bool(finite.all()):
+        return dist.log_prob(z)
+    lp = dist.log_prob(torch.where(finite.unsqueeze(-1), z, torch.zeros_like(z)))
+    return torch.where(finite, lp, torch.full_like(lp, math.nan))
 
 
 START_DRAWS = 64  # draws of q per image that fix a Gaussian start (see closed_form_start)
