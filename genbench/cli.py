@@ -115,13 +115,14 @@ def run(
     plan: bool = typer.Option(False, "--plan", help="print each run's estimated cost; run nothing"),
 ) -> None:
     """Train MODELs on a dataset, evaluate them, and print a table of their metrics."""
-    from genbench.executors import ExecutorOptions
+    from genbench.executors import options_for
     from genbench.runs import run_all
 
     _load(plugins)
-    opts = ExecutorOptions(executor, address, cpus_per_run, gpus_per_run, max_retries, eval_shards,
-                           slurm_partition, slurm_time, slurm_cluster, dry_run=dry_run,
-                           plugins=tuple(str(p) for p in plugins))
+    opts = options_for(executor, address=address, cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run,
+                       max_retries=max_retries, eval_shards=eval_shards, partition=slurm_partition,
+                       time_limit=slurm_time, cluster=slurm_cluster, dry_run=dry_run,
+                       plugins=tuple(str(p) for p in plugins))
     outcomes = run_all(models=models, dataset=dataset, variant=variant, preset=preset,
                        epochs=epochs, seeds=seed, device=device, overrides=set_,
                        results=results, metrics=_names(metrics), data_dir=data_dir, force=force,
@@ -162,14 +163,14 @@ def eval_cmd(
 ) -> None:
     """Add metrics to finished runs without retraining."""
     from genbench.evaluation import check_run_folder, evaluate_run
-    from genbench.executors import ExecutorOptions, eval_sharding
+    from genbench.executors import eval_sharding, options_for
     from genbench.progress import EvalDisplay
     from genbench.training import resolve_device
 
     _load(plugins)
     dev = str(resolve_device(device))
-    opts = ExecutorOptions(executor, address, cpus_per_run, eval_shards=eval_shards,
-                           plugins=tuple(str(p) for p in plugins))
+    opts = options_for(executor, address=address, cpus_per_run=cpus_per_run, eval_shards=eval_shards,
+                       plugins=tuple(str(p) for p in plugins))
     for folder in run_dirs:  # every folder checked before any is evaluated
         check_run_folder(folder)
     for folder in run_dirs:

@@ -247,8 +247,6 @@ def test_imports_go_down_the_layers() -> None:
 # in another helper's files; they are listed for their owners to remove (never add one here).
 KNOWN_CYCLES = [
     ["genbench.data", "genbench.data.morpho"],  # morpho imports load_dataset from data/__init__
-    ["genbench.executors", "genbench.executors.live", "genbench.executors.ray_exec",
-     "genbench.executors.slurm", "genbench.executors.task"],  # the package <-> its backends
 ]
 
 
