@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from genbench.errors import Diverged, GenbenchError
+from genbench.ranges import one_of, positive
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU, "tanh": nn.Tanh, "leaky_relu": nn.LeakyReLU, "softplus": nn.Softplus,
@@ -47,10 +48,10 @@ class AutoencoderConfig:
     """The encoder/decoder settings of the VAE, AE and CVAE: one class, so the three are
     compared network for network."""
 
-    hidden: tuple[int, ...] = (400,)  # MLP hidden sizes (28x28); 64x64 uses the conv stack
-    latent_dim: int = 20
-    activation: str = "relu"
-    lr: float = 1e-3
+    hidden: tuple[int, ...] = positive((400,))  # MLP hidden sizes (28x28); 64x64 uses the conv stack
+    latent_dim: int = positive(20)
+    activation: str = one_of("relu", ACTIVATIONS)
+    lr: float = positive(1e-3)
 
 
 # Kingma & Welling (2013) used 500 tanh hidden units on MNIST (paper); quick is 400-20 ReLU.

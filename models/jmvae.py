@@ -47,17 +47,18 @@ from genbench.latent import (
     split_gaussian,
     standard_normal_prior,
 )
-from genbench.nn import adam, build_decoder, build_encoder, mlp
+from genbench.nn import ACTIVATIONS, adam, build_decoder, build_encoder, mlp
 from genbench.observation import learned_log_std, observation_log_prob, observation_model
+from genbench.settings import nonnegative, one_of, positive
 
 
 @dataclass(frozen=True)
 class JMVAEConfig:
-    hidden: tuple[int, ...] = (400,)  # MLP hidden sizes (28x28); 64x64 uses the conv stack
-    latent_dim: int = 20
-    activation: str = "relu"
-    alpha: float = 1.0  # weight of the two KL(joint || unimodal) terms of JMVAE-kl
-    lr: float = 1e-3
+    hidden: tuple[int, ...] = positive((400,))  # MLP hidden sizes (28x28); 64x64 uses the conv stack
+    latent_dim: int = positive(20)
+    activation: str = one_of("relu", ACTIVATIONS)
+    alpha: float = nonnegative(1.0)  # weight of the two KL(joint || unimodal) terms of JMVAE-kl
+    lr: float = positive(1e-3)
 
 
 @register_model("jmvae")

@@ -64,27 +64,27 @@ from genbench.latent import (
     split_gaussian,
     standard_normal_prior,
 )
-from genbench.nn import build_decoder, build_encoder
+from genbench.nn import ACTIVATIONS, build_decoder, build_encoder
 from genbench.observation import learned_log_std, observation_log_prob, observation_model
-from genbench.settings import one_of
+from genbench.settings import finite, nonnegative, one_of, positive
 
 WEIGHTINGS = ("paper", "balanced")
 
 
 @dataclass(frozen=True)
 class M2Config:
-    hidden: tuple[int, ...] = (500,)  # q(z|x,y) and p(x|y,z) MLPs (the paper: one layer of 500)
-    classifier_hidden: tuple[int, ...] = (500,)  # q(y|x)
-    latent_dim: int = 50
-    activation: str = "softplus"
-    lr: float = 3e-4  # the paper's Adam step size
-    labels: int = 100  # labelled training images, balanced across classes
-    label_seed: int = 0  # fixes which images are labelled (the same for every run seed)
-    alpha: float = 0.1  # classification weight: alpha * N on E_labelled[-log q(y|x)] (eq. 9)
-    labelled_batch: int = 100  # labelled images per step (all of them when fewer)
+    hidden: tuple[int, ...] = positive((500,))  # q(z|x,y) and p(x|y,z) MLPs (the paper: one layer of 500)
+    classifier_hidden: tuple[int, ...] = positive((500,))  # q(y|x)
+    latent_dim: int = positive(50)
+    activation: str = one_of("softplus", ACTIVATIONS)
+    lr: float = positive(3e-4)  # the paper's Adam step size
+    labels: int = positive(100)  # labelled training images, balanced across classes
+    label_seed: int = finite(0)  # fixes which images are labelled (the same for every run seed)
+    alpha: float = nonnegative(0.1)  # classification weight: alpha * N on E_labelled[-log q(y|x)] (eq. 9)
+    labelled_batch: int = positive(100)  # labelled images per step (all of them when fewer)
     # "paper": J^alpha / N; "balanced": labelled and unlabelled batch equal
     weighting: str = one_of("paper", WEIGHTINGS)
-    kl_warmup: int = 0  # epochs over which the KL weight rises linearly from 0 to 1 (0: none)
+    kl_warmup: int = nonnegative(0)  # epochs over which the KL weight rises linearly from 0 to 1 (0: none)
 
 
 def balanced_subset(y: torch.Tensor, n: int, num_classes: int, seed: int) -> torch.Tensor:

@@ -45,19 +45,20 @@ from genbench import register_model
 from genbench.contract import Batch, DataInfo
 from genbench.data.bundle import DataBundle
 from genbench.errors import GenbenchError
+from genbench.settings import positive
 
 LEVELS = 256  # 8-bit values on continuous data
 
 
 @dataclass(frozen=True)
 class PixelCNNConfig:
-    channels: int = 32  # p: feature maps per stack (the gate sees 2p)
-    layers: int = 6  # gated layers, the first (mask A) included
-    first_kernel: int = 7  # k of the first layer (van den Oord et al.: 7x7 then 3x3)
-    kernel: int = 3  # k of the later layers
-    head: int = 64  # hidden 1x1 layer of the output head
+    channels: int = positive(32)  # p: feature maps per stack (the gate sees 2p)
+    layers: int = positive(6)  # gated layers, the first (mask A) included
+    first_kernel: int = positive(7)  # k of the first layer (van den Oord et al.: 7x7 then 3x3)
+    kernel: int = positive(3)  # k of the later layers
+    head: int = positive(64)  # hidden 1x1 layer of the output head
     conditional: bool = False  # condition every gate on the label vector (sec. 2.3)
-    lr: float = 1e-3
+    lr: float = positive(1e-3)
 
 
 def shift_down(t: torch.Tensor) -> torch.Tensor:

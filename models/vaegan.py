@@ -41,23 +41,24 @@ from genbench.nn import (
     generator_loss,
     split_head,
 )
+from genbench.settings import finite, nonnegative, positive, probability
 
 
 @dataclass(frozen=True)
 class VAEGANConfig:
-    latent_dim: int = 32
-    width: int = 32  # channels of the first conv layer of encoder and D
+    latent_dim: int = positive(32)
+    width: int = positive(32)  # channels of the first conv layer of encoder and D
     # decoder: gamma * feature reconstruction + GAN loss; the authors' CelebA run weighs them
     # 1e-5 : (1 - 1e-5)
-    gamma: float = 1e-5
-    lr: float = 3e-4  # all three networks; 1e30 makes training diverge on purpose
-    beta1: float = 0.5
-    certainty: float = 0.99  # D certain on a batch: mean D(x) above, mean D(G(z)) below 1-it
+    gamma: float = probability(1e-5)
+    lr: float = positive(3e-4)  # all three networks; 1e30 makes training diverge on purpose
+    beta1: float = probability(0.5)
+    certainty: float = probability(0.99)  # D certain on a batch: mean D(x) above, mean D(G(z)) below 1-it
     # Balancing from the authors' code (not the paper): skip D's step while D's real or fake
     # cost is below equilibrium - margin, the decoder's while one is above equilibrium +
     # margin (costs in nats, -log D(x) and -log(1 - D(fake))); margin <= 0 turns it off.
-    equilibrium: float = 0.68
-    margin: float = 0.4
+    equilibrium: float = nonnegative(0.68)
+    margin: float = finite(0.4)
 
 @register_model("vaegan")
 class VAEGAN(AdversarialHooks, nn.Module):

@@ -40,7 +40,8 @@ LAYERS: list[tuple[str, tuple[str, ...], str]] = [
     ("core", ("genbench", "genbench.contract", "genbench.data", "genbench.store",
               "genbench.registry", "genbench.errors", "genbench.settings", "genbench.presets",
               "genbench.nn", "genbench.latent", "genbench.adversarial", "genbench.observation",
-              "genbench.images", "genbench.figures", "genbench.listing", "genbench.edits"),
+              "genbench.images", "genbench.figures", "genbench.listing", "genbench.edits",
+              "genbench.ranges"),
      "the contract, data, store, registry and helpers every layer (and every model) may use"),
 ]
 RANK = {name: i for i, (name, _, _) in enumerate(LAYERS)}  # 0 = top

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Protocol, TypeVar
 
 from genbench.errors import GenbenchError
-from genbench.settings import nonnegative, positive, range_problem
+from genbench.ranges import nonnegative, positive, range_problem
 
 Options = TypeVar("Options", bound="RunOptions")
 Sharder = Callable[[Callable[..., Any], list[dict[str, Any]]], list[Any]]  # (fn, jobs) -> results
@@ -30,10 +30,12 @@ def flag(f: dataclasses.Field) -> str:
     return f.metadata.get("flag", "--" + f.name.replace("_", "-"))
 
 
-def needs(default: Any, hint: str = "", **metadata: Any) -> Any:
-    """An executor-specific field; ``hint`` follows "--FLAG needs --executor NAME" when the
-    flag is given to another executor."""
-    return field(default=default, metadata={"hint": hint, **metadata})
+def needs(default: Any, hint: str = "", flag: str | None = None) -> Any:
+    """An executor's own field: ``default`` (or a declared field such as ``positive(1)``);
+    ``hint`` follows "--FLAG needs --executor NAME" when the flag is given to another executor."""
+    declared = default if isinstance(default, dataclasses.Field) else field(default=default)
+    return field(default=declared.default, metadata={**declared.metadata, "hint": hint,
+                                                     **({"flag": flag} if flag else {})})
 
 
 @dataclass(frozen=True)
@@ -64,8 +66,8 @@ class RayOptions(RunOptions):
 
     name: ClassVar[str] = "ray"
     address: str | None = needs(None)  # "auto", "host:port" or "ray://host:port"; None: local Ray
-    max_retries: int = needs(2, **nonnegative(2).metadata)  # a run whose worker died is retried
-    eval_shards: int = needs(1, "(the shards are Ray tasks)", **positive(1).metadata)  # IWAE, AIS, BDMC
+    max_retries: int = needs(nonnegative(2))  # a run whose worker died is retried
+    eval_shards: int = needs(positive(1), "(the shards are Ray tasks)")  # IWAE, AIS, BDMC
 
 
 @dataclass(frozen=True)
@@ -77,7 +79,7 @@ class SlurmOptions(RunOptions):
     time_limit: str = needs("12:00:00", flag="--slurm-time")
     cluster: str | None = needs(None, flag="--slurm-cluster")  # None: SLURM; "local": for testing
     folder: Path | None = needs(None, flag="--slurm-folder")  # submitit's logs; default <results>/_slurm
-    parallel: int | None = needs(None, flag="--slurm-parallel")  # at most this many array tasks at once
+    parallel: int | None = needs(positive(None), flag="--slurm-parallel")  # array tasks at once (at most)
     dry_run: bool = needs(False, "(to see any sweep's runs and cost: --plan)")
 
 
