@@ -18,9 +18,9 @@ import torch
 from torch import nn
 
 from genbench import register_model
-from genbench.adversarial import AdversarialHooks
+from genbench.adversarial import AdversarialHooks, adversarial_step
 from genbench.contract import Batch, DataInfo
-from genbench.nn import adversarial_step, conv_pair, dcgan_init
+from genbench.nn import conv_pair, dcgan_init
 from genbench.settings import positive, probability
 
 

@@ -47,6 +47,7 @@ from torch.distributions import Distribution, constraints
 from genbench import register_model
 from genbench.contract import Batch, DataInfo
 from genbench.latent import gaussian_kl, standard_normal_prior
+from genbench.nn import adam
 from genbench.observation import learned_log_std, observation_log_prob, observation_model
 from genbench.settings import nonnegative, positive
 
@@ -314,7 +315,7 @@ class DRAW(nn.Module):
 
     # -- training -------------------------------------------------------------------------
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.Adam(self.parameters(), lr=self.config.lr, foreach=True)
+        return adam(self.parameters(), lr=self.config.lr, fused=False)  # foreach: its recorded numbers
 
     def training_step(self, batch: Batch) -> dict[str, torch.Tensor]:
         """The negative ELBO, -(E_q[log p(x|z)] - sum_t KL_t), per image (the runner steps Adam)."""

@@ -43,6 +43,7 @@ from genbench.errors import GenbenchError
 from genbench.latent import (
     LabelledEncoder,
     gaussian_kl,
+    label_features,
     reparameterize,
     split_gaussian,
     standard_normal_prior,
@@ -114,8 +115,7 @@ class JMVAE(nn.Module):
         if self.classes or self.binary:
             if y is None:
                 raise GenbenchError("jmvae needs the labels y of these images")
-            parts.append(F.one_hot(y.long(), self.classes).float() if self.classes
-                         and not torch.is_floating_point(y) else y.float())
+            parts.append(label_features(y, self.info, self.log_std.dtype))
         if self.measures:
             if measures is None:
                 raise GenbenchError("jmvae needs the measured attributes of these images")
@@ -126,9 +126,7 @@ class JMVAE(nn.Module):
         """The labels' part of the feature vector, [one-hot class | binary attributes], (N, k + b)."""
         if not (self.classes or self.binary):
             raise GenbenchError(f"jmvae on {self.info.name!r} models no labels beside the measures")
-        if self.classes and not torch.is_floating_point(y):
-            return F.one_hot(y.long(), self.classes).to(self.log_std.dtype)
-        return y.to(self.log_std.dtype)
+        return label_features(y, self.info, self.log_std.dtype)
 
     def _labels_log_prob(self, params: torch.Tensor, feat: torch.Tensor) -> torch.Tensor:
         """Categorical + Bernoulli log-probabilities: params, feat (..., >= k + b) -> (...)."""

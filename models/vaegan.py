@@ -30,17 +30,10 @@ from torch import nn
 from torch.distributions import Distribution
 
 from genbench import register_model
-from genbench.adversarial import AdversarialHooks
+from genbench.adversarial import AdversarialHooks, discriminator_loss, discriminator_stats, generator_loss
 from genbench.contract import Batch, DataInfo
 from genbench.latent import gaussian_kl, reparameterize, split_gaussian
-from genbench.nn import (
-    conv_pair,
-    dcgan_init,
-    discriminator_loss,
-    discriminator_stats,
-    generator_loss,
-    split_head,
-)
+from genbench.nn import adam, conv_pair, dcgan_init, split_head
 from genbench.settings import finite, nonnegative, positive, probability
 
 
@@ -91,8 +84,7 @@ class VAEGAN(AdversarialHooks, nn.Module):
     # -- training ---------------------------------------------------------------------
     def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         betas = (self.config.beta1, 0.999)
-        return {name: torch.optim.Adam(getattr(self, name).parameters(), lr=self.config.lr,
-                                       betas=betas, foreach=True)
+        return {name: adam(getattr(self, name).parameters(), lr=self.config.lr, betas=betas, fused=False)
                 for name in ("encoder", "decoder", "discriminator")}
 
     def losses(self, x: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -82,9 +82,15 @@ def modules(root: Path) -> dict[str, Path]:
     return {module_name(p, root): p for p in sorted(root.rglob("*.py"))}
 
 
+# modules whose ``__getattr__`` re-exports names lazily: the package's API, and the old
+# ``genbench.nn`` path of the GAN helpers that moved to ``genbench.adversarial``
+FACADES = ("", ".nn")
+
+
 def _lazy_facade(node: ast.AST, module: str, root: Path) -> bool:
-    """The package's ``__getattr__`` re-exports the API lazily for users; not an edge."""
-    return module == root.name and isinstance(node, ast.FunctionDef) and node.name == "__getattr__"
+    """A facade's ``__getattr__`` re-exports names lazily for users; not an edge."""
+    return (module in {root.name + f for f in FACADES} and isinstance(node, ast.FunctionDef)
+            and node.name == "__getattr__")
 
 
 def imports(root: Path) -> list[Import]:
