@@ -141,8 +141,7 @@ def update_result_keys(folder: Path, declarations: list[dict[str, Any]]) -> None
     report labels, directs and places a plugin's metric without importing the plugin."""
     if not declarations:
         return
-    current = read_json(Path(folder) / RESULT_KEYS)
-    known = {d["name"]: d for d in current.get("keys", []) if isinstance(d, dict) and "name" in d}
+    known = {d["name"]: d for d in read_result_keys(folder) if isinstance(d, dict) and "name" in d}
     known.update({d["name"]: d for d in declarations})
     write_json(Path(folder) / RESULT_KEYS, {"keys": list(known.values())})
 

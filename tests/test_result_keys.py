@@ -113,3 +113,15 @@ def test_every_built_in_key_the_report_shows_is_declared_beside_its_metric() -> 
     assert glossary.label("edit_slope_thickness") == "thickness slope"
     estimates = set(glossary.log_likelihood_keys())
     assert {"test_elbo", "test_iwae", "test_ais", "test_exact", "parzen", "test_ais_shared"} <= estimates
+
+
+def test_a_bad_result_keys_file_costs_labels_never_the_run(tmp_path: Path) -> None:
+    """What genbench reads back is input: a corrupt result_keys.json is replaced, not fatal."""
+    from genbench import store
+
+    (tmp_path / store.RESULT_KEYS).write_text("{not json")
+    assert store.read_result_keys(tmp_path) == []
+    store.update_result_keys(tmp_path, [ResultKey("a", label="A").to_json()])
+    store.update_result_keys(tmp_path, [ResultKey("b").to_json()])
+    assert [ResultKey.from_json(d) for d in store.read_result_keys(tmp_path)] == [ResultKey("a", label="A"),
+                                                                                  ResultKey("b")]
