@@ -36,8 +36,6 @@ GROUP = ("dataset", "variant", "preset", "model", "metric", "observation", "feat
 # run facts in the wide frame that are not metrics
 _META = frozenset({"dataset", "model", "preset", "variant", "seed", "run_dir", "status", "reason",
                    "feature_space", "eval_preset", "obs_sigma", "obs_flip"})
-# log-likelihoods in nats/image (higher is better): shown also as NLL and bits/dim
-_LOG_LIKELIHOODS = ("test_elbo", "test_iwae", "test_ais", "parzen")
 # metrics that depend on the observation model p(x|z)
 _OBS_PREFIXES = ("test_elbo", "test_recon_term", "test_kl_term", "test_iwae", "test_ais", "bdmc_",
                  "ais_minus_iwae", "ais_accept")
@@ -147,7 +145,10 @@ _QUALITY_KEYS = frozenset({"fid", "kid", "precision", "recall", "density", "cove
 
 
 def _is_log_likelihood(key: str) -> bool:
-    return key.removesuffix("_shared") in _LOG_LIKELIHOODS
+    """An estimate of log p(x) in nats/image (its metric declares it): shown also as NLL and bits/dim."""
+    from genbench.report import glossary
+
+    return key in glossary.log_likelihood_keys()
 
 
 def _observation(key: str, metrics: Mapping[str, Any], shared_scheme: bool

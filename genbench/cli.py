@@ -21,13 +21,13 @@ console = Console()
 err_console = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
-# the headline columns of `genbench run`'s table; the report has everything
-SUMMARY_KEYS = ("test_exact", "test_elbo", "test_iwae", "test_ais", "test_ais_shared", "recon_bce", "fid",
-                "test_error")
-UNCONVERGED_FLAG = {"test_ais": "ais_converged", "test_ais_shared": "ais_converged_shared"}
-# which of them stay when the terminal is too narrow for all (most telling first)
-SUMMARY_PRIORITY = ("test_exact", "test_ais", "test_ais_shared", "fid", "test_iwae", "test_error",
-                    "test_elbo", "recon_bce")
+
+def summary_keys() -> dict[str, Any]:
+    """The headline columns of `genbench run`'s table (the report has everything), as their
+    metrics declare them (``ResultKey.headline``: which stay when the terminal is narrow)."""
+    from genbench.report.glossary import headline_keys
+
+    return {k.name: k for k in headline_keys()}
 
 
 def friendly(fn: F) -> F:
@@ -115,13 +115,14 @@ def run(
     plan: bool = typer.Option(False, "--plan", help="print each run's estimated cost; run nothing"),
 ) -> None:
     """Train MODELs on a dataset, evaluate them, and print a table of their metrics."""
-    from genbench.executors import ExecutorOptions
+    from genbench.executors import options_for
     from genbench.runs import run_all
 
     _load(plugins)
-    opts = ExecutorOptions(executor, address, cpus_per_run, gpus_per_run, max_retries, eval_shards,
-                           slurm_partition, slurm_time, slurm_cluster, dry_run=dry_run,
-                           plugins=tuple(str(p) for p in plugins))
+    opts = options_for(executor, address=address, cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run,
+                       max_retries=max_retries, eval_shards=eval_shards, partition=slurm_partition,
+                       time_limit=slurm_time, cluster=slurm_cluster, dry_run=dry_run,
+                       plugins=tuple(str(p) for p in plugins))
     outcomes = run_all(models=models, dataset=dataset, variant=variant, preset=preset,
                        epochs=epochs, seeds=seed, device=device, overrides=set_,
                        results=results, metrics=_names(metrics), data_dir=data_dir, force=force,
@@ -162,14 +163,14 @@ def eval_cmd(
 ) -> None:
     """Add metrics to finished runs without retraining."""
     from genbench.evaluation import check_run_folder, evaluate_run
-    from genbench.executors import ExecutorOptions, eval_sharding
+    from genbench.executors import eval_sharding, options_for
     from genbench.progress import EvalDisplay
     from genbench.training import resolve_device
 
     _load(plugins)
     dev = str(resolve_device(device))
-    opts = ExecutorOptions(executor, address, cpus_per_run, eval_shards=eval_shards,
-                           plugins=tuple(str(p) for p in plugins))
+    opts = options_for(executor, address=address, cpus_per_run=cpus_per_run, eval_shards=eval_shards,
+                       plugins=tuple(str(p) for p in plugins))
     for folder in run_dirs:  # every folder checked before any is evaluated
         check_run_folder(folder)
     for folder in run_dirs:
@@ -220,13 +221,13 @@ def _print_metrics(values: dict[str, Any]) -> None:
     console.print(table)
 
 
-def _cell(metrics: dict[str, Any], key: str) -> str:
+def _cell(metrics: dict[str, Any], key: str, converged: str = "") -> str:
     v = metrics.get(key)
     if not isinstance(v, (int, float)) or isinstance(v, bool):
         return "–"
     se = metrics.get(f"{key}_stderr")
-    # an AIS whose schedule did not converge is shown flagged, as in the report
-    flag = key in UNCONVERGED_FLAG and metrics.get(UNCONVERGED_FLAG[key]) == 0
+    # an estimate whose declared convergence flag is 0 (AIS) is shown flagged, as in the report
+    flag = bool(converged) and metrics.get(converged) == 0
     return (_fmt(float(v)) + (f"±{se:.2g}" if isinstance(se, (int, float)) else "")
             + (" ⚠" if flag else ""))
 
@@ -235,27 +236,28 @@ def summary_table(outcomes: list[Any], width: int) -> tuple[Table, list[str]]:
     """The closing table of `genbench run` and the metric columns left out of it.
 
     Numbers are never cut: when the terminal is too narrow for every headline column, the
-    most telling ones (``SUMMARY_PRIORITY``) are kept whole and the rest are named below.
+    most telling ones (lowest ``ResultKey.headline``) are kept whole and the rest are named below.
     """
     from rich.text import Text
 
     from genbench.report.glossary import direction
 
-    present = [k for k in SUMMARY_KEYS if any(_cell(o.metrics, k) != "–" for o in outcomes)]
+    heads = summary_keys()
+    present = [k for k in heads if any(_cell(o.metrics, k) != "–" for o in outcomes)]
     status = {"failed": "[red]failed[/]", "skipped": "[dim]earlier[/]", "finished": "done"}
     rows = [[o.run_dir.parts[-2], o.run_dir.name.rsplit("-", 1)[0].rsplit("-seed", 1)[-1],
              status.get(o.status, o.status)] for o in outcomes]
     headers = {k: k + {True: " ↑", False: " ↓", None: ""}[direction(k)] for k in present}
     columns = {"model": [r[0] for r in rows], "seed": [r[1] for r in rows],
                "status": [r[2] for r in rows],
-               **{headers[k]: [_cell(o.metrics, k) for o in outcomes] for k in present}}
+               **{headers[k]: [_cell(o.metrics, k, heads[k].converged) for o in outcomes] for k in present}}
 
     def need(cols: list[str]) -> int:  # cell widths + padding 1 each side + the borders
         return sum(max(Text.from_markup(c).cell_len for c in [col, *columns[col]]) + 2
                    for col in cols) + len(cols) + 1
 
     shown: list[str] = ["model", "seed", "status"]
-    for k in sorted(present, key=lambda k: SUMMARY_PRIORITY.index(k) if k in SUMMARY_PRIORITY else 99):
+    for k in sorted(present, key=lambda k: heads[k].headline):
         if need([*shown, headers[k]]) <= width:
             shown.append(headers[k])
     keys = [k for k in present if headers[k] in shown]

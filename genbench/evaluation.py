@@ -19,6 +19,7 @@ from genbench.metrics.context import EvalProgress
 from genbench.metrics.features import default_cache_dir
 from genbench.nn import fuse_batchnorm
 from genbench.presets import Preset, get_preset
+from genbench.registry import declarations_for
 
 
 def evaluate_model(
@@ -42,6 +43,8 @@ def evaluate_model(
     result = evaluate_metrics(ctx, names, progress)
     if run_dir is not None and (record := labelled_subset(model)) is not None:
         store.write_json(Path(run_dir) / LABELLED_FILE, record)  # metrics never write files
+    if run_dir is not None:  # what each number is, beside it: the report needs no plugin
+        store.update_result_keys(Path(run_dir), declarations_for(result[0]))
     return result
 
 

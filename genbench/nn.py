@@ -2,22 +2,23 @@
 
 Two shapes: an MLP for small images (28x28, flattened) and the DCGAN-style convolutional
 stack for 64x64 RGB (Radford et al. 2016), which CelebA models share. The adversarial
-models (GAN, DCGAN, VAE-GAN) add a 28x28 convolutional pair, maxout units, DCGAN's
-initialisation and the losses, statistics and divergence check of a GAN step.
+models (GAN, DCGAN, VAE-GAN) add a 28x28 convolutional pair, maxout units and DCGAN's
+initialisation; their losses, step and divergence check are in :mod:`genbench.adversarial`,
+beside their hooks. Every model builds its optimizer with :func:`adam`.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genbench.errors import Diverged, GenbenchError
+from genbench.errors import GenbenchError
+from genbench.ranges import one_of, positive
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU, "tanh": nn.Tanh, "leaky_relu": nn.LeakyReLU, "softplus": nn.Softplus,
@@ -47,10 +48,10 @@ class AutoencoderConfig:
     """The encoder/decoder settings of the VAE, AE and CVAE: one class, so the three are
     compared network for network."""
 
-    hidden: tuple[int, ...] = (400,)  # MLP hidden sizes (28x28); 64x64 uses the conv stack
-    latent_dim: int = 20
-    activation: str = "relu"
-    lr: float = 1e-3
+    hidden: tuple[int, ...] = positive((400,))  # MLP hidden sizes (28x28); 64x64 uses the conv stack
+    latent_dim: int = positive(20)
+    activation: str = one_of("relu", ACTIVATIONS)
+    lr: float = positive(1e-3)
 
 
 # Kingma & Welling (2013) used 500 tanh hidden units on MNIST (paper); quick is 400-20 ReLU.
@@ -290,98 +291,35 @@ class Maxout(nn.Module):
         return h.view(x.shape[0], -1, self.pieces).amax(-1)  # (N, out)
 
 
-# -- adversarial training helpers (GAN, DCGAN, VAE-GAN) ------------------------------------
-def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
-    """-[log D(x) + log(1 - D(G(z)))], the discriminator's side of Goodfellow et al.'s game."""
-    real = F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits))
-    fake = F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
-    return real + fake
-
-
-def generator_loss(fake_logits: torch.Tensor) -> torch.Tensor:
-    """-log D(G(z)): the non-saturating generator loss (Goodfellow et al. 2014, Sec. 3),
-    whose gradient does not vanish early in training when D rejects every sample."""
-    return F.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits))
-
-
-def discriminator_stats(real_logits: torch.Tensor, fake_logits: torch.Tensor,
-                        certainty: float) -> dict[str, torch.Tensor]:
-    """Mean D(x), mean D(G(z)) as probabilities, and whether D was certain on this batch
-    (mean D(x) > certainty and mean D(G(z)) < 1 - certainty), all detached."""
-    d_real = torch.sigmoid(real_logits.detach()).mean()
-    d_fake = torch.sigmoid(fake_logits.detach()).mean()
-    certain = ((d_real > certainty) & (d_fake < 1 - certainty)).float()
-    return {"d_real": d_real, "d_fake": d_fake, "d_certain": certain}
-
-
-def check_discriminator(epoch: int, stats: dict[str, float]) -> None:
-    """Raise Diverged when D was certain on every batch of the epoch.
-
-    ``stats["d_certain"]`` is the epoch mean of the per-batch flag from
-    :func:`discriminator_stats`, so 1.0 means D told every real batch from every fake
-    one with confidence: G gets no useful gradient and will not recover.
-    """
-    if stats.get("d_certain", 0.0) >= 1.0:
-        raise Diverged(f"discriminator certain for all of epoch {epoch} (mean D(x) = "
-                       f"{stats.get('d_real', float('nan')):.4f}, mean D(G(z)) = "
-                       f"{stats.get('d_fake', float('nan')):.4f}): the generator has collapsed")
-
-
-@contextmanager
-def frozen(module: nn.Module) -> Iterator[None]:
-    """Turn off ``module``'s parameter gradients inside the block (the G step of a GAN
-    backpropagates through D without computing, or touching, D's gradients)."""
-    flags = [p.requires_grad for p in module.parameters()]
-    for p in module.parameters():
-        p.requires_grad_(False)
-    try:
-        yield
-    finally:
-        for p, flag in zip(module.parameters(), flags, strict=True):
-            p.requires_grad_(flag)
-
-
-def adversarial_step(discriminator: nn.Module, real: torch.Tensor,
-                     fake: torch.Tensor, optimizers: dict[str, torch.optim.Optimizer],
-                     certainty: float) -> dict[str, torch.Tensor]:
-    """Step D on -[log D(x) + log(1 - D(fake))], then G on -log D(fake) (D frozen).
-
-    ``fake`` must still carry G's graph; D sees it detached in its own step.
-    """
-    real_logits = discriminator(real)
-    fake_logits = discriminator(fake.detach())
-    d_loss = discriminator_loss(real_logits, fake_logits)
-    opt_d = optimizers["discriminator"]
-    opt_d.zero_grad(set_to_none=True)
-    d_loss.backward()
-    opt_d.step()
-    with frozen(discriminator):  # G's loss must not leave gradients on D
-        g_loss = generator_loss(discriminator(fake))
-    opt_g = optimizers["generator"]
-    opt_g.zero_grad(set_to_none=True)
-    g_loss.backward()
-    opt_g.step()
-    return {"d_loss": d_loss.detach(), "g_loss": g_loss.detach(),
-            **discriminator_stats(real_logits, fake_logits, certainty)}
-
-
-def adam(params, lr: float, betas: tuple[float, float] = (0.9, 0.999)) -> torch.optim.Adam:
-    """Adam with the fused kernel where this torch has one for the device.
+def adam(params, lr: float, betas: tuple[float, float] = (0.9, 0.999), *,
+         fused: bool = True) -> torch.optim.Adam:
+    """Adam, the one way genbench's models build it: the fused kernel where this torch has
+    one for the device, else the foreach step.
 
     The fused step reads and writes each parameter once; on a 2-core CPU it made a quick
-    VAE epoch about 15% faster than the foreach step (benchmarks/bench_train.py).
+    VAE epoch about 15% faster than the foreach step (benchmarks/bench_train.py). Its results
+    differ from the foreach step's in the last bits, so ``fused=False`` keeps the foreach step
+    for the models recorded with it (CVAE, M2, DRAW, PixelCNN, VAE-GAN): their numbers stay
+    bit-identical.
     """
     params = list(params)
-    try:
-        return torch.optim.Adam(params, lr=lr, betas=betas, fused=True)
-    except (RuntimeError, TypeError, ValueError):  # torch < 2.4 on CPU
-        return torch.optim.Adam(params, lr=lr, betas=betas, foreach=True)
+    if fused:
+        try:
+            return torch.optim.Adam(params, lr=lr, betas=betas, fused=True)
+        except (RuntimeError, TypeError, ValueError):  # torch < 2.4 on CPU
+            pass
+    return torch.optim.Adam(params, lr=lr, betas=betas, foreach=True)
 
 
-def adversarial_optimizers(discriminator: nn.Module, generator: nn.Module, lr: float,
-                           beta1: float) -> dict[str, torch.optim.Optimizer]:
-    """One Adam per network (Radford et al. 2016: beta1 0.5), so each is stepped only by
-    its own loss."""
-    betas = (beta1, 0.999)
-    return {"discriminator": adam(discriminator.parameters(), lr=lr, betas=betas),
-            "generator": adam(generator.parameters(), lr=lr, betas=betas)}
+# The GAN step and its helpers live in genbench.adversarial, beside the hooks that use them;
+# `from genbench.nn import adversarial_step` (the old path) still works.
+_MOVED_TO_ADVERSARIAL = ("adversarial_optimizers", "adversarial_step", "check_discriminator",
+                         "discriminator_loss", "discriminator_stats", "frozen", "generator_loss")
+
+
+def __getattr__(name: str) -> object:
+    if name in _MOVED_TO_ADVERSARIAL:
+        from genbench import adversarial
+
+        return getattr(adversarial, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

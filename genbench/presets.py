@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from genbench.errors import ContractError
+from genbench.ranges import one_of, positive
 from genbench.registry import closest
 
 
@@ -24,45 +25,44 @@ class Preset:
     name: str
     description: str
     # training (a model's presets may set these)
-    epochs: int = field(default=10, metadata={"training": True})
-    batch_size: int = field(default=128, metadata={"training": True})
+    epochs: int = positive(10, metadata={"training": True})
+    batch_size: int = positive(128, metadata={"training": True})
     # cap on training images (smoke uses a few hundred)
-    max_train: int | None = field(default=None, metadata={"training": True})
+    max_train: int | None = positive(None, metadata={"training": True})
     # likelihood evaluation
-    n_eval: int | None = None  # test images for ELBO/IWAE/reconstruction (None = all)
-    iwae_k: int = 1000
-    iwae_chunk: int = 500  # importance samples per chunk: memory, never the answer
-    ais_n: int = 100  # test images for AIS
-    ais_chains: int = 16
-    ais_steps: int = 1000  # intermediate distributions
-    hmc_leapfrog: int = 10
-    bdmc_n: int = 20  # images simulated from the model for BDMC
-    parzen_samples: int = 10000  # model samples in the Parzen window
-    parzen_n: int = 1000  # test images scored by Parzen
+    n_eval: int | None = positive(None)  # test images for ELBO/IWAE/reconstruction (None = all)
+    iwae_k: int = positive(1000)
+    iwae_chunk: int = positive(500)  # importance samples per chunk: memory, never the answer
+    ais_n: int = positive(100)  # test images for AIS
+    ais_chains: int = positive(16)
+    ais_steps: int = positive(1000)  # intermediate distributions
+    hmc_leapfrog: int = positive(10)
+    bdmc_n: int = positive(20)  # images simulated from the model for BDMC
+    parzen_samples: int = positive(10000)  # model samples in the Parzen window
+    parzen_n: int = positive(1000)  # test images scored by Parzen
     # sample quality
-    n_quality: int = 2000  # generated samples (and real images) for FID & co.
-    kid_subsets: int = 50
-    kid_subset_size: int = 500
-    feature_epochs: int = 5  # epochs of the evaluator classifier
+    n_quality: int = positive(2000)  # generated samples (and real images) for FID & co.
+    kid_subsets: int = positive(50)
+    kid_subset_size: int = positive(500)
+    feature_epochs: int = positive(5)  # epochs of the evaluator classifier
     # which metrics `genbench run` evaluates; empty = every default metric that applies
     metrics: tuple[str, ...] = ()
     # sample-quality features: "classifier" (trained by genbench) or "inception" (needs the
     # path of a torchvision inception_v3 state dict in inception_weights)
-    feature_extractor: str = field(default="classifier",
-                                   metadata={"choices": ("classifier", "inception")})
+    feature_extractor: str = one_of("classifier", ("classifier", "inception"))
     inception_weights: str | None = None
     # likelihood, shared family (Wu et al. 2017): the observation noise is chosen by a bounded
     # 1-D optimizer on validation images (IWAE where the model has a density encoder, short
     # AIS runs otherwise)
-    obs_val_n: int = 20  # validation images
-    obs_val_steps: int = 100  # AIS distributions per evaluated noise level (no encoder)
+    obs_val_n: int = positive(20)  # validation images
+    obs_val_steps: int = positive(100)  # AIS distributions per evaluated noise level (no encoder)
     # AIS starts from the "encoder" q(z|x) where the model has a density encoder (valid, and
     # far fewer distributions), else from the "prior"; "prior" forces the prior everywhere
-    ais_init: str = field(default="encoder", metadata={"choices": ("encoder", "prior")})
+    ais_init: str = one_of("encoder", ("encoder", "prior"))
     # the AIS schedule doubles from ais_steps until two successive estimates' means agree
     # within ais_tol nats/image or the next would exceed ais_max_steps (then: not converged)
-    ais_max_steps: int = 4000
-    ais_tol: float = 0.5
+    ais_max_steps: int = positive(4000)
+    ais_tol: float = positive(0.5)
 
     def with_overrides(self, **changes: object) -> Preset:
         return dataclasses.replace(self, **changes)

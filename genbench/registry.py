@@ -7,10 +7,11 @@ what gets imported.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from genbench.errors import UnknownName
 
@@ -32,13 +33,90 @@ class DatasetEntry:
     description: str
 
 
+Direction = Literal["higher", "lower", "unranked"]
+SHARED_SECTION = "Likelihood, shared family"
+
+
+@dataclass(frozen=True)
+class ResultKey:
+    """One number a metric writes into ``metrics.json``, declared once beside that metric.
+
+    Everything that shows the number reads this: the report (its section, label, direction,
+    bold, glossary), the closing table of ``genbench run`` and its flags, TensorBoard's
+    headline, the API's ``higher_is_better``, ``genbench list``. The declarations are written
+    into each run folder beside the results, so the report labels a plugin's metric without
+    importing the plugin.
+    """
+
+    name: str  # the key in metrics.json; with ``prefix``, the start of a family (edit_slope_<attr>)
+    label: str = ""  # table header ("IWAE"); "{a}" is the attribute of a prefix family
+    text: str = ""  # one line: what the number is, and its unit (``genbench list``)
+    caveat: str = ""  # the report's glossary: how to read it, and what it does not say
+    direction: Direction = "unranked"  # which way is better; unranked: never bold, never "best"
+    unit: str = ""  # "nats/image", "bits/dim", "fraction", "count", ...
+    section: str = ""  # the report section it sits in (a title of report.glossary.SECTIONS)
+    stderr: bool = False  # companion <name>_stderr: its standard error
+    bpd: bool = False  # companion <name>_bpd: the log-likelihood in bits/dim (lower is better)
+    converged: str = ""  # companion flag key, 0 when this estimate did not converge
+    headline: int = 0  # > 0: a headline number (closing table, TensorBoard); 1 is kept first
+    prefix: bool = False  # ``name`` is a prefix: every <name><attribute> key is one of these
+    estimates: str = ""  # the quantity it estimates or bounds, e.g. "log p(x)" (NLL, bits/dim)
+    variant_of: str = ""  # the own-observation key this shared-family key is a variant of
+
+    @property
+    def higher_is_better(self) -> bool | None:
+        return {"higher": True, "lower": False}.get(self.direction)
+
+    @property
+    def companions(self) -> tuple[str, ...]:
+        """The keys reported beside this one."""
+        return tuple(k for k, on in ((f"{self.name}_stderr", self.stderr), (f"{self.name}_bpd", self.bpd),
+                                     (self.converged, bool(self.converged))) if on)
+
+    def bpd_key(self) -> ResultKey:
+        """The bits/dim companion as a key of its own (lower is better)."""
+        return ResultKey(f"{self.name}_bpd", f"{self.label or self.name} (bits/dim)",
+                         f"{self.name} in bits/dim: -log p(x) / (D ln 2), plus 8 on continuous data",
+                         direction="lower", unit="bits/dim")
+
+    def to_json(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if getattr(self, f.name) != f.default or f.name == "name"}
+
+    @classmethod
+    def from_json(cls, data: Any) -> ResultKey | None:
+        """A declaration read back from a run folder, or None if it is not one (input: checked)."""
+        if not isinstance(data, dict) or not isinstance(data.get("name"), str):
+            return None
+        kinds = {f.name: type(f.default) for f in dataclasses.fields(cls) if f.name != "name"}
+        values = {k: v for k, v in data.items() if k in kinds and isinstance(v, kinds[k])}
+        if values.get("direction", "unranked") not in ("higher", "lower", "unranked"):
+            values.pop("direction")
+        return cls(data["name"], **values)
+
+
+def own_and_shared(key: ResultKey, shared_caveat: str = "", shared_text: str = "",
+                   shared_headline: int = 0) -> tuple[ResultKey, ResultKey]:
+    """A likelihood key under the model's own p(x|z) and its variant under the shared
+    observation family of Wu et al. (2017): ``<name>_shared`` (``ais_minus_iwae`` ->
+    ``ais_minus_iwae_shared``), labelled "(shared)", in the shared-family section, with its
+    own convergence flag."""
+    label = key.label.replace("(", "(shared, ", 1) if "(" in key.label else f"{key.label} (shared)"
+    shared = dataclasses.replace(
+        key, name=f"{key.name}_shared", label=label, section=SHARED_SECTION, variant_of=key.name,
+        text=shared_text or key.text, caveat=shared_caveat or key.caveat, headline=shared_headline,
+        converged=f"{key.converged}_shared" if key.converged else "")
+    return key, shared
+
+
 @dataclass(frozen=True)
 class MetricEntry:
     """A metric adapter: ``fn(ctx: EvalContext) -> dict[str, float]``.
 
     ``needs`` are model capabilities (see :mod:`genbench.contract`); a model lacking one
-    gets "n/a" with the reason instead of a number. ``produces`` maps each result key to a
-    one-line description; ``higher_is_better`` tells the report which way to rank.
+    gets "n/a" with the reason instead of a number. ``keys`` declare the numbers it writes
+    (:class:`ResultKey`); ``produces`` (key -> one line) and ``higher_is_better`` are read
+    off them, for the runner and for older callers.
     """
 
     name: str
@@ -48,6 +126,7 @@ class MetricEntry:
     higher_is_better: Mapping[str, bool] = field(default_factory=dict)
     description: str = ""
     default: bool = True  # run by `genbench run` when the preset does not list metrics
+    keys: tuple[ResultKey, ...] = ()
 
 
 MODELS: dict[str, ModelEntry] = {}
@@ -100,25 +179,116 @@ def register_metric(
     name: str,
     *,
     needs: set[str] | frozenset[str] = frozenset(),
-    produces: Mapping[str, str],
+    keys: Sequence[ResultKey] = (),
+    produces: Mapping[str, str] | None = None,
     higher_is_better: Mapping[str, bool] | None = None,
     description: str = "",
     default: bool = True,
 ) -> Callable[[T], T]:
+    """Function decorator: make ``fn(ctx) -> {key: value}`` the metric ``name``.
+
+    ``keys`` declare the numbers it writes (:class:`ResultKey`: label, direction, section,
+    companions). The older spelling, ``produces={key: one line}`` with
+    ``higher_is_better={key: bool}``, still works: each such key becomes a plain ResultKey
+    (shown in the report's "Other metrics", labelled by its name).
+    """
+    declared = _declarations(keys, produces or {}, higher_is_better or {})
+
     def decorate(fn: T) -> T:
         _check_name(name, "metric")
+        made = {k.name: k.text for k in declared if not k.prefix}  # a family's keys come in produces
+        made.update({c.name: c.text for k in declared if k.bpd for c in [k.bpd_key()]})
         METRICS[name] = MetricEntry(
             name,
             fn,  # type: ignore[arg-type]
             frozenset(needs),
-            dict(produces),
-            dict(higher_is_better or {}),
+            {**made, **(produces or {})},
+            {k.name: k.higher_is_better for k in _with_bpd(declared) if k.higher_is_better is not None},
             description or _first_line(getattr(fn, "__doc__", "")),
             default,
+            tuple(declared),
         )
         return fn
 
     return decorate
+
+
+def _declarations(keys: Sequence[ResultKey], produces: Mapping[str, str],
+                  higher: Mapping[str, bool]) -> list[ResultKey]:
+    """``keys``, then a plain ResultKey for each older-style key they do not cover."""
+    for k in keys:
+        if not isinstance(k, ResultKey):
+            raise TypeError(f"register_metric(keys=...) takes ResultKeys, got {k!r}")
+    out = [dataclasses.replace(k, text=produces[k.name]) if not k.text and k.name in produces else k
+           for k in keys]
+    covered = {k.name for k in out} | {c for k in out if k.bpd for c in (f"{k.name}_bpd",)}
+    prefixes = tuple(k.name for k in out if k.prefix)
+    for key in dict.fromkeys([*produces, *higher]):
+        if key in covered or (prefixes and key.startswith(prefixes)):
+            continue
+        direction = {True: "higher", False: "lower"}.get(higher.get(key), "unranked")  # type: ignore[arg-type]
+        out.append(ResultKey(key, text=produces.get(key, ""), direction=direction))  # type: ignore[arg-type]
+    return out
+
+
+def _with_bpd(keys: Iterable[ResultKey]) -> list[ResultKey]:
+    return [x for k in keys for x in ((k, k.bpd_key()) if k.bpd else (k,))]
+
+
+# -- result keys: what every layer that shows a number reads -------------------------------
+_REMEMBERED: dict[str, ResultKey] = {}  # declarations read from run folders (plugins not loaded)
+
+
+def remember(declarations: Iterable[Any]) -> None:
+    """Declarations read back from a run folder (JSON); bad entries are ignored."""
+    for data in declarations:
+        key = ResultKey.from_json(data)
+        if key is not None:
+            _REMEMBERED.setdefault(key.name, key)
+
+
+def declared_keys() -> dict[str, ResultKey]:
+    """Every declared result key by name: the loaded metrics' (bits/dim companions
+    included), then those remembered from run folders."""
+    out: dict[str, ResultKey] = {}
+    for entry in METRICS.values():
+        for key in _with_bpd(entry.keys):
+            out.setdefault(key.name, key)
+    for name, key in _REMEMBERED.items():
+        out.setdefault(name, key)
+    return out
+
+
+def result_key(name: str) -> ResultKey | None:
+    """The declaration of ``name`` (a prefix family's for edit_slope_<attr>), or None."""
+    known = declared_keys()
+    if name in known and not known[name].prefix:
+        return known[name]
+    family = [k for k in known.values() if k.prefix and name.startswith(k.name) and len(name) > len(k.name)]
+    return max(family, key=lambda k: len(k.name)) if family else known.get(name)
+
+
+def declarations_for(names: Iterable[str]) -> list[dict[str, Any]]:
+    """The declarations of the keys ``names`` (a run's results), as JSON for its folder."""
+    found = {}
+    for name in names:
+        key = result_key(name)
+        if key is not None:
+            found[key.name] = key.to_json()
+    return list(found.values())
+
+
+def headline_keys() -> list[ResultKey]:
+    """The headline numbers (the closing table of ``genbench run``, TensorBoard's headline),
+    in the order they are declared."""
+    return [k for k in declared_keys().values() if k.headline > 0]
+
+
+def log_likelihood_keys(shared: bool = True) -> list[str]:
+    """Keys that estimate or bound log p(x) in nats/image (so NLL and bits/dim apply);
+    ``shared=False`` leaves out the shared-family variants."""
+    return [k.name for k in declared_keys().values()
+            if k.estimates == "log p(x)" and (shared or not k.variant_of)]
 
 
 def closest(name: str, choices: list[str] | Mapping[str, Any], what: str) -> UnknownName:

@@ -10,17 +10,15 @@ from rich.console import Console
 from genbench import store
 from genbench.data import DataRequest, load_dataset
 from genbench.errors import GenbenchError
-from genbench.executors import ExecutorOptions, check_options, run_plans, start
-from genbench.progress import RichReporter
+from genbench.executors import LocalOptions, RunOptions, check_options, run_plans, start
 from genbench.settings import parse_overrides, resolve, split_overrides
-from genbench.store import Busy
-from genbench.training import Plan, RunOutcome, RunSpec, execute, plan_run, resolve_device
+from genbench.training import Plan, RunOutcome, RunSpec, plan_run, resolve_device
 
 
 def run_all(*, models: list[str], dataset: str, variant: str | None, preset: str,
             epochs: int | None, seeds: list[int], device: str, overrides: list[str],
             results: Path, metrics: tuple[str, ...], data_dir: str | None, force: bool,
-            console: Console, command: str = "", executor: ExecutorOptions | None = None,
+            console: Console, command: str = "", executor: RunOptions | None = None,
             plan_only: bool = False, log: tuple[str, ...] = ()) -> list[RunOutcome]:
     from genbench.presets import get_preset
     from genbench.registry import get_metric, get_model
@@ -65,23 +63,7 @@ def run_all(*, models: list[str], dataset: str, variant: str | None, preset: str
 
         print_costs(plans, console, threads=executor.cpus_per_run if executor else None)
         return []
-    if executor is not None and executor.name != "local":  # Ray tasks or a SLURM job array
-        return run_plans(plans, executor, console, results)
-    outcomes = []
-    for plan in plans:
-        try:
-            outcome = execute(plan, RichReporter(console))
-        except Busy as err:  # another process holds this run: skip it, run the others
-            outcome = RunOutcome("busy", plan.run_dir, {}, str(err))
-            console.print(f"[bold yellow]{plan.spec.model} seed {plan.spec.seed} skipped "
-                          f"(busy):[/] {err}", highlight=False, soft_wrap=True)
-        if outcome.status == "skipped":
-            console.print(f"[dim]{outcome.message}[/]", highlight=False)
-        elif outcome.status == "failed":
-            console.print(f"[bold red]{plan.spec.model} seed {plan.spec.seed} failed:[/] "
-                          f"{outcome.message}", highlight=False)
-        outcomes.append(outcome)
-    return outcomes
+    return run_plans(plans, executor or LocalOptions(), console, results)
 
 
 def _command() -> str:

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from genbench.errors import GenbenchError
+from genbench.registry import remember
 
 CONFIG, METRICS, HISTORY, CHECKPOINT, LOCK = (
     "config.json", "metrics.json", "history.csv", "checkpoint.pt", ".lock")
@@ -130,6 +131,28 @@ def update_metrics(folder: Path, values: Mapping[str, Any]) -> dict[str, Any]:
         current["not_applicable"] = na
     write_json(folder / METRICS, current)
     return current
+
+
+RESULT_KEYS = "result_keys.json"  # the declarations (registry.ResultKey) of the run's numbers
+
+
+def update_result_keys(folder: Path, declarations: list[dict[str, Any]]) -> None:
+    """Merge ``declarations`` (ResultKey.to_json()) into the run's result_keys.json, so the
+    report labels, directs and places a plugin's metric without importing the plugin."""
+    if not declarations:
+        return
+    known = {d["name"]: d for d in read_result_keys(folder) if isinstance(d, dict) and "name" in d}
+    known.update({d["name"]: d for d in declarations})
+    write_json(Path(folder) / RESULT_KEYS, {"keys": list(known.values())})
+
+
+def read_result_keys(folder: Path) -> list[Any]:
+    """The declarations a run folder holds ([] without result_keys.json; unreadable: [])."""
+    try:
+        keys = read_json(Path(folder) / RESULT_KEYS).get("keys", [])
+    except GenbenchError:
+        return []  # labels are a courtesy: a bad file costs them, never the run's numbers
+    return keys if isinstance(keys, list) else []
 
 
 def write_history(path: Path, rows: list[Mapping[str, Any]]) -> None:
@@ -390,6 +413,7 @@ def load_results(root: Path):  # -> pandas.DataFrame
             "seed": config.get("seed"),
             "run_dir": str(folder),
         }
+        remember(read_result_keys(folder))  # the declarations of a plugin's keys, for the report
         for key, value in metrics.items():
             if key == "not_applicable":
                 row.update({f"na:{k}": v for k, v in value.items()})

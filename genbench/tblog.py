@@ -25,13 +25,11 @@ from typing import Any
 import torch
 
 from genbench.errors import GenbenchError
+from genbench.registry import headline_keys
 
 LOGGERS = ("tensorboard",)
 FOLDER = "tensorboard"
 INSTALL = 'pip install "genbench[tensorboard]"'
-HEADLINE = ("test_elbo", "test_iwae", "test_ais", "test_ais_shared", "test_iwae_shared", "bdmc_gap",
-            "recon_bce", "recon_mse", "fid", "kid", "precision", "recall", "inception_score",
-            "test_error")
 
 
 def check(names: Sequence[str]) -> None:
@@ -113,7 +111,8 @@ class TensorBoardLogger:
         numbers = {f"metrics/{k}": v for k, value in sorted(metrics.items())
                    if not k.startswith("_") and (v := _scalar(value)) is not None}
         # the HParams table's columns: the headline metrics (all are scalars under metrics/)
-        headline = {k: v for k, v in numbers.items() if k.removeprefix("metrics/") in HEADLINE}
+        heads = {k.name for k in headline_keys()}  # as the metrics declare them (ResultKey.headline)
+        headline = {k: v for k, v in numbers.items() if k.removeprefix("metrics/") in heads}
         exp, ssi, sei = hparams(hparams_of(config), headline or numbers)
         for summary in (exp, ssi, sei):
             self.writer.file_writer.add_summary(summary, step)

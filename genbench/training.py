@@ -21,7 +21,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 
@@ -34,18 +34,24 @@ from genbench.presets import Preset, get_preset
 from genbench.registry import get_model
 from genbench.settings import resolve
 
+if TYPE_CHECKING:
+    from genbench.metrics.context import EvalProgress
+
 CHECKPOINT_EVERY_S = 300.0  # also checkpoint mid-epoch this often (long epochs)
 # the progress bar's losses: a model's "loss", or the two sides of an adversarial game
 PROGRESS_LOSSES = ("loss", "g_loss", "d_loss")
 
 
 class Reporter(Protocol):
-    """Where the runner says what it is doing (the CLI's rich progress bar, or nothing)."""
+    """Where the runner says what it is doing (the CLI's rich progress bar, a worker's
+    progress file, or nothing): training through start/advance/stop, then the evaluation
+    phase, whose progress goes to what :meth:`evaluation` returns (None: not shown)."""
 
     def start(self, title: str, total_steps: int, done_steps: int) -> None: ...
     def advance(self, steps: int, images: int, losses: Mapping[str, float]) -> None: ...
     def note(self, message: str) -> None: ...
     def stop(self) -> None: ...
+    def evaluation(self, title: str) -> EvalProgress | None: ...
 
 
 class SilentReporter:
@@ -53,6 +59,9 @@ class SilentReporter:
     def advance(self, steps: int, images: int, losses: Mapping[str, float]) -> None: ...
     def note(self, message: str) -> None: ...
     def stop(self) -> None: ...
+
+    def evaluation(self, title: str) -> EvalProgress | None:
+        return None
 
 
 @dataclass(frozen=True)
@@ -250,8 +259,7 @@ def _train_and_evaluate(plan: Plan, reporter: Reporter) -> RunOutcome:
     save_images(plan, model, folder)
     reporter.note(f"evaluating {spec.model} ({plan.preset.name} preset)")
     start = time.perf_counter()
-    evaluation = getattr(reporter, "evaluation", None)  # a reporter may show evaluation too
-    watch = evaluation(f"{spec.model} seed {spec.seed}") if callable(evaluation) else None
+    watch = reporter.evaluation(f"{spec.model} seed {spec.seed}")
     try:
         values, na = evaluate_model(model, plan.data, plan.preset, seed=spec.seed, device=plan.device,
                                     names=spec.metrics, run_dir=folder, results_root=spec.results,

@@ -37,7 +37,7 @@ from genbench.latent import (
     split_gaussian,
     standard_normal_prior,
 )
-from genbench.nn import AUTOENCODER_PRESETS, AutoencoderConfig, build_decoder
+from genbench.nn import AUTOENCODER_PRESETS, AutoencoderConfig, adam, build_decoder
 from genbench.observation import learned_log_std, observation_log_prob, observation_model
 
 
@@ -94,7 +94,7 @@ class CVAE(nn.Module):
             self.attribute_freq.copy_(data.train.y.float().mean(0))
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.Adam(self.parameters(), lr=self.config.lr, foreach=True)
+        return adam(self.parameters(), lr=self.config.lr, fused=False)  # foreach: its recorded numbers
 
     def loss_terms(self, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor | None = None
                    ) -> tuple[torch.Tensor, torch.Tensor]:

@@ -18,18 +18,19 @@ import torch
 from torch import nn
 
 from genbench import register_model
-from genbench.adversarial import AdversarialHooks
+from genbench.adversarial import AdversarialHooks, adversarial_step
 from genbench.contract import Batch, DataInfo
-from genbench.nn import adversarial_step, conv_pair, dcgan_init
+from genbench.nn import conv_pair, dcgan_init
+from genbench.settings import positive, probability
 
 
 @dataclass(frozen=True)
 class DCGANConfig:
-    latent_dim: int = 100
-    width: int = 32  # channels of the first D layer / last G layer (the paper's 64x64: 128)
-    lr: float = 2e-4  # both networks; 1e30 makes training diverge on purpose
-    beta1: float = 0.5
-    certainty: float = 0.99  # D certain on a batch: mean D(x) above, mean D(G(z)) below 1-it
+    latent_dim: int = positive(100)
+    width: int = positive(32)  # channels of the first D layer / last G layer (the paper's 64x64: 128)
+    lr: float = positive(2e-4)  # both networks; 1e30 makes training diverge on purpose
+    beta1: float = probability(0.5)
+    certainty: float = probability(0.99)  # D certain on a batch: mean D(x) above, mean D(G(z)) below 1-it
 
 
 @register_model("dcgan")

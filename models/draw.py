@@ -47,7 +47,9 @@ from torch.distributions import Distribution, constraints
 from genbench import register_model
 from genbench.contract import Batch, DataInfo
 from genbench.latent import gaussian_kl, standard_normal_prior
+from genbench.nn import adam
 from genbench.observation import learned_log_std, observation_log_prob, observation_model
+from genbench.settings import nonnegative, positive
 
 HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 IMPORTANCE_ROWS = 4096  # (draw, image) rows run at once by log_importance_weights: memory only
@@ -55,14 +57,14 @@ IMPORTANCE_ROWS = 4096  # (draw, image) rows run at once by log_importance_weigh
 
 @dataclass(frozen=True)
 class DRAWConfig:
-    steps: int = 16  # T (the paper: 64 on MNIST with attention)
-    hidden: int = 256  # LSTM units of encoder and decoder (the paper: 256)
-    z_dim: int = 10  # latent size per step (the paper: 100)
+    steps: int = positive(16)  # T (the paper: 64 on MNIST with attention)
+    hidden: int = positive(256)  # LSTM units of encoder and decoder (the paper: 256)
+    z_dim: int = positive(10)  # latent size per step (the paper: 100)
     attention: bool = True
-    read_n: int = 2  # read grid N x N (the paper: 2 on MNIST)
-    write_n: int = 5  # write grid (the paper: 5 on MNIST)
-    lr: float = 1e-3
-    grad_clip: float = 10.0  # each gradient element clipped to +-grad_clip (0: off)
+    read_n: int = positive(2)  # read grid N x N (the paper: 2 on MNIST)
+    write_n: int = positive(5)  # write grid (the paper: 5 on MNIST)
+    lr: float = positive(1e-3)
+    grad_clip: float = nonnegative(10.0)  # each gradient element clipped to +-grad_clip (0: off)
 
 
 def filterbank(params: torch.Tensor, n: int, height: int, width: int
@@ -313,7 +315,7 @@ class DRAW(nn.Module):
 
     # -- training -------------------------------------------------------------------------
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.Adam(self.parameters(), lr=self.config.lr, foreach=True)
+        return adam(self.parameters(), lr=self.config.lr, fused=False)  # foreach: its recorded numbers
 
     def training_step(self, batch: Batch) -> dict[str, torch.Tensor]:
         """The negative ELBO, -(E_q[log p(x|z)] - sum_t KL_t), per image (the runner steps Adam)."""

@@ -6,7 +6,7 @@ minimizes -[log D(x) + log(1 - D(G(z)))]; G minimizes the non-saturating -log D(
 the paper's Section 3. Each network is stepped by its own Adam optimizer on its own loss.
 
 There is no observation model (no ``decode``): the likelihood evaluator puts a Gaussian
-around ``generate(z)`` (Wu et al. 2017). Divergence: see :func:`genbench.nn.check_discriminator`;
+around ``generate(z)`` (Wu et al. 2017). Divergence: see :func:`genbench.adversarial.check_discriminator`;
 ``--set lr=1e30`` reproducibly blows a run up (non-finite losses).
 """
 
@@ -18,23 +18,24 @@ import torch
 from torch import nn
 
 from genbench import register_model
-from genbench.adversarial import AdversarialHooks
+from genbench.adversarial import AdversarialHooks, adversarial_step
 from genbench.contract import Batch, DataInfo
-from genbench.nn import Maxout, activation, adversarial_step
+from genbench.nn import Maxout, activation
+from genbench.settings import one_of, positive, probability
 
 
 @dataclass(frozen=True)
 class GANConfig:
-    latent_dim: int = 100
-    g_hidden: tuple[int, ...] = (256, 512)
+    latent_dim: int = positive(100)
+    g_hidden: tuple[int, ...] = positive((256, 512))
     g_batchnorm: bool = True  # BatchNorm on G's hidden layers (not in the paper; fights collapse)
-    d_hidden: tuple[int, ...] = (512, 256)
-    d_activation: str = "leaky_relu"  # or "maxout" (the paper) or "relu"
-    maxout_pieces: int = 5
-    d_dropout: float = 0.5  # on D's hidden layers (the paper used dropout in D)
-    lr: float = 2e-4  # both networks; 1e30 makes training diverge on purpose
-    beta1: float = 0.5
-    certainty: float = 0.99  # D certain on a batch: mean D(x) above, mean D(G(z)) below 1-it
+    d_hidden: tuple[int, ...] = positive((512, 256))
+    d_activation: str = one_of("leaky_relu", ("leaky_relu", "maxout", "relu"))  # maxout: the paper
+    maxout_pieces: int = positive(5)
+    d_dropout: float = probability(0.5)  # on D's hidden layers (the paper used dropout in D)
+    lr: float = positive(2e-4)  # both networks; 1e30 makes training diverge on purpose
+    beta1: float = probability(0.5)
+    certainty: float = probability(0.99)  # D certain on a batch: mean D(x) above, mean D(G(z)) below 1-it
 
 
 def generator_mlp(latent_dim: int, hidden: tuple[int, ...], shape: tuple[int, int, int],

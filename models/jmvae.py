@@ -43,21 +43,23 @@ from genbench.errors import GenbenchError
 from genbench.latent import (
     LabelledEncoder,
     gaussian_kl,
+    label_features,
     reparameterize,
     split_gaussian,
     standard_normal_prior,
 )
-from genbench.nn import adam, build_decoder, build_encoder, mlp
+from genbench.nn import ACTIVATIONS, adam, build_decoder, build_encoder, mlp
 from genbench.observation import learned_log_std, observation_log_prob, observation_model
+from genbench.settings import nonnegative, one_of, positive
 
 
 @dataclass(frozen=True)
 class JMVAEConfig:
-    hidden: tuple[int, ...] = (400,)  # MLP hidden sizes (28x28); 64x64 uses the conv stack
-    latent_dim: int = 20
-    activation: str = "relu"
-    alpha: float = 1.0  # weight of the two KL(joint || unimodal) terms of JMVAE-kl
-    lr: float = 1e-3
+    hidden: tuple[int, ...] = positive((400,))  # MLP hidden sizes (28x28); 64x64 uses the conv stack
+    latent_dim: int = positive(20)
+    activation: str = one_of("relu", ACTIVATIONS)
+    alpha: float = nonnegative(1.0)  # weight of the two KL(joint || unimodal) terms of JMVAE-kl
+    lr: float = positive(1e-3)
 
 
 @register_model("jmvae")
@@ -113,8 +115,7 @@ class JMVAE(nn.Module):
         if self.classes or self.binary:
             if y is None:
                 raise GenbenchError("jmvae needs the labels y of these images")
-            parts.append(F.one_hot(y.long(), self.classes).float() if self.classes
-                         and not torch.is_floating_point(y) else y.float())
+            parts.append(label_features(y, self.info, self.log_std.dtype))
         if self.measures:
             if measures is None:
                 raise GenbenchError("jmvae needs the measured attributes of these images")
@@ -125,9 +126,7 @@ class JMVAE(nn.Module):
         """The labels' part of the feature vector, [one-hot class | binary attributes], (N, k + b)."""
         if not (self.classes or self.binary):
             raise GenbenchError(f"jmvae on {self.info.name!r} models no labels beside the measures")
-        if self.classes and not torch.is_floating_point(y):
-            return F.one_hot(y.long(), self.classes).to(self.log_std.dtype)
-        return y.to(self.log_std.dtype)
+        return label_features(y, self.info, self.log_std.dtype)
 
     def _labels_log_prob(self, params: torch.Tensor, feat: torch.Tensor) -> torch.Tensor:
         """Categorical + Bernoulli log-probabilities: params, feat (..., >= k + b) -> (...)."""

@@ -32,10 +32,11 @@ from torch import nn
 from torch.distributions import Distribution
 
 from genbench import register_model
+from genbench.adversarial import adversarial_optimizers, adversarial_step
 from genbench.contract import Batch, DataInfo
 from genbench.errors import Diverged, GenbenchError
 from genbench.latent import standard_normal_prior
-from genbench.nn import adversarial_optimizers, adversarial_step
+from genbench.settings import positive, probability
 
 COARSEST = 8  # halve until the image is at most this wide
 
@@ -108,13 +109,13 @@ def residual_discriminator(channels: int, size: int, width: int) -> nn.Module:
 
 @dataclass(frozen=True)
 class LAPGANConfig:
-    latent_dim: int = 32  # z_0 of the coarsest GAN
-    level_noise: int = 16  # z_k of each conditional level
-    hidden: int = 256  # the coarsest GAN's MLP width
-    width: int = 32  # the conditional levels' convolution channels
-    lr: float = 2e-4
-    beta1: float = 0.5
-    certainty: float = 0.99  # a level whose D is this sure on every batch of an epoch diverged
+    latent_dim: int = positive(32)  # z_0 of the coarsest GAN
+    level_noise: int = positive(16)  # z_k of each conditional level
+    hidden: int = positive(256)  # the coarsest GAN's MLP width
+    width: int = positive(32)  # the conditional levels' convolution channels
+    lr: float = positive(2e-4)
+    beta1: float = probability(0.5)
+    certainty: float = probability(0.99)  # a level whose D is this sure on every batch of an epoch diverged
 
 
 @register_model("lapgan")

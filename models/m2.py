@@ -64,27 +64,27 @@ from genbench.latent import (
     split_gaussian,
     standard_normal_prior,
 )
-from genbench.nn import build_decoder, build_encoder
+from genbench.nn import ACTIVATIONS, adam, build_decoder, build_encoder
 from genbench.observation import learned_log_std, observation_log_prob, observation_model
-from genbench.settings import one_of
+from genbench.settings import finite, nonnegative, one_of, positive
 
 WEIGHTINGS = ("paper", "balanced")
 
 
 @dataclass(frozen=True)
 class M2Config:
-    hidden: tuple[int, ...] = (500,)  # q(z|x,y) and p(x|y,z) MLPs (the paper: one layer of 500)
-    classifier_hidden: tuple[int, ...] = (500,)  # q(y|x)
-    latent_dim: int = 50
-    activation: str = "softplus"
-    lr: float = 3e-4  # the paper's Adam step size
-    labels: int = 100  # labelled training images, balanced across classes
-    label_seed: int = 0  # fixes which images are labelled (the same for every run seed)
-    alpha: float = 0.1  # classification weight: alpha * N on E_labelled[-log q(y|x)] (eq. 9)
-    labelled_batch: int = 100  # labelled images per step (all of them when fewer)
+    hidden: tuple[int, ...] = positive((500,))  # q(z|x,y) and p(x|y,z) MLPs (the paper: one layer of 500)
+    classifier_hidden: tuple[int, ...] = positive((500,))  # q(y|x)
+    latent_dim: int = positive(50)
+    activation: str = one_of("softplus", ACTIVATIONS)
+    lr: float = positive(3e-4)  # the paper's Adam step size
+    labels: int = positive(100)  # labelled training images, balanced across classes
+    label_seed: int = finite(0)  # fixes which images are labelled (the same for every run seed)
+    alpha: float = nonnegative(0.1)  # classification weight: alpha * N on E_labelled[-log q(y|x)] (eq. 9)
+    labelled_batch: int = positive(100)  # labelled images per step (all of them when fewer)
     # "paper": J^alpha / N; "balanced": labelled and unlabelled batch equal
     weighting: str = one_of("paper", WEIGHTINGS)
-    kl_warmup: int = 0  # epochs over which the KL weight rises linearly from 0 to 1 (0: none)
+    kl_warmup: int = nonnegative(0)  # epochs over which the KL weight rises linearly from 0 to 1 (0: none)
 
 
 def balanced_subset(y: torch.Tensor, n: int, num_classes: int, seed: int) -> torch.Tensor:
@@ -153,10 +153,10 @@ class M2(nn.Module):
         return Categorical(logits=self.classifier(x))
 
     def encode(self, x: torch.Tensor, y: torch.Tensor | None = None) -> Distribution:
-        return split_gaussian(self.encoder(x, self._one_hot(y)))
+        return split_gaussian(self.encoder(x, self._labels(y)))
 
     def decode(self, z: torch.Tensor, y: torch.Tensor | None = None) -> Distribution:
-        return observation_model(self.info.observation, self._logits(z, self._one_hot(y)),
+        return observation_model(self.info.observation, self._logits(z, self._labels(y)),
                                  self.log_std)
 
     def draw_labels(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -164,7 +164,7 @@ class M2(nn.Module):
         return random_labels(self.info, n, generator, self.log_std.device)
 
     # -- networks ---------------------------------------------------------------------
-    def _one_hot(self, y: torch.Tensor | None) -> torch.Tensor:
+    def _labels(self, y: torch.Tensor | None) -> torch.Tensor:
         return label_features(y, self.info, self.log_std.dtype)
 
     def _q_z(self, x: torch.Tensor, y_feat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -180,7 +180,7 @@ class M2(nn.Module):
         """L(x, y) of eq. 6 per image (N,), one reparameterized draw; includes log p(y).
 
         ``kl_weight`` < 1 only during the KL warm-up (then it is not a bound)."""
-        y_feat = self._one_hot(y)
+        y_feat = self._labels(y)
         mu, logvar = self._q_z(x, y_feat)
         z = reparameterize(mu, logvar)
         recon = observation_log_prob(self.info.observation, self._logits(z, y_feat), x, self.log_std)
@@ -189,7 +189,7 @@ class M2(nn.Module):
     def unlabelled_bound(self, x: torch.Tensor, kl_weight: float | torch.Tensor = 1.0) -> torch.Tensor:
         """U(x) of eq. 7 per image (N,): L(x, y) for all K labels, weighted by q(y|x), + H."""
         n, k = x.shape[0], int(self.info.num_classes)
-        eye = torch.eye(k, device=x.device, dtype=x.dtype)
+        eye = label_features(torch.arange(k, device=x.device), self.info, x.dtype)  # every label, (K, K)
         hx = self.encoder.x_part(x)[:, None, :]  # (N, 1, width), shared by the K labels
         mu, logvar = self.encoder.given_x(hx, eye).chunk(2, dim=-1)  # (N, K, D)
         z = reparameterize(mu, logvar)
@@ -231,7 +231,7 @@ class M2(nn.Module):
         return x, self.labelled_y[pick]
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.Adam(self.parameters(), lr=self.config.lr, foreach=True)
+        return adam(self.parameters(), lr=self.config.lr, fused=False)  # foreach: its recorded numbers
 
     def objective(self, batch: Batch) -> dict[str, torch.Tensor]:
         """The step's objective to maximize (see ``objective_weights``) and its parts."""

@@ -45,19 +45,22 @@ from genbench import register_model
 from genbench.contract import Batch, DataInfo
 from genbench.data.bundle import DataBundle
 from genbench.errors import GenbenchError
+from genbench.latent import label_features, random_labels
+from genbench.nn import adam
+from genbench.settings import positive
 
 LEVELS = 256  # 8-bit values on continuous data
 
 
 @dataclass(frozen=True)
 class PixelCNNConfig:
-    channels: int = 32  # p: feature maps per stack (the gate sees 2p)
-    layers: int = 6  # gated layers, the first (mask A) included
-    first_kernel: int = 7  # k of the first layer (van den Oord et al.: 7x7 then 3x3)
-    kernel: int = 3  # k of the later layers
-    head: int = 64  # hidden 1x1 layer of the output head
+    channels: int = positive(32)  # p: feature maps per stack (the gate sees 2p)
+    layers: int = positive(6)  # gated layers, the first (mask A) included
+    first_kernel: int = positive(7)  # k of the first layer (van den Oord et al.: 7x7 then 3x3)
+    kernel: int = positive(3)  # k of the later layers
+    head: int = positive(64)  # hidden 1x1 layer of the output head
     conditional: bool = False  # condition every gate on the label vector (sec. 2.3)
-    lr: float = 1e-3
+    lr: float = positive(1e-3)
 
 
 def shift_down(t: torch.Tensor) -> torch.Tensor:
@@ -187,11 +190,7 @@ class PixelCNN(nn.Module):
     def cond_vector(self, y: torch.Tensor | None, n: int) -> torch.Tensor | None:
         if not self.conditional:
             return None
-        if y is None:
-            raise GenbenchError("this pixelcnn is conditional: pass y= labels")
-        if self.info.num_classes and not torch.is_floating_point(y):
-            return F.one_hot(y.long(), self.info.num_classes).to(self.dtype).expand(n, -1)
-        return y.to(self.dtype).expand(n, -1)
+        return label_features(y, self.info, self.dtype).expand(n, -1)
 
     def vertical(self, x: torch.Tensor, h: torch.Tensor | None) -> list[torch.Tensor]:
         """Each layer's vertical pre-gate maps (N, 2p, R, W) on rows x (N, C, R, W)."""
@@ -268,10 +267,7 @@ class PixelCNN(nn.Module):
         return self.sample_from_noise(u, y, given=x, from_row=rows)
 
     def draw_labels(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        if self.info.num_classes:
-            return torch.randint(self.info.num_classes, (n,), generator=generator, device=self.device)
-        return (torch.rand(n, self.attribute_freq.numel(), generator=generator, device=self.device)
-                < self.attribute_freq).float()
+        return random_labels(self.info, n, generator, self.device, self.attribute_freq)
 
     @torch.no_grad()
     def sample_from_noise(self, u: torch.Tensor, y: torch.Tensor | None = None, *,
@@ -335,7 +331,7 @@ class PixelCNN(nn.Module):
             self.attribute_freq.copy_(data.train.y.float().mean(0))
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.Adam(self.parameters(), lr=self.config.lr, foreach=True)
+        return adam(self.parameters(), lr=self.config.lr, fused=False)  # foreach: its recorded numbers
 
     def training_step(self, batch: Batch) -> dict[str, torch.Tensor]:
         """The mean negative log-likelihood per image in nats (the runner steps Adam)."""

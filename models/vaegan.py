@@ -30,34 +30,28 @@ from torch import nn
 from torch.distributions import Distribution
 
 from genbench import register_model
-from genbench.adversarial import AdversarialHooks
+from genbench.adversarial import AdversarialHooks, discriminator_loss, discriminator_stats, generator_loss
 from genbench.contract import Batch, DataInfo
 from genbench.latent import gaussian_kl, reparameterize, split_gaussian
-from genbench.nn import (
-    conv_pair,
-    dcgan_init,
-    discriminator_loss,
-    discriminator_stats,
-    generator_loss,
-    split_head,
-)
+from genbench.nn import adam, conv_pair, dcgan_init, split_head
+from genbench.settings import finite, nonnegative, positive, probability
 
 
 @dataclass(frozen=True)
 class VAEGANConfig:
-    latent_dim: int = 32
-    width: int = 32  # channels of the first conv layer of encoder and D
+    latent_dim: int = positive(32)
+    width: int = positive(32)  # channels of the first conv layer of encoder and D
     # decoder: gamma * feature reconstruction + GAN loss; the authors' CelebA run weighs them
     # 1e-5 : (1 - 1e-5)
-    gamma: float = 1e-5
-    lr: float = 3e-4  # all three networks; 1e30 makes training diverge on purpose
-    beta1: float = 0.5
-    certainty: float = 0.99  # D certain on a batch: mean D(x) above, mean D(G(z)) below 1-it
+    gamma: float = probability(1e-5)
+    lr: float = positive(3e-4)  # all three networks; 1e30 makes training diverge on purpose
+    beta1: float = probability(0.5)
+    certainty: float = probability(0.99)  # D certain on a batch: mean D(x) above, mean D(G(z)) below 1-it
     # Balancing from the authors' code (not the paper): skip D's step while D's real or fake
     # cost is below equilibrium - margin, the decoder's while one is above equilibrium +
     # margin (costs in nats, -log D(x) and -log(1 - D(fake))); margin <= 0 turns it off.
-    equilibrium: float = 0.68
-    margin: float = 0.4
+    equilibrium: float = nonnegative(0.68)
+    margin: float = finite(0.4)
 
 @register_model("vaegan")
 class VAEGAN(AdversarialHooks, nn.Module):
@@ -90,8 +84,7 @@ class VAEGAN(AdversarialHooks, nn.Module):
     # -- training ---------------------------------------------------------------------
     def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         betas = (self.config.beta1, 0.999)
-        return {name: torch.optim.Adam(getattr(self, name).parameters(), lr=self.config.lr,
-                                       betas=betas, foreach=True)
+        return {name: adam(getattr(self, name).parameters(), lr=self.config.lr, betas=betas, fused=False)
                 for name in ("encoder", "decoder", "discriminator")}
 
     def losses(self, x: torch.Tensor) -> dict[str, torch.Tensor]:

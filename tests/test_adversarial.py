@@ -14,9 +14,9 @@ import torch
 import torch.nn.functional as F
 from interrupt import interrupt_at_batch
 
+from genbench.adversarial import check_discriminator, discriminator_stats
 from genbench.contract import Batch, DataInfo, capabilities, sample_from
 from genbench.errors import Diverged
-from genbench.nn import check_discriminator, discriminator_stats
 from genbench.registry import get_model
 
 NAMES = ("gan", "dcgan", "vaegan")

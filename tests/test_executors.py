@@ -26,18 +26,18 @@ from typer.testing import CliRunner
 
 from genbench import store
 from genbench.errors import GenbenchError
-from genbench.executors import ExecutorOptions, check_options
+from genbench.executors import RayOptions, RunOptions, SlurmOptions, check_options, options_for
 from genbench.runs import run_all
 
 pytestmark = pytest.mark.usefixtures("one_thread", "plugins_loaded")
-RAY = ExecutorOptions("ray", cpus_per_run=1, max_retries=2, live=False)
+RAY = RayOptions(cpus_per_run=1, max_retries=2, live=False)
 
 
 def _quiet() -> Console:
     return Console(file=io.StringIO(), width=120)
 
 
-def _sweep(results: Path, executor: ExecutorOptions | None, models=("vae", "ae"), seeds=(0, 1),
+def _sweep(results: Path, executor: RunOptions | None, models=("vae", "ae"), seeds=(0, 1),
            epochs: int | None = None, metrics=("elbo", "iwae")) -> list:
     return run_all(models=list(models), dataset="synthetic", variant=None, preset="smoke", epochs=epochs,
                    seeds=list(seeds), device="cpu", overrides=[], results=results, metrics=tuple(metrics),
@@ -91,17 +91,25 @@ def test_bad_executor_options_are_one_line(tmp_path: Path, monkeypatch: pytest.M
     res = runner.invoke(app, ["run", "vae", "-d", "synthetic", "-p", "smoke", "--executor", "rey",
                               "--results", str(tmp_path)])
     assert res.exit_code == 2 and "unknown executor 'rey'" in res.output and "ray" in res.output
-    with pytest.raises(GenbenchError, match="--eval-shards needs --executor ray"):
-        check_options(ExecutorOptions("local", eval_shards=2))
+    # a flag of another executor names the one that takes it (read off the options' fields)
+    with pytest.raises(GenbenchError, match=r"--eval-shards needs --executor ray \(the shards are Ray"):
+        options_for("local", eval_shards=2)
+    with pytest.raises(GenbenchError, match="--slurm-partition needs --executor slurm"):
+        options_for("ray", partition="gpu")
+    assert options_for("ray", eval_shards=1, partition=None) == RayOptions()  # defaults are not "given"
+    with pytest.raises(GenbenchError, match="--cpus-per-run 0: must be at least 1"):
+        check_options(RayOptions(cpus_per_run=0))
+    with pytest.raises(GenbenchError, match="--max-retries -1: cannot be negative"):
+        check_options(RayOptions(max_retries=-1))
     with pytest.raises(GenbenchError, match="slurm-time"):
-        check_options(ExecutorOptions("slurm", slurm_time="soon"))
+        check_options(SlurmOptions(time_limit="soon"))
     # the extra is missing: one line naming it (find_spec answers as on a machine without ray)
-    import genbench.executors as ex
+    import genbench.executors.base as ex
 
     real = ex.importlib.util.find_spec
     monkeypatch.setattr(ex.importlib.util, "find_spec", lambda n: None if n == "ray" else real(n))
     with pytest.raises(GenbenchError, match=r'pip install "genbench\[ray\]"'):
-        check_options(ExecutorOptions("ray"))
+        check_options(RayOptions())
     monkeypatch.undo()
     assert not list(tmp_path.iterdir())  # nothing was written
 
@@ -111,9 +119,9 @@ def test_unreachable_address_fails_fast(tmp_path: Path) -> None:
 
     start = time.perf_counter()
     with pytest.raises(GenbenchError, match="cannot reach 127.0.0.1:9"):
-        connect(ExecutorOptions("ray", address="ray://127.0.0.1:9"))
+        connect(RayOptions(address="ray://127.0.0.1:9"))
     with pytest.raises(GenbenchError, match="expected auto, host:port"):
-        connect(ExecutorOptions("ray", address="nowhere"))
+        connect(RayOptions(address="nowhere"))
     assert time.perf_counter() - start < 15
 
 
@@ -122,8 +130,8 @@ def test_gpus_on_a_cluster_without_gpus(tmp_path: Path, ray_cluster) -> None:
         _sweep(tmp_path, RAY.replace(gpus_per_run=1.0), models=("vae",), seeds=(0,))
     from genbench.executors.ray_exec import gpus_per_run
 
-    assert gpus_per_run(ExecutorOptions("ray"), {"CPU": 2.0}) == 0.0  # the default follows the cluster
-    assert gpus_per_run(ExecutorOptions("ray"), {"CPU": 8.0, "GPU": 2.0}) == 1.0
+    assert gpus_per_run(RayOptions(), {"CPU": 2.0}) == 0.0  # the default follows the cluster
+    assert gpus_per_run(RayOptions(), {"CPU": 8.0, "GPU": 2.0}) == 1.0
     assert not (tmp_path / "synthetic").exists()
 
 
@@ -323,7 +331,7 @@ def test_resume_after_the_driver_is_killed(tmp_path: Path, ray_cluster, local_re
 
 # -- SLURM through submitit's local executor -----------------------------------------------------
 def test_slurm_job_array_on_submitit_local(tmp_path: Path) -> None:
-    opts = ExecutorOptions("slurm", slurm_cluster="local", slurm_time="00:10:00", live=False)
+    opts = SlurmOptions(cluster="local", time_limit="00:10:00", live=False)
     out = _sweep(tmp_path / "slurm", opts, models=("vae",), seeds=(0, 1), metrics=("elbo",))
     assert [o.status for o in out] == ["finished", "finished"]
     local = _sweep(tmp_path / "local", None, models=("vae",), seeds=(0, 1), metrics=("elbo",))

@@ -9,137 +9,90 @@ tensors), so results, locks and resume are those of one machine, on a shared fil
 
 Options are checked before anything is submitted: an unknown executor, a missing extra, an
 unreachable ``--address`` or a GPU request on a cluster without GPUs is one line.
+
+Each executor is an :class:`~genbench.executors.base.Executor` (check, start, run, sharder)
+with its own frozen options, and :data:`EXECUTORS` maps its name to it: a new executor is one
+module and one line here. Nothing dispatches on the name.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import importlib.util
-import os
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from genbench.errors import GenbenchError
+from genbench.executors.base import (
+    Executor,
+    LocalOptions,
+    RayOptions,
+    RunOptions,
+    SlurmOptions,
+    portable,
+    worker_env,
+    worker_plugins,
+)
+from genbench.executors.local import LocalExecutor
+from genbench.executors.ray_exec import RayExecutor
+from genbench.executors.slurm import SlurmExecutor
 
-EXECUTORS = ("local", "ray", "slurm")
-EXTRA = {"ray": ("ray", "ray"), "slurm": ("submitit", "slurm")}  # executor -> (module, extra)
-
-
-@dataclass(frozen=True)
-class ExecutorOptions:
-    """How runs are executed (the ``genbench run``/``eval`` options of the same names)."""
-
-    name: str = "local"
-    address: str | None = None  # ray: "auto", "host:port" or "ray://host:port"; None: local Ray
-    cpus_per_run: int = 1  # CPUs each run asks for; torch uses as many threads
-    gpus_per_run: float | None = None  # None: 1 where the cluster has GPUs, else 0
-    max_retries: int = 2  # ray: a run whose worker died is retried from its checkpoint
-    eval_shards: int = 1  # IWAE, AIS and BDMC split over test images into this many tasks
-    slurm_partition: str | None = None
-    slurm_time: str = "12:00:00"
-    slurm_cluster: str | None = None  # submitit cluster: None = SLURM; "local" (for testing)
-    slurm_folder: Path | None = None  # submitit's logs; default <results>/_slurm
-    slurm_parallel: int | None = None  # at most this many array tasks at once
-    dry_run: bool = False
-    plugins: tuple[str, ...] = ()  # extra plugin folders the workers load too
-    live: bool = True  # show the sweep table (rich when a terminal, lines otherwise)
-    extra_env: dict[str, str] = field(default_factory=dict)
-
-    def replace(self, **changes: object) -> ExecutorOptions:
-        return dataclasses.replace(self, **changes)
+EXECUTORS: dict[str, Executor] = {e.name: e for e in (LocalExecutor(), RayExecutor(), SlurmExecutor())}
 
 
-def check_options(opts: ExecutorOptions) -> None:
-    """Everything that can be checked without an engine: one line each."""
-    if opts.name not in EXECUTORS:
+def executor(name: str) -> Executor:
+    if name not in EXECUTORS:
         from genbench.registry import closest
 
-        raise closest(opts.name, list(EXECUTORS), "executor")
-    require_extra(opts.name)
-    if opts.cpus_per_run < 1:
-        raise GenbenchError("--cpus-per-run must be at least 1")
-    if opts.gpus_per_run is not None and opts.gpus_per_run < 0:
-        raise GenbenchError("--gpus-per-run cannot be negative")
-    if opts.max_retries < 0:
-        raise GenbenchError("--max-retries cannot be negative")
-    if opts.eval_shards < 1:
-        raise GenbenchError("--eval-shards must be at least 1")
-    if opts.eval_shards > 1 and opts.name != "ray":
-        raise GenbenchError("--eval-shards needs --executor ray (the shards are Ray tasks)")
-    if opts.dry_run and opts.name != "slurm":
-        raise GenbenchError("--dry-run is for --executor slurm (to see any sweep's runs and cost: --plan)")
-    if opts.address is not None and opts.name != "ray":
-        raise GenbenchError("--address is for --executor ray")
-    if opts.name == "slurm":
-        from genbench.executors.slurm import parse_time
-
-        parse_time(opts.slurm_time)
+        raise closest(name, list(EXECUTORS), "executor")
+    return EXECUTORS[name]
 
 
-def require_extra(name: str) -> None:
-    if name not in EXTRA:
-        return
-    module, extra = EXTRA[name]
-    if importlib.util.find_spec(module) is None:
-        raise GenbenchError(f"--executor {name} needs {module}: pip install \"genbench[{extra}]\"")
+def options_for(name: str, **given: Any) -> RunOptions:
+    """The options of executor ``name`` from the command line's values (every flag may be
+    passed; one given to an executor that does not take it is one line naming the one that does)."""
+    from genbench.executors.base import build
+
+    chosen = executor(name)
+    others = [e.options for e in EXECUTORS.values() if e is not chosen]
+    return build(chosen.options, given, others)
 
 
-def worker_env(opts: ExecutorOptions) -> dict[str, str]:
-    """The driver's GENBENCH_* settings (cache, data, offline, plugins), which a worker
-    started elsewhere (or earlier) must see as the driver does."""
-    env = {k: v for k, v in os.environ.items() if k.startswith("GENBENCH_")}
-    return {**env, **opts.extra_env}
+def check_options(opts: RunOptions) -> None:
+    """Everything that can be checked without an engine: one line each."""
+    executor(opts.name).check(opts)
 
 
-def worker_plugins(opts: ExecutorOptions) -> tuple[str, ...]:
-    """``--plugins`` folders as absolute paths (a worker may start in another folder)."""
-    return tuple(str(Path(p).expanduser().resolve()) for p in opts.plugins)
+def start(opts: RunOptions) -> None:
+    """Reach the engine before the driver loads data and plans (Ray: a bad ``--address``
+    fails first, and its workers import genbench meanwhile)."""
+    executor(opts.name).start(opts)
 
 
-def start(opts: ExecutorOptions) -> None:
-    """Reach the engine before the driver loads data and plans: a bad ``--address`` or GPU
-    request fails before anything else, and Ray's workers import genbench meanwhile."""
-    if opts.name == "ray" and not opts.dry_run:
-        from genbench.executors.ray_exec import connect, gpus_per_run, warm_up
-
-        resources, _ = connect(opts)
-        gpus_per_run(opts, resources)
-        warm_up(opts, resources)
+def run_plans(plans: list, opts: RunOptions, console: Any, results: Path) -> list:
+    """Execute planned runs on ``opts``' executor; the outcomes in plan order."""
+    return executor(opts.name).run(plans, opts, console, results)
 
 
-def run_plans(plans: list, opts: ExecutorOptions, console: object, results: Path) -> list:
-    """Execute planned runs on a Ray or SLURM executor; the outcomes in plan order."""
-    if opts.name == "ray":
-        from genbench.executors.ray_exec import run_plans as run_ray
-
-        return run_ray(plans, opts, console)  # type: ignore[arg-type]
-    if opts.name == "slurm":
-        from genbench.executors.slurm import run_plans as run_slurm
-
-        return run_slurm(plans, opts, console, results)  # type: ignore[arg-type]
-    raise GenbenchError(f"executor {opts.name!r} runs in the caller")
-
-
-def eval_sharding(opts: ExecutorOptions, run_dir: Path, device: str, data_dir: str | None
+def eval_sharding(opts: RunOptions, run_dir: Path, device: str, data_dir: str | None
                   ) -> AbstractContextManager[None]:
-    """``genbench eval``'s executor: a Ray sharder around one run's evaluation, or nothing."""
-    if opts.name == "slurm":
-        raise GenbenchError("genbench eval runs here or on Ray: use --executor local or ray")
-    check_options(opts)
-    if opts.name != "ray" or opts.eval_shards < 2:
+    """``genbench eval``'s executor: a sharder around one run's evaluation, or nothing."""
+    chosen = executor(opts.name)
+    chosen.check(opts)
+    sharder = chosen.sharder(opts, Path(run_dir), device, data_dir)
+    if sharder is None:
         return nullcontext()
     from genbench.evaluation import sharded
-    from genbench.executors.ray_exec import connect, sharder_for
 
-    connect(opts)
-    return sharded(sharder_for(Path(run_dir), device, data_dir, opts))
+    return sharded(sharder)
 
 
-def portable(spec: object) -> object:
-    """The RunSpec a worker elsewhere can use: the results folder as an absolute path."""
-    return dataclasses.replace(spec, results=Path(spec.results).resolve())  # type: ignore[type-var]
+def ExecutorOptions(name: str = "local", **given: Any) -> RunOptions:  # noqa: N802 - the old class
+    """The options of executor ``name`` (what ``ExecutorOptions(...)`` built before each
+    executor had its own options; the slurm fields lose their ``slurm_`` prefix)."""
+    renamed = {"slurm_partition": "partition", "slurm_time": "time_limit", "slurm_cluster": "cluster",
+               "slurm_folder": "folder", "slurm_parallel": "parallel"}
+    return options_for(name, **{renamed.get(k, k): v for k, v in given.items()})
 
 
-__all__ = ["EXECUTORS", "ExecutorOptions", "check_options", "eval_sharding", "portable", "require_extra",
-           "run_plans", "start", "worker_env"]
+__all__ = ["EXECUTORS", "Executor", "ExecutorOptions", "LocalOptions", "RayOptions", "RunOptions",
+           "SlurmOptions", "check_options", "eval_sharding", "executor", "options_for", "portable",
+           "run_plans", "start", "worker_env", "worker_plugins"]

@@ -23,7 +23,15 @@ from urllib.parse import urlparse
 from rich.console import Console
 
 from genbench.errors import GenbenchError
-from genbench.executors import ExecutorOptions, portable, worker_env, worker_plugins
+from genbench.executors.base import (
+    RayOptions,
+    Sharder,
+    check_fields,
+    portable,
+    require_extra,
+    worker_env,
+    worker_plugins,
+)
 from genbench.executors.task import RunTask, mark_failed, prepare_worker, run_task
 from genbench.training import Plan, RunOutcome
 
@@ -48,7 +56,7 @@ def _reachable(address: str) -> None:
 _STARTED = [False]  # this process called ray.init (so it shuts Ray down when done)
 
 
-def connect(opts: ExecutorOptions) -> tuple[dict[str, float], bool]:
+def connect(opts: RayOptions) -> tuple[dict[str, float], bool]:
     """Join (or start) Ray; (cluster resources, whether this process started it)."""
     import ray
 
@@ -79,7 +87,7 @@ def _warm(threads: int, env: dict[str, str], plugins: tuple[str, ...]) -> None:
     import genbench.training  # noqa: F401
 
 
-def warm_up(opts: ExecutorOptions, resources: dict[str, float]) -> list[Any]:
+def warm_up(opts: RayOptions, resources: dict[str, float]) -> list[Any]:
     """One task per slot that imports genbench and the plugins, so the runs' first tasks
     find warm worker processes (on this machine a cold one costs seconds of imports)."""
     import ray
@@ -89,7 +97,7 @@ def warm_up(opts: ExecutorOptions, resources: dict[str, float]) -> list[Any]:
     return [remote.remote(opts.cpus_per_run, worker_env(opts), worker_plugins(opts)) for _ in range(slots)]
 
 
-def gpus_per_run(opts: ExecutorOptions, resources: dict[str, float]) -> float:
+def gpus_per_run(opts: RayOptions, resources: dict[str, float]) -> float:
     """The GPUs each run asks for: the option, else 1 where the cluster has GPUs; checked."""
     have_gpus, have_cpus = resources.get("GPU", 0.0), resources.get("CPU", 0.0)
     gpus = opts.gpus_per_run if opts.gpus_per_run is not None else (1.0 if have_gpus else 0.0)
@@ -104,18 +112,26 @@ def gpus_per_run(opts: ExecutorOptions, resources: dict[str, float]) -> float:
     return gpus
 
 
-def _remote_run(task: RunTask) -> RunOutcome:  # the body of each run's Ray task
-    return run_task(task)
+def _remote_run(task: RunTask, shards: int) -> RunOutcome:  # the body of each run's Ray task
+    if shards <= 1:
+        return run_task(task)
+
+    def around(plan: Plan) -> Any:  # the run's IWAE, AIS and BDMC split over Ray tasks
+        from genbench.evaluation import sharded
+
+        return sharded(RaySharder(plan.run_dir, str(plan.device), task.spec.data_dir, task.plugins,
+                                  dict(task.env), task.threads, shards))
+
+    return run_task(task, around)
 
 
-def make_tasks(plans: list[Plan], opts: ExecutorOptions) -> list[RunTask]:
+def make_tasks(plans: list[Plan], opts: RayOptions) -> list[RunTask]:
     env = worker_env(opts)
     return [RunTask(portable(p.spec), str(p.run_dir.resolve()), threads=opts.cpus_per_run,
-                    plugins=worker_plugins(opts), env=env, eval_shards=opts.eval_shards,
-                    shard_cpus=opts.cpus_per_run) for p in plans]
+                    plugins=worker_plugins(opts), env=env) for p in plans]
 
 
-def run_plans(plans: list[Plan], opts: ExecutorOptions, console: Console) -> list[RunOutcome]:
+def run_plans(plans: list[Plan], opts: RayOptions, console: Console) -> list[RunOutcome]:
     """Every plan as one Ray task; returns the outcomes in plan order."""
     import ray
 
@@ -128,7 +144,7 @@ def run_plans(plans: list[Plan], opts: ExecutorOptions, console: Console) -> lis
             _STARTED[0] = False
 
 
-def _run(plans: list[Plan], opts: ExecutorOptions, console: Console, resources: dict[str, float]
+def _run(plans: list[Plan], opts: RayOptions, console: Console, resources: dict[str, float]
          ) -> list[RunOutcome]:
     import ray
     from ray.exceptions import RayError, RayTaskError, TaskCancelledError
@@ -143,7 +159,7 @@ def _run(plans: list[Plan], opts: ExecutorOptions, console: Console, resources: 
         num_cpus=opts.cpus_per_run, num_gpus=gpus, max_retries=opts.max_retries,
         retry_exceptions=False, name="genbench-run")
     tasks = make_tasks(plans, opts)
-    refs = {remote.remote(t): i for i, t in enumerate(tasks)}
+    refs = {remote.remote(t, opts.eval_shards): i for i, t in enumerate(tasks)}
     outcomes: list[RunOutcome | None] = [None] * len(plans)
     view = SweepView([p.run_dir for p in plans], [t.label for t in tasks], console, slots,
                      enabled=opts.live)
@@ -173,7 +189,7 @@ def _run(plans: list[Plan], opts: ExecutorOptions, console: Console, resources: 
     return [o for o in outcomes if o is not None]
 
 
-def _death_reason(err: Exception, opts: ExecutorOptions) -> str:
+def _death_reason(err: Exception, opts: RayOptions) -> str:
     kind = type(err).__name__
     text = str(err).strip().splitlines()
     detail = next((line for line in text if "SIGKILL" in line or "killed" in line.lower()
@@ -244,6 +260,31 @@ class RaySharder:
                                 f"{str(err).strip().splitlines()[-1][:200]}") from None
 
 
-def sharder_for(run_dir: Path, device: str, data_dir: str | None, opts: ExecutorOptions) -> RaySharder:
+def sharder_for(run_dir: Path, device: str, data_dir: str | None, opts: RayOptions) -> RaySharder:
     return RaySharder(run_dir, device, data_dir, worker_plugins(opts), worker_env(opts), opts.cpus_per_run,
                       opts.eval_shards, opts.max_retries)
+
+
+class RayExecutor:
+    name = "ray"
+    options = RayOptions
+
+    def check(self, opts: RayOptions) -> None:
+        require_extra("ray", "ray", "ray")
+        check_fields(opts)
+
+    def start(self, opts: RayOptions) -> None:
+        """Reach Ray before the driver loads data and plans: a bad ``--address`` or GPU
+        request fails before anything else, and the workers import genbench meanwhile."""
+        resources, _ = connect(opts)
+        gpus_per_run(opts, resources)
+        warm_up(opts, resources)
+
+    def run(self, plans: list[Plan], opts: RayOptions, console: Console, results: Path) -> list[RunOutcome]:
+        return run_plans(plans, opts, console)
+
+    def sharder(self, opts: RayOptions, run_dir: Path, device: str, data_dir: str | None) -> Sharder | None:
+        if opts.eval_shards < 2:
+            return None
+        connect(opts)
+        return sharder_for(run_dir, device, data_dir, opts)

@@ -14,15 +14,18 @@ import json
 import os
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from genbench import store
+from genbench.metrics.context import EvalProgress
 from genbench.training import RunOutcome, RunSpec
 
 PROGRESS = ".progress.json"  # transient: removed when the task ends
+Around = Callable[[Any], AbstractContextManager[Any]]  # plan -> what its execution runs inside
 
 
 @dataclass(frozen=True)
@@ -32,8 +35,6 @@ class RunTask:
     threads: int = 1
     plugins: tuple[str, ...] = ()
     env: Mapping[str, str] = field(default_factory=dict)
-    eval_shards: int = 1
-    shard_cpus: int = 1
 
     @property
     def label(self) -> str:
@@ -52,8 +53,9 @@ def prepare_worker(threads: int, env: Mapping[str, str], plugins: tuple[str, ...
     load_plugins(list(plugins))
 
 
-def run_task(task: RunTask) -> RunOutcome:
-    """Plan and execute one run where this process is (a Ray worker, a SLURM job)."""
+def run_task(task: RunTask, around: Around | None = None) -> RunOutcome:
+    """Plan and execute one run where this process is (a Ray worker, a SLURM job);
+    ``around(plan)`` is entered around its execution (Ray's evaluation shards)."""
     from genbench.errors import GenbenchError
     from genbench.training import plan_run
 
@@ -68,27 +70,15 @@ def run_task(task: RunTask) -> RunOutcome:
                            f"(its data differs: {plan.data.source}); give the workers the same data")
     reporter = FileReporter(plan.run_dir, plan.data.steps_per_epoch(plan.preset.batch_size),
                             plan.preset.epochs)
+    from genbench.training import execute
+
     try:
-        return _execute(task, plan, reporter)
+        with around(plan) if around is not None else contextlib.nullcontext():
+            return execute(plan, reporter)
     except store.Busy as err:  # another driver holds this run: skipped, its folder untouched
         return RunOutcome("busy", plan.run_dir, {}, str(err))
     finally:
         reporter.close()
-
-
-def _execute(task: RunTask, plan: Any, reporter: FileReporter) -> RunOutcome:
-    """``training.execute`` with the run's evaluation shards handed to Ray when asked."""
-    from genbench.training import execute
-
-    if task.eval_shards <= 1:
-        return execute(plan, reporter)
-    from genbench.evaluation import sharded
-    from genbench.executors.ray_exec import RaySharder
-
-    sharder = RaySharder(plan.run_dir, str(plan.device), task.spec.data_dir, task.plugins,
-                         dict(task.env), task.shard_cpus, task.eval_shards)
-    with sharded(sharder):
-        return execute(plan, reporter)
 
 
 def mark_failed(folder: Path, reason: str) -> RunOutcome:
@@ -129,14 +119,11 @@ class FileReporter:
                           losses={k: round(float(v), 4) for k, v in losses.items()})
         self._write()
 
-    def note(self, message: str) -> None:
-        if message.startswith("evaluating"):
-            self.state.update(phase="evaluating", metric=None)
-            self._write(force=True)
+    def note(self, message: str) -> None: ...
 
     def stop(self) -> None: ...
 
-    # -- evaluation (the runner asks a reporter for an EvalProgress where it has one) --
+    # -- evaluation (the Reporter protocol's evaluation phase) --
     def evaluation(self, title: str) -> _EvalWatch:
         self.state.update(phase="evaluating", metric=None)
         self._write(force=True)
@@ -155,13 +142,7 @@ class FileReporter:
             store.atomic_write_bytes(self.path, json.dumps(self.state).encode())
 
 
-try:  # the runner's evaluation-progress base class (older trees: duck typing)
-    from genbench.metrics.context import EvalProgress as _EvalBase
-except ImportError:  # pragma: no cover
-    _EvalBase = object  # type: ignore[assignment,misc]
-
-
-class _EvalWatch(_EvalBase):  # type: ignore[misc,valid-type]
+class _EvalWatch(EvalProgress):
     """An EvalProgress: which metric is being evaluated, and how far."""
 
     def __init__(self, reporter: FileReporter) -> None:

@@ -15,9 +15,9 @@ import math
 
 import torch
 
-from genbench import register_metric
 from genbench.errors import GenbenchError
 from genbench.metrics.context import EvalContext
+from genbench.registry import ResultKey, register_metric
 
 IMAGE_CHUNK = 1024  # images per forward pass: memory only, never the answer
 LABELLED_FILE = "labelled_subset.json"
@@ -48,8 +48,29 @@ def labelled_record(model: torch.nn.Module) -> dict[str, float]:
             "labelled_per_class_max": float(c.max())}
 
 
+CLASSIFICATION_KEYS = (
+    ResultKey("test_error",
+              label="test error",
+              caveat=("The classification error of q(y|x) on the test set (M2, Kingma et al. 2014). It"
+                      " depends strongly on how many labels were used in training."),
+              direction="lower",
+              unit="fraction",
+              section="Classification",
+              stderr=True,
+              headline=6),
+    ResultKey("labelled_examples",
+              label="labelled_examples",
+              caveat=("How many training images a semi-supervised model saw with their label. Compare "
+                      "test errors only at the same count."),
+              direction="unranked",
+              unit="images",
+              section="Classification"),
+)
+
+
 @register_metric(
     "classification",
+    keys=CLASSIFICATION_KEYS,
     needs={"classify"},
     produces={
         "test_error": "fraction of test images the model's classifier q(y|x) gets wrong",

@@ -47,7 +47,7 @@ from genbench.metrics.iwae import importance_bound, iwae_group
 from genbench.metrics.obsmodel import ObservationModel
 from genbench.metrics.sampling import derive_seed, seed_from
 from genbench.metrics.shards import map_images
-from genbench.registry import register_metric
+from genbench.registry import ResultKey, register_metric
 
 SALT_GIVEN_Y = 31
 
@@ -109,8 +109,47 @@ OWN = "under the model's own p(x|z) (its decoder)"
 KEY = "test_iwae_given_y"
 
 
+IWAE_GIVEN_Y_KEYS = (
+    ResultKey("test_iwae_given_y",
+              label="log p(x|y)",
+              caveat=("The conditional log-likelihood log p(x|y) of the test image given its true "
+                      "label, under the model's own p(x|z). A conditional model (CVAE, †) bounds it "
+                      "from below with its IWAE bound; a joint model of images and labels (JMVAE) "
+                      "estimates it as log p(x, y) - log p(y), each an IWAE bound with k draws "
+                      "(proposals q(z|x, y) and q(z|y)). That difference is consistent (exact as k "
+                      "grows) but neither a lower nor an upper bound: a loose log p(y) makes it too "
+                      "high. It is easier than log p(x): compare it only with its own column."),
+              direction="unranked",
+              unit="nats/image",
+              section="Likelihood given the label",
+              stderr=True,
+              bpd=True,
+              estimates="log p(x|y)"),
+    ResultKey("test_iwae_joint",
+              label="log p(x, y) (IWAE)",
+              caveat=("The IWAE bound on log p(x, y), the image and its label together, with the joint"
+                      " encoder q(z|x, y) as proposal: the first part of log p(x|y)."),
+              direction="higher",
+              unit="nats/image",
+              section="Likelihood given the label",
+              stderr=True,
+              estimates="log p(x, y)"),
+    ResultKey("test_iwae_labels",
+              label="log p(y) (IWAE)",
+              caveat=("The IWAE bound on log p(y), the label alone, with the label encoder q(z|y) (or "
+                      "the prior) as proposal: the part subtracted from log p(x, y). A log p(y) near "
+                      "log(1/10) on ten balanced classes says the model's p(y) is right."),
+              direction="unranked",
+              unit="nats/image",
+              section="Likelihood given the label",
+              stderr=True,
+              estimates="log p(y)"),
+)
+
+
 @register_metric(
     "iwae_given_y",
+    keys=IWAE_GIVEN_Y_KEYS,
     needs={"joint", "decode", "prior"},
     produces={
         KEY: f"log p(x|y) = log p(x, y) - log p(y) with the true label y, {OWN}, nats/image: two IWAE "

@@ -30,7 +30,7 @@ from genbench.data import morpho, render3d
 from genbench.edits import Editor, dataset_attributes, edit_method, make_editor
 from genbench.errors import GenbenchError
 from genbench.metrics.context import EvalContext
-from genbench.registry import register_metric
+from genbench.registry import ResultKey, register_metric
 
 DELTAS = (-2.0, -1.0, 0.0, 1.0, 2.0)  # requests in training sd (measured attributes)
 BINARY_DELTAS = (-1.0, -0.5, 0.0, 0.5, 1.0)  # requests on a {0, 1} attribute's value
@@ -185,8 +185,45 @@ _KEYS.update({f"edit_r2_{a}": f"test R^2 of the regressor that reads {a} off an 
 _KEYS["edit_entanglement"] = "mean |change| of the other attributes per unit requested"
 _KEYS["edit_identity"] = "fraction of edited digits keeping the evaluator's class"
 
+EDITS_KEYS = (
+    ResultKey("edit_entanglement",
+              label="entanglement",
+              caveat=("The mean absolute change of the other measured attributes per standard "
+                      "deviation requested, over attributes, requests and images (lower is better; 0: "
+                      "an edit touches nothing else). Latent arithmetic drags correlated attributes "
+                      "along."),
+              direction="lower",
+              section="Attribute edits"),
+    ResultKey("edit_identity",
+              label="identity kept",
+              caveat=("The share of edited digits the evaluator classifies as the reconstruction's "
+                      "digit. An edit that changes a 4 into a 9 has moved more than its attribute."),
+              direction="higher",
+              unit="fraction",
+              section="Attribute edits"),
+    ResultKey("edit_slope_",
+              label="{a} slope",
+              caveat=("The least-squares slope of the achieved change of {a} (measured on the edited "
+                      "image, in training sd) on the requested change: 1 is an edit that does what was"
+                      " asked, 0 none, above 1 overshoots. Decoded means are blurrier than the inputs,"
+                      " which pulls slopes below 1."),
+              direction="unranked",
+              section="Attribute edits",
+              prefix=True),
+    ResultKey("edit_corr_",
+              label="{a} corr",
+              caveat=("The correlation of the achieved change of {a} with the requested one over all "
+                      "images and requests: whether a larger request gives a larger change, whatever "
+                      "the scale."),
+              direction="higher",
+              section="Attribute edits",
+              prefix=True),
+)
+
+
 register_metric(
     "edits", needs={"encode"}, produces=_KEYS,
+    keys=EDITS_KEYS,
     higher_is_better={**{k: True for k in _KEYS}, "edit_entanglement": False},
     description="attribute edits measured on the edited images (Morpho-MNIST measures or "
                 "the CelebA attribute classifier): slope, correlation, entanglement, identity",

@@ -14,7 +14,6 @@ import torch
 import torch.nn.functional as F
 from torch.distributions import Distribution, kl_divergence
 
-from genbench import register_metric
 from genbench.metrics.context import EvalContext
 from genbench.metrics.estimates import mean_stderr, own_observation, save_per_image, with_bpd
 from genbench.metrics.sampling import (
@@ -26,6 +25,7 @@ from genbench.metrics.sampling import (
     reparameterize,
     seed_from,
 )
+from genbench.registry import ResultKey, register_metric
 
 ELBO_DRAWS = 10  # reparameterized draws per image for E_q[log p(x|z)]
 IMAGE_CHUNK = 256  # images per forward pass: memory only, never the answer
@@ -104,8 +104,41 @@ def _test_data(ctx: EvalContext) -> tuple[torch.Tensor, torch.Tensor | None]:
     return x, labels_for(ctx.model, ctx.data.eval_y("test", n))
 
 
+ELBO_KEYS = (
+    ResultKey("test_elbo",
+              label="ELBO",
+              caveat=("The evidence lower bound E_q[log p(x|z)] - KL(q(z|x) || p(z)) of Kingma & "
+                      "Welling (2013) on the test set, the objective a VAE maximises. It is only a "
+                      "bound: a model with a poor encoder looks worse than it is."),
+              direction="higher",
+              unit="nats/image",
+              section="Likelihood",
+              stderr=True,
+              bpd=True,
+              headline=7,
+              estimates="log p(x)"),
+    ResultKey("test_recon_term",
+              label="E[log p(x|z)]",
+              caveat=("The ELBO's reconstruction term E_q[log p(x|z)] on the test set. Higher means "
+                      "sharper reconstructions, which a model can buy with a larger KL."),
+              direction="higher",
+              unit="nats/image",
+              section="Reconstruction",
+              stderr=True),
+    ResultKey("test_kl_term",
+              label="KL(q||p)",
+              caveat=("KL(q(z|x) || p(z)), the ELBO's rate: the nats the code carries about x. Neither"
+                      " direction is better by itself; near zero means posterior collapse."),
+              direction="unranked",
+              unit="nats/image",
+              section="Reconstruction",
+              stderr=True),
+)
+
+
 @register_metric(
     "elbo",
+    keys=ELBO_KEYS,
     needs={"encode", "decode", "prior", "density_encoder"},
     produces={
         "test_elbo": "evidence lower bound on log p(x) under the model's own p(x|z) (n/a if its "
@@ -130,8 +163,30 @@ def elbo_metric(ctx: EvalContext) -> dict[str, float]:
     return out
 
 
+RECON_KEYS = (
+    ResultKey("recon_bce",
+              label="recon BCE",
+              caveat=("Binary cross-entropy between a test image and its reconstruction through the "
+                      "encoder's mean code. It rewards blur on ambiguous pixels and says nothing about"
+                      " samples."),
+              direction="lower",
+              unit="nats/image",
+              section="Reconstruction",
+              stderr=True,
+              headline=8),
+    ResultKey("recon_mse",
+              label="recon MSE",
+              caveat=("Mean squared error between a test image and its reconstruction. Like BCE it "
+                      "favours blurry averages over sharp but shifted strokes."),
+              direction="lower",
+              section="Reconstruction",
+              stderr=True),
+)
+
+
 @register_metric(
     "recon",
+    keys=RECON_KEYS,
     needs={"encode", "generate"},
     produces={
         "recon_bce": "binary cross-entropy of x against the decoded mean code, summed over pixels",
@@ -149,8 +204,20 @@ def recon_metric(ctx: EvalContext) -> dict[str, float]:
     return out
 
 
+ACTIVE_UNITS_KEYS = (
+    ResultKey("active_units",
+              label="active units",
+              caveat=("Latent dimensions whose posterior mean varies with x (covariance above 0.01, "
+                      "Burda et al. 2015). Few active units mean the latent space is underused."),
+              direction="higher",
+              unit="units",
+              section="Reconstruction"),
+)
+
+
 @register_metric(
     "active_units",
+    keys=ACTIVE_UNITS_KEYS,
     needs={"encode"},
     produces={"active_units": "latent coordinates with Cov_x(E_q[u|x]) > 0.01 (Burda et al. 2015)"},
     higher_is_better={"active_units": True},

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import torch
 
-from genbench import register_metric
 from genbench.metrics.context import EvalContext
 from genbench.metrics.likelihood import BPD, save_per_image, with_bpd
 from genbench.metrics.sampling import labels_for
+from genbench.registry import ResultKey, register_metric
 
 EXACT_CHUNK = 256  # images per forward pass: memory only, never the answer
 
@@ -32,8 +32,25 @@ def exact_log_likelihood(model: torch.nn.Module, x: torch.Tensor, y: torch.Tenso
     return torch.cat(out)
 
 
+EXACT_KEYS = (
+    ResultKey("test_exact",
+              label="exact log p(x)",
+              caveat=("The exact log-likelihood of a model that has one (PixelCNN: a product of "
+                      "per-pixel conditionals), not a bound. On continuous data a categorical over "
+                      "8-bit values is read as a density on [0, 1]: log P(bins) + D log 256."),
+              direction="higher",
+              unit="nats/image",
+              section="Likelihood",
+              stderr=True,
+              bpd=True,
+              headline=1,
+              estimates="log p(x)"),
+)
+
+
 @register_metric(
     "exact",
+    keys=EXACT_KEYS,
     needs={"exact"},
     produces={"test_exact": "exact log p(x) (log p(x|y), true label, for a conditional model), "
                             "nats/image; a log-density on [0, 1] pixels on continuous data",

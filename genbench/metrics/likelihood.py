@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import torch
 
-from genbench import register_metric
 from genbench.contract import capabilities, has_density_encoder, sample_from
 from genbench.errors import GenbenchError
 from genbench.metrics.ais import HMCConfig, ais_log_likelihood, ais_until_converged
@@ -43,6 +42,7 @@ from genbench.metrics.obsmodel import ObservationModel, choose_noise
 from genbench.metrics.parzen import choose_sigma, parzen_log_density
 from genbench.metrics.sampling import labels_for, require_finite, seed_from
 from genbench.metrics.shards import map_images, map_subsets
+from genbench.registry import ResultKey, own_and_shared, register_metric
 
 SALT_OBS, SALT_IWAE, SALT_AIS, SALT_BDMC, SALT_PARZEN = 21, 22, 23, 24, 25
 OBS_VAL_K = 100  # importance samples per validation image when choosing the shared noise
@@ -200,8 +200,95 @@ def _bdmc_keys(suffix: str, which: str) -> dict[str, str]:
             "simulated data", f"bdmc_distributions{suffix}": "intermediate distributions of both BDMC runs"}
 
 
+# -- result keys: each declared once, under the model's own p(x|z) and the shared family ------
+IWAE_KEY, IWAE_SHARED_KEY = own_and_shared(
+    ResultKey("test_iwae",
+              label="IWAE",
+              caveat=("The importance-weighted bound of Burda et al. (2015): log of the mean of k "
+                      "weights p(x, z)/q(z|x); it tightens toward log p(x) as k grows. It needs a "
+                      "density encoder, so a GAN or a point-mass AE gets n/a."),
+              direction="higher",
+              unit="nats/image",
+              section="Likelihood",
+              stderr=True,
+              bpd=True,
+              headline=5,
+              estimates="log p(x)"),
+    shared_caveat=("The IWAE bound with the model's encoder as proposal, but p(x|z) replaced by the"
+                   " shared family around generate(z). It lets a model without a decoder of its own"
+                   " (VAE-GAN) be bounded; it needs a density encoder."))
+AIS_KEY, AIS_SHARED_KEY = own_and_shared(
+    ResultKey("test_ais",
+              label="AIS",
+              caveat=("Annealed importance sampling (Neal 2001) with HMC from q(z|x) (or the prior, "
+                      "without an encoder) to the posterior under the model's own p(x|z). Its schedule"
+                      " doubles until two runs agree within ais_tolerance; one that did not is flagged"
+                      " and not ranked. A stochastic lower bound whose tightness the BDMC gap probes."),
+              direction="higher",
+              unit="nats/image",
+              section="Likelihood",
+              stderr=True,
+              bpd=True,
+              converged="ais_converged",
+              headline=2,
+              estimates="log p(x)"),
+    shared_caveat=("AIS under the shared family of Wu et al. (2017): how a GAN gets a "
+                   "log-likelihood at all. It ranks generators, not their own observation models, "
+                   "and depends on the noise level chosen on validation."), shared_headline=3)
+AIS_MINUS_IWAE_KEY, AIS_MINUS_IWAE_SHARED_KEY = own_and_shared(
+    ResultKey("ais_minus_iwae",
+              label="AIS - IWAE (paired)",
+              caveat=("AIS minus the IWAE bound on the same test images (AIS's, fewer than IWAE's), "
+                      "with the standard error of the paired difference. Both are lower bounds on log "
+                      "p(x), so a clearly negative value says AIS was run too short for the model."),
+              direction="unranked",
+              unit="nats/image",
+              section="Likelihood",
+              stderr=True),
+    shared_caveat="AIS minus IWAE under the shared family, paired on AIS's images.")
+BDMC_KEY, BDMC_SHARED_KEY = own_and_shared(
+    ResultKey("bdmc_gap",
+              label="BDMC gap",
+              caveat=("Bidirectional Monte Carlo (Grosse et al. 2015): on data simulated from the "
+                      "model, the gap between reverse (upper) and forward (lower) AIS. A small gap "
+                      "says the AIS number is trustworthy, but only on simulated data, not on the test"
+                      " set itself."),
+              direction="lower",
+              unit="nats/image",
+              section="Likelihood",
+              stderr=True),
+    shared_caveat=("The BDMC gap of the shared-family AIS on data simulated from the generator plus"
+                   " the shared noise; large gaps mean the AIS number is loose."))
+NOISE_RESULT_KEYS = (
+    ResultKey("obs_sigma",
+              label="obs. sigma",
+              caveat=("The std of the shared spherical Gaussian, maximizing the validation likelihood "
+                      "(bounded Brent in log space). Smaller means the model's mean images fit closer."),
+              direction="unranked",
+              section="Likelihood, shared family"),
+    ResultKey("obs_flip",
+              label="obs. flip",
+              caveat=("The flip probability of the shared Bernoulli on binarized data, chosen like "
+                      "obs_sigma."),
+              direction="unranked",
+              section="Likelihood, shared family"),
+)
+PARZEN_KEY = ResultKey("parzen",
+                       label="Parzen",
+                       caveat=("A Gaussian kernel density estimate on model samples (Goodfellow et al. "
+                               "2014), kept as the legacy baseline. It is badly biased in 784 dimensions: "
+                               "Wu et al. (2017) show it ranks models in the wrong order, so never read it "
+                               "as a likelihood."),
+                       direction="higher",
+                       unit="nats/image",
+                       section="Likelihood, shared family",
+                       stderr=True,
+                       estimates="log p(x)")
+
+
 @register_metric(
     "iwae",
+    keys=(IWAE_KEY,),
     needs={"encode", "decode", "prior", "density_encoder"},
     produces={"test_iwae": f"importance-weighted bound on log p(x) {OWN} (log p(x|y), true label, for a "
                            "conditional model), nats/image (Burda et al. 2015)",
@@ -215,6 +302,7 @@ def iwae_metric(ctx: EvalContext) -> dict[str, float]:
 
 @register_metric(
     "ais",
+    keys=(AIS_KEY, AIS_MINUS_IWAE_KEY),
     needs={"prior", "decode"},
     produces=_ais_keys("", OWN),
     higher_is_better={"test_ais": True, "test_ais_bpd": False},
@@ -227,6 +315,7 @@ def ais_metric(ctx: EvalContext) -> dict[str, float]:
 
 @register_metric(
     "bdmc",
+    keys=(BDMC_KEY,),
     needs={"prior", "decode"},
     produces=_bdmc_keys("", OWN),
     higher_is_better={"bdmc_gap": False},
@@ -240,6 +329,7 @@ def bdmc_metric(ctx: EvalContext) -> dict[str, float]:
 
 @register_metric(
     "iwae_shared",
+    keys=(IWAE_SHARED_KEY,),
     # generate, not decode: a generator without p(x|z) (VAE-GAN) is scored too
     needs={"encode", "generate", "prior", "density_encoder"},
     produces={"test_iwae_shared": f"importance-weighted bound on log p(x) {SHARED}, nats/image",
@@ -254,6 +344,7 @@ def iwae_shared_metric(ctx: EvalContext) -> dict[str, float]:
 
 @register_metric(
     "ais_shared",
+    keys=(AIS_SHARED_KEY, AIS_MINUS_IWAE_SHARED_KEY, *NOISE_RESULT_KEYS),
     needs={"prior", "generate"},
     produces={**_ais_keys("_shared", SHARED), **NOISE_KEYS},
     higher_is_better={"test_ais_shared": True, "test_ais_shared_bpd": False},
@@ -266,6 +357,7 @@ def ais_shared_metric(ctx: EvalContext) -> dict[str, float]:
 
 @register_metric(
     "bdmc_shared",
+    keys=(BDMC_SHARED_KEY,),
     needs={"prior", "generate"},
     produces=_bdmc_keys("_shared", SHARED),
     higher_is_better={"bdmc_gap_shared": False},
@@ -285,6 +377,7 @@ def model_samples(model: torch.nn.Module, n: int, gen: torch.Generator, batch: i
 
 @register_metric(
     "parzen",
+    keys=(PARZEN_KEY,),
     needs={"sample"},
     produces={"parzen": "Parzen-window log-likelihood, nats/image (legacy; unreliable in high dimension)",
               "parzen_sigma": "window width chosen on validation"},

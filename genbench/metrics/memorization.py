@@ -22,7 +22,7 @@ import torch
 from genbench.errors import GenbenchError
 from genbench.metrics.context import EvalContext
 from genbench.metrics.quality import real_features
-from genbench.registry import register_metric
+from genbench.registry import ResultKey, register_metric
 
 CHUNK = 128  # query rows per distance block (memory only: CHUNK x training images doubles)
 
@@ -64,8 +64,28 @@ def binomial(flags: torch.Tensor) -> tuple[float, float]:
     return p, math.sqrt(max(p * (1 - p), 0.0) / flags.numel())
 
 
+MEMORIZATION_KEYS = (
+    ResultKey("copied_fraction",
+              label="copied",
+              caveat=("The share of samples that sit closer to a training image than that image sits "
+                      "to any other training image (authenticity, Alaa et al. 2022). Fresh data does "
+                      "this by chance too, so read it beside the test-image floor."),
+              direction="lower",
+              unit="fraction",
+              section="Memorization"),
+    ResultKey("copied_excess",
+              label="copied - test floor",
+              caveat=("copied minus the same share for held-out test images, with its binomial "
+                      "standard error. Clearly above zero: the model reproduces training images."),
+              direction="lower",
+              unit="fraction",
+              section="Memorization"),
+)
+
+
 @register_metric(
     "memorization",
+    keys=MEMORIZATION_KEYS,
     needs={"sample"},
     produces={
         "copied_fraction": "share of samples closer to their nearest training image than it is to "

@@ -35,7 +35,7 @@ from genbench.metrics.kid import kid_features_to_metric
 from genbench.metrics.modes import class_histogram, classes_covered, inception_score, mode_kl
 from genbench.metrics.prdc import prdc_standard
 from genbench.metrics.sampling import require_finite, seed_from
-from genbench.registry import register_metric
+from genbench.registry import ResultKey, register_metric
 
 SALT = 60_601  # this module's evaluation randomness: ctx.generator(SALT + i)
 SAMPLE_BLOCK = 64  # images per sampling generator (the unit of randomness, not memory)
@@ -223,8 +223,56 @@ def _higher(keys: tuple[str, ...]) -> dict[str, bool]:
     return {**{k: _HIGHER[k] for k in keys}, **{f"floor_{k}": _HIGHER[k] for k in keys}}
 
 
+QUALITY_KEYS = (
+    ResultKey("fid",
+              label="FID",
+              caveat=("The Frechet distance between Gaussians fitted to real and generated features "
+                      "(Heusel et al. 2017); lower is better. It is biased in the sample count and "
+                      "comparable only within one feature space and one count."),
+              direction="lower",
+              section="Sample quality",
+              stderr=True,
+              headline=4),
+    ResultKey("kid",
+              label="KID",
+              caveat=("The kernel inception distance (Binkowski et al. 2018): an unbiased MMD with a "
+                      "polynomial kernel, averaged over subsets. Less biased than FID for small "
+                      "samples, but noisier."),
+              direction="lower",
+              section="Sample quality",
+              stderr=True),
+    ResultKey("precision",
+              label="precision",
+              caveat=("The fraction of samples that fall inside the k-NN manifold of real features "
+                      "(Kynkaenniemi et al. 2019): fidelity. Outliers among the real points inflate "
+                      "it."),
+              direction="higher",
+              section="Sample quality"),
+    ResultKey("recall",
+              label="recall",
+              caveat=("The fraction of real features inside the k-NN manifold of samples: diversity. "
+                      "Outliers among the samples inflate it."),
+              direction="higher",
+              section="Sample quality"),
+    ResultKey("density",
+              label="density",
+              caveat=("Like precision but counts how many real neighbourhoods contain each sample "
+                      "(Naeem et al. 2020), robust to outliers. It can exceed 1 when samples crowd "
+                      "dense regions."),
+              direction="higher",
+              section="Sample quality"),
+    ResultKey("coverage",
+              label="coverage",
+              caveat=("The fraction of real points with a sample in their k-NN ball (Naeem et al. "
+                      "2020). A robust recall, bounded by 1."),
+              direction="higher",
+              section="Sample quality"),
+)
+
+
 @register_metric(
     "quality", needs={"sample"},
+    keys=QUALITY_KEYS,
     produces={**_produces(DISTANCE_KEYS),
               "fid_stderr": "bootstrap standard error of fid over the generated samples",
               "feature_accuracy": "test accuracy of the evaluator classifier"},
@@ -248,8 +296,35 @@ def quality(ctx: EvalContext) -> dict[str, float | str]:
     return {**values, "feature_space": ext.feature_space}
 
 
+MODES_KEYS = (
+    ResultKey("inception_score",
+              label="IS",
+              caveat=("exp E[KL(p(y|x) || p(y))] with genbench's own classifier standing in for "
+                      "Inception (Salimans et al. 2016). It rewards confident, varied classes and "
+                      "ignores whether samples look like the data."),
+              direction="higher",
+              section="Sample quality",
+              stderr=True),
+    ResultKey("mode_kl",
+              label="mode KL",
+              caveat=("KL of the predicted-class histogram of samples from the data's class "
+                      "frequencies. It catches mode collapse between classes, not within one."),
+              direction="lower",
+              unit="nats",
+              section="Sample quality"),
+    ResultKey("classes_covered",
+              label="classes covered",
+              caveat=("How many classes the classifier finds among the samples. A coarse check: one "
+                      "sample per class already counts."),
+              direction="higher",
+              unit="classes",
+              section="Sample quality"),
+)
+
+
 @register_metric(
     "modes", needs={"sample"}, produces=_produces(MODE_KEYS), higher_is_better=_higher(MODE_KEYS),
+    keys=MODES_KEYS,
     description="classifier Inception Score and mode coverage of the samples (labelled data)")
 def modes(ctx: EvalContext) -> dict[str, float | str]:
     probs = _class_probs(ctx)

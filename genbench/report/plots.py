@@ -22,7 +22,6 @@ from genbench.store import HISTORY  # noqa: E402
 
 DPI = 72
 HISTORY_SKIP = {"epoch", "seconds", "images_per_s", "step", "steps", "time", "lr"}
-LIKELIHOOD = ("test_elbo", "test_iwae", "test_ais", "parzen")
 
 sns.set_theme(style="whitegrid", context="paper")
 
@@ -137,7 +136,7 @@ def training_curves(runs: pd.DataFrame, path: Path) -> Path | None:
 
 def likelihood_estimators(runs: pd.DataFrame, path: Path) -> Path | None:
     """ELBO <= IWAE <= AIS (and Parzen) side by side per model; BDMC gap under each name."""
-    df = long_metrics(runs, list(LIKELIHOOD))
+    df = long_metrics(runs, glossary.log_likelihood_keys(shared=False))  # as their metrics declare
     if df.empty:
         return None
     fin = tables.finished(runs)
