@@ -218,6 +218,14 @@ EDITS_KEYS = (
               direction="higher",
               section="Attribute edits",
               prefix=True),
+    ResultKey("edit_r2_",
+              label="{a} measured (R²)",
+              caveat=("On rendered data (synthetic-3d) the factor {a} of an edited image is read by a "
+                      "regressor trained on the training images' set factors; this is its test R^2, "
+                      "the same for every model on the data: an edit slope is only as good as it."),
+              direction="unranked",
+              section="Attribute edits",
+              prefix=True),
 )
 
 
