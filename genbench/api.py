@@ -13,8 +13,10 @@ Every function checks its input as the command line does and raises
 
 from __future__ import annotations
 
+import json
 import math
 import operator
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,13 +31,16 @@ if TYPE_CHECKING:  # pandas and torch load lazily: `import genbench` stays cheap
     from genbench.training import RunOutcome
 
 # columns of the tidy frame, in order
-TIDY_COLUMNS = ("dataset", "variant", "preset", "model", "seed", "run_dir", "status", "metric",
-                "value", "stderr", "observation", "obs_noise", "feature_space", "floor",
-                "higher_is_better", "nll", "bits_per_dim", "na_reason")
-GROUP = ("dataset", "variant", "preset", "model", "metric", "observation", "feature_space")
+TIDY_COLUMNS = ("dataset", "variant", "preset", "model", "label", "config_id", "seed", "run_dir",
+                "status", "superseded", "metric", "value", "stderr", "observation", "obs_noise",
+                "feature_space", "floor", "higher_is_better", "nll", "bits_per_dim", "na_reason",
+                "config")
+GROUP = ("dataset", "variant", "preset", "model", "label", "config_id", "metric", "observation",
+         "feature_space")
 # run facts in the wide frame that are not metrics
 _META = frozenset({"dataset", "model", "preset", "variant", "seed", "run_dir", "status", "reason",
-                   "feature_space", "eval_preset", "obs_sigma", "obs_flip"})
+                   "feature_space", "eval_preset", "obs_sigma", "obs_flip", "model_name",
+                   "config_key", "config_id", "superseded"})
 # log-likelihoods in nats/image (higher is better): shown also as NLL and bits/dim
 _LOG_LIKELIHOODS = ("test_elbo", "test_iwae", "test_ais", "parzen")
 # metrics that depend on the observation model p(x|z)
@@ -65,6 +70,14 @@ def load_results(results: str | Path = "results") -> pd.DataFrame:
 
     A run evaluated with another preset's settings (``genbench eval --preset P``) has
     preset "TRAINED evaluated P", as in the report.
+
+    The configuration, as the report groups by it: ``label`` (the report's row name: the
+    model, plus the settings that differ among its configurations in the folder, e.g.
+    ``vae (latent_dim=2, lr=0.01)``), ``config_id`` (a short hash of the resolved settings),
+    ``config`` (every resolved setting, as JSON), ``superseded`` (True for an older run of
+    a configuration and seed that was run again: the newest counts), and one column per
+    setting whose value differs between runs of the folder (the axes of a sweep, such as
+    ``latent_dim``; ``config_<name>`` where the name is taken by another column).
     """
     import pandas as pd
 
@@ -75,18 +88,58 @@ def load_results(results: str | Path = "results") -> pd.DataFrame:
     if not root.exists():
         raise GenbenchError(f"no results folder {root}; run `genbench run` first or pass "
                             "the folder that holds <dataset>/<model>/<run-id>/")
-    wide = store.load_results(root)
+    wide = _with_configs(store.load_results(root))
     rows: list[dict[str, Any]] = []
     for run in wide.to_dict("records") if not wide.empty else []:
         rows.extend(_tidy_rows(run))
     df = pd.DataFrame(rows, columns=list(TIDY_COLUMNS))
     if df.empty:
         return df
+    df = _sweep_columns(df, wide)
+    df["superseded"] = df["superseded"].astype(bool)
     df["seed"] = pd.to_numeric(df["seed"], errors="coerce").astype("Int64")
     for col in ("value", "stderr", "obs_noise", "floor", "nll", "bits_per_dim"):
         df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
     return df.sort_values(["dataset", "variant", "preset", "model", "seed", "metric"],
                           kind="stable", na_position="last").reset_index(drop=True)
+
+
+def _with_configs(wide: pd.DataFrame) -> pd.DataFrame:
+    """The store's one-row-per-run frame with the report's configuration columns
+    (:func:`genbench.report.configs.annotate`), the preset spelled as the report does."""
+    import hashlib
+
+    from genbench import store
+    from genbench.report import configs
+
+    if wide.empty:
+        return wide
+    cfgs = [store.read_json(Path(d) / store.CONFIG) for d in wide["run_dir"]]
+    wide = wide.copy()
+    for col in ("variant", "preset"):
+        wide[col] = wide[col].fillna("?") if col in wide else "?"
+    if "eval_preset" in wide:
+        other = wide["eval_preset"].notna() & (wide["eval_preset"] != wide["preset"])
+        wide.loc[other, "preset"] = wide["preset"] + " evaluated " + wide["eval_preset"].astype(str)
+    if "status" not in wide:
+        wide["status"] = "unknown"
+    wide = configs.annotate(wide, cfgs)
+    wide["config_id"] = [hashlib.sha1(k.encode()).hexdigest()[:8] for k in wide[configs.KEY]]
+    return wide
+
+
+def _sweep_columns(df: pd.DataFrame, wide: pd.DataFrame) -> pd.DataFrame:
+    """One column per setting that differs between the runs of the folder (a sweep's axes)."""
+    from genbench.report import configs
+
+    by_run = dict(zip(wide["run_dir"], wide[configs.SETTINGS], strict=True))
+    axes: set[str] = set()  # within one model's runs: another model's fields are no sweep
+    for _, sub in wide.groupby(["dataset", "variant", "preset", configs.NAME], dropna=False):
+        axes.update(configs.differing(list(sub[configs.SETTINGS])))
+    for name in sorted(axes):
+        col = name if name not in df.columns else f"config_{name}"
+        df[col] = [by_run.get(d, {}).get(name) for d in df["run_dir"]]
+    return df
 
 
 def _present(v: Any) -> bool:
@@ -102,14 +155,15 @@ def _number(v: Any) -> float | None:
 def _tidy_rows(run: Mapping[str, Any]) -> list[dict[str, Any]]:
     from genbench.report import glossary
 
-    metrics = {k: v for k, v in run.items() if _present(v)}
+    metrics = {k: v for k, v in run.items() if k != "settings" and _present(v)}
     status = metrics.get("status", "unknown")
-    preset = metrics.get("preset") or "?"
-    if _present(metrics.get("eval_preset")) and metrics["eval_preset"] != preset:
-        preset = f"{preset} evaluated {metrics['eval_preset']}"
+    preset = metrics.get("preset") or "?"  # "TRAINED evaluated P" already (_with_configs)
     base = {"dataset": metrics.get("dataset"), "variant": metrics.get("variant") or "?",
-            "preset": preset, "model": metrics.get("model"), "seed": metrics.get("seed"),
-            "run_dir": metrics.get("run_dir"), "status": status}
+            "preset": preset, "model": metrics.get("model_name", metrics.get("model")),
+            "label": metrics.get("model"), "config_id": metrics.get("config_id"),
+            "seed": metrics.get("seed"), "run_dir": metrics.get("run_dir"), "status": status,
+            "superseded": bool(metrics.get("superseded", False)),
+            "config": json.dumps(run.get("settings") or {}, sort_keys=True, default=str)}
     dims, continuous = _dims(metrics.get("run_dir"))
     shared_scheme = any("_shared" in k for k in metrics)
     out = []
@@ -194,7 +248,17 @@ def summary(df: pd.DataFrame) -> pd.DataFrame:
         raise GenbenchError(f"summary() needs the frame genbench.load_results() returns "
                             f"(missing columns: {', '.join(missing)})")
     cols = [*GROUP, "mean", "std", "n_seeds", "stderr", "higher_is_better", "nll", "bits_per_dim"]
-    fin = df[(df["status"] == "finished") & df["metric"].notna() & df["value"].notna()].copy()
+    fin = df[(df["status"] == "finished") & df["metric"].notna() & df["value"].notna()]
+    if "superseded" in fin and fin["superseded"].astype(bool).any():
+        # an older run of a configuration and seed that was run again: never a second seed
+        old = fin.loc[fin["superseded"].astype(bool), "run_dir"].nunique()
+        warnings.warn(f"{old} older run(s) of a configuration and seed that was run again are left "
+                      "out (the newest counts; see the `superseded` column)", stacklevel=2)
+        fin = fin[~fin["superseded"].astype(bool)]
+    fin = fin.copy()
+    for col in ("label", "config_id"):  # a frame from an older genbench: one configuration
+        if col not in fin:
+            fin[col] = fin["model"] if col == "label" else ""
     if fin.empty:
         return pd.DataFrame(columns=cols)
     for col in ("observation", "feature_space"):

@@ -17,7 +17,7 @@ import pandas as pd
 
 from genbench import store
 from genbench.errors import GenbenchError
-from genbench.report import glossary, plots, tables
+from genbench.report import configs, glossary, plots, tables
 from genbench.report.document import (
     Bullets,
     Cell,
@@ -49,6 +49,7 @@ class ReportSummary:
     seconds: float
     images: list[Path] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    superseded: list[tuple[str, str, str, str]] = field(default_factory=list)
 
 
 def build_report(results: Path, out: Path, galleries: bool = True) -> ReportSummary:
@@ -76,6 +77,10 @@ def build_report(results: Path, out: Path, galleries: bool = True) -> ReportSumm
         raise GenbenchError(f"--out {out} {what}; pass a folder") from None
     doc = Document("genbench report")
     summary = ReportSummary(out, len(df), 0, int((df["status"] != "finished").sum()), 0.0)
+    summary.superseded = list(df.attrs.get("superseded", []))
+    if summary.superseded:
+        summary.notes.append(f"{len(summary.superseded)} (configuration, seed) pair(s) were run more "
+                             "than once: the newest run counts (see the report's 'Runs measured twice')")
     doc.add(Para(f"Made by `genbench report --results {results.as_posix()} --out {out.as_posix()}` "
                  f"on {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC from {len(df)} runs."))
     if skipped:
@@ -125,6 +130,7 @@ def add_group(doc: Document, key: tables.GroupKey, runs: pd.DataFrame, results: 
               galleries: bool, summary: ReportSummary) -> None:
     dataset, variant, preset = key
     doc.add(Heading(2, f"{dataset} · {variant} · preset {preset}"))
+    add_configurations(doc, key, runs, summary)
     if failures := tables.failures_table(runs):
         doc.add(Heading(3, "Runs that did not finish"), failures)
         add_failure_strips(doc, runs, out / "img" / _slug(key) / "failed", out, summary)
@@ -146,13 +152,31 @@ def add_group(doc: Document, key: tables.GroupKey, runs: pd.DataFrame, results: 
         add_galleries(doc, runs, img / "galleries", out, summary)
 
 
+def add_configurations(doc: Document, key: tables.GroupKey, runs: pd.DataFrame,
+                       summary: ReportSummary) -> None:
+    """Say which rows are configurations of one model (and how they differ), and which runs
+    were measured again and are not pooled as seeds."""
+    rows = configs.differences_rows(runs) if configs.NAME in runs else []
+    if rows:
+        doc.add(Para("Some models ran in more than one configuration; each is its own row, pooled "
+                     "over seeds only with runs of exactly the same settings. What differs:"),
+                Table(["row", "resolved settings that differ"],
+                      [[Cell(lab), Cell(diff)] for lab, diff in rows],
+                      "Configurations of one model in this group."))
+    notes = [n for *k, n in summary.superseded if tuple(k) == key]
+    if notes:
+        doc.add(Heading(3, "Runs measured twice"), Bullets(tuple(notes)))
+
+
 def add_failure_strips(doc: Document, runs: pd.DataFrame, img: Path, out: Path,
                        summary: ReportSummary) -> None:
     """A failed run's fixed-noise grids up to its last epoch: what diverging looked like."""
     from genbench.report.epochs import progress_strip
+    from genbench.report.galleries import folder_name
 
     for r in runs[runs["status"] == "failed"].itertuples():
-        path = progress_strip(Path(r.run_dir), img / f"{r.model}-{Path(r.run_dir).name}.png")
+        name = folder_name(f"{r.model}-{Path(r.run_dir).name}")
+        path = progress_strip(Path(r.run_dir), img / f"{name}.png")
         if path is not None:
             summary.images.append(path)
             doc.add(Image(path.relative_to(out), f"{r.model} seed {r.seed} (failed): its samples "
@@ -242,7 +266,8 @@ def add_glossary(doc: Document, df: pd.DataFrame) -> None:
     doc.add(Heading(2, "What the metrics say, and what they do not"),
             Bullets(tuple(f"**{glossary.label(k)}** (`{k}`): {glossary.metric_text(k)}" for k in keys)))
     items = []
-    for m in tables.model_order(set(df["model"])):
+    names = df[configs.NAME] if configs.NAME in df else df["model"]
+    for m in tables.model_order(set(names)):
         entry = MODELS.get(m)
         text = f"**{m}**: {glossary.model_text(m, entry.description if entry else '')}"
         if entry is not None and getattr(entry.cls, "conditional", False):

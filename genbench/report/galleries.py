@@ -19,6 +19,12 @@ from genbench.report.document import Document, Heading, Image, Para
 from genbench.store import CHECKPOINT
 
 
+def folder_name(label: str) -> str:
+    """A row label (``vae (latent_dim=2, lr=0.01)``) as a folder name safe in a file system
+    and a markdown link."""
+    return "".join(c if c.isalnum() or c in "-_." else "-" for c in label).strip("-")
+
+
 def representative(runs: pd.DataFrame, model: str) -> Path | None:
     fin = tables.finished(runs)
     fin = fin[fin["model"] == model].sort_values("seed")
@@ -34,7 +40,7 @@ def add_progress(doc: Document, runs: pd.DataFrame, model: str, img: Path, out: 
 
     fin = tables.finished(runs)
     for d in fin[fin["model"] == model].sort_values("seed")["run_dir"]:
-        path = progress_strip(Path(d), img / model / "progress.png")
+        path = progress_strip(Path(d), img / folder_name(model) / "progress.png")
         if path is not None:
             summary.images.append(path)
             doc.add(Image(path.relative_to(out), f"{model}: the same noise decoded after each of a few "
@@ -55,7 +61,7 @@ def add_galleries(doc: Document, runs: pd.DataFrame, img: Path, out: Path, summa
             doc.add(Para("No checkpoint.pt among its finished runs, so no galleries."))
             continue
         try:
-            made = render_all(run_dir, img / model, n=8, steps=10, manifold_n=15)
+            made = render_all(run_dir, img / folder_name(model), n=8, steps=10, manifold_n=15)
         except Exception as err:  # noqa: BLE001  (a broken checkpoint must not cost the report)
             doc.add(Para(f"Could not load `{run_dir.name}`: {type(err).__name__}: {err}"))
             continue

@@ -23,12 +23,13 @@ import pandas as pd
 
 from genbench.errors import GenbenchError
 from genbench.registry import MODELS
-from genbench.report import glossary, published
+from genbench.report import configs, glossary, published
 from genbench.report.document import Cell, Table
 from genbench.store import CONFIG, load_results, read_json
 
 META = {"dataset", "model", "preset", "variant", "seed", "run_dir", "status", "reason",
-        "feature_space", "latent_dim", "conditional"}
+        "feature_space", "latent_dim", "conditional", configs.NAME, configs.KEY, configs.SETTINGS,
+        configs.SUPERSEDED}
 # run bookkeeping the runner records beside the metrics: shown as cost, never ranked
 COST = ("epochs", "train_seconds", "eval_seconds")
 MODEL_ORDER = ("vae", "ae", "gan", "dcgan", "vaegan", "cvae", "m2")
@@ -36,18 +37,22 @@ GroupKey = tuple[str, str, str]  # (dataset, variant, preset)
 
 
 def load(results: Path) -> pd.DataFrame:
-    """The store's results frame plus ``latent_dim`` and ``conditional`` from each run's config."""
+    """The store's results frame plus ``latent_dim`` and ``conditional`` from each run's config,
+    grouped by configuration (:mod:`genbench.report.configs`): ``model`` is the row label
+    (``vae (latent_dim=2)`` where a model has several configurations), ``model_name`` the
+    registry name. Older runs of a (configuration, seed) measured again are dropped; their
+    notes are in ``df.attrs["superseded"]`` as (dataset, variant, preset, note)."""
     df = load_results(results)
     if df.empty:
         return df
-    configs = [read_json(Path(d) / CONFIG) for d in df["run_dir"]]
-    df["latent_dim"] = [c.get("model_config", {}).get("latent_dim") for c in configs]
-    df["command"] = [c.get("command") for c in configs]
+    cfgs = [read_json(Path(d) / CONFIG) for d in df["run_dir"]]
+    df["latent_dim"] = [c.get("model_config", {}).get("latent_dim") for c in cfgs]
+    df["command"] = [c.get("command") for c in cfgs]
     # a model is conditional by class (CVAE) or by its config (a PixelCNN with conditional=true)
     df["conditional"] = [
         (bool(getattr(MODELS[m].cls, "conditional", False)) if m in MODELS else False)
         or bool(c.get("model_config", {}).get("conditional", False))
-        for m, c in zip(df["model"], configs, strict=True)]
+        for m, c in zip(df["model"], cfgs, strict=True)]
     if "status" not in df:
         df["status"] = None
     if "reason" not in df:
@@ -60,6 +65,12 @@ def load(results: Path) -> pd.DataFrame:
     if "eval_preset" in df:  # `genbench eval --preset P` on a run trained with another preset
         other = df["eval_preset"].notna() & (df["eval_preset"] != df["preset"])
         df.loc[other, "preset"] = df["preset"] + " evaluated " + df["eval_preset"].astype(str)
+    skipped = df.attrs.get("skipped", [])
+    df = configs.annotate(df, cfgs)
+    notes = [(str(k[0]), str(k[1]), str(k[2]), n) for k, sub in df.groupby(["dataset", "variant", "preset"])
+             for n in configs.superseded_notes(sub)]
+    df = df[~df[configs.SUPERSEDED]].reset_index(drop=True)
+    df.attrs = {"skipped": skipped, "superseded": notes}
     return df
 
 
@@ -76,8 +87,13 @@ def finished(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def model_order(models: list[str] | set[str]) -> list[str]:
-    known = [m for m in MODEL_ORDER if m in models]
-    return known + sorted(set(models) - set(known))
+    """Row order: the survey's models first, then the others by name; the configurations of
+    one model (``vae (latent_dim=2)``, ``vae (latent_dim=20)``) together, by label."""
+    def rank(label: str) -> tuple[int, str, str]:
+        base = label.split(" (", 1)[0]
+        return (MODEL_ORDER.index(base) if base in MODEL_ORDER else len(MODEL_ORDER), base, label)
+
+    return sorted(set(models), key=rank)
 
 
 def is_conditional(runs: pd.DataFrame, model: str) -> bool:
@@ -395,9 +411,10 @@ def published_table(runs: pd.DataFrame, key: GroupKey) -> Table | None:
     runs = finished(runs)
     rows = []
     for pub in published.PUBLISHED:
+        names = runs[configs.NAME] if configs.NAME in runs else runs["model"]
         sel = runs[[published.matches(pub, model=m, dataset=dataset, variant=variant, preset=preset,
                                       latent_dim=_int(d))
-                     for m, d in zip(runs["model"], runs["latent_dim"], strict=True)]]
+                     for m, d in zip(names, runs["latent_dim"], strict=True)]]
         s = stats(sel, pub.metric) if not sel.empty else None
         if s is None:
             continue
