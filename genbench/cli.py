@@ -164,6 +164,7 @@ def eval_cmd(
     from genbench.evaluation import check_run_folder, evaluate_run
     from genbench.executors import ExecutorOptions, eval_sharding
     from genbench.progress import EvalDisplay
+    from genbench.store import CONFIG, METRICS, read_json
     from genbench.training import resolve_device
 
     _load(plugins)
@@ -174,6 +175,12 @@ def eval_cmd(
         check_run_folder(folder)
     for folder in run_dirs:
         console.print(f"evaluating {folder}", highlight=False)
+        before = read_json(Path(folder) / METRICS)
+        budget = before.get("eval_preset") or read_json(Path(folder) / CONFIG).get(
+            "preset", {}).get("name")
+        if preset is not None and budget is not None and preset != budget:
+            console.print(f"its numbers were measured under {budget}: every metric of the run is "
+                          f"measured again under {preset} (a row holds one budget)", highlight=False)
         watch = EvalDisplay(console)
         try:
             with eval_sharding(opts, folder, dev, data_dir):
@@ -182,7 +189,7 @@ def eval_cmd(
         finally:
             watch.stop()
         console.print(f"[green]✓[/] {folder}")
-        _print_metrics(values)
+        _print_changes(before, values)
 
 
 @app.command()
@@ -212,11 +219,38 @@ def _fmt(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def _print_metrics(values: dict[str, Any]) -> None:
-    table = Table(show_header=False, box=None)
-    for key, value in sorted(values.items()):
-        if not key.startswith("_") and key != "not_applicable":
-            table.add_row(key, _fmt(value))
+def changes(before: dict[str, Any], after: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(key, new value, old value) of the metrics ``genbench eval`` measured or changed; a
+    metric's ``_stderr`` is shown in its cell; unchanged keys and bookkeeping are left out."""
+    out = []
+    for key in sorted(after):
+        if key.startswith("_") or key == "not_applicable" or key.endswith("_stderr"):
+            continue
+        old, new = before.get(key), after[key]
+        old_se, new_se = before.get(f"{key}_stderr"), after.get(f"{key}_stderr")
+        if (old, old_se) != (new, new_se):
+            out.append((key, _with_se(new, new_se), "" if old is None else _with_se(old, old_se)))
+    na_before = before.get("not_applicable", {})
+    for key, reason in sorted(after.get("not_applicable", {}).items()):
+        if na_before.get(key) != reason:
+            out.append((key, f"n/a — {reason}", ""))
+    return out
+
+
+def _with_se(value: Any, se: Any) -> str:
+    return _fmt(value) + (f" ± {se:.2g}" if isinstance(se, (int, float)) else "")
+
+
+def _print_changes(before: dict[str, Any], after: dict[str, Any]) -> None:
+    rows = changes(before, after)
+    if not rows:
+        console.print("nothing changed", highlight=False)
+        return
+    table = Table(show_header=True, box=None, header_style="dim")
+    for col in ("metric", "now", "was"):
+        table.add_column(col, overflow="fold")
+    for key, new, old in rows:
+        table.add_row(key, new, old or "[dim]–[/]")
     console.print(table)
 
 

@@ -111,3 +111,33 @@ def test_eval_adds_metrics_without_retraining(tmp_path: Path) -> None:
     assert "test_elbo" in (run_dir / "metrics.json").read_text()
     assert (run_dir / "checkpoint.pt").stat().st_mtime_ns == before
     _one_line_error(_run("eval", str(tmp_path)), "not a run folder")
+
+
+def test_eval_under_another_preset_measures_the_whole_row_again_and_prints_changes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One budget per row: `eval --preset P` on a run of another preset measures every metric
+    of the run under P (the old budget's numbers go), later additions join at P, and eval
+    prints only what changed."""
+    import json
+
+    from genbench import presets
+
+    tiny = presets.PRESETS["smoke"].with_overrides(name="tiny", n_eval=32)
+    monkeypatch.setitem(presets.PRESETS, "tiny", tiny)
+    _run("run", "vae", "--dataset", "synthetic", "--preset", "smoke", "--device", "cpu",
+         "--results", str(tmp_path), "--metrics", "elbo,recon")
+    run_dir = next(tmp_path.glob("synthetic/vae/*"))
+    before = json.loads((run_dir / "metrics.json").read_text())
+    out = _run("eval", str(run_dir), "--metrics", "active_units", "--preset", "tiny", "--device", "cpu")
+    assert out.exit_code == 0, out.output
+    after = json.loads((run_dir / "metrics.json").read_text())
+    assert after["eval_preset"] == "tiny" and after["status"] == "finished"
+    assert {"_seconds_elbo", "_seconds_recon", "_seconds_active_units"} <= set(after)
+    assert after["test_elbo"] != before["test_elbo"]  # measured again on 32 images, not kept
+    assert after["train_seconds"] == before["train_seconds"]
+    assert "measured again under tiny" in out.output and "test_elbo" in out.output
+    assert "test_elbo_stderr" not in out.output and "_seconds" not in out.output
+    again = _run("eval", str(run_dir), "--metrics", "active_units", "--device", "cpu")
+    assert again.exit_code == 0, again.output
+    assert json.loads((run_dir / "metrics.json").read_text())["eval_preset"] == "tiny"
+    assert "test_elbo" not in again.output  # unchanged: not printed
