@@ -35,8 +35,9 @@ from genbench.report.floors import floor_values
 READING = (
     "How to read the tables: each cell is the mean ± standard deviation over seeds (the `seeds` "
     "column counts finished runs; `[n=2]` marks a metric measured on fewer of them); `(s.e. x)` "
-    "is the estimator's own standard error, averaged over seeds; the best value of each column is "
-    "in **bold** (↑ higher is better, ↓ lower); `n/a — reason` says which capability a model "
+    "is the estimator's own standard error, averaged over seeds; **bold** marks the models that "
+    "could be the best of their column, a 95% confidence set stated under each table (↑ higher "
+    "is better, ↓ lower); `n/a — reason` says which capability a model "
     "lacks; † marks a conditional model. Log-likelihoods are in nats per image (NLL = -value).")
 
 

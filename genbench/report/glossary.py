@@ -41,8 +41,7 @@ SECTIONS = (
     Section("Likelihood", ("test_exact", "test_elbo", "test_iwae", "test_ais", "ais_minus_iwae",
                            "bdmc_gap"),
             "Test log-likelihood in nats per image under each model's own p(x|z) (higher is better; "
-            "NLL = -value; bits/dim beside it). Within a row ELBO <= IWAE <= AIS up to noise. Bold: "
-            "best beyond two standard errors of the difference, paired on the same images."),
+            "NLL = -value; bits/dim beside it). Within a row ELBO <= IWAE <= AIS up to noise."),
     Section(GIVEN_Y, ("test_iwae_given_y", "test_iwae_joint", "test_iwae_labels"),
             "log p(x | y) given the true label y, in nats per image under each model's own p(x|z), "
             "beside the conditional models' († rows) IWAE bound, which is the same quantity and "
