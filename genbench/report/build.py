@@ -237,20 +237,26 @@ def add_plots(doc: Document, runs: pd.DataFrame, img: Path, out: Path, summary: 
     single = keys if len(spaces) < 2 else [k for k in keys if k not in quality]
     made = [
         (plots.metric_panels(runs, single, img / "metrics.png"),
-         "Each metric per model: mean over seeds, bars = one standard deviation."),
+         "Each metric per model: the mean with an error bar of its standard error (over n seeds "
+         "the larger of the seed spread and the estimators' s.e., over √n; one seed: its "
+         "estimator's s.e.; none where neither is known), every seed a small dot beside it."),
         (plots.training_curves(runs, img / "curves.png"),
          "Training curves from history.csv (mean over seeds, band = one s.d.): the ELBO's terms, "
          "the discriminator's and generator's losses."),
         (plots.likelihood_estimators(runs, img / "likelihood.png"),
-         "The likelihood estimators side by side per model: ELBO <= IWAE <= AIS should hold; the "
-         "BDMC gap under each name says how far AIS may be from the truth. Parzen is not a bound."),
+         "Every log-likelihood estimate per model, marked by kind: ★ exact, ● under the model's own "
+         "p(x|z) (ELBO <= IWAE <= AIS should hold), ■ under the shared family (the only one a GAN "
+         "has), × Parzen (not a bound); bars are standard errors, dots seeds; the BDMC gaps under "
+         "each name say how far AIS may be from the truth."),
     ]
     for space in spaces:
         slug = "" if space is None else "_" + "".join(c if c.isalnum() or c in "-_" else "-" for c in space)
-        name = f"quality_vs_nll{slug}.png"
-        made.append((plots.quality_vs_nll(runs, img / name, space),
-                     "Sample quality against NLL, one point per run: good likelihood and good samples "
-                     "are different goals (the survey's GANs win one and lose the other)."))
+        if (plane := plots.quality_vs_nll(runs, img / f"quality_vs_nll{slug}.png", space)) is not None:
+            made.append(plane)
+        made.append((plots.precision_recall(runs, img / f"precision_recall{slug}.png", space),
+                     "Precision (fidelity) against recall (diversity) per model: dots are seeds, "
+                     "bars standard errors where known, ★ the real-versus-real floor (training "
+                     "images against test images)."))
     made = [(p, c) for p, c in made if p is not None]
     if made:
         doc.add(Heading(3, "Plots"))

@@ -281,6 +281,12 @@ def difference(runs: pd.DataFrame, key: str, a: str, b: str, key_b: str | None =
     return Difference(sa.mean - sb.mean, math.sqrt(sum(_mean_variance(s) for s in (sa, sb))), 0)
 
 
+def mean_stderr(s: Stats) -> float:
+    """The standard error of a model's mean over its seeds (nan when unknown): the error bar
+    of the report's plots."""
+    return math.sqrt(_mean_variance(s))
+
+
 def _mean_variance(s: Stats) -> float:
     """The variance of a mean over seeds: the seed spread already holds each estimate's own
     noise, so std^2 / n, but never below the estimators' stderr^2 / n (two seeds that agree
@@ -352,6 +358,17 @@ def significant_best(runs: pd.DataFrame, key: str, means: dict[str, float]) -> s
     return best_set(runs, key, means)
 
 
+# 0/1 records (did AIS converge, did it start from the encoder): counted, never averaged
+FLAGS = frozenset({"ais_converged", "ais_converged_shared", "ais_from_encoder",
+                   "ais_from_encoder_shared"})
+
+
+def fmt_flag(runs: pd.DataFrame, key: str) -> str:
+    """A 0/1 record over seeds as "k of n" (1 of 2 converged), not "0.50 ± 0.71"."""
+    vals = pd.to_numeric(runs[key], errors="coerce").dropna()
+    return f"{int((vals != 0).sum())} of {len(vals)}"
+
+
 def _bpd_text(runs: pd.DataFrame, key: str) -> str:
     s = stats(runs, f"{key}_bpd")
     return f" · {s.mean:.3f} bpd" if s is not None else ""
@@ -385,8 +402,10 @@ def comparison_table(runs: pd.DataFrame, keys: list[str], caption: str = "",
             part = runs[runs["model"] == m]
             seeds = int((runs["model"] == m).sum())
             s = per[m]
-            text = fmt_stats(s, seeds) + _bpd_text(part, key) if s else (
-                f"n/a — {reasons[m]}" if reasons[m] else "—")
+            if s is None:
+                text = f"n/a — {reasons[m]}" if reasons[m] else "—"
+            else:
+                text = fmt_flag(part, key) if key in FLAGS else fmt_stats(s, seeds) + _bpd_text(part, key)
             if m in stalled:
                 text += " ⚠ not converged"
                 flagged = True
