@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import sys
+import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -73,9 +74,15 @@ def list_cmd(
 ) -> None:
     """List registered models, datasets, metrics and presets, one line each."""
     from genbench import listing
+    from genbench.listcache import cached_sections
 
-    _load(plugins)
-    for title, rows in listing.sections(what):
+    def make() -> list[tuple[str, list[tuple[str, str]]]]:
+        _load(plugins)
+        return listing.sections(what)
+
+    if what not in (*listing.KINDS, "all"):
+        listing.sections(what)  # the one-line error, before any plugin is imported
+    for title, rows in cached_sections(what, plugins, make):
         table = Table(title=title, title_justify="left", show_header=False, box=None)
         for name, description in rows:
             table.add_row(f"[bold]{name}[/]", description)
@@ -122,13 +129,14 @@ def run(
     opts = ExecutorOptions(executor, address, cpus_per_run, gpus_per_run, max_retries, eval_shards,
                            slurm_partition, slurm_time, slurm_cluster, dry_run=dry_run,
                            plugins=tuple(str(p) for p in plugins))
+    started = time.perf_counter()
     outcomes = run_all(models=models, dataset=dataset, variant=variant, preset=preset,
                        epochs=epochs, seeds=seed, device=device, overrides=set_,
                        results=results, metrics=_names(metrics), data_dir=data_dir, force=force,
                        console=console, executor=opts, plan_only=plan, log=tuple(log))
     if plan or dry_run and not outcomes:
         return
-    print_summary(outcomes, results)
+    print_summary(outcomes, results, seconds=time.perf_counter() - started)
     if any(o.status in ("failed", "busy") for o in outcomes):  # busy: held by another process
         raise typer.Exit(1)
 
@@ -265,6 +273,17 @@ def _cell(metrics: dict[str, Any], key: str) -> str:
             + (" ⚠" if flag else ""))
 
 
+def _same_as_own(outcomes: list[Any], key: str) -> bool:
+    """True for a shared-family column (``test_ais_shared``) that repeats its own-decoder twin
+    in every row that has it (a Bernoulli VAE's shared family is its own decoder): the
+    column would only push a telling one off the table."""
+    own = key.removesuffix("_shared")
+    if own == key:
+        return False
+    rows = [o.metrics for o in outcomes if _cell(o.metrics, key) != "–"]
+    return bool(rows) and all(_cell(m, key) == _cell(m, own) for m in rows)
+
+
 def summary_table(outcomes: list[Any], width: int) -> tuple[Table, list[str]]:
     """The closing table of `genbench run` and the metric columns left out of it.
 
@@ -275,7 +294,8 @@ def summary_table(outcomes: list[Any], width: int) -> tuple[Table, list[str]]:
 
     from genbench.report.glossary import direction
 
-    present = [k for k in SUMMARY_KEYS if any(_cell(o.metrics, k) != "–" for o in outcomes)]
+    present = [k for k in SUMMARY_KEYS if any(_cell(o.metrics, k) != "–" for o in outcomes)
+               and not _same_as_own(outcomes, k)]
     status = {"failed": "[red]failed[/]", "skipped": "[dim]earlier[/]", "finished": "done"}
     rows = [[o.run_dir.parts[-2], o.run_dir.name.rsplit("-", 1)[0].rsplit("-seed", 1)[-1],
              status.get(o.status, o.status)] for o in outcomes]
@@ -302,7 +322,10 @@ def summary_table(outcomes: list[Any], width: int) -> tuple[Table, list[str]]:
     return table, [k for k in present if k not in keys]
 
 
-def print_summary(outcomes: list[Any], results: Path, out: Console | None = None) -> None:
+def print_summary(outcomes: list[Any], results: Path, out: Console | None = None,
+                  seconds: float | None = None) -> None:
+    """The closing table of ``genbench run``, failures, where the results are and, given
+    ``seconds``, the command's total wall time."""
     out = out or console
     table, hidden = summary_table(outcomes, out.width)
     out.print(table)
@@ -312,7 +335,17 @@ def print_summary(outcomes: list[Any], results: Path, out: Console | None = None
     for o in outcomes:
         if o.status == "failed":
             out.print(f"[red]failed[/] {o.run_dir}: {o.message}", highlight=False)
+    if seconds is not None:
+        out.print(f"total wall time: {_duration(seconds)}", highlight=False)
     out.print(f"results: {results.resolve()}   (next: genbench report --results {results})")
+
+
+def _duration(seconds: float) -> str:
+    """12.3 s, 4 min 05 s, 1 h 02 min."""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    m, s = divmod(int(round(seconds)), 60)
+    return f"{m} min {s:02d} s" if m < 60 else f"{m // 60} h {m % 60:02d} min"
 
 
 @app.command("export")

@@ -62,7 +62,10 @@ def test_report_keeps_configurations_apart_and_says_which_run_counts(mixed: Path
                                                                      tmp_path: Path) -> None:
     from genbench.report.build import build_report
 
-    summary = build_report(mixed, tmp_path / "out", galleries=False)
+    said: list[str] = []
+    summary = build_report(mixed, tmp_path / "out", galleries=False, progress=said.append)
+    assert said[0] == "group 1/1: synthetic · dynamic · smoke (3 runs)"  # talkative, per group
+    assert any(line.startswith("  figure metrics.png (") for line in said)
     text = (tmp_path / "out" / "report.md").read_text()
     rows = {line.split("|")[1].strip(): line for line in text.splitlines()
             if line.startswith("| vae")}

@@ -9,6 +9,7 @@ the unit inside which numbers are comparable.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -51,13 +52,16 @@ class ReportSummary:
     images: list[Path] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     superseded: list[tuple[str, str, str, str]] = field(default_factory=list)
+    say: Callable[[str], None] = field(default=lambda _: None, repr=False)  # progress lines
 
 
-def build_report(results: Path, out: Path, galleries: bool = True) -> ReportSummary:
+def build_report(results: Path, out: Path, galleries: bool = True,
+                 progress: Callable[[str], None] | None = None) -> ReportSummary:
     """Write ``out/report.md``, ``out/index.html`` and ``out/img/*.png`` from ``results``.
 
     Models are looked up in the registry (conditional or not, their descriptions): the caller
-    loads the plugins first, as ``genbench report`` does.
+    loads the plugins first, as ``genbench report`` does. ``progress`` is told one line per
+    group, table set, figure and gallery as each is made (a report takes a minute or two).
     """
     start = time.perf_counter()
     results, out = Path(results), Path(out)
@@ -78,6 +82,8 @@ def build_report(results: Path, out: Path, galleries: bool = True) -> ReportSumm
         raise GenbenchError(f"--out {out} {what}; pass a folder") from None
     doc = Document("genbench report")
     summary = ReportSummary(out, len(df), 0, int((df["status"] != "finished").sum()), 0.0)
+    if progress is not None:
+        summary.say = progress
     summary.superseded = list(df.attrs.get("superseded", []))
     if summary.superseded:
         summary.notes.append(f"{len(summary.superseded)} (configuration, seed) pair(s) were run more "
@@ -93,8 +99,10 @@ def build_report(results: Path, out: Path, galleries: bool = True) -> ReportSumm
         doc.add(Para("The runs were made by:"), Bullets(tuple(f"`{c}`" for c in commands)))
     doc.add(Para(READING), overview_table(df))
     opening = len(doc.blocks)
+    keys = [k for k, _ in tables.groups(df)]
     for key, runs in tables.groups(df):
         summary.groups += 1
+        summary.say(f"group {summary.groups}/{len(keys)}: {' · '.join(key)} ({len(runs)} runs)")
         add_group(doc, key, runs, results, out, galleries, summary)
     add_glossary(doc, df)
     doc.blocks.insert(opening, contents(doc))  # after the opening paragraphs and the runs table
@@ -142,7 +150,9 @@ def add_group(doc: Document, key: tables.GroupKey, runs: pd.DataFrame, results: 
     floor = floor_values(tables.in_space(runs, space), results, dataset, variant, space)
     if lines := tables.headlines(runs, floor, space):
         doc.add(Bullets(tuple(lines)))
+    started = time.perf_counter()
     add_tables(doc, key, runs, results)
+    summary.say(f"  tables ({time.perf_counter() - started:.1f} s)")
     if notes := tables.sanity_notes(runs):
         doc.add(Heading(3, "Read with care"), Bullets(tuple(notes)))
     img = out / "img" / _slug(key)
@@ -229,34 +239,46 @@ def given_y_beside_conditional(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def add_plots(doc: Document, runs: pd.DataFrame, img: Path, out: Path, summary: ReportSummary) -> None:
+    """The group's figures, each drawn lazily so that progress can name it as it is made."""
     known = {k for sec in glossary.SECTIONS for k in sec.keys}
     keys = [k for k in tables.metric_keys(tables.finished(runs))
             if k in known and glossary.direction(k) is not None]
     spaces = tables.feature_spaces(tables.finished(runs))
     quality = {k for s in glossary.SECTIONS if s.title == "Sample quality" for k in s.keys}
     single = keys if len(spaces) < 2 else [k for k in keys if k not in quality]
+    def fig(name: str, draw: Callable[[], Path | None], caption: str) -> tuple[Path | None, str]:
+        started = time.perf_counter()
+        path = draw()
+        if path is not None:
+            summary.say(f"  figure {name} ({time.perf_counter() - started:.1f} s)")
+        return path, caption
+
     made = [
-        (plots.metric_panels(runs, single, img / "metrics.png"),
-         "Each metric per model: the mean with an error bar of its standard error (over n seeds "
-         "the larger of the seed spread and the estimators' s.e., over √n; one seed: its "
-         "estimator's s.e.; none where neither is known), every seed a small dot beside it."),
-        (plots.training_curves(runs, img / "curves.png"),
-         "Training curves from history.csv (mean over seeds, band = one s.d.): the ELBO's terms, "
-         "the discriminator's and generator's losses."),
-        (plots.likelihood_estimators(runs, img / "likelihood.png"),
-         "Every log-likelihood estimate per model, marked by kind: ★ exact, ● under the model's own "
-         "p(x|z) (ELBO <= IWAE <= AIS should hold), ■ under the shared family (the only one a GAN "
-         "has), × Parzen (not a bound); bars are standard errors, dots seeds; the BDMC gaps under "
-         "each name say how far AIS may be from the truth."),
+        fig("metrics.png", lambda: plots.metric_panels(runs, single, img / "metrics.png"),
+            "Each metric per model: the mean with an error bar of its standard error (over n seeds "
+            "the larger of the seed spread and the estimators' s.e., over √n; one seed: its "
+            "estimator's s.e.; none where neither is known), every seed a small dot beside it."),
+        fig("curves.png", lambda: plots.training_curves(runs, img / "curves.png"),
+            "Training curves from history.csv (mean over seeds, band = one s.d.): the ELBO's terms, "
+            "the discriminator's and generator's losses."),
+        fig("likelihood.png", lambda: plots.likelihood_estimators(runs, img / "likelihood.png"),
+            "Every log-likelihood estimate per model, marked by kind: ★ exact, ● under the model's "
+            "own p(x|z) (ELBO <= IWAE <= AIS should hold), ■ under the shared family (the only one "
+            "a GAN has), × Parzen (not a bound); bars are standard errors, dots seeds; the BDMC "
+            "gaps under each name say how far AIS may be from the truth."),
     ]
     for space in spaces:
         slug = "" if space is None else "_" + "".join(c if c.isalnum() or c in "-_" else "-" for c in space)
+        started = time.perf_counter()
         if (plane := plots.quality_vs_nll(runs, img / f"quality_vs_nll{slug}.png", space)) is not None:
+            summary.say(f"  figure quality_vs_nll{slug}.png ({time.perf_counter() - started:.1f} s)")
             made.append(plane)
-        made.append((plots.precision_recall(runs, img / f"precision_recall{slug}.png", space),
-                     "Precision (fidelity) against recall (diversity) per model: dots are seeds, "
-                     "bars standard errors where known, ★ the real-versus-real floor (training "
-                     "images against test images)."))
+        made.append(fig(f"precision_recall{slug}.png",
+                        lambda s=space, g=slug: plots.precision_recall(
+                            runs, img / f"precision_recall{g}.png", s),
+                        "Precision (fidelity) against recall (diversity) per model: dots are seeds, "
+                        "bars standard errors where known, ★ the real-versus-real floor (training "
+                        "images against test images)."))
     made = [(p, c) for p, c in made if p is not None]
     if made:
         doc.add(Heading(3, "Plots"))

@@ -10,6 +10,7 @@ of the report.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -60,11 +61,13 @@ def add_galleries(doc: Document, runs: pd.DataFrame, img: Path, out: Path, summa
         if run_dir is None:
             doc.add(Para("No checkpoint.pt among its finished runs, so no galleries."))
             continue
+        started = time.perf_counter()
         try:
             made = render_all(run_dir, img / folder_name(model), n=8, steps=10, manifold_n=15)
         except Exception as err:  # noqa: BLE001  (a broken checkpoint must not cost the report)
             doc.add(Para(f"Could not load `{run_dir.name}`: {type(err).__name__}: {err}"))
             continue
+        summary.say(f"  galleries of {model}: {len(made.images)} ({time.perf_counter() - started:.1f} s)")
         doc.add(Para(f"From run `{run_dir.name}` (seed {made.seed})."))
         for kind, path in made.images.items():
             summary.images.append(path)
