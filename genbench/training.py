@@ -252,6 +252,8 @@ def _train_and_evaluate(plan: Plan, reporter: Reporter) -> RunOutcome:
     start = time.perf_counter()
     evaluation = getattr(reporter, "evaluation", None)  # a reporter may show evaluation too
     watch = evaluation(f"{spec.model} seed {spec.seed}") if callable(evaluation) else None
+    if plan.logger is not None:  # evaluation progress as TensorBoard scalars too
+        watch = plan.logger.watch(watch)
     try:
         values, na = evaluate_model(model, plan.data, plan.preset, seed=spec.seed, device=plan.device,
                                     names=spec.metrics, run_dir=folder, results_root=spec.results,
