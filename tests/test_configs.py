@@ -89,7 +89,7 @@ def test_summary_and_export_keep_configurations_apart(mixed: Path) -> None:
     assert sorted(elbo["latent_dim"]) == [2, 2, 8, 8] and "lr" in elbo  # a sweep's axes
     assert json.loads(elbo["config"].iloc[0])["batch_size"] == 64
     with pytest.warns(UserWarning, match="1 older run"):
-        summ = genbench.summary(df)
+        summ = genbench.summary(df, long=True)
     summ = summ[summ["metric"] == "test_elbo"].set_index("label")
     assert summ.loc[SMALL, ["mean", "n_seeds"]].tolist() == [-300.0, 1]
     assert summ.loc[DEFAULT, ["mean", "n_seeds"]].tolist() == [-501.0, 2]
@@ -97,3 +97,15 @@ def test_summary_and_export_keep_configurations_apart(mixed: Path) -> None:
     exported = pd.read_csv(path)
     assert {"label", "config_id", "superseded", "config", "latent_dim"} <= set(exported.columns)
     assert exported.loc[exported["metric"] == "test_elbo", "superseded"].sum() == 1
+
+
+def test_na_rows_of_attributes_the_dataset_lacks_are_dropped(tmp_path: Path) -> None:
+    folder = fake_run(tmp_path, "smoke-dynamic-seed0-aaaaaa", 0, -500.0)
+    metrics = json.loads((folder / "metrics.json").read_text())
+    metrics["not_applicable"] = {
+        "edit_slope_thickness": "dataset 'synthetic' has no attributes to edit: use a *-morpho dataset",
+        "test_iwae": "no encoder: add encode(x) -> Distribution"}
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    df = genbench.load_results(tmp_path)
+    assert "edit_slope_thickness" not in set(df["metric"])
+    assert df.set_index("metric").loc["test_iwae", "na_reason"].startswith("no encoder")
