@@ -106,7 +106,7 @@ def run(
     metrics: str | None = typer.Option(None, "--metrics", help="comma-separated metric names"),
     data_dir: str | None = typer.Option(None, "--data-dir", help="folder with the dataset's files"),
     force: bool = typer.Option(False, "--force", help="rerun finished runs from scratch"),
-    log: list[str] = typer.Option([], "--log", help="tensorboard: events under each run folder"),
+    log: list[str] = typer.Option([], "--log", help="tensorboard | wandb (repeatable; README: TensorBoard)"),
     executor: str = typer.Option("local", "--executor", help="local | ray | slurm (README: On a cluster)"),
     address: str | None = typer.Option(None, "--address", help="ray: auto | ray://host:port (none: local)"),
     cpus_per_run: int = typer.Option(1, "--cpus-per-run", help="ray/slurm: CPUs (torch threads) per run"),

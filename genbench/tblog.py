@@ -23,7 +23,6 @@ one device-to-host copy per progress update), so it never changes a training num
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -31,62 +30,13 @@ from typing import Any
 import torch
 
 from genbench.errors import GenbenchError
+from genbench.loggers import Tee, _safe, _scalar, hparams_of, run_name  # noqa: F401
 from genbench.metrics.context import EvalProgress
 
-LOGGERS = ("tensorboard",)
 FOLDER = "tensorboard"
-INSTALL = 'pip install "genbench[tensorboard]"'
 HEADLINE = ("test_elbo", "test_iwae", "test_ais", "test_ais_shared", "test_iwae_shared", "bdmc_gap",
             "recon_bce", "recon_mse", "fid", "kid", "precision", "recall", "inception_score",
             "test_error")
-
-
-def check(names: Sequence[str]) -> None:
-    """Fail early (before any training) on an unknown logger or a missing package."""
-    for name in names:
-        if name not in LOGGERS:
-            raise GenbenchError(f"unknown --log {name!r}; use {', '.join(LOGGERS)}")
-    if "tensorboard" in names:
-        try:
-            import tensorboard  # noqa: F401
-            from torch.utils.tensorboard import SummaryWriter  # noqa: F401
-        except ImportError:
-            raise GenbenchError(f"--log tensorboard needs the tensorboard package: {INSTALL}") from None
-
-
-def _scalar(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value) if math.isfinite(float(value)) else None
-
-
-def hparams_of(config: Mapping[str, Any]) -> dict[str, Any]:
-    """A run's config.json as the flat hparams TensorBoard takes (str, bool, int, float)."""
-    out: dict[str, Any] = {"model": config.get("model", "?"), "seed": config.get("seed", 0)}
-    ds, preset = config.get("dataset", {}), config.get("preset", {})
-    out["dataset"] = str(ds.get("name", "?"))
-    out["variant"] = str(ds.get("variant", "?"))
-    out["preset"] = str(preset.get("name", "?"))
-    for key in ("epochs", "batch_size"):
-        if key in preset:
-            out[key] = preset[key]
-    for key, value in config.get("model_config", {}).items():
-        out[f"config.{key}"] = value if isinstance(value, (bool, int, float, str)) else str(value)
-    return out
-
-
-def run_name(config: Mapping[str, Any]) -> str:
-    """``vae/seed-0``, or ``vae (latent_dim=2, lr=0.01)/seed-0`` with the run's ``--set``
-    settings: the name TensorBoard shows for a run."""
-    sets = config.get("overrides") or {}
-    label = str(config.get("model", "?"))
-    if sets:
-        label += " (" + ", ".join(f"{k}={v}" for k, v in sorted(sets.items())) + ")"
-    return f"{_safe(label)}/seed-{config.get('seed', 0)}"
-
-
-def _safe(part: str) -> str:
-    return "".join("-" if c in '/\\:*?"<>|' else c for c in part)
 
 
 def event_dir(run_dir: Path, config: Mapping[str, Any]) -> Path:
@@ -183,45 +133,10 @@ class TensorBoardLogger:
 
     def watch(self, display: EvalProgress | None) -> EvalProgress:
         """An EvalProgress that tells ``display`` and writes the progress as scalars."""
-        return _Tee(self, display)
+        return Tee(self, display)
 
     def close(self) -> None:
         self.writer.close()
-
-
-def open_loggers(names: Sequence[str], run_dir: Path) -> TensorBoardLogger | None:
-    """The run's logger (TensorBoard is the one there is), or None when none is asked for."""
-    if not names:
-        return None
-    check(names)
-    return TensorBoardLogger(run_dir)
-
-
-class _Tee(EvalProgress):
-    """Evaluation progress to the terminal display and to TensorBoard alike."""
-
-    def __init__(self, logger: TensorBoardLogger, display: EvalProgress | None) -> None:
-        self.logger, self.display = logger, display
-
-    def start(self, metric: str) -> None:
-        self.logger.eval_start(metric)
-        if self.display is not None:
-            self.display.start(metric)
-
-    def update(self, metric: str, done: int, total: int, unit: str) -> None:
-        self.logger.eval_update(metric, done, total)
-        if self.display is not None:
-            self.display.update(metric, done, total, unit)
-
-    def end(self, metric: str, seconds: float, failed: str | None = None) -> None:
-        self.logger.eval_end(metric, seconds)
-        if self.display is not None:
-            self.display.end(metric, seconds, failed)
-
-    def stop(self) -> None:
-        stop = getattr(self.display, "stop", None)
-        if callable(stop):
-            stop()
 
 
 EXPERIMENT = "_experiment"  # the folder-level run that declares the HParams columns

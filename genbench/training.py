@@ -136,7 +136,7 @@ def plan_run(spec: RunSpec, data: DataBundle | None = None) -> Plan:
     """Resolve model, settings and data; name the run folder. Writes nothing."""
     entry = get_model(spec.model)
     if spec.log:
-        from genbench.tblog import check
+        from genbench.loggers import check
 
         check(spec.log)  # an unknown logger or a missing package fails before any training
     preset = get_preset(spec.preset)
@@ -228,7 +228,7 @@ def _train_and_evaluate(plan: Plan, reporter: Reporter) -> RunOutcome:
     optimizers = optimizer_dict(model.configure_optimizers())
     progress = load_checkpoint(folder, model, optimizers) or Progress()
     if spec.log:
-        from genbench.tblog import open_loggers
+        from genbench.loggers import open_loggers
 
         plan.logger = open_loggers(spec.log, folder)
     if progress.trained:

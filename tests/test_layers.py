@@ -25,7 +25,8 @@ LAYERS: list[tuple[str, tuple[str, ...], str]] = [
     ("runs", ("genbench.runs", "genbench.executors", "genbench.plan", "genbench.check"),
      "schedule work: sweeps of seeds and models, Ray/SLURM executors, cost plans, the one-step "
      "model check; they drive training"),
-    ("training", ("genbench.training", "genbench.tblog", "genbench.progress"),
+    ("training", ("genbench.training", "genbench.tblog", "genbench.wandblog", "genbench.loggers",
+                  "genbench.progress"),
      "the runner (loop, checkpoints, resume) and what it shows or logs; it calls evaluation "
      "at the end of a run"),
     ("evaluation", ("genbench.evaluation",),
@@ -40,7 +41,8 @@ LAYERS: list[tuple[str, tuple[str, ...], str]] = [
     ("core", ("genbench", "genbench.contract", "genbench.data", "genbench.store",
               "genbench.registry", "genbench.errors", "genbench.settings", "genbench.presets",
               "genbench.nn", "genbench.latent", "genbench.adversarial", "genbench.observation",
-              "genbench.images", "genbench.figures", "genbench.listing", "genbench.edits"),
+              "genbench.images", "genbench.figures", "genbench.listing", "genbench.listcache",
+              "genbench.edits"),
      "the contract, data, store, registry and helpers every layer (and every model) may use"),
 ]
 RANK = {name: i for i, (name, _, _) in enumerate(LAYERS)}  # 0 = top

@@ -180,8 +180,8 @@ def test_unknown_logger_and_missing_package_fail_before_training(monkeypatch, tm
     from genbench.training import RunSpec, plan_run
 
     spec = RunSpec(model="vae", dataset="synthetic", preset="smoke", results=tmp_path,
-                   device="cpu", log=("wandb",))
-    with pytest.raises(GenbenchError, match="unknown --log 'wandb'; use tensorboard"):
+                   device="cpu", log=("mlflow",))
+    with pytest.raises(GenbenchError, match="unknown --log 'mlflow'; use tensorboard, wandb"):
         plan_run(spec)
     for name in ("tensorboard", "torch.utils.tensorboard"):  # as if not installed
         monkeypatch.setitem(sys.modules, name, None)
@@ -191,3 +191,27 @@ def test_unknown_logger_and_missing_package_fail_before_training(monkeypatch, tm
     assert str(err.value) == ('--log tensorboard needs the tensorboard package: '
                               'pip install "genbench[tensorboard]"')
     assert not any(tmp_path.iterdir())
+
+
+def test_wandb_offline_records_the_run_and_changes_no_number(logged, tmp_path, monkeypatch) -> None:
+    """`--log wandb` in wandb's offline mode: a run named like TensorBoard's, its files under
+    the run folder, the final metrics in its summary; the numbers equal an unlogged run's."""
+    pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb-home"))
+    monkeypatch.setenv("WANDB_CACHE_DIR", str(tmp_path / "wandb-cache"))
+    monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / "wandb-config"))
+    outcome, _ = _run(tmp_path / "results", ("wandb",))
+    (_, _), (without, _) = logged
+    for key in ("test_elbo", "recon_bce"):
+        assert outcome.metrics[key] == without.metrics[key]
+    runs = list((outcome.run_dir / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1  # the id is genbench's run id: a resumed run resumes it
+    assert runs[0].name.endswith(outcome.run_dir.name)
+    assert len(list(runs[0].glob("files/media/images/samples_*.png"))) == EPOCHS  # a grid an epoch
+    # wandb keeps the offline record in its own binary log, with keys and JSON values as text
+    record = next(runs[0].glob("run-*.wandb")).read_bytes()
+    for text in ("vae/seed-0", "loss/step/loss", "loss/epoch/loss", "eval/elbo/done",
+                 "metrics/test_elbo", repr(outcome.metrics["test_elbo"])):
+        assert text.encode() in record, text
