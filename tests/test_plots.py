@@ -75,3 +75,21 @@ def test_flags_are_counted_and_wide_tables_scroll(tmp_path: Path) -> None:
     assert {r[0].text: r[2].text for r in table.rows}["vae"] == "1 of 2"
     html = _html_table(Table(["a"] * 21, [], "wide"))
     assert '<div class="scroll">' in html
+
+
+def test_paired_plot_compares_the_top_two_on_the_same_images(tmp_path: Path) -> None:
+    import torch
+
+    gen = torch.Generator().manual_seed(0)
+    base = -100 + 20 * torch.randn(40, generator=gen, dtype=torch.float64)
+    for model, shift in (("vae", 0.0), ("draw", -3.0), ("ae", -9.0)):
+        values = (base + shift + 0.2 * torch.randn(40, generator=gen, dtype=torch.float64)).tolist()
+        fake(tmp_path, model, 0, {"test_iwae": sum(values) / 40, "test_iwae_stderr": 3.0})
+        folder = tmp_path / "mnist-5k" / model / "quick-dynamic-seed0-abcdef"
+        (folder / "per_image.json").write_text(json.dumps(
+            {"test_iwae": {"indices": list(range(40)), "values": values}}))
+    runs = tables.load(tmp_path)
+    path, caption = plots.paired_images(runs, tmp_path / "paired.png")
+    assert path.exists() and "A = vae against B = draw on the same 40 test images" in caption
+    diff = tables.difference(runs, "test_iwae", "vae", "draw")
+    assert diff.paired_images == 40 and diff.text() in caption

@@ -267,6 +267,10 @@ def add_plots(doc: Document, runs: pd.DataFrame, img: Path, out: Path, summary: 
             "a GAN has), × Parzen (not a bound); bars are standard errors, dots seeds; the BDMC "
             "gaps under each name say how far AIS may be from the truth."),
     ]
+    started = time.perf_counter()
+    if (pair := plots.paired_images(runs, img / "paired.png")) is not None:
+        summary.say(f"  figure paired.png ({time.perf_counter() - started:.1f} s)")
+        made.append(pair)
     for space in spaces:
         slug = "" if space is None else "_" + "".join(c if c.isalnum() or c in "-_" else "-" for c in space)
         started = time.perf_counter()

@@ -286,3 +286,43 @@ def precision_recall(runs: pd.DataFrame, path: Path, space: str | None) -> Path 
            ylabel="precision (fidelity) ↑")
     ax.legend(fontsize=6, loc="best")
     return save_small(fig, path)
+
+
+# the headline comparisons a paired plot can show, in order: the first with two models wins
+PAIRED_KEYS = ("test_iwae", "test_ais", "test_exact", "test_iwae_shared", "test_ais_shared")
+
+
+def paired_images(runs: pd.DataFrame, path: Path) -> tuple[Path, str] | None:
+    """The headline comparison image by image: log p(x) of the best model (A) against the
+    runner-up (B) on the same test images, and the histogram of A - B, from per_image.json.
+    Conditional models (log p(x|y)) are left out, as in the headlines. Returns the path and
+    its caption, or None when no estimator has per-image values for two models."""
+    fin = tables.finished(runs)
+    pool = fin[~fin["conditional"].astype(bool)] if "conditional" in fin else fin
+    for key in PAIRED_KEYS:
+        per = {m: p for m in tables.model_order(set(pool["model"]))
+               if (p := tables.per_image(pool[pool["model"] == m], key))}
+        if len(per) < 2:
+            continue
+        a, b = sorted(per, key=lambda m: -sum(per[m].values()) / len(per[m]))[:2]
+        common = sorted(set(per[a]) & set(per[b]))
+        if len(common) < 2:
+            continue
+        xa, xb = [per[a][i] for i in common], [per[b][i] for i in common]
+        diff = tables.difference(pool, key, a, b)
+        fig, (left, right) = plt.subplots(1, 2, figsize=(7.4, 3.2))
+        left.scatter(xb, xa, s=6, alpha=0.5, linewidths=0)
+        lo, hi = min(xa + xb), max(xa + xb)
+        left.plot([lo, hi], [lo, hi], color="grey", linewidth=0.8)
+        left.set(xlabel=f"B: {glossary.label(key)} per image (nats)",
+                 ylabel=f"A: {glossary.label(key)} per image (nats)")
+        right.hist([u - v for u, v in zip(xa, xb, strict=True)], bins=30, color="tab:blue", alpha=0.8)
+        right.axvline(0, color="grey", linewidth=0.8)
+        right.set(xlabel="A - B per image (nats)", ylabel="images")
+        fig.suptitle(f"A = {a},  B = {b}", fontsize=8)
+        fig.tight_layout()
+        caption = (f"{glossary.label(key)} of A = {a} against B = {b} on the same {len(common)} test "
+                   "images (points above the diagonal favour A) and the histogram of A - B: the "
+                   f"mean difference is {diff.text() if diff else '?'} nats, paired.")
+        return save_small(fig, path), caption
+    return None
