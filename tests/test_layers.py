@@ -62,7 +62,8 @@ RULES = (
                     "genbench.loading", "genbench.plugins", "genbench.executors"),
          "the report reads the store; checkpoints are loaded only behind genbench.galleries.render*"),
 )
-REPORT_MAY_USE = {"render", "render_all", "RunGalleries"}  # what report/ takes from genbench.galleries
+# what report/ takes from genbench.galleries
+REPORT_MAY_USE = {"render", "render_all", "RunGalleries", "render_across"}
 FACADE_EAGER = {"register_dataset", "register_metric", "register_model", "__version__"}
 
 

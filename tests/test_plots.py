@@ -93,3 +93,24 @@ def test_paired_plot_compares_the_top_two_on_the_same_images(tmp_path: Path) -> 
     assert path.exists() and "A = vae against B = draw on the same 40 test images" in caption
     diff = tables.difference(runs, "test_iwae", "vae", "draw")
     assert diff.paired_images == 40 and diff.text() in caption
+
+
+def test_one_picture_across_models_reconstructs_the_same_test_images(tmp_path: Path) -> None:
+    """A VAE and a GAN: the reconstruction grid has the test images and the VAE's row (the
+    GAN has no encoder); the sample grid has a row for each."""
+    from PIL import Image
+    from run_folders import make_run
+
+    from genbench.galleries import render_across
+
+    vae = make_run(tmp_path / "synthetic" / "vae" / "smoke-dynamic-seed0-aaaaaa", "vae", steps=3)
+    ae = make_run(tmp_path / "synthetic" / "ae" / "smoke-dynamic-seed0-aaaaaa", "ae", steps=3)
+    gan = make_run(tmp_path / "synthetic" / "gan" / "smoke-dynamic-seed0-aaaaaa", "gan",
+                   latent_dim=None, steps=3)
+    made = render_across({"vae": vae, "ae": ae, "gan": gan, "broken": tmp_path / "nowhere"},
+                         tmp_path / "out", n=4)
+    assert made.rows == {"reconstructions": ["test images", "vae", "ae"], "samples": ["vae", "ae", "gan"]}
+    assert "broken" in made.skipped
+    tile = 28 + 2  # make_grid's padding
+    assert Image.open(made.images["reconstructions"]).size == (4 * tile + 2, 3 * tile + 2)
+    assert Image.open(made.images["samples"]).size == (4 * tile + 2, 3 * tile + 2)

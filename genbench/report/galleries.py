@@ -49,11 +49,33 @@ def add_progress(doc: Document, runs: pd.DataFrame, model: str, img: Path, out: 
             return
 
 
+def add_across(doc: Document, runs: pd.DataFrame, img: Path, out: Path, summary) -> None:
+    """The same test images reconstructed by every model, and samples of every generator
+    from the same seed: one picture each, a row a model."""
+    from genbench.galleries import render_across
+
+    models = tables.model_order(set(tables.finished(runs)["model"]))
+    dirs = {m: d for m in models if (d := representative(runs, m)) is not None}
+    if len(dirs) < 2:
+        return
+    started = time.perf_counter()
+    made = render_across(dirs, img, n=8, seed=0)
+    summary.say(f"  galleries across models: {len(made.images)} ({time.perf_counter() - started:.1f} s)")
+    what = {"reconstructions": "The same test images (top row) reconstructed by each model with an "
+                               "encoder (the encoder's mean code, decoded), one row a model",
+            "samples": "Samples of each model drawn from the same seed, one row a model"}
+    for kind, path in made.images.items():
+        summary.images.append(path)
+        doc.add(Image(path.relative_to(out), f"{what[kind]}; rows, top to bottom: "
+                      f"{', '.join(made.rows[kind])}.", zoom=2))
+
+
 def add_galleries(doc: Document, runs: pd.DataFrame, img: Path, out: Path, summary) -> None:
     """Per model: its training progress, then one run's galleries decoded from its checkpoint."""
     from genbench.galleries import render_all
 
     doc.add(Heading(3, "Galleries"))
+    add_across(doc, runs, img, out, summary)
     for model in tables.model_order(set(tables.finished(runs)["model"])):
         run_dir = representative(runs, model)
         doc.add(Heading(4, model))
