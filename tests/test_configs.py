@@ -93,7 +93,10 @@ def test_summary_and_export_keep_configurations_apart(mixed: Path) -> None:
     summ = summ[summ["metric"] == "test_elbo"].set_index("label")
     assert summ.loc[SMALL, ["mean", "n_seeds"]].tolist() == [-300.0, 1]
     assert summ.loc[DEFAULT, ["mean", "n_seeds"]].tolist() == [-501.0, 2]
-    path = genbench.export_results(mixed, "csv")
+    from genbench.errors import GenbenchWarning
+
+    with pytest.warns(GenbenchWarning, match="superseded=True"):
+        path = genbench.export_results(mixed, "csv")
     exported = pd.read_csv(path)
     assert {"label", "config_id", "superseded", "config", "latent_dim"} <= set(exported.columns)
     assert exported.loc[exported["metric"] == "test_elbo", "superseded"].sum() == 1
