@@ -18,7 +18,8 @@ ROOT = Path(genbench.__file__).parent
 
 # (layer, module prefixes, why). The longest matching prefix places a module.
 LAYERS: list[tuple[str, tuple[str, ...], str]] = [
-    ("interface", ("genbench.cli", "genbench.__main__", "genbench.api", "genbench.export",
+    ("interface", ("genbench.cli", "genbench.__main__", "genbench.api", "genbench.notebook",
+                   "genbench.export",
                    "genbench.commands", "genbench.report.commands"),
      "front doors (command line, Python API): parse, call one library function, print; "
      "nothing below imports them"),
