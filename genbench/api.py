@@ -13,6 +13,7 @@ Every function checks its input as the command line does and raises
 
 from __future__ import annotations
 
+import json
 import math
 import operator
 from collections.abc import Iterable, Mapping, Sequence
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from genbench.errors import GenbenchError
+from genbench.notebook import GROUP, summary  # noqa: F401  (part of this API)
 
 if TYPE_CHECKING:  # pandas and torch load lazily: `import genbench` stays cheap
     import pandas as pd
@@ -29,13 +31,14 @@ if TYPE_CHECKING:  # pandas and torch load lazily: `import genbench` stays cheap
     from genbench.training import RunOutcome
 
 # columns of the tidy frame, in order
-TIDY_COLUMNS = ("dataset", "variant", "preset", "model", "seed", "run_dir", "status", "metric",
-                "value", "stderr", "observation", "obs_noise", "feature_space", "floor",
-                "higher_is_better", "nll", "bits_per_dim", "na_reason")
-GROUP = ("dataset", "variant", "preset", "model", "metric", "observation", "feature_space")
+TIDY_COLUMNS = ("dataset", "variant", "preset", "model", "label", "config_id", "seed", "run_dir",
+                "status", "superseded", "metric", "value", "stderr", "observation", "obs_noise",
+                "feature_space", "floor", "higher_is_better", "nll", "bits_per_dim", "na_reason",
+                "config")
 # run facts in the wide frame that are not metrics
 _META = frozenset({"dataset", "model", "preset", "variant", "seed", "run_dir", "status", "reason",
-                   "feature_space", "eval_preset", "obs_sigma", "obs_flip"})
+                   "feature_space", "eval_preset", "obs_sigma", "obs_flip", "model_name",
+                   "config_key", "config_id", "superseded"})
 # metrics that depend on the observation model p(x|z)
 _OBS_PREFIXES = ("test_elbo", "test_recon_term", "test_kl_term", "test_iwae", "test_ais", "bdmc_",
                  "ais_minus_iwae", "ais_accept")
@@ -63,6 +66,14 @@ def load_results(results: str | Path = "results") -> pd.DataFrame:
 
     A run evaluated with another preset's settings (``genbench eval --preset P``) has
     preset "TRAINED evaluated P", as in the report.
+
+    The configuration, as the report groups by it: ``label`` (the report's row name: the
+    model, plus the settings that differ among its configurations in the folder, e.g.
+    ``vae (latent_dim=2, lr=0.01)``), ``config_id`` (a short hash of the resolved settings),
+    ``config`` (every resolved setting, as JSON), ``superseded`` (True for an older run of
+    a configuration and seed that was run again: the newest counts), and one column per
+    setting whose value differs between runs of the folder (the axes of a sweep, such as
+    ``latent_dim``; ``config_<name>`` where the name is taken by another column).
     """
     import pandas as pd
 
@@ -73,18 +84,61 @@ def load_results(results: str | Path = "results") -> pd.DataFrame:
     if not root.exists():
         raise GenbenchError(f"no results folder {root}; run `genbench run` first or pass "
                             "the folder that holds <dataset>/<model>/<run-id>/")
-    wide = store.load_results(root)
+    wide = _with_configs(store.load_results(root))
     rows: list[dict[str, Any]] = []
     for run in wide.to_dict("records") if not wide.empty else []:
         rows.extend(_tidy_rows(run))
     df = pd.DataFrame(rows, columns=list(TIDY_COLUMNS))
     if df.empty:
         return df
+    # n/a for attributes the dataset does not have (20 edit_* keys per run on plain digits)
+    lacks = df["value"].isna() & df["na_reason"].fillna("").str.contains(_DATASET_LACKS, regex=False)
+    df = df[~lacks].reset_index(drop=True)
+    df = _sweep_columns(df, wide)
+    df["superseded"] = df["superseded"].astype(bool)
     df["seed"] = pd.to_numeric(df["seed"], errors="coerce").astype("Int64")
     for col in ("value", "stderr", "obs_noise", "floor", "nll", "bits_per_dim"):
         df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
     return df.sort_values(["dataset", "variant", "preset", "model", "seed", "metric"],
                           kind="stable", na_position="last").reset_index(drop=True)
+
+
+def _with_configs(wide: pd.DataFrame) -> pd.DataFrame:
+    """The store's one-row-per-run frame with the report's configuration columns
+    (:func:`genbench.report.configs.annotate`), the preset spelled as the report does."""
+    import hashlib
+
+    from genbench import store
+    from genbench.report import configs
+
+    if wide.empty:
+        return wide
+    cfgs = [store.read_json(Path(d) / store.CONFIG) for d in wide["run_dir"]]
+    wide = wide.copy()
+    for col in ("variant", "preset"):
+        wide[col] = wide[col].fillna("?") if col in wide else "?"
+    if "eval_preset" in wide:
+        other = wide["eval_preset"].notna() & (wide["eval_preset"] != wide["preset"])
+        wide.loc[other, "preset"] = wide["preset"] + " evaluated " + wide["eval_preset"].astype(str)
+    if "status" not in wide:
+        wide["status"] = "unknown"
+    wide = configs.annotate(wide, cfgs)
+    wide["config_id"] = [hashlib.sha1(k.encode()).hexdigest()[:8] for k in wide[configs.KEY]]
+    return wide
+
+
+def _sweep_columns(df: pd.DataFrame, wide: pd.DataFrame) -> pd.DataFrame:
+    """One column per setting that differs between the runs of the folder (a sweep's axes)."""
+    from genbench.report import configs
+
+    by_run = dict(zip(wide["run_dir"], wide[configs.SETTINGS], strict=True))
+    axes: set[str] = set()  # within one model's runs: another model's fields are no sweep
+    for _, sub in wide.groupby(["dataset", "variant", "preset", configs.NAME], dropna=False):
+        axes.update(configs.differing(list(sub[configs.SETTINGS])))
+    for name in sorted(axes):
+        col = name if name not in df.columns else f"config_{name}"
+        df[col] = [by_run.get(d, {}).get(name) for d in df["run_dir"]]
+    return df
 
 
 def _present(v: Any) -> bool:
@@ -100,14 +154,15 @@ def _number(v: Any) -> float | None:
 def _tidy_rows(run: Mapping[str, Any]) -> list[dict[str, Any]]:
     from genbench.report import glossary
 
-    metrics = {k: v for k, v in run.items() if _present(v)}
+    metrics = {k: v for k, v in run.items() if k != "settings" and _present(v)}
     status = metrics.get("status", "unknown")
-    preset = metrics.get("preset") or "?"
-    if _present(metrics.get("eval_preset")) and metrics["eval_preset"] != preset:
-        preset = f"{preset} evaluated {metrics['eval_preset']}"
+    preset = metrics.get("preset") or "?"  # "TRAINED evaluated P" already (_with_configs)
     base = {"dataset": metrics.get("dataset"), "variant": metrics.get("variant") or "?",
-            "preset": preset, "model": metrics.get("model"), "seed": metrics.get("seed"),
-            "run_dir": metrics.get("run_dir"), "status": status}
+            "preset": preset, "model": metrics.get("model_name", metrics.get("model")),
+            "label": metrics.get("model"), "config_id": metrics.get("config_id"),
+            "seed": metrics.get("seed"), "run_dir": metrics.get("run_dir"), "status": status,
+            "superseded": bool(metrics.get("superseded", False)),
+            "config": json.dumps(run.get("settings") or {}, sort_keys=True, default=str)}
     dims, continuous = _dims(metrics.get("run_dir"))
     shared_scheme = any("_shared" in k for k in metrics)
     out = []
@@ -140,6 +195,7 @@ def _tidy_rows(run: Mapping[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+_DATASET_LACKS = "has no attributes to edit"  # the edits metric's n/a reason on such data
 _QUALITY_KEYS = frozenset({"fid", "kid", "precision", "recall", "density", "coverage",
                            "inception_score", "mode_kl", "classes_covered", "feature_accuracy"})
 
@@ -179,36 +235,71 @@ def _dims(run_dir: str | None) -> tuple[int | None, bool]:
     return dims, ds.get("observation") == "gaussian" or ds.get("variant") == "continuous"
 
 
-def summary(df: pd.DataFrame) -> pd.DataFrame:
-    """The report's table as a frame: per dataset, variant, preset, model and metric, the
-    ``mean`` over seeds, their ``std`` (ddof=1; NaN for one seed), ``n_seeds``, and
-    ``stderr`` (the estimator's own standard error, averaged over seeds), with
-    ``higher_is_better`` and, for log-likelihoods, ``nll`` and ``bits_per_dim``.
-
-    Only finished runs count, as in the report; sample-quality numbers are kept apart by
-    ``feature_space`` and likelihoods by ``observation``.
-    """
+def load_history(results: str | Path = "results") -> pd.DataFrame:
+    """Every run's history.csv as one tidy frame: one row per run, epoch and logged term
+    (``dataset, variant, preset, model, label, seed, run_dir, epoch, term, value``): the
+    training curves, ready for ``seaborn.relplot(x="epoch", y="value", hue="label",
+    col="term", kind="line")``. Timing columns (``seconds``, ``images_per_s``) are terms too."""
     import pandas as pd
 
-    missing = [c for c in ("status", "metric", "value") if c not in df]
-    if missing:
-        raise GenbenchError(f"summary() needs the frame genbench.load_results() returns "
-                            f"(missing columns: {', '.join(missing)})")
-    cols = [*GROUP, "mean", "std", "n_seeds", "stderr", "higher_is_better", "nll", "bits_per_dim"]
-    fin = df[(df["status"] == "finished") & df["metric"].notna() & df["value"].notna()].copy()
-    if fin.empty:
+    from genbench import store
+
+    cols = ["dataset", "variant", "preset", "model", "label", "seed", "run_dir", "epoch", "term",
+            "value"]
+    frames = []
+    for run in _runs(results).to_dict("records"):
+        path = Path(run["run_dir"]) / store.HISTORY
+        if not path.exists():
+            continue
+        h = pd.read_csv(path)
+        if "epoch" not in h:
+            h["epoch"] = range(1, len(h) + 1)
+        h = h.melt(id_vars="epoch", var_name="term", value_name="value")
+        frames.append(h.assign(**{k: run.get(k) for k in cols if k not in h}))
+    if not frames:
         return pd.DataFrame(columns=cols)
-    for col in ("observation", "feature_space"):
-        fin[col] = fin[col].fillna("")
-    grouped = fin.groupby(list(GROUP), sort=True, dropna=False)
-    out = grouped.agg(mean=("value", "mean"), std=("value", lambda v: v.std(ddof=1)),
-                      n_seeds=("value", "count"), stderr=("stderr", "mean"),
-                      higher_is_better=("higher_is_better", "first"),
-                      nll=("nll", "mean"), bits_per_dim=("bits_per_dim", "mean")).reset_index()
-    for col in ("observation", "feature_space"):
-        out[col] = out[col].replace("", None)
-    out["n_seeds"] = out["n_seeds"].astype(int)
-    return out[cols]
+    out = pd.concat(frames, ignore_index=True)[cols]
+    out["value"] = pd.to_numeric(out["value"], errors="coerce")
+    return out
+
+
+def load_per_image(results: str | Path = "results") -> pd.DataFrame:
+    """Every run's per_image.json as one tidy frame: one row per run, estimate and test
+    image (``dataset, variant, preset, model, label, seed, run_dir, metric, image, value``),
+    so models are compared on the same images: ``df.pivot_table(index="image",
+    columns="label", values="value")`` for one metric gives the paired table."""
+    import pandas as pd
+
+    from genbench import store
+
+    cols = ["dataset", "variant", "preset", "model", "label", "seed", "run_dir", "metric", "image",
+            "value"]
+    rows = []
+    for run in _runs(results).to_dict("records"):
+        path = Path(run["run_dir"]) / "per_image.json"
+        if not path.exists():
+            continue
+        for key, rec in store.read_json(path).items():
+            if not (isinstance(rec, dict) and isinstance(rec.get("indices"), list)
+                    and isinstance(rec.get("values"), list)):
+                continue
+            base = {k: run.get(k) for k in cols[:7]}
+            rows.extend({**base, "metric": key, "image": int(i), "value": float(v)}
+                        for i, v in zip(rec["indices"], rec["values"], strict=False))
+    return pd.DataFrame(rows, columns=cols)
+
+
+def _runs(results: str | Path) -> pd.DataFrame:
+    """One row per run (the newest of a configuration and seed run twice) with the tidy
+    frame's run columns."""
+    import pandas as pd
+
+    df = load_results(results)
+    cols = ["dataset", "variant", "preset", "model", "label", "seed", "run_dir", "superseded"]
+    if df.empty:
+        return pd.DataFrame(columns=cols)
+    runs = df[cols].drop_duplicates("run_dir")
+    return runs[~runs["superseded"]]
 
 
 # -- running, evaluating, loading ----------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import sys
+import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -73,9 +74,15 @@ def list_cmd(
 ) -> None:
     """List registered models, datasets, metrics and presets, one line each."""
     from genbench import listing
+    from genbench.listcache import cached_sections
 
-    _load(plugins)
-    for title, rows in listing.sections(what):
+    def make() -> list[tuple[str, list[tuple[str, str]]]]:
+        _load(plugins)
+        return listing.sections(what)
+
+    if what not in (*listing.KINDS, "all"):
+        listing.sections(what)  # the one-line error, before any plugin is imported
+    for title, rows in cached_sections(what, plugins, make):
         table = Table(title=title, title_justify="left", show_header=False, box=None)
         for name, description in rows:
             table.add_row(f"[bold]{name}[/]", description)
@@ -99,7 +106,7 @@ def run(
     metrics: str | None = typer.Option(None, "--metrics", help="comma-separated metric names"),
     data_dir: str | None = typer.Option(None, "--data-dir", help="folder with the dataset's files"),
     force: bool = typer.Option(False, "--force", help="rerun finished runs from scratch"),
-    log: list[str] = typer.Option([], "--log", help="tensorboard: events under each run folder"),
+    log: list[str] = typer.Option([], "--log", help="tensorboard | wandb (repeatable; README: TensorBoard)"),
     executor: str = typer.Option("local", "--executor", help="local | ray | slurm (README: On a cluster)"),
     address: str | None = typer.Option(None, "--address", help="ray: auto | ray://host:port (none: local)"),
     cpus_per_run: int = typer.Option(1, "--cpus-per-run", help="ray/slurm: CPUs (torch threads) per run"),
@@ -123,13 +130,14 @@ def run(
                        max_retries=max_retries, eval_shards=eval_shards, partition=slurm_partition,
                        time_limit=slurm_time, cluster=slurm_cluster, dry_run=dry_run,
                        plugins=tuple(str(p) for p in plugins))
+    started = time.perf_counter()
     outcomes = run_all(models=models, dataset=dataset, variant=variant, preset=preset,
                        epochs=epochs, seeds=seed, device=device, overrides=set_,
                        results=results, metrics=_names(metrics), data_dir=data_dir, force=force,
                        console=console, executor=opts, plan_only=plan, log=tuple(log))
     if plan or dry_run and not outcomes:
         return
-    print_summary(outcomes, results)
+    print_summary(outcomes, results, seconds=time.perf_counter() - started)
     if any(o.status in ("failed", "busy") for o in outcomes):  # busy: held by another process
         raise typer.Exit(1)
 
@@ -165,6 +173,7 @@ def eval_cmd(
     from genbench.evaluation import check_run_folder, evaluate_run
     from genbench.executors import eval_sharding, options_for
     from genbench.progress import EvalDisplay
+    from genbench.store import CONFIG, METRICS, read_json
     from genbench.training import resolve_device
 
     _load(plugins)
@@ -175,6 +184,12 @@ def eval_cmd(
         check_run_folder(folder)
     for folder in run_dirs:
         console.print(f"evaluating {folder}", highlight=False)
+        before = read_json(Path(folder) / METRICS)
+        budget = before.get("eval_preset") or read_json(Path(folder) / CONFIG).get(
+            "preset", {}).get("name")
+        if preset is not None and budget is not None and preset != budget:
+            console.print(f"its numbers were measured under {budget}: every metric of the run is "
+                          f"measured again under {preset} (a row holds one budget)", highlight=False)
         watch = EvalDisplay(console)
         try:
             with eval_sharding(opts, folder, dev, data_dir):
@@ -183,7 +198,7 @@ def eval_cmd(
         finally:
             watch.stop()
         console.print(f"[green]✓[/] {folder}")
-        _print_metrics(values)
+        _print_changes(before, values)
 
 
 @app.command()
@@ -213,11 +228,38 @@ def _fmt(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def _print_metrics(values: dict[str, Any]) -> None:
-    table = Table(show_header=False, box=None)
-    for key, value in sorted(values.items()):
-        if not key.startswith("_") and key != "not_applicable":
-            table.add_row(key, _fmt(value))
+def changes(before: dict[str, Any], after: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(key, new value, old value) of the metrics ``genbench eval`` measured or changed; a
+    metric's ``_stderr`` is shown in its cell; unchanged keys and bookkeeping are left out."""
+    out = []
+    for key in sorted(after):
+        if key.startswith("_") or key == "not_applicable" or key.endswith("_stderr"):
+            continue
+        old, new = before.get(key), after[key]
+        old_se, new_se = before.get(f"{key}_stderr"), after.get(f"{key}_stderr")
+        if (old, old_se) != (new, new_se):
+            out.append((key, _with_se(new, new_se), "" if old is None else _with_se(old, old_se)))
+    na_before = before.get("not_applicable", {})
+    for key, reason in sorted(after.get("not_applicable", {}).items()):
+        if na_before.get(key) != reason:
+            out.append((key, f"n/a — {reason}", ""))
+    return out
+
+
+def _with_se(value: Any, se: Any) -> str:
+    return _fmt(value) + (f" ± {se:.2g}" if isinstance(se, (int, float)) else "")
+
+
+def _print_changes(before: dict[str, Any], after: dict[str, Any]) -> None:
+    rows = changes(before, after)
+    if not rows:
+        console.print("nothing changed", highlight=False)
+        return
+    table = Table(show_header=True, box=None, header_style="dim")
+    for col in ("metric", "now", "was"):
+        table.add_column(col, overflow="fold")
+    for key, new, old in rows:
+        table.add_row(key, new, old or "[dim]–[/]")
     console.print(table)
 
 
@@ -232,6 +274,17 @@ def _cell(metrics: dict[str, Any], key: str, converged: str = "") -> str:
             + (" ⚠" if flag else ""))
 
 
+def _same_as_own(outcomes: list[Any], key: str) -> bool:
+    """True for a shared-family column (``test_ais_shared``) that repeats its own-decoder twin
+    in every row that has it (a Bernoulli VAE's shared family is its own decoder): the
+    column would only push a telling one off the table."""
+    own = key.removesuffix("_shared")
+    if own == key:
+        return False
+    rows = [o.metrics for o in outcomes if _cell(o.metrics, key) != "–"]
+    return bool(rows) and all(_cell(m, key) == _cell(m, own) for m in rows)
+
+
 def summary_table(outcomes: list[Any], width: int) -> tuple[Table, list[str]]:
     """The closing table of `genbench run` and the metric columns left out of it.
 
@@ -243,7 +296,8 @@ def summary_table(outcomes: list[Any], width: int) -> tuple[Table, list[str]]:
     from genbench.report.glossary import direction
 
     heads = summary_keys()
-    present = [k for k in heads if any(_cell(o.metrics, k) != "–" for o in outcomes)]
+    present = [k for k in heads if any(_cell(o.metrics, k) != "–" for o in outcomes)
+               and not _same_as_own(outcomes, k)]
     status = {"failed": "[red]failed[/]", "skipped": "[dim]earlier[/]", "finished": "done"}
     rows = [[o.run_dir.parts[-2], o.run_dir.name.rsplit("-", 1)[0].rsplit("-seed", 1)[-1],
              status.get(o.status, o.status)] for o in outcomes]
@@ -270,7 +324,10 @@ def summary_table(outcomes: list[Any], width: int) -> tuple[Table, list[str]]:
     return table, [k for k in present if k not in keys]
 
 
-def print_summary(outcomes: list[Any], results: Path, out: Console | None = None) -> None:
+def print_summary(outcomes: list[Any], results: Path, out: Console | None = None,
+                  seconds: float | None = None) -> None:
+    """The closing table of ``genbench run``, failures, where the results are and, given
+    ``seconds``, the command's total wall time."""
     out = out or console
     table, hidden = summary_table(outcomes, out.width)
     out.print(table)
@@ -280,7 +337,17 @@ def print_summary(outcomes: list[Any], results: Path, out: Console | None = None
     for o in outcomes:
         if o.status == "failed":
             out.print(f"[red]failed[/] {o.run_dir}: {o.message}", highlight=False)
+    if seconds is not None:
+        out.print(f"total wall time: {_duration(seconds)}", highlight=False)
     out.print(f"results: {results.resolve()}   (next: genbench report --results {results})")
+
+
+def _duration(seconds: float) -> str:
+    """12.3 s, 4 min 05 s, 1 h 02 min."""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    m, s = divmod(int(round(seconds)), 60)
+    return f"{m} min {s:02d} s" if m < 60 else f"{m // 60} h {m % 60:02d} min"
 
 
 @app.command("export")

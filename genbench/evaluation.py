@@ -96,13 +96,39 @@ def _evaluate_run(run_dir: Path, names: Iterable[str], preset: str | None, devic
                             "with the same `genbench run` command, or pass --allow-unfinished "
                             "to score its last checkpoint")
     run = load_run(run_dir, device, data_dir)
+    current = store.read_json(run_dir / store.METRICS)
+    budget = current.get("eval_preset") or run.preset.name  # the budget of the row's numbers
+    wanted = preset or budget  # without --preset, new metrics join the row at its budget
     eval_preset = run.preset
-    if preset is not None and preset != run.preset.name:
-        p = get_preset(preset)  # evaluation settings from another preset; training stays
+    if wanted != run.preset.name:
+        p = get_preset(wanted)  # evaluation settings from another preset; training stays
         eval_preset = p.with_overrides(epochs=run.preset.epochs, batch_size=run.preset.batch_size,
                                        max_train=run.preset.max_train)
+    if wanted != budget:  # one budget per row: every metric the row holds is measured again
+        names = row_metrics(current, names, run.preset.metrics)
     values, na = evaluate_model(run.model, run.data, eval_preset, seed=run.seed,
                                 device=torch.device(device), names=names, run_dir=Path(run_dir),
                                 results_root=Path(run_dir).parents[2], progress=progress)
     extra = {"eval_preset": eval_preset.name} if eval_preset.name != run.preset.name else {}
+    if wanted != budget:  # the old budget's numbers go: nothing of it is left beside the new
+        kept = {k: v for k, v in current.items() if k in RUNNER_KEYS}
+        store.write_json(Path(run_dir) / store.METRICS, {**kept, **values, **extra,
+                                                         "not_applicable": na})
+        return store.read_json(Path(run_dir) / store.METRICS)
     return store.update_metrics(Path(run_dir), {**values, **extra, "not_applicable": na})
+
+
+# what the runner records in metrics.json beside the metrics: kept when a row changes budget
+RUNNER_KEYS = frozenset({"status", "reason", "epochs", "train_seconds", "eval_seconds"})
+
+
+def row_metrics(current: dict[str, Any], names: Iterable[str], trained_with: Iterable[str] = ()
+                ) -> tuple[str, ...]:
+    """What a row measured again under a new budget holds: the metrics the run was made with
+    (``--metrics``; every default metric when none was named), those its metrics.json holds
+    (each records ``_seconds_<metric>``), and ``names``."""
+    from genbench.metrics import requested_metrics
+
+    ran = [k[len("_seconds_"):] for k in current if k.startswith("_seconds_")]
+    base = list(trained_with) or [e.name for e in requested_metrics(())]
+    return tuple(dict.fromkeys([*base, *ran, *names]))

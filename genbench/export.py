@@ -4,9 +4,10 @@ other languages (R, Julia, DuckDB). One row per run and metric, the columns of
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
-from genbench.errors import GenbenchError
+from genbench.errors import GenbenchError, GenbenchWarning
 
 FORMATS = ("csv", "parquet")
 
@@ -31,6 +32,12 @@ def export_results(results: str | Path = "results", format: str = "csv",
     df = load_results(results)
     if df.empty:
         raise GenbenchError(f"no runs under {results}; nothing to export")
+    if df["superseded"].any():  # kept, marked: a reader filters them as summary() does
+        old = df.loc[df["superseded"], "run_dir"].nunique()
+        warnings.warn(GenbenchWarning(
+            f"{old} older run(s) of a configuration and seed that was run again are exported with "
+            "superseded=True; the newest run of each counts (drop the others before averaging)"),
+            stacklevel=2)
     path = Path(out) if out is not None else Path(results) / f"results.{format}"
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")

@@ -21,10 +21,12 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.table import Column
 
 from genbench.metrics.context import EvalProgress
 
 PLAIN_INTERVAL_S = 5.0  # seconds between plain progress lines
+WIDE = 110  # terminal columns from which an evaluation bar also shows its unit and elapsed time
 
 
 def _clock(seconds: float) -> str:
@@ -135,12 +137,25 @@ class EvalDisplay(EvalProgress):
 
     def _bar(self) -> Progress:
         if self.progress is None:
-            self.progress = Progress(
-                TextColumn("  [bold]{task.description}"), BarColumn(bar_width=24),
-                MofNCompleteColumn(), TextColumn("{task.fields[unit]}"), TimeElapsedColumn(),
-                TextColumn("left"), TimeRemainingColumn(), console=self.console, transient=False)
+            self.progress = Progress(*self.columns(self.console.width), console=self.console,
+                                     transient=False)
             self.progress.start()
         return self.progress
+
+    @staticmethod
+    def columns(width: int) -> list:
+        """The bar's columns for a terminal ``width``: the count and the time left always
+        whole; below ``WIDE`` columns the unit text and the elapsed time go first (rich would
+        otherwise cut every column to "500…" and "0:0…")."""
+        keep = {"no_wrap": True, "overflow": "ignore"}
+        cols = [TextColumn("  [bold]{task.description}", table_column=Column(**keep)),
+                BarColumn(bar_width=24 if width >= WIDE else 10),
+                MofNCompleteColumn(table_column=Column(**keep))]
+        if width >= WIDE:
+            cols += [TextColumn("{task.fields[unit]}", table_column=Column(no_wrap=True,
+                                                                            overflow="ellipsis")),
+                     TimeElapsedColumn(table_column=Column(**keep))]
+        return cols + [TextColumn("left"), TimeRemainingColumn(table_column=Column(**keep))]
 
     def start(self, metric: str) -> None:
         now = time.perf_counter()

@@ -145,7 +145,7 @@ def plan_run(spec: RunSpec, data: DataBundle | None = None) -> Plan:
     """Resolve model, settings and data; name the run folder. Writes nothing."""
     entry = get_model(spec.model)
     if spec.log:
-        from genbench.tblog import check
+        from genbench.loggers import check
 
         check(spec.log)  # an unknown logger or a missing package fails before any training
     preset = get_preset(spec.preset)
@@ -237,7 +237,7 @@ def _train_and_evaluate(plan: Plan, reporter: Reporter) -> RunOutcome:
     optimizers = optimizer_dict(model.configure_optimizers())
     progress = load_checkpoint(folder, model, optimizers) or Progress()
     if spec.log:
-        from genbench.tblog import open_loggers
+        from genbench.loggers import open_loggers
 
         plan.logger = open_loggers(spec.log, folder)
     if progress.trained:
@@ -260,6 +260,8 @@ def _train_and_evaluate(plan: Plan, reporter: Reporter) -> RunOutcome:
     reporter.note(f"evaluating {spec.model} ({plan.preset.name} preset)")
     start = time.perf_counter()
     watch = reporter.evaluation(f"{spec.model} seed {spec.seed}")
+    if plan.logger is not None:  # evaluation progress as TensorBoard scalars too
+        watch = plan.logger.watch(watch)
     try:
         values, na = evaluate_model(model, plan.data, plan.preset, seed=spec.seed, device=plan.device,
                                     names=spec.metrics, run_dir=folder, results_root=spec.results,

@@ -95,7 +95,7 @@ def test_summary_matches_the_reports_table(smoke_results) -> None:
     from genbench.report import tables
 
     root, _ = smoke_results
-    summ = genbench.summary(genbench.load_results(root))
+    summ = genbench.summary(genbench.load_results(root), long=True, bookkeeping=True)
     assert set(summ["n_seeds"]) == {2}
     runs = tables.finished(tables.load(root))
     compared = 0
@@ -134,7 +134,7 @@ def test_summary_counts_only_finished_runs(smoke_results) -> None:
     df = genbench.load_results(root)
     first = df["run_dir"].iloc[0]
     df.loc[df["run_dir"] == first, "status"] = "failed"
-    summ = genbench.summary(df)
+    summ = genbench.summary(df, long=True)
     model = df.loc[df["run_dir"] == first, "model"].iloc[0]
     assert set(summ.loc[summ["model"] == model, "n_seeds"]) == {1}
     assert summ.loc[summ["model"] == model, "std"].isna().all()
@@ -296,7 +296,7 @@ def test_the_readme_example_runs(smoke_results, tmp_path: Path, monkeypatch) -> 
     monkeypatch.chdir(tmp_path)
     namespace: dict = {}
     exec(compile(readme_example(), "README.md", "exec"), namespace)
-    outcomes, df, table = namespace["outcomes"], namespace["df"], namespace["table"]
+    outcomes, df, table = namespace["outcomes"], namespace["df"], namespace["numbers"]
     assert [o.status for o in outcomes] == ["skipped"] * 4
     assert [o.run_dir.name for o in outcomes] == [o.run_dir.name for o in smoke_results[1]]
     assert (tmp_path / "results" / "synthetic").is_dir()
@@ -304,6 +304,7 @@ def test_the_readme_example_runs(smoke_results, tmp_path: Path, monkeypatch) -> 
     assert namespace["images"].shape == (16, 1, 28, 28)
     assert isinstance(namespace["model"], torch.nn.Module)
     assert "test_iwae" in namespace["values"]
+    assert set(namespace["curves"]["label"]) == {"vae", "dcgan"} and len(namespace["paired"]) > 0
 
 
 def test_closing_table_shows_each_runs_seed_negative_ones_included() -> None:
@@ -338,3 +339,44 @@ def test_closing_table_flags_an_unconverged_ais() -> None:
     print_summary(outcomes, Path("results"), Console(file=buf, width=120))
     rows = {line.split("│")[1].strip(): line for line in buf.getvalue().splitlines() if "│" in line}
     assert "-139.2±6.3 ⚠" in rows["dcgan"] and "⚠" not in rows["vae"]
+
+
+def test_summary_is_the_reports_wide_table_with_bold_in_its_html(smoke_results) -> None:
+    """summary(df): a row per model, a column per metric, the report's cells; bookkeeping
+    keys only on request; the long numbers at .long; the report's bold in _repr_html_."""
+    from genbench.report import tables
+
+    root, _ = smoke_results
+    df = genbench.load_results(root)
+    wide = genbench.summary(df)
+    assert list(wide.index.names) == ["dataset", "variant", "preset", "model"]
+    assert {m for *_, m in wide.index} == {"vae", "dcgan"} and set(wide["seeds"]) == {2}
+    runs = tables.finished(tables.load(root))
+    report = tables.comparison_table(runs, ["test_elbo", "fid"])
+    cells = {r[0].text: [c.text for c in r[2:]] for r in report.rows if r[1].text != "—"}
+    for model, (elbo, fid) in cells.items():
+        row = wide.xs(model, level="model").iloc[0]
+        assert (row["test_elbo"], row["fid"]) == (elbo, fid)
+    assert "ais_accept" not in wide.columns and "eval_seconds" not in wide.columns
+    assert "ais_accept" in genbench.summary(df, bookkeeping=True).columns
+    assert set(wide.long["metric"]) == set(genbench.summary(df, long=True)["metric"])
+    html = wide._repr_html_()
+    bold = [(row, key) for row, key in wide.attrs["bold"]]
+    assert ("font-weight: bold" in html) == bool(bold)
+    assert "confidence set" in html
+
+
+def test_history_and_per_image_loaders_are_tidy(smoke_results) -> None:
+    root, outcomes = smoke_results
+    curves = genbench.load_history(root)
+    assert set(curves["run_dir"]) == {str(o.run_dir) for o in outcomes}
+    one = curves[(curves["run_dir"] == str(outcomes[0].run_dir)) & (curves["term"] == "loss")]
+    history = pd.read_csv(outcomes[0].run_dir / "history.csv")
+    assert one.sort_values("epoch")["value"].tolist() == pytest.approx(history["loss"].tolist())
+    paired = genbench.load_per_image(root)
+    stored = json.loads((outcomes[0].run_dir / "per_image.json").read_text())
+    key = next(iter(stored))
+    mine = paired[(paired["run_dir"] == str(outcomes[0].run_dir)) & (paired["metric"] == key)]
+    assert mine["image"].tolist() == stored[key]["indices"]
+    assert mine["value"].tolist() == pytest.approx(stored[key]["values"])
+    assert not paired.duplicated(["run_dir", "metric", "image"]).any()

@@ -111,3 +111,80 @@ def test_eval_adds_metrics_without_retraining(tmp_path: Path) -> None:
     assert "test_elbo" in (run_dir / "metrics.json").read_text()
     assert (run_dir / "checkpoint.pt").stat().st_mtime_ns == before
     _one_line_error(_run("eval", str(tmp_path)), "not a run folder")
+
+
+def test_eval_under_another_preset_measures_the_whole_row_again_and_prints_changes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One budget per row: `eval --preset P` on a run of another preset measures every metric
+    of the run under P (the old budget's numbers go), later additions join at P, and eval
+    prints only what changed."""
+    import json
+
+    from genbench import presets
+
+    tiny = presets.PRESETS["smoke"].with_overrides(name="tiny", n_eval=32)
+    monkeypatch.setitem(presets.PRESETS, "tiny", tiny)
+    _run("run", "vae", "--dataset", "synthetic", "--preset", "smoke", "--device", "cpu",
+         "--results", str(tmp_path), "--metrics", "elbo,recon")
+    run_dir = next(tmp_path.glob("synthetic/vae/*"))
+    before = json.loads((run_dir / "metrics.json").read_text())
+    out = _run("eval", str(run_dir), "--metrics", "active_units", "--preset", "tiny", "--device", "cpu")
+    assert out.exit_code == 0, out.output
+    after = json.loads((run_dir / "metrics.json").read_text())
+    assert after["eval_preset"] == "tiny" and after["status"] == "finished"
+    assert {"_seconds_elbo", "_seconds_recon", "_seconds_active_units"} <= set(after)
+    assert after["test_elbo"] != before["test_elbo"]  # measured again on 32 images, not kept
+    assert after["train_seconds"] == before["train_seconds"]
+    assert "measured again under tiny" in out.output and "test_elbo" in out.output
+    assert "test_elbo_stderr" not in out.output and "_seconds" not in out.output
+    again = _run("eval", str(run_dir), "--metrics", "active_units", "--device", "cpu")
+    assert again.exit_code == 0, again.output
+    assert json.loads((run_dir / "metrics.json").read_text())["eval_preset"] == "tiny"
+    assert "test_elbo" not in again.output  # unchanged: not printed
+
+
+def test_closing_table_skips_a_shared_column_equal_to_its_own_twin_and_prints_wall_time() -> None:
+    """A Bernoulli VAE's shared family is its own decoder: test_ais_shared would repeat
+    test_ais and push test_iwae off 80 columns. A GAN's shared AIS, alone, stays."""
+    import io
+
+    from rich.console import Console
+
+    from genbench.cli import print_summary
+    from genbench.training import RunOutcome
+
+    vae = {"test_elbo": -114.2, "test_iwae": -108.5, "test_iwae_stderr": 1.2, "test_ais": -103.6,
+           "test_ais_stderr": 4.6, "test_ais_shared": -103.6, "test_ais_shared_stderr": 4.6,
+           "recon_bce": 81.5, "fid": 199.6}
+    outcomes = [RunOutcome("finished", Path("results/mnist-5k/vae/quick-dynamic-seed0-abcdef"), vae)]
+    buf = io.StringIO()
+    print_summary(outcomes, Path("results"), Console(file=buf, width=80), seconds=125.0)
+    text = buf.getvalue()
+    assert "test_ais_shared" not in text and "test_iwae" in text and "-108.5±1.2" in text
+    assert "total wall time: 2 min 05 s" in text
+    gan = {"test_ais_shared": -173.9, "fid": 91.3}
+    outcomes.append(RunOutcome("finished", Path("results/mnist-5k/gan/quick-dynamic-seed0-abcdef"), gan))
+    buf = io.StringIO()
+    print_summary(outcomes, Path("results"), Console(file=buf, width=200))
+    assert "test_ais_shared" in buf.getvalue()
+
+
+def test_help_and_a_cached_list_import_no_torch(tmp_path: Path) -> None:
+    """`genbench --help` and every `genbench list` after the first answer without importing
+    torch (seconds); the first one imports the plugins and caches the listing."""
+    import os
+    import subprocess
+    import sys
+
+    probe = ("import sys; from typer.testing import CliRunner; from genbench.cli import app; "
+             "r = CliRunner().invoke(app, sys.argv[1:], env={'COLUMNS': '200'}); "
+             "assert r.exit_code == 0, r.output; print('torch' in sys.modules, 'vae' in r.output)")
+    env = {**os.environ, "GENBENCH_CACHE": str(tmp_path)}
+
+    def run(*args: str) -> str:
+        return subprocess.run([sys.executable, "-c", probe, *args], env=env, capture_output=True,
+                              text=True, check=True).stdout.split()
+
+    assert run("--help")[0] == "False"
+    assert run("list", "models") == ["True", "True"]  # the first: plugins imported, cached
+    assert run("list", "models") == ["False", "True"]  # then from the cache

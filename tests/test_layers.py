@@ -18,14 +18,16 @@ ROOT = Path(genbench.__file__).parent
 
 # (layer, module prefixes, why). The longest matching prefix places a module.
 LAYERS: list[tuple[str, tuple[str, ...], str]] = [
-    ("interface", ("genbench.cli", "genbench.__main__", "genbench.api", "genbench.export",
+    ("interface", ("genbench.cli", "genbench.__main__", "genbench.api", "genbench.notebook",
+                   "genbench.export",
                    "genbench.commands", "genbench.report.commands"),
      "front doors (command line, Python API): parse, call one library function, print; "
      "nothing below imports them"),
     ("runs", ("genbench.runs", "genbench.executors", "genbench.plan", "genbench.check"),
      "schedule work: sweeps of seeds and models, Ray/SLURM executors, cost plans, the one-step "
      "model check; they drive training"),
-    ("training", ("genbench.training", "genbench.tblog", "genbench.progress"),
+    ("training", ("genbench.training", "genbench.tblog", "genbench.wandblog", "genbench.loggers",
+                  "genbench.progress"),
      "the runner (loop, checkpoints, resume) and what it shows or logs; it calls evaluation "
      "at the end of a run"),
     ("evaluation", ("genbench.evaluation",),
@@ -40,8 +42,8 @@ LAYERS: list[tuple[str, tuple[str, ...], str]] = [
     ("core", ("genbench", "genbench.contract", "genbench.data", "genbench.store",
               "genbench.registry", "genbench.errors", "genbench.settings", "genbench.presets",
               "genbench.nn", "genbench.latent", "genbench.adversarial", "genbench.observation",
-              "genbench.images", "genbench.figures", "genbench.listing", "genbench.edits",
-              "genbench.ranges"),
+              "genbench.images", "genbench.figures", "genbench.listing", "genbench.listcache",
+              "genbench.edits", "genbench.ranges"),
      "the contract, data, store, registry and helpers every layer (and every model) may use"),
 ]
 RANK = {name: i for i, (name, _, _) in enumerate(LAYERS)}  # 0 = top
@@ -61,7 +63,8 @@ RULES = (
                     "genbench.loading", "genbench.plugins", "genbench.executors"),
          "the report reads the store; checkpoints are loaded only behind genbench.galleries.render*"),
 )
-REPORT_MAY_USE = {"render", "render_all", "RunGalleries"}  # what report/ takes from genbench.galleries
+# what report/ takes from genbench.galleries
+REPORT_MAY_USE = {"render", "render_all", "RunGalleries", "render_across"}
 FACADE_EAGER = {"register_dataset", "register_metric", "register_model", "__version__"}
 
 

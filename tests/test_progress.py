@@ -180,3 +180,29 @@ def test_plain_lines_count_passes_when_a_loop_starts_again() -> None:
     assert "ais: 40/40 AIS steps (100%), pass 2" in lines[5]
     assert lines[6].endswith("ais: 40/40 AIS steps (2 passes), done in 2.0 s")
     assert lines[7].endswith("iwae: n/a (no encoder)")
+
+
+def test_eval_bars_keep_count_and_time_left_at_80_columns() -> None:
+    """At 80 columns the unit text goes first: the count and the time left stay whole
+    (rich used to cut them to "500…" and "0:0…")."""
+    import io
+    import re
+
+    from rich.console import Console
+
+    from genbench.progress import EvalDisplay
+
+    for width in (80, 120):
+        display = EvalDisplay(Console(file=io.StringIO(), width=width, force_terminal=True), plain=False)
+        display.start("bdmc_shared")
+        display.update("bdmc_shared", 250, 3200, "annealing steps x chains")
+        display.start("ais_shared")
+        display.update("ais_shared", 12500, 32000, "annealing steps x chains, pass 2")
+        out = io.StringIO()
+        Console(file=out, width=width).print(display.progress.make_tasks_table(display.progress.tasks))
+        display.stop()
+        lines = out.getvalue().splitlines()
+        assert len(lines) == 2 and "…" not in out.getvalue()
+        assert "250/3200" in lines[0] and "12500/32000" in lines[1]
+        assert all(re.search(r"left [-\d]:[-\d]{2}:[-\d]{2}", line) for line in lines)
+        assert ("annealing steps" in out.getvalue()) == (width >= 110)

@@ -49,7 +49,7 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> Path:
         write_run(root, "ae", seed, {"fid": fid, "recon_bce": 60.0 + seed, "feature_space": "cnn-aaaa",
                                      "not_applicable": {"test_elbo": "point-mass encoder"}})
     gan_curves = "epoch,seconds,d_loss,g_loss\n1,0.1,1.3,0.8\n2,0.1,1.2,0.9\n"
-    write_run(root, "gan", 0, {"fid": GAN_FID[0], "feature_space": "cnn-aaaa",
+    write_run(root, "gan", 0, {"fid": GAN_FID[0], "fid_stderr": 0.5, "feature_space": "cnn-aaaa",
                                "not_applicable": {"test_elbo": "no encoder"}}, history=gan_curves)
     gan0 = root / "synthetic" / "gan" / "quick-dynamic-seed0-abc123"
     for epoch in range(1, 11):  # the runner's fixed-noise grids (8 x 8 tiles of 28 px)

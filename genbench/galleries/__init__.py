@@ -26,7 +26,7 @@ from genbench.loading import LoadedRun, load_run
 from genbench.store import METRICS, check_output_file, read_json
 
 __all__ = ["GALLERIES", "Gallery", "NotApplicable", "RunGalleries", "kinds", "register_gallery",
-           "render", "render_all"]
+           "render", "render_across", "render_all"]
 
 # The gallery modules, imported in this order (the report shows galleries in this order).
 MODULES = [
@@ -42,6 +42,8 @@ MODULES = [
 
 for _name in MODULES:
     importlib.import_module(f"genbench.galleries.{_name}")
+
+from genbench.galleries.across import render_across  # noqa: E402  (one picture across a group's models)
 
 
 def kinds() -> list[str]:

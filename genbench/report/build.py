@@ -9,6 +9,7 @@ the unit inside which numbers are comparable.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -17,7 +18,7 @@ import pandas as pd
 
 from genbench import store
 from genbench.errors import GenbenchError
-from genbench.report import glossary, plots, tables
+from genbench.report import configs, glossary, plots, tables
 from genbench.report.document import (
     Bullets,
     Cell,
@@ -35,8 +36,9 @@ from genbench.report.floors import floor_values
 READING = (
     "How to read the tables: each cell is the mean ± standard deviation over seeds (the `seeds` "
     "column counts finished runs; `[n=2]` marks a metric measured on fewer of them); `(s.e. x)` "
-    "is the estimator's own standard error, averaged over seeds; the best value of each column is "
-    "in **bold** (↑ higher is better, ↓ lower); `n/a — reason` says which capability a model "
+    "is the estimator's own standard error, averaged over seeds; **bold** marks the models that "
+    "could be the best of their column, a 95% confidence set stated under each table (↑ higher "
+    "is better, ↓ lower); `n/a — reason` says which capability a model "
     "lacks; † marks a conditional model. Log-likelihoods are in nats per image (NLL = -value).")
 
 
@@ -49,13 +51,17 @@ class ReportSummary:
     seconds: float
     images: list[Path] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    superseded: list[tuple[str, str, str, str]] = field(default_factory=list)
+    say: Callable[[str], None] = field(default=lambda _: None, repr=False)  # progress lines
 
 
-def build_report(results: Path, out: Path, galleries: bool = True) -> ReportSummary:
+def build_report(results: Path, out: Path, galleries: bool = True,
+                 progress: Callable[[str], None] | None = None) -> ReportSummary:
     """Write ``out/report.md``, ``out/index.html`` and ``out/img/*.png`` from ``results``.
 
     Models are looked up in the registry (conditional or not, their descriptions): the caller
-    loads the plugins first, as ``genbench report`` does.
+    loads the plugins first, as ``genbench report`` does. ``progress`` is told one line per
+    group, table set, figure and gallery as each is made (a report takes a minute or two).
     """
     start = time.perf_counter()
     results, out = Path(results), Path(out)
@@ -76,6 +82,12 @@ def build_report(results: Path, out: Path, galleries: bool = True) -> ReportSumm
         raise GenbenchError(f"--out {out} {what}; pass a folder") from None
     doc = Document("genbench report")
     summary = ReportSummary(out, len(df), 0, int((df["status"] != "finished").sum()), 0.0)
+    if progress is not None:
+        summary.say = progress
+    summary.superseded = list(df.attrs.get("superseded", []))
+    if summary.superseded:
+        summary.notes.append(f"{len(summary.superseded)} (configuration, seed) pair(s) were run more "
+                             "than once: the newest run counts (see the report's 'Runs measured twice')")
     doc.add(Para(f"Made by `genbench report --results {results.as_posix()} --out {out.as_posix()}` "
                  f"on {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC from {len(df)} runs."))
     if skipped:
@@ -87,8 +99,10 @@ def build_report(results: Path, out: Path, galleries: bool = True) -> ReportSumm
         doc.add(Para("The runs were made by:"), Bullets(tuple(f"`{c}`" for c in commands)))
     doc.add(Para(READING), overview_table(df))
     opening = len(doc.blocks)
+    keys = [k for k, _ in tables.groups(df)]
     for key, runs in tables.groups(df):
         summary.groups += 1
+        summary.say(f"group {summary.groups}/{len(keys)}: {' · '.join(key)} ({len(runs)} runs)")
         add_group(doc, key, runs, results, out, galleries, summary)
     add_glossary(doc, df)
     doc.blocks.insert(opening, contents(doc))  # after the opening paragraphs and the runs table
@@ -125,6 +139,7 @@ def add_group(doc: Document, key: tables.GroupKey, runs: pd.DataFrame, results: 
               galleries: bool, summary: ReportSummary) -> None:
     dataset, variant, preset = key
     doc.add(Heading(2, f"{dataset} · {variant} · preset {preset}"))
+    add_configurations(doc, key, runs, summary)
     if failures := tables.failures_table(runs):
         doc.add(Heading(3, "Runs that did not finish"), failures)
         add_failure_strips(doc, runs, out / "img" / _slug(key) / "failed", out, summary)
@@ -135,7 +150,9 @@ def add_group(doc: Document, key: tables.GroupKey, runs: pd.DataFrame, results: 
     floor = floor_values(tables.in_space(runs, space), results, dataset, variant, space)
     if lines := tables.headlines(runs, floor, space):
         doc.add(Bullets(tuple(lines)))
+    started = time.perf_counter()
     add_tables(doc, key, runs, results)
+    summary.say(f"  tables ({time.perf_counter() - started:.1f} s)")
     if notes := tables.sanity_notes(runs):
         doc.add(Heading(3, "Read with care"), Bullets(tuple(notes)))
     img = out / "img" / _slug(key)
@@ -146,13 +163,31 @@ def add_group(doc: Document, key: tables.GroupKey, runs: pd.DataFrame, results: 
         add_galleries(doc, runs, img / "galleries", out, summary)
 
 
+def add_configurations(doc: Document, key: tables.GroupKey, runs: pd.DataFrame,
+                       summary: ReportSummary) -> None:
+    """Say which rows are configurations of one model (and how they differ), and which runs
+    were measured again and are not pooled as seeds."""
+    rows = configs.differences_rows(runs) if configs.NAME in runs else []
+    if rows:
+        doc.add(Para("Some models ran in more than one configuration; each is its own row, pooled "
+                     "over seeds only with runs of exactly the same settings. What differs:"),
+                Table(["row", "resolved settings that differ"],
+                      [[Cell(lab), Cell(diff)] for lab, diff in rows],
+                      "Configurations of one model in this group."))
+    notes = [n for *k, n in summary.superseded if tuple(k) == key]
+    if notes:
+        doc.add(Heading(3, "Runs measured twice"), Bullets(tuple(notes)))
+
+
 def add_failure_strips(doc: Document, runs: pd.DataFrame, img: Path, out: Path,
                        summary: ReportSummary) -> None:
     """A failed run's fixed-noise grids up to its last epoch: what diverging looked like."""
     from genbench.report.epochs import progress_strip
+    from genbench.report.galleries import folder_name
 
     for r in runs[runs["status"] == "failed"].itertuples():
-        path = progress_strip(Path(r.run_dir), img / f"{r.model}-{Path(r.run_dir).name}.png")
+        name = folder_name(f"{r.model}-{Path(r.run_dir).name}")
+        path = progress_strip(Path(r.run_dir), img / f"{name}.png")
         if path is not None:
             summary.images.append(path)
             doc.add(Image(path.relative_to(out), f"{r.model} seed {r.seed} (failed): its samples "
@@ -204,28 +239,50 @@ def given_y_beside_conditional(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def add_plots(doc: Document, runs: pd.DataFrame, img: Path, out: Path, summary: ReportSummary) -> None:
+    """The group's figures, each drawn lazily so that progress can name it as it is made."""
     known = {k for sec in glossary.SECTIONS for k in sec.keys}
     keys = [k for k in tables.metric_keys(tables.finished(runs))
             if k in known and glossary.direction(k) is not None]
     spaces = tables.feature_spaces(tables.finished(runs))
     quality = {k for s in glossary.SECTIONS if s.title == "Sample quality" for k in s.keys}
     single = keys if len(spaces) < 2 else [k for k in keys if k not in quality]
+    def fig(name: str, draw: Callable[[], Path | None], caption: str) -> tuple[Path | None, str]:
+        started = time.perf_counter()
+        path = draw()
+        if path is not None:
+            summary.say(f"  figure {name} ({time.perf_counter() - started:.1f} s)")
+        return path, caption
+
     made = [
-        (plots.metric_panels(runs, single, img / "metrics.png"),
-         "Each metric per model: mean over seeds, bars = one standard deviation."),
-        (plots.training_curves(runs, img / "curves.png"),
-         "Training curves from history.csv (mean over seeds, band = one s.d.): the ELBO's terms, "
-         "the discriminator's and generator's losses."),
-        (plots.likelihood_estimators(runs, img / "likelihood.png"),
-         "The likelihood estimators side by side per model: ELBO <= IWAE <= AIS should hold; the "
-         "BDMC gap under each name says how far AIS may be from the truth. Parzen is not a bound."),
+        fig("metrics.png", lambda: plots.metric_panels(runs, single, img / "metrics.png"),
+            "Each metric per model: the mean with an error bar of its standard error (over n seeds "
+            "the larger of the seed spread and the estimators' s.e., over √n; one seed: its "
+            "estimator's s.e.; none where neither is known), every seed a small dot beside it."),
+        fig("curves.png", lambda: plots.training_curves(runs, img / "curves.png"),
+            "Training curves from history.csv (mean over seeds, band = one s.d.): the ELBO's terms, "
+            "the discriminator's and generator's losses."),
+        fig("likelihood.png", lambda: plots.likelihood_estimators(runs, img / "likelihood.png"),
+            "Every log-likelihood estimate per model, marked by kind: ★ exact, ● under the model's "
+            "own p(x|z) (ELBO <= IWAE <= AIS should hold), ■ under the shared family (the only one "
+            "a GAN has), × Parzen (not a bound); bars are standard errors, dots seeds; the BDMC "
+            "gaps under each name say how far AIS may be from the truth."),
     ]
+    started = time.perf_counter()
+    if (pair := plots.paired_images(runs, img / "paired.png")) is not None:
+        summary.say(f"  figure paired.png ({time.perf_counter() - started:.1f} s)")
+        made.append(pair)
     for space in spaces:
         slug = "" if space is None else "_" + "".join(c if c.isalnum() or c in "-_" else "-" for c in space)
-        name = f"quality_vs_nll{slug}.png"
-        made.append((plots.quality_vs_nll(runs, img / name, space),
-                     "Sample quality against NLL, one point per run: good likelihood and good samples "
-                     "are different goals (the survey's GANs win one and lose the other)."))
+        started = time.perf_counter()
+        if (plane := plots.quality_vs_nll(runs, img / f"quality_vs_nll{slug}.png", space)) is not None:
+            summary.say(f"  figure quality_vs_nll{slug}.png ({time.perf_counter() - started:.1f} s)")
+            made.append(plane)
+        made.append(fig(f"precision_recall{slug}.png",
+                        lambda s=space, g=slug: plots.precision_recall(
+                            runs, img / f"precision_recall{g}.png", s),
+                        "Precision (fidelity) against recall (diversity) per model: dots are seeds, "
+                        "bars standard errors where known, ★ the real-versus-real floor (training "
+                        "images against test images)."))
     made = [(p, c) for p, c in made if p is not None]
     if made:
         doc.add(Heading(3, "Plots"))
@@ -242,7 +299,8 @@ def add_glossary(doc: Document, df: pd.DataFrame) -> None:
     doc.add(Heading(2, "What the metrics say, and what they do not"),
             Bullets(tuple(f"**{glossary.label(k)}** (`{k}`): {glossary.metric_text(k)}" for k in keys)))
     items = []
-    for m in tables.model_order(set(df["model"])):
+    names = df[configs.NAME] if configs.NAME in df else df["model"]
+    for m in tables.model_order(set(names)):
         entry = MODELS.get(m)
         text = f"**{m}**: {glossary.model_text(m, entry.description if entry else '')}"
         if entry is not None and getattr(entry.cls, "conditional", False):

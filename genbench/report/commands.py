@@ -24,7 +24,8 @@ def report_command(
     from genbench.report.build import build_report
 
     load_plugins(plugins)
-    s = build_report(results, out, galleries=galleries)
+    s = build_report(results, out, galleries=galleries,
+                     progress=lambda line: console.print(line, highlight=False, soft_wrap=True))
     for note in s.notes:
         console.print(f"[bold yellow]warning:[/] {note}", highlight=False, soft_wrap=True)
     console.print(f"[bold green]report[/] {s.out / 'index.html'} and {s.out / 'report.md'}: "

@@ -113,6 +113,7 @@ def to_markdown(doc: Document) -> str:
 CSS = """
 body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:.5em 0 1.5em;font-size:.9em}
+div.scroll{overflow-x:auto;max-width:100%} div.scroll table{margin-bottom:.5em}
 th,td{border:1px solid #ccc;padding:.25em .6em;text-align:right}
 th:first-child,td:first-child{text-align:left}
 th{background:#f2f2f2} td.best{font-weight:bold;background:#e8f5e9}
@@ -139,7 +140,9 @@ def _html_table(table: Table) -> str:
         "<tr>" + "".join(f'<td{" class=best" if c.best else ""}>{_inline(c.text)}</td>' for c in row)
         + "</tr>" for row in table.rows)
     cap = f'<p class="cap">{_inline(table.caption)}</p>' if table.caption else ""
-    return f"{cap}<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    # a wide table scrolls inside its own box instead of running off the page
+    return (f'{cap}<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody>'
+            "</table></div>")
 
 
 def _data_uri(path: Path) -> str:

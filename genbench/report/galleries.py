@@ -10,6 +10,7 @@ of the report.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -17,6 +18,12 @@ import pandas as pd
 from genbench.report import tables
 from genbench.report.document import Document, Heading, Image, Para
 from genbench.store import CHECKPOINT
+
+
+def folder_name(label: str) -> str:
+    """A row label (``vae (latent_dim=2, lr=0.01)``) as a folder name safe in a file system
+    and a markdown link."""
+    return "".join(c if c.isalnum() or c in "-_." else "-" for c in label).strip("-")
 
 
 def representative(runs: pd.DataFrame, model: str) -> Path | None:
@@ -34,7 +41,7 @@ def add_progress(doc: Document, runs: pd.DataFrame, model: str, img: Path, out: 
 
     fin = tables.finished(runs)
     for d in fin[fin["model"] == model].sort_values("seed")["run_dir"]:
-        path = progress_strip(Path(d), img / model / "progress.png")
+        path = progress_strip(Path(d), img / folder_name(model) / "progress.png")
         if path is not None:
             summary.images.append(path)
             doc.add(Image(path.relative_to(out), f"{model}: the same noise decoded after each of a few "
@@ -42,11 +49,33 @@ def add_progress(doc: Document, runs: pd.DataFrame, model: str, img: Path, out: 
             return
 
 
+def add_across(doc: Document, runs: pd.DataFrame, img: Path, out: Path, summary) -> None:
+    """The same test images reconstructed by every model, and samples of every generator
+    from the same seed: one picture each, a row a model."""
+    from genbench.galleries import render_across
+
+    models = tables.model_order(set(tables.finished(runs)["model"]))
+    dirs = {m: d for m in models if (d := representative(runs, m)) is not None}
+    if len(dirs) < 2:
+        return
+    started = time.perf_counter()
+    made = render_across(dirs, img, n=8, seed=0)
+    summary.say(f"  galleries across models: {len(made.images)} ({time.perf_counter() - started:.1f} s)")
+    what = {"reconstructions": "The same test images (top row) reconstructed by each model with an "
+                               "encoder (the encoder's mean code, decoded), one row a model",
+            "samples": "Samples of each model drawn from the same seed, one row a model"}
+    for kind, path in made.images.items():
+        summary.images.append(path)
+        doc.add(Image(path.relative_to(out), f"{what[kind]}; rows, top to bottom: "
+                      f"{', '.join(made.rows[kind])}.", zoom=2))
+
+
 def add_galleries(doc: Document, runs: pd.DataFrame, img: Path, out: Path, summary) -> None:
     """Per model: its training progress, then one run's galleries decoded from its checkpoint."""
     from genbench.galleries import render_all
 
     doc.add(Heading(3, "Galleries"))
+    add_across(doc, runs, img, out, summary)
     for model in tables.model_order(set(tables.finished(runs)["model"])):
         run_dir = representative(runs, model)
         doc.add(Heading(4, model))
@@ -54,11 +83,13 @@ def add_galleries(doc: Document, runs: pd.DataFrame, img: Path, out: Path, summa
         if run_dir is None:
             doc.add(Para("No checkpoint.pt among its finished runs, so no galleries."))
             continue
+        started = time.perf_counter()
         try:
-            made = render_all(run_dir, img / model, n=8, steps=10, manifold_n=15)
+            made = render_all(run_dir, img / folder_name(model), n=8, steps=10, manifold_n=15)
         except Exception as err:  # noqa: BLE001  (a broken checkpoint must not cost the report)
             doc.add(Para(f"Could not load `{run_dir.name}`: {type(err).__name__}: {err}"))
             continue
+        summary.say(f"  galleries of {model}: {len(made.images)} ({time.perf_counter() - started:.1f} s)")
         doc.add(Para(f"From run `{run_dir.name}` (seed {made.seed})."))
         for kind, path in made.images.items():
             summary.images.append(path)

@@ -60,8 +60,7 @@ GIVEN_Y = "Likelihood given the label"
 _SECTIONS = (
     Section("Likelihood",
             "Test log-likelihood in nats per image under each model's own p(x|z) (higher is better; "
-            "NLL = -value; bits/dim beside it). Within a row ELBO <= IWAE <= AIS up to noise. Bold: "
-            "best beyond two standard errors of the difference, paired on the same images."),
+            "NLL = -value; bits/dim beside it). Within a row ELBO <= IWAE <= AIS up to noise."),
     Section(GIVEN_Y,
             "log p(x | y) given the true label y, in nats per image under each model's own p(x|z), "
             "beside the conditional models' († rows) IWAE bound, which is the same quantity and "

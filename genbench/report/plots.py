@@ -7,6 +7,7 @@ quantized to a 256-colour palette so a committed reference report stays small.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import matplotlib
@@ -32,8 +33,13 @@ def save_small(fig: plt.Figure, path: Path, tight: bool = True) -> Path:
 
 
 def palette(models: list[str]) -> dict[str, tuple[float, float, float]]:
-    """One colour per model, the same in every figure of a group."""
-    return dict(zip(models, sns.color_palette("tab10", len(models)), strict=True))
+    """One colour per model, the same in every figure of a group, distinct for up to 20
+    models: tab10's ten, then tab20's ten lighter shades (tab10 alone repeats at eleven)."""
+    tab20 = sns.color_palette("tab20", 20)
+    colours = tab20[0::2] + tab20[1::2]
+    if len(models) > len(colours):
+        colours = sns.color_palette("husl", len(models))
+    return dict(zip(models, colours[:len(models)], strict=True))
 
 
 def long_metrics(runs: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
@@ -60,30 +66,52 @@ def _grid(n: int, width: float = 2.6, height: float = 2.1) -> tuple[plt.Figure, 
     return fig, list(axes.flat[:n])
 
 
-def metric_panels(runs: pd.DataFrame, keys: list[str], path: Path) -> Path | None:
-    """Each metric per model, mean with seed standard-deviation error bars.
+def seed_values(runs: pd.DataFrame, key: str) -> dict[str, list[float]]:
+    """Each model's per-seed values of ``key`` (finished runs)."""
+    fin = tables.finished(runs)
+    if key not in fin:
+        return {}
+    vals = pd.to_numeric(fin[key], errors="coerce")
+    return {m: v.dropna().tolist() for m, v in vals.groupby(fin["model"]) if v.notna().any()}
 
-    Drawn with matplotlib's errorbar from a pandas groupby: seaborn's catplot costs ~20x more
-    for the same picture, and the report should take seconds.
+
+def point_with_seeds(ax: plt.Axes, x: float, runs: pd.DataFrame, model: str, key: str, colour,
+                     marker: str = "o", sign: float = 1.0, label: str | None = None) -> bool:
+    """The model's mean of ``key`` with an error bar of its standard error (the estimators'
+    s.e. and the seed spread over the seeds), and each seed as a small dot beside it."""
+    s = tables.stats(runs[runs["model"] == model], key)
+    if s is None:
+        return False
+    se = tables.mean_stderr(s)
+    seeds = seed_values(runs[runs["model"] == model], key).get(model, [])
+    ax.scatter([x + 0.12] * len(seeds), [sign * v for v in seeds], s=9, color=colour, alpha=0.6,
+               linewidths=0, zorder=3)
+    ax.errorbar(x, sign * s.mean, yerr=se if math.isfinite(se) else None, fmt=marker, color=colour,
+                capsize=3, markersize=5, zorder=4, label=label)
+    return True
+
+
+def metric_panels(runs: pd.DataFrame, keys: list[str], path: Path) -> Path | None:
+    """Each metric per model: the mean with an error bar of its standard error (see
+    :func:`point_with_seeds`), every seed a dot beside it.
+
+    Drawn with matplotlib's errorbar: seaborn's catplot costs ~20x more for the same picture,
+    and the report should take seconds.
     """
-    df = long_metrics(runs, keys)
-    if df.empty:
+    fin = tables.finished(runs)
+    keys = [k for k in keys if seed_values(fin, k)]
+    if not keys:
         return None
-    order = tables.model_order(set(df["model"]))
+    order = tables.model_order(set(fin["model"]))
     colours = palette(order)
-    stats = df.groupby(["metric", "model"])["value"].agg(["mean", "std"]).reset_index()
-    metrics = list(dict.fromkeys(df["metric"]))  # first-seen order = the tables' order
-    fig, axes = _grid(len(metrics))
-    for ax, metric in zip(axes, metrics, strict=True):
-        part = stats[stats["metric"] == metric].set_index("model")
+    fig, axes = _grid(len(keys))
+    for ax, key in zip(axes, keys, strict=True):
         for x, model in enumerate(order):
-            if model in part.index:
-                row = part.loc[model]
-                ax.errorbar(x, row["mean"], yerr=0 if pd.isna(row["std"]) else row["std"], fmt="o",
-                            color=colours[model], capsize=3)
-        ax.set_xticks(range(len(order)), order, rotation=45, fontsize=7)
+            point_with_seeds(ax, x, fin, model, key, colours[model])
+        ax.set_xticks(range(len(order)), order, rotation=45, fontsize=7, ha="right")
         ax.set_xlim(-0.5, len(order) - 0.5)
-        ax.set_title(metric, fontsize=8)
+        arrow = {True: " ↑", False: " ↓", None: ""}[glossary.direction(key)]
+        ax.set_title(glossary.label(key) + arrow, fontsize=8)
         ax.tick_params(axis="y", labelsize=7)
     fig.tight_layout()
     return save_small(fig, path, tight=False)
@@ -134,43 +162,166 @@ def training_curves(runs: pd.DataFrame, path: Path) -> Path | None:
     return save_small(fig, path, tight=False)
 
 
+# estimator, legend label, kind (own p(x|z), shared family, exact, Parzen window)
+ESTIMATORS = (("test_exact", "exact log p(x)", "exact"), ("test_elbo", "ELBO", "own"),
+              ("test_iwae", "IWAE", "own"), ("test_ais", "AIS", "own"),
+              ("test_iwae_shared", "IWAE (shared)", "shared"),
+              ("test_ais_shared", "AIS (shared)", "shared"), ("parzen", "Parzen", "parzen"))
+KIND_MARKER = {"exact": "*", "own": "o", "shared": "s", "parzen": "x"}
+
+
 def likelihood_estimators(runs: pd.DataFrame, path: Path) -> Path | None:
-    """ELBO <= IWAE <= AIS (and Parzen) side by side per model; BDMC gap under each name."""
-    df = long_metrics(runs, glossary.log_likelihood_keys(shared=False))  # as their metrics declare
-    if df.empty:
-        return None
+    """Every log-likelihood estimate side by side per model, marked by kind: exact (★), under
+    the model's own p(x|z) (●: ELBO <= IWAE <= AIS), under the shared family (■: the GANs'
+    AIS), Parzen (×); the BDMC gap under each name."""
     fin = tables.finished(runs)
-    order = tables.model_order(set(df["model"]))
+    present = [(k, lab, kind) for k, lab, kind in ESTIMATORS if seed_values(fin, k)]
+    if not present:
+        return None
+    order = [m for m in tables.model_order(set(fin["model"]))
+             if any(m in seed_values(fin, k) for k, _, _ in present)]
+    colours = dict(zip([k for k, _, _ in present], sns.color_palette("tab10", len(present)),
+                       strict=True))
     names = []
     for m in order:
-        s = tables.stats(fin[fin["model"] == m], "bdmc_gap")
-        label = tables.model_label(m, fin)  # † conditional: log p(x | y)
-        names.append(f"{label}\nBDMC {tables.fmt_number(s.mean)}" if s else label)
-    fig, ax = plt.subplots(figsize=(1.2 + 1.1 * len(order), 3))
-    sns.pointplot(df, x="model", y="value", hue="metric", order=order, errorbar="sd",
-                  dodge=0.4 if df["metric"].nunique() > 1 else False,
-                  capsize=0.1, linestyle="none", ax=ax)
-    ax.set_xticks(range(len(order)), names)
+        gaps = [f"{tag} {tables.fmt_number(s.mean)}" for key, tag in (("bdmc_gap", "BDMC"),
+                                                                      ("bdmc_gap_shared", "BDMC sh."))
+                if (s := tables.stats(fin[fin["model"] == m], key))]
+        names.append("\n".join([tables.model_label(m, fin), *gaps]))  # † conditional: log p(x | y)
+    fig, ax = plt.subplots(figsize=(1.6 + 1.2 * len(order), 3.4))
+    width = 0.7 / len(present)
+    for i, (key, lab, kind) in enumerate(present):
+        drawn = False
+        for x, m in enumerate(order):
+            drawn |= point_with_seeds(ax, x - 0.35 + width * (i + 0.5), fin, m, key, colours[key],
+                                      marker=KIND_MARKER[kind], label=None if drawn else lab)
+    ax.set_xticks(range(len(order)), names, fontsize=7)
     ax.set(xlabel="", ylabel="log p(x), nats (higher is better)")
-    ax.legend(title="", fontsize=7)
+    ax.legend(fontsize=7, ncol=2)
     return save_small(fig, path)
 
 
-def quality_vs_nll(runs: pd.DataFrame, path: Path, space: str | None) -> Path | None:
-    """Sample quality (FID, else KID) against NLL, one point per run: the survey's trade-off."""
+# a model's log-likelihood for the quality plane: the best estimate it has, and its kind
+NLL_SOURCES = (("test_exact", "exact"), ("test_ais", "own AIS"), ("test_iwae", "own IWAE"),
+               ("test_ais_shared", "shared-family AIS"), ("test_iwae_shared", "shared-family IWAE"),
+               ("test_elbo", "own ELBO"))
+SOURCE_MARKER = {"exact": "*", "own AIS": "o", "own IWAE": "o", "own ELBO": "o",
+                 "shared-family AIS": "s", "shared-family IWAE": "s"}
+
+
+def nll_sources(runs: pd.DataFrame) -> dict[str, tuple[str, str]]:
+    """model -> (key, kind) of the log-likelihood the quality plane uses for it: exact, else
+    its own AIS, IWAE, else the shared family's AIS, IWAE, else its ELBO."""
+    out = {}
+    for m in tables.model_order(set(runs["model"])):
+        part = runs[runs["model"] == m]
+        for key, kind in NLL_SOURCES:
+            if tables.stats(part, key) is not None:
+                out[m] = (key, kind)
+                break
+    return out
+
+
+def quality_vs_nll(runs: pd.DataFrame, path: Path, space: str | None) -> tuple[Path, str] | None:
+    """Sample quality (FID, else KID) against NLL, one point per model with every log-likelihood
+    genbench has for it (own, shared-family or exact, marked), seeds as dots, error bars of
+    the standard errors; returns the path and a caption true of the plot."""
     fin = tables.in_space(tables.finished(runs), space)
-    ll = next((k for k in ("test_ais", "test_iwae", "test_elbo") if k in fin and fin[k].notna().any()), None)
     q = next((k for k in ("fid", "kid") if k in fin and fin[k].notna().any()), None)
-    if ll is None or q is None:
+    sources = {m: src for m, src in nll_sources(fin).items()
+               if q is not None and tables.stats(fin[fin["model"] == m], q) is not None}
+    if q is None or not sources:
         return None
-    df = pd.DataFrame({"model": fin["model"], "NLL": -pd.to_numeric(fin[ll], errors="coerce"),
-                       q: pd.to_numeric(fin[q], errors="coerce")}).dropna()
-    if df.empty:
+    fig, ax = plt.subplots(figsize=(4.6, 3.4))
+    colours = palette(list(sources))
+    for m, (key, kind) in sources.items():
+        part = fin[fin["model"] == m]
+        sl, sq = tables.stats(part, key), tables.stats(part, q)
+        pairs = part[[key, q]].apply(pd.to_numeric, errors="coerce").dropna()
+        ax.scatter(-pairs[key], pairs[q], s=9, color=colours[m], alpha=0.6, linewidths=0)
+        ex, ey = tables.mean_stderr(sl), tables.mean_stderr(sq)
+        ax.errorbar(-sl.mean, sq.mean, xerr=ex if math.isfinite(ex) else None,
+                    yerr=ey if math.isfinite(ey) else None, fmt=SOURCE_MARKER[kind], color=colours[m],
+                    capsize=2, markersize=7 if kind == "exact" else 5, label=f"{m} ({kind})")
+    ax.set(xlabel="NLL, nats (lower is better)", ylabel=f"{glossary.label(q)} (lower is better)")
+    ax.legend(fontsize=6, loc="best")
+    kinds = sorted({k for _, k in sources.values()}, key=[k for _, k in NLL_SOURCES].index)
+    caption = (f"Sample quality ({glossary.label(q)}) against NLL for every model with both, "
+               f"{len(sources)} in all: each model's NLL is the best estimate it has "
+               f"({', '.join(kinds)}; ● own p(x|z), ■ shared family, ★ exact); small dots are seeds, "
+               "bars standard errors. Own-model and shared-family NLLs are under different "
+               "observation models, so compare them with care.")
+    missing = sorted(set(fin["model"]) - set(sources))
+    if missing:
+        caption += f" Not shown (no log-likelihood or no {glossary.label(q)}): {', '.join(missing)}."
+    return save_small(fig, path), caption
+
+
+def precision_recall(runs: pd.DataFrame, path: Path, space: str | None) -> Path | None:
+    """Precision against recall per model (fidelity against diversity), seeds as dots, with
+    the real-versus-real floor (train against test images) as a star: the best a model
+    can be expected to reach."""
+    fin = tables.in_space(tables.finished(runs), space)
+    models = [m for m in tables.model_order(set(fin["model"]))
+              if all(tables.stats(fin[fin["model"] == m], k) for k in ("precision", "recall"))]
+    if not models:
         return None
-    fig, ax = plt.subplots(figsize=(4, 3))
-    order = tables.model_order(set(df["model"]))
-    sns.scatterplot(df, x="NLL", y=q, hue="model", hue_order=order, palette=palette(order), s=50, ax=ax)
-    ax.set(xlabel=f"NLL from {glossary.label(ll)} (nats, lower is better)",
-           ylabel=f"{glossary.label(q)} (lower is better)")
-    ax.legend(fontsize=7)
+    colours = palette(tables.model_order(set(fin["model"])))
+    fig, ax = plt.subplots(figsize=(4.2, 3.4))
+    for m in models:
+        part = fin[fin["model"] == m]
+        pairs = part[["recall", "precision"]].apply(pd.to_numeric, errors="coerce").dropna()
+        ax.scatter(pairs["recall"], pairs["precision"], s=9, color=colours[m], alpha=0.6, linewidths=0)
+        sp, sr = tables.stats(part, "precision"), tables.stats(part, "recall")
+        ep, er = tables.mean_stderr(sp), tables.mean_stderr(sr)
+        ax.errorbar(sr.mean, sp.mean, xerr=er if math.isfinite(er) else None,
+                    yerr=ep if math.isfinite(ep) else None, fmt="o", color=colours[m], capsize=2,
+                    markersize=5, label=m)
+    floor = tables.floor_from_metrics(fin)
+    if "precision" in floor and "recall" in floor:
+        ax.scatter([floor["recall"]], [floor["precision"]], marker="*", s=120, color="black",
+                   label="real vs real (floor)", zorder=5)
+    ax.set(xlim=(-0.03, 1.03), ylim=(-0.03, 1.03), xlabel="recall (diversity) ↑",
+           ylabel="precision (fidelity) ↑")
+    ax.legend(fontsize=6, loc="best")
     return save_small(fig, path)
+
+
+# the headline comparisons a paired plot can show, in order: the first with two models wins
+PAIRED_KEYS = ("test_iwae", "test_ais", "test_exact", "test_iwae_shared", "test_ais_shared")
+
+
+def paired_images(runs: pd.DataFrame, path: Path) -> tuple[Path, str] | None:
+    """The headline comparison image by image: log p(x) of the best model (A) against the
+    runner-up (B) on the same test images, and the histogram of A - B, from per_image.json.
+    Conditional models (log p(x|y)) are left out, as in the headlines. Returns the path and
+    its caption, or None when no estimator has per-image values for two models."""
+    fin = tables.finished(runs)
+    pool = fin[~fin["conditional"].astype(bool)] if "conditional" in fin else fin
+    for key in PAIRED_KEYS:
+        per = {m: p for m in tables.model_order(set(pool["model"]))
+               if (p := tables.per_image(pool[pool["model"] == m], key))}
+        if len(per) < 2:
+            continue
+        a, b = sorted(per, key=lambda m: -sum(per[m].values()) / len(per[m]))[:2]
+        common = sorted(set(per[a]) & set(per[b]))
+        if len(common) < 2:
+            continue
+        xa, xb = [per[a][i] for i in common], [per[b][i] for i in common]
+        diff = tables.difference(pool, key, a, b)
+        fig, (left, right) = plt.subplots(1, 2, figsize=(7.4, 3.2))
+        left.scatter(xb, xa, s=6, alpha=0.5, linewidths=0)
+        lo, hi = min(xa + xb), max(xa + xb)
+        left.plot([lo, hi], [lo, hi], color="grey", linewidth=0.8)
+        left.set(xlabel=f"B: {glossary.label(key)} per image (nats)",
+                 ylabel=f"A: {glossary.label(key)} per image (nats)")
+        right.hist([u - v for u, v in zip(xa, xb, strict=True)], bins=30, color="tab:blue", alpha=0.8)
+        right.axvline(0, color="grey", linewidth=0.8)
+        right.set(xlabel="A - B per image (nats)", ylabel="images")
+        fig.suptitle(f"A = {a},  B = {b}", fontsize=8)
+        fig.tight_layout()
+        caption = (f"{glossary.label(key)} of A = {a} against B = {b} on the same {len(common)} test "
+                   "images (points above the diagonal favour A) and the histogram of A - B: the "
+                   f"mean difference is {diff.text() if diff else '?'} nats, paired.")
+        return save_small(fig, path), caption
+    return None

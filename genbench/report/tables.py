@@ -3,12 +3,15 @@
 Pure pandas on the frame :func:`genbench.store.load_results` returns (plus two columns
 read from config.json). A table never mixes presets, data variants or feature spaces.
 
-"Best" means best beyond its uncertainty: a value is bold only when no other model is
-within two standard errors of it, the difference taken paired on the same test images where
-both runs stored per-image estimates (``per_image.json``), and from the estimators' standard
-errors and the seed-to-seed spread otherwise. Models that cannot be told apart at the top
-are all bold, or none is when nobody stands out. An AIS that did not converge
-(``ais_converged = 0``) is shown flagged and never ranked.
+Bold marks the models that could be the best: a 95% confidence set for the best
+(:func:`best_set`). A model is left out only when another is better by more than z standard
+errors of their difference (one-sided, Bonferroni over the column's comparisons), the
+difference taken paired on the same test images where both runs stored per-image estimates
+(``per_image.json``), and from the estimators' standard errors and the seed-to-seed spread
+otherwise. So a bold value is never significantly worse than a plain one; a noisy model may be
+bold beside precise ones known to be worse than the best. When every model could be the best,
+none is bold. An AIS that did not converge (``ais_converged = 0``) is shown flagged and never
+ranked.
 """
 
 from __future__ import annotations
@@ -18,17 +21,19 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from statistics import NormalDist
 
 import pandas as pd
 
 from genbench.errors import GenbenchError
 from genbench.registry import MODELS
-from genbench.report import glossary, published
+from genbench.report import configs, glossary, published
 from genbench.report.document import Cell, Table
 from genbench.store import CONFIG, load_results, read_json
 
 META = {"dataset", "model", "preset", "variant", "seed", "run_dir", "status", "reason",
-        "feature_space", "latent_dim", "conditional"}
+        "feature_space", "latent_dim", "conditional", configs.NAME, configs.KEY, configs.SETTINGS,
+        configs.SUPERSEDED}
 # run bookkeeping the runner records beside the metrics: shown as cost, never ranked
 COST = ("epochs", "train_seconds", "eval_seconds")
 MODEL_ORDER = ("vae", "ae", "gan", "dcgan", "vaegan", "cvae", "m2")
@@ -36,18 +41,22 @@ GroupKey = tuple[str, str, str]  # (dataset, variant, preset)
 
 
 def load(results: Path) -> pd.DataFrame:
-    """The store's results frame plus ``latent_dim`` and ``conditional`` from each run's config."""
+    """The store's results frame plus ``latent_dim`` and ``conditional`` from each run's config,
+    grouped by configuration (:mod:`genbench.report.configs`): ``model`` is the row label
+    (``vae (latent_dim=2)`` where a model has several configurations), ``model_name`` the
+    registry name. Older runs of a (configuration, seed) measured again are dropped; their
+    notes are in ``df.attrs["superseded"]`` as (dataset, variant, preset, note)."""
     df = load_results(results)
     if df.empty:
         return df
-    configs = [read_json(Path(d) / CONFIG) for d in df["run_dir"]]
-    df["latent_dim"] = [c.get("model_config", {}).get("latent_dim") for c in configs]
-    df["command"] = [c.get("command") for c in configs]
+    cfgs = [read_json(Path(d) / CONFIG) for d in df["run_dir"]]
+    df["latent_dim"] = [c.get("model_config", {}).get("latent_dim") for c in cfgs]
+    df["command"] = [c.get("command") for c in cfgs]
     # a model is conditional by class (CVAE) or by its config (a PixelCNN with conditional=true)
     df["conditional"] = [
         (bool(getattr(MODELS[m].cls, "conditional", False)) if m in MODELS else False)
         or bool(c.get("model_config", {}).get("conditional", False))
-        for m, c in zip(df["model"], configs, strict=True)]
+        for m, c in zip(df["model"], cfgs, strict=True)]
     if "status" not in df:
         df["status"] = None
     if "reason" not in df:
@@ -60,6 +69,12 @@ def load(results: Path) -> pd.DataFrame:
     if "eval_preset" in df:  # `genbench eval --preset P` on a run trained with another preset
         other = df["eval_preset"].notna() & (df["eval_preset"] != df["preset"])
         df.loc[other, "preset"] = df["preset"] + " evaluated " + df["eval_preset"].astype(str)
+    skipped = df.attrs.get("skipped", [])
+    df = configs.annotate(df, cfgs)
+    notes = [(str(k[0]), str(k[1]), str(k[2]), n) for k, sub in df.groupby(["dataset", "variant", "preset"])
+             for n in configs.superseded_notes(sub)]
+    df = df[~df[configs.SUPERSEDED]].reset_index(drop=True)
+    df.attrs = {"skipped": skipped, "superseded": notes}
     return df
 
 
@@ -76,8 +91,13 @@ def finished(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def model_order(models: list[str] | set[str]) -> list[str]:
-    known = [m for m in MODEL_ORDER if m in models]
-    return known + sorted(set(models) - set(known))
+    """Row order: the survey's models first, then the others by name; the configurations of
+    one model (``vae (latent_dim=2)``, ``vae (latent_dim=20)``) together, by label."""
+    def rank(label: str) -> tuple[int, str, str]:
+        base = label.split(" (", 1)[0]
+        return (MODEL_ORDER.index(base) if base in MODEL_ORDER else len(MODEL_ORDER), base, label)
+
+    return sorted(set(models), key=rank)
 
 
 def is_conditional(runs: pd.DataFrame, model: str) -> bool:
@@ -240,9 +260,9 @@ def difference(runs: pd.DataFrame, key: str, a: str, b: str, key_b: str | None =
     the difference.
 
     Paired on the same test images where both stored per-image values: the standard error
-    of the mean per-image difference; otherwise the two estimators' standard errors in
-    quadrature. Over several seeds the spread of each model's seed means is added
-    (std^2 / seeds); with one seed it is unknown and left out (the report says so).
+    of the mean per-image difference, plus each model's seed spread (std^2 / seeds; with one
+    seed it is unknown and left out, and the report says so). Otherwise each mean's own
+    variance (:func:`_mean_variance`) in quadrature, unknown (nan) when either is unknown.
     """
     key_b = key_b or key
     ra, rb = runs[runs["model"] == a], runs[runs["model"] == b]
@@ -257,35 +277,96 @@ def difference(runs: pd.DataFrame, key: str, a: str, b: str, key_b: str | None =
         mean = sum(d) / len(d)
         var = sum((x - mean) ** 2 for x in d) / (len(d) - 1) / len(d)
         return Difference(mean, math.sqrt(var + seed_var), len(common))
-    parts = [s.stderr**2 for s in (sa, sb) if math.isfinite(s.stderr)]
-    if not parts and not seed_var:
-        return Difference(sa.mean - sb.mean, math.nan, 0)
-    return Difference(sa.mean - sb.mean, math.sqrt(sum(parts) + seed_var), 0)
+    # unknown when either side's is: a lone estimate without a standard error may be far off
+    return Difference(sa.mean - sb.mean, math.sqrt(sum(_mean_variance(s) for s in (sa, sb))), 0)
 
 
-def significant_best(runs: pd.DataFrame, key: str, means: dict[str, float]) -> set[str]:
-    """The models best on ``key`` beyond their uncertainty (see the module docstring).
+def mean_stderr(s: Stats) -> float:
+    """The standard error of a model's mean over its seeds (nan when unknown): the error bar
+    of the report's plots."""
+    return math.sqrt(_mean_variance(s))
 
-    The top model and every model indistinguishable from it (within Z standard errors) form
-    the top group; it is marked only when some model lies clearly below it: ties are all
-    bold, and when nobody stands out none is. Where the uncertainty of any model's difference
-    from the top is unknown (one seed of a metric without a standard error, such as
-    precision or recall), nothing in the column is bold: that model may be as good as the
-    top, or far worse, and bolding it or the top would claim what the data cannot say.
+
+def _mean_variance(s: Stats) -> float:
+    """The variance of a mean over seeds: the seed spread already holds each estimate's own
+    noise, so std^2 / n, but never below the estimators' stderr^2 / n (two seeds that agree
+    by chance do not make a mean exact); stderr^2 for one seed; nan when neither is known."""
+    own = s.stderr**2 if math.isfinite(s.stderr) else math.nan
+    if math.isfinite(s.std):
+        return max(s.std**2, own if math.isfinite(own) else 0.0) / s.n
+    return own / s.n if math.isfinite(own) else math.nan
+
+
+LEVEL = 0.95  # the confidence of the bold set: the best model is in it with this probability
+
+
+def critical_z(models: int, level: float = LEVEL) -> float:
+    """One-sided z that leaves a model out of a ``level`` confidence set for the best among
+    ``models``: Bonferroni over the models - 1 others that may beat it (1.64 for two
+    models, 2.39 for seven, 2.54 for ten)."""
+    return NormalDist().inv_cdf(1 - (1 - level) / max(1, models - 1))
+
+
+def best_set(runs: pd.DataFrame, key: str, means: dict[str, float], level: float = LEVEL) -> set[str]:
+    """The models that could be the best on ``key``: a ``level`` confidence set (multiple
+    comparisons with the best, Hsu 1981, with Bonferroni's z).
+
+    A model is left out when some model with a better mean beats it by more than z standard
+    errors of their :func:`difference`. Hence no member is significantly worse than a
+    non-member (it would have been left out). Empty when every model is a member (nobody
+    stands out), and when a model could be left out only through a comparison whose
+    uncertainty is unknown (one seed of a metric without a standard error): bolding it, or
+    not, would claim what the data cannot say.
     """
     higher = glossary.direction(key)
     if higher is None or len(means) < 2:
         return set()
-    order = sorted(means, key=means.__getitem__, reverse=higher)
-    top = order[0]
-    group = {top}
-    for m in order[1:]:
-        diff = difference(runs, key, top, m)
-        if diff is None or not math.isfinite(diff.stderr):
+    z = critical_z(len(means), level)
+    members = set()
+    for m, value in means.items():
+        unknown, out = False, False
+        for other, better in means.items():
+            if other == m or not (better > value if higher else better < value):
+                continue
+            diff = difference(runs, key, other, m)
+            if diff is None or not math.isfinite(diff.stderr):
+                unknown = True
+                continue
+            if abs(diff.value) > z * diff.stderr:
+                out = True
+                break
+        if out:
+            continue
+        if unknown:
             return set()
-        if not diff.significant():
-            group.add(m)
-    return group if len(group) < len(means) else set()
+        members.add(m)
+    return members if len(members) < len(means) else set()
+
+
+def bold_caption(models: int, level: float = LEVEL) -> str:
+    """The sentence that says what bold means in a table of ``models`` ranked rows."""
+    return (f"Bold: the models that could be the best, a {level:.0%} confidence set: a model is "
+            f"not bold only when another beats it by more than z standard errors of their "
+            f"difference (one-sided, Bonferroni over its comparisons; z = {critical_z(models, level):.2f} "
+            f"with {models} ranked models), paired on the same test images where both stored "
+            "them. A bold value is never significantly worse than a plain one.")
+
+
+def significant_best(runs: pd.DataFrame, key: str, means: dict[str, float]) -> set[str]:
+    """The models a table marks bold on ``key``: :func:`best_set` (kept under this name for
+    callers of the earlier rule)."""
+    return best_set(runs, key, means)
+
+
+# 0/1 records (did AIS converge, did it start from the encoder): counted, never averaged
+FLAGS = frozenset({"ais_converged", "ais_converged_shared", "ais_from_encoder",
+                   "ais_from_encoder_shared"})
+
+
+def fmt_flag(runs: pd.DataFrame, key: str) -> str:
+    """A 0/1 record over seeds as "k of n" (1 of 2 converged), not "0.50 ± 0.71"."""
+    vals = pd.to_numeric(runs[key], errors="coerce").dropna()
+    return f"{int((vals != 0).sum())} of {len(vals)}"
 
 
 def _bpd_text(runs: pd.DataFrame, key: str) -> str:
@@ -301,6 +382,7 @@ def comparison_table(runs: pd.DataFrame, keys: list[str], caption: str = "",
     cells: dict[tuple[str, str], Cell] = {}
     used = []
     flagged = False
+    ranked_rows = 0  # the most rows ranked in one column: the bold caption states its z
     for key in keys:
         per = {m: stats(runs[runs["model"] == m], key) for m in models}
         means = {m: s.mean for m, s in per.items() if s is not None}
@@ -310,6 +392,8 @@ def comparison_table(runs: pd.DataFrame, keys: list[str], caption: str = "",
         ranked = {m: v for m, v in means.items()
                   if not (key in LIKELIHOOD_KEYS and is_conditional(runs, m)) and m not in stalled}
         best = significant_best(runs, key, ranked) if rank else set()
+        if best:
+            ranked_rows = max(ranked_rows, len(ranked))
         reasons = {m: na_reason(runs[runs["model"] == m], key) for m in models}
         if not means:  # nobody measured it: a column of n/a teaches nothing
             continue
@@ -318,8 +402,10 @@ def comparison_table(runs: pd.DataFrame, keys: list[str], caption: str = "",
             part = runs[runs["model"] == m]
             seeds = int((runs["model"] == m).sum())
             s = per[m]
-            text = fmt_stats(s, seeds) + _bpd_text(part, key) if s else (
-                f"n/a — {reasons[m]}" if reasons[m] else "—")
+            if s is None:
+                text = f"n/a — {reasons[m]}" if reasons[m] else "—"
+            else:
+                text = fmt_flag(part, key) if key in FLAGS else fmt_stats(s, seeds) + _bpd_text(part, key)
             if m in stalled:
                 text += " ⚠ not converged"
                 flagged = True
@@ -338,6 +424,8 @@ def comparison_table(runs: pd.DataFrame, keys: list[str], caption: str = "",
         caption = (caption + " " if caption else "") + ("⚠ not converged: two AIS runs, the second with "
                    "twice the distributions, disagreed by more than the tolerance up to `ais_max_steps`; "
                    "the number is a loose lower bound and is not ranked.")
+    if ranked_rows:
+        caption = (caption + " " if caption else "") + bold_caption(ranked_rows)
     columns = ["model", "seeds"] + [_header(k) if rank else k for k in used]
     rows = [[Cell(model_label(m, runs)), Cell(str(int((runs["model"] == m).sum())))]
             + [cells[m, k] for k in used] for m in models]
@@ -395,9 +483,10 @@ def published_table(runs: pd.DataFrame, key: GroupKey) -> Table | None:
     runs = finished(runs)
     rows = []
     for pub in published.PUBLISHED:
+        names = runs[configs.NAME] if configs.NAME in runs else runs["model"]
         sel = runs[[published.matches(pub, model=m, dataset=dataset, variant=variant, preset=preset,
                                       latent_dim=_int(d))
-                     for m, d in zip(runs["model"], runs["latent_dim"], strict=True)]]
+                     for m, d in zip(names, runs["latent_dim"], strict=True)]]
         s = stats(sel, pub.metric) if not sel.empty else None
         if s is None:
             continue
