@@ -130,11 +130,15 @@ def test_training_step_lowers_the_loss_and_sampling_works():
 
 def test_smoke_run_gets_elbo_below_iwae_and_canvas_galleries(tmp_path):
     """`genbench run convdraw --preset smoke` through the CLI: ELBO <= IWAE within noise, both
-    negative log-likelihoods of binarized images; the canvas galleries draw the smoke preset's 3 steps."""
-    metrics = smoke_run_metrics("convdraw", tmp_path, "elbo,iwae")
+    negative log-likelihoods of binarized images; the compression curve has one point per step;
+    the canvas galleries draw the smoke preset's 3 steps."""
+    metrics = smoke_run_metrics("convdraw", tmp_path, "elbo,iwae,compression")
     for key in ("test_elbo", "test_iwae"):  # one epoch of 512 images: far from trained
         assert math.isfinite(metrics[key]) and metrics[key] < 0, key
     assert metrics["test_iwae"] > metrics["test_elbo"] - 3 * metrics["test_elbo_stderr"]
+    rate = [metrics[f"compression_bits_{t}"] for t in (1, 2, 3)]  # one point per step sent
+    assert rate == sorted(rate) and "compression_bits_4" not in metrics
+    assert metrics["compression_jpeg_bits_3"] > 0 and metrics["compression_psnr_3"] > 0
     run_dir = next(tmp_path.glob("synthetic/convdraw/*"))
     for kind, columns in (("canvas", 3), ("canvas_reconstructions", 4)):
         png = render(run_dir, kind, tmp_path / f"{kind}.png", n=2)

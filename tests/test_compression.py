@@ -1,0 +1,176 @@
+"""The compression metric: rate (bits-back KL) against distortion, and the JPEG / JPEG 2000 references."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch.distributions import Independent, Normal
+
+from genbench.contract import DataInfo
+from genbench.metrics import compression as comp
+from genbench.plugins import load_plugins
+from genbench.registry import METRICS, get_model
+
+load_plugins()
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+SHAPE = (1, 32, 32)
+SCALE, GAIN = 0.01, 0.8  # q's std; the decoder's mean is GAIN * z + (1 - GAIN) / 2
+
+
+class IdentityCodec(torch.nn.Module):
+    """q(z|x) = N(x, SCALE^2 I), p(z) = N(0, I), generate(z) = GAIN z + (1 - GAIN) / 2.
+
+    Rate: KL = sum_d (x_d^2 + SCALE^2 - 1 - log SCALE^2) / 2 nats in closed form. Distortion at
+    q's mean: xhat - x = -(1 - GAIN)(x - 1/2), so MSE = (1 - GAIN)^2 mean((x - 1/2)^2).
+    ``steps = 2`` sends the first half of the pixels at step 1 and the rest at step 2 (the
+    unsent half at the prior's mean, 0), through the ``compression_steps`` hook.
+    """
+
+    def __init__(self, steps: int = 1) -> None:
+        super().__init__()
+        self.steps = steps
+        self.dummy = torch.nn.Parameter(torch.zeros(()))
+
+    def prior(self):
+        d = math.prod(SHAPE)
+        return Independent(Normal(torch.zeros(d, dtype=torch.float64), torch.ones(d, dtype=torch.float64)), 1)
+
+    def encode(self, x):
+        loc = x.flatten(1)
+        return Independent(Normal(loc, torch.full_like(loc, SCALE)), 1)
+
+    def generate(self, z):
+        return (GAIN * z + (1 - GAIN) / 2).view(-1, *SHAPE)
+
+    def half_mask(self, d: int) -> torch.Tensor:
+        return torch.arange(d) < d // 2
+
+    def kl_per_pixel(self, x):
+        return 0.5 * (x.flatten(1).square() + SCALE**2 - 1 - math.log(SCALE**2))
+
+    def steps_hook(self, x, eps):
+        kl = self.kl_per_pixel(x)
+        first = self.half_mask(kl.shape[1])
+        kls = torch.stack([kl[:, first].sum(1), kl[:, ~first].sum(1)])
+        z = x.flatten(1)
+        return kls, torch.stack([self.generate(z * first), self.generate(z)])
+
+
+def sequential() -> IdentityCodec:
+    model = IdentityCodec(2)
+    model.compression_steps = model.steps_hook
+    return model
+
+
+def images(n=3, seed=0) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    return torch.rand(n, *SHAPE, generator=gen, dtype=torch.float64)
+
+
+def test_identity_codec_gives_its_closed_form_rate_and_distortion():
+    x = images()
+    model = IdentityCodec()
+    values = comp.compression_values(model, x, seed=0, binarized=False)
+    bits = (model.kl_per_pixel(x).sum(1) / math.log(2)).mean()
+    mse = ((1 - GAIN) ** 2 * (x - 0.5).square().flatten(1).mean(1)).mean()
+    assert values["compression_bits_1"] == pytest.approx(float(bits), rel=1e-12)
+    assert values["compression_mse_1"] == pytest.approx(float(mse), rel=1e-12)
+    assert values["compression_psnr_1"] == pytest.approx(10 * math.log10(1 / float(mse)), rel=1e-12)
+    assert "compression_bits_2" not in values  # a one-shot encoder: one point
+    assert values["compression_raw_bits"] == 8 * 1024
+    assert values["compression_budget_bits"] == pytest.approx(0.2 * 8 * 1024)
+
+
+def test_sequential_curve_adds_up_the_steps_sent():
+    """Step 1 costs the first half's KL and decodes the rest at 0; step 2 is the whole code."""
+    x = images()
+    model = sequential()
+    values = comp.compression_values(model, x, seed=0, binarized=False)
+    kl = model.kl_per_pixel(x)
+    first = model.half_mask(kl.shape[1])
+    assert values["compression_bits_1"] == pytest.approx(float((kl[:, first].sum(1) / math.log(2)).mean()))
+    assert values["compression_bits_2"] == pytest.approx(float((kl.sum(1) / math.log(2)).mean()))
+    flat = x.flatten(1)
+    err1 = torch.where(first, -(1 - GAIN) * (flat - 0.5), (1 - GAIN) / 2 - flat)  # unsent: z = 0
+    assert values["compression_mse_1"] == pytest.approx(float(err1.square().mean()), rel=1e-12)
+    assert values["compression_mse_2"] == pytest.approx(
+        float(((1 - GAIN) * (flat - 0.5)).square().mean()), rel=1e-12)
+
+
+def test_codec_bits_are_the_file_sizes_pillow_writes(tmp_path):
+    """Each table entry is 8 x the size of the file Pillow writes with the same settings, and
+    the file decodes to the image the table holds."""
+    x = images(2)
+    bits, decoded = comp.codec_table(x, "jpeg")
+    for s, quality in enumerate(comp.SETTINGS["jpeg"]):
+        for i in range(2):
+            path = tmp_path / f"{s}_{i}.jpg"
+            array = (x[i, 0].clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+            Image.fromarray(array, "L").save(path, quality=quality, optimize=True)
+            assert bits[s, i] == 8 * path.stat().st_size
+            back = torch.from_numpy(np.asarray(Image.open(path), dtype=np.float64) / 255)
+            torch.testing.assert_close(decoded[s, i, 0], back)
+    bits2, _ = comp.codec_table(x, "jp2")
+    path = tmp_path / "a.j2k"
+    array = (x[0, 0] * 255).round().to(torch.uint8).numpy()
+    Image.fromarray(array, "L").save(path, irreversible=True, quality_mode="rates",
+                                     quality_layers=[comp.SETTINGS["jp2"][3]])
+    assert bits2[3, 0] == 8 * path.stat().st_size
+
+
+def test_codecs_are_matched_to_the_models_bits_image_by_image():
+    """At each rate the codec's file fits in the model's bits where any file does, with the
+    least error among the files that fit (brute force over the table)."""
+    x = images(3)
+    values = comp.compression_values(sequential(), x, seed=0, binarized=False)
+    budget = sequential().steps_hook(x, None)[0].cumsum(0) / math.log(2)  # (T, N) bits per image
+    for codec in comp.CODECS:
+        bits, decoded = comp.codec_table(x, codec)
+        err = comp.mse(x, decoded)
+        for t in range(2):
+            chosen_bits, chosen_err = [], []
+            for i in range(3):
+                fits = [s for s in range(bits.shape[0]) if bits[s, i] <= budget[t, i]]
+                s = min(fits, key=lambda s: err[s, i]) if fits else int(bits[:, i].argmin())
+                chosen_bits.append(float(bits[s, i]))
+                chosen_err.append(float(err[s, i]))
+            assert values[f"compression_{codec}_bits_{t + 1}"] == pytest.approx(np.mean(chosen_bits))
+            assert values[f"compression_{codec}_mse_{t + 1}"] == pytest.approx(np.mean(chosen_err))
+    # at 2 x 6.2 kbit per 32x32 image JPEG fits: the match is below the model's rate
+    assert values["compression_jpeg_bits_2"] <= values["compression_bits_2"]
+
+
+def test_curve_does_not_depend_on_the_chunk_size():
+    torch.manual_seed(0)
+    cls = get_model("convdraw").cls
+    model = cls(cls.Config(steps=3, hidden=4, z_channels=1), DataInfo("t", "dynamic", (1, 8, 8))).double()
+    x = (images(5)[:, :, :8, :8] < 0.4).double()
+    a = comp.model_curve(model, x, seed=2, chunk=2)
+    b = comp.model_curve(model, x, seed=2, chunk=64)
+    for u, v in zip(a, b, strict=True):
+        torch.testing.assert_close(u, v, rtol=0, atol=1e-12)
+    assert a[0].shape == (3, 5) and (a[0].diff(dim=0) >= 0).all()  # the rate grows with t
+
+
+def test_every_step_key_is_declared_for_list_metrics():
+    produces = METRICS["compression"].produces
+    for t in (1, comp.MAX_STEPS):
+        for kind in ("bits", "mse", "psnr"):
+            assert {f"compression_{kind}_{t}", f"compression_jpeg_{kind}_{t}",
+                    f"compression_jp2_{kind}_{t}"} <= set(produces)
+    assert "compression_jpeg_psnr_budget" in produces and "compression_budget_bits" in produces
+
+
+def test_list_metrics_shows_the_numbered_keys_as_one_row_each():
+    from genbench.listing import sections
+
+    ((_, rows),) = sections("metrics")
+    names = [name for name, _ in rows]
+    assert "compression_bits_<t>" in names and "compression_jp2_psnr_<t>" in names
+    assert "compression_bits_2" not in names and "compression_jpeg_mse_budget" in names
+    assert "(t = 1..64)" in dict(rows)["compression_psnr_<t>"]
