@@ -174,3 +174,25 @@ def test_list_metrics_shows_the_numbered_keys_as_one_row_each():
     assert "compression_bits_<t>" in names and "compression_jp2_psnr_<t>" in names
     assert "compression_bits_2" not in names and "compression_jpeg_mse_budget" in names
     assert "(t = 1..64)" in dict(rows)["compression_psnr_<t>"]
+
+
+def test_compression_gallery_shows_originals_model_jpeg_and_jpeg2000(tmp_path):
+    """`genbench gallery RUN --kind compression`: one row per method (original, the model at
+    its step within 20% of the raw size, JPEG, JPEG 2000), one column per test image."""
+    from run_folders import make_run
+    from typer.testing import CliRunner
+
+    from genbench.cli import app
+    from genbench.galleries.compression import step_within
+
+    run_dir = make_run(tmp_path / "run", "convdraw", latent_dim=None, steps=2)
+    out = tmp_path / "slide.png"
+    res = CliRunner().invoke(app, ["gallery", str(run_dir), "--kind", "compression", "--n", "3",
+                                   "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    grid = np.asarray(Image.open(out))
+    assert grid.shape[:2] == (2 + 4 * 30, 2 + 3 * 30)
+    rows = [grid[2 + 30 * r: 30 * (r + 1), 2:30] for r in range(4)]
+    assert all(not np.array_equal(rows[0], r) for r in rows[1:])  # each method changes the image
+    assert step_within(torch.tensor([10.0, 50.0, 90.0]), 60.0) == 1
+    assert step_within(torch.tensor([70.0, 80.0]), 60.0) == 0
