@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from PIL import Image
@@ -196,3 +197,46 @@ def test_compression_gallery_shows_originals_model_jpeg_and_jpeg2000(tmp_path):
     assert all(not np.array_equal(rows[0], r) for r in rows[1:])  # each method changes the image
     assert step_within(torch.tensor([10.0, 50.0, 90.0]), 60.0) == 1
     assert step_within(torch.tensor([70.0, 80.0]), 60.0) == 0
+
+
+def _runs() -> pd.DataFrame:
+    rows = []
+    for seed, shift in ((0, 0.0), (1, 2.0)):
+        conv = {"model": "convdraw", "seed": seed, "status": "finished"}
+        for t, (b, m) in enumerate(((50.0, 0.08), (150.0, 0.05), (300.0, 0.02)), start=1):
+            conv.update({f"compression_bits_{t}": b + shift, f"compression_mse_{t}": m,
+                         f"compression_psnr_{t}": 10 * math.log10(1 / m)})
+            for codec in ("jpeg", "jp2"):
+                conv.update({f"compression_{codec}_bits_{t}": 2500.0, f"compression_{codec}_mse_{t}": 0.01,
+                             f"compression_{codec}_psnr_{t}": 20.0})
+        rows.append(conv)
+    rows.append({"model": "vae", "seed": 0, "status": "finished", "compression_bits_1": 200.0,
+                 "compression_mse_1": 0.04, "compression_psnr_1": 14.0})
+    rows.append({"model": "gan", "seed": 0, "status": "finished"})
+    df = pd.DataFrame(rows)
+    df["compression_raw_bits"], df["compression_budget_bits"] = 784.0, 156.8
+    for codec, bits in (("jpeg", 2500.0), ("jp2", 150.0)):
+        df[f"compression_{codec}_bits_budget"] = bits
+        df[f"compression_{codec}_mse_budget"] = 0.03
+        df[f"compression_{codec}_psnr_budget"] = 15.2
+    return df
+
+
+def test_report_tabulates_each_method_within_the_decks_budget_and_plots_the_curves(tmp_path):
+    """Within 20% of 784 bits: Conv DRAW's last step that fits (t = 2, mean over two seeds),
+    the VAE n/a (its one point is above), JPEG n/a (its smallest file is above), JPEG 2000 in."""
+    from genbench.report.compression import budget_table, curve_points, owns, rate_distortion_plot
+
+    runs = _runs()
+    points = curve_points(runs)
+    conv = points[(points.model == "convdraw") & (points.source == "model")].sort_values("t")
+    assert list(conv["bits"]) == [51.0, 151.0, 301.0]
+    table = budget_table(runs)
+    rows = {r[0].text: [c.text for c in r[1:]] for r in table.rows}
+    assert rows["convdraw"][:2] == ["2", "151 (19.3%)"] and rows["convdraw"][2] == "0.0500"
+    assert rows["vae"][1].startswith("n/a — its first point takes 200 bits")
+    assert rows["JPEG"][1].startswith("n/a — its smallest file is 2500 bits")
+    assert rows["JPEG 2000"][1] == "150 (19.1%)" and "gan" not in rows
+    png = rate_distortion_plot(runs, tmp_path / "rd.png")
+    assert png is not None and Image.open(png).size[0] > 100
+    assert owns("compression_psnr_3") and owns("na:compression_bits_1") and not owns("recon_mse")

@@ -140,6 +140,9 @@ def add_group(doc: Document, key: tables.GroupKey, runs: pd.DataFrame, results: 
         doc.add(Heading(3, "Read with care"), Bullets(tuple(notes)))
     img = out / "img" / _slug(key)
     add_plots(doc, runs, img, out, summary)
+    from genbench.report.compression import add_compression
+
+    add_compression(doc, runs, img, out, summary.images)
     if galleries:
         from genbench.report.galleries import add_galleries
 
@@ -179,7 +182,9 @@ def add_tables(doc: Document, key: tables.GroupKey, runs: pd.DataFrame, results:
             if table := tables.comparison_table(sub, cols, section.intro, floor):
                 where = f" — feature space `{space}`" if space else ""
                 doc.add(Heading(3, f"Sample quality{where}"), table)
-    extra = [k for k in keys if k not in known]
+    from genbench.report.compression import owns
+
+    extra = [k for k in keys if k not in known and not owns(k)]  # compression: its own section
     if extra and (table := tables.comparison_table(
             runs, extra, "Diagnostics recorded beside the standard metrics (not ranked).", rank=False)):
         doc.add(Heading(3, "Other recorded values"), table)
