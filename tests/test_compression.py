@@ -240,3 +240,22 @@ def test_report_tabulates_each_method_within_the_decks_budget_and_plots_the_curv
     png = rate_distortion_plot(runs, tmp_path / "rd.png")
     assert png is not None and Image.open(png).size[0] > 100
     assert owns("compression_psnr_3") and owns("na:compression_bits_1") and not owns("recon_mse")
+
+
+def test_draws_compression_steps_add_up_to_its_kl_and_end_at_its_reconstruction():
+    """DRAW's hook as Conv DRAW's: the per-step KLs for noise eps sum to the objective's KL for
+    the same noise; all T steps decode q's mean path, one step leaves the rest at 0."""
+    torch.manual_seed(0)
+    cls = get_model("draw").cls
+    model = cls(cls.Config(steps=3, hidden=8, z_dim=2, attention=False),
+                DataInfo("t", "dynamic", (1, 6, 6))).double()
+    x = (images(4)[:, :, :6, :6] < 0.4).double()
+    eps = comp.counter_normal(1, torch.arange(4), torch.arange(5), model.latent_dim).double()
+    kl, means = model.compression_steps(x, eps)
+    assert kl.shape == (3, 4) and means.shape == (3, 4, 1, 6, 6)
+    with torch.no_grad():
+        full = model.infer(x.repeat(5, 1, 1, 1), noise=eps.reshape(20, -1))["kl"].view(5, 4).mean(0)
+        torch.testing.assert_close(kl.sum(0), full)
+        z = model.encode(x).mean
+        torch.testing.assert_close(means[-1], model.generate(z))
+        torch.testing.assert_close(means[0], model.generate(torch.cat([z[:, :2], 0 * z[:, 2:]], 1)))
