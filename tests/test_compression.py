@@ -259,3 +259,11 @@ def test_draws_compression_steps_add_up_to_its_kl_and_end_at_its_reconstruction(
         z = model.encode(x).mean
         torch.testing.assert_close(means[-1], model.generate(z))
         torch.testing.assert_close(means[0], model.generate(torch.cat([z[:, :2], 0 * z[:, 2:]], 1)))
+
+
+def test_glossary_has_one_entry_for_all_compression_keys():
+    from genbench.report.compression import glossary_items
+
+    (item,) = glossary_items(["test_elbo", "compression_bits_1", "compression_bits_2"])
+    assert item.startswith("**compression**") and "bits-back" in item
+    assert glossary_items(["test_elbo"]) == ()

@@ -244,8 +244,11 @@ def add_glossary(doc: Document, df: pd.DataFrame) -> None:
 
     fin = tables.finished(df)
     keys = tables.metric_keys(fin) if not fin.empty else []
+    from genbench.report.compression import glossary_items, owns  # one entry for its many keys
+
     doc.add(Heading(2, "What the metrics say, and what they do not"),
-            Bullets(tuple(f"**{glossary.label(k)}** (`{k}`): {glossary.metric_text(k)}" for k in keys)))
+            Bullets(tuple(f"**{glossary.label(k)}** (`{k}`): {glossary.metric_text(k)}" for k in keys
+                          if not owns(k)) + glossary_items(keys)))
     items = []
     for m in tables.model_order(set(df["model"])):
         entry = MODELS.get(m)

@@ -33,6 +33,14 @@ def owns(key: str) -> bool:
     return key.startswith(PREFIX) or key.startswith(f"na:{PREFIX}")
 
 
+def glossary_items(keys: list[str]) -> tuple[str, ...]:
+    """The glossary's one entry for all ``compression_*`` keys (none if no run has them)."""
+    if not any(owns(k) for k in keys):
+        return ()
+    return ("**compression** (`compression_bits_<t>`, `compression_mse_<t>`, `compression_psnr_<t>`, "
+            f"and `compression_jpeg_*`, `compression_jp2_*` at the same rates): {INTRO}",)
+
+
 def curve_points(runs: pd.DataFrame) -> pd.DataFrame:
     """One row per (model, source, t): mean bits, MSE and PSNR over the finished runs' seeds."""
     runs = tables.finished(runs)
