@@ -44,10 +44,10 @@ def _numbered(produces: dict[str, str]) -> list[tuple[str, str, str]]:
         group.append(int(match[2]))
     named = []
     for shown, key, text in rows:
-        if key != shown:
+        if key != shown:  # a lone numbered key keeps its name
             numbers = groups[(shown, text)]
-            span = f"{min(numbers)}..{max(numbers)}" if len(numbers) > 1 else str(numbers[0])
-            shown, text = f"{shown}<t>", f"{text} (t = {span})"
+            shown, text = ((f"{shown}<t>", f"{text} (t = {min(numbers)}..{max(numbers)})")
+                           if len(numbers) > 1 else (key, text))
         named.append((shown, key, text))
     return named
 

@@ -175,6 +175,9 @@ def test_list_metrics_shows_the_numbered_keys_as_one_row_each():
     assert "compression_bits_<t>" in names and "compression_jp2_psnr_<t>" in names
     assert "compression_bits_2" not in names and "compression_jpeg_mse_budget" in names
     assert "(t = 1..64)" in dict(rows)["compression_psnr_<t>"]
+    from genbench.listing import _numbered
+
+    assert [r[0] for r in _numbered({"a_1": "x", "a_2": "x", "b_3": "y", "c": "z"})] == ["a_<t>", "b_3", "c"]
 
 
 def test_compression_gallery_shows_originals_model_jpeg_and_jpeg2000(tmp_path):
