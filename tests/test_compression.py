@@ -236,7 +236,7 @@ def test_report_tabulates_each_method_within_the_decks_budget_and_plots_the_curv
     assert list(conv["bits"]) == [51.0, 151.0, 301.0]
     table = budget_table(runs)
     rows = {r[0].text: [c.text for c in r[1:]] for r in table.rows}
-    assert rows["convdraw"][:2] == ["2", "151 (19.3%)"] and rows["convdraw"][2] == "0.0500"
+    assert rows["convdraw"][:2] == ["2", "151 (19.3%)"] and rows["convdraw"][2] == "0.05"
     assert rows["vae"][1].startswith("n/a — its first point takes 200 bits")
     assert rows["JPEG"][1].startswith("n/a — its smallest file is 2500 bits")
     assert rows["JPEG 2000"][1] == "150 (19.1%)" and "gan" not in rows

@@ -132,7 +132,7 @@ def budget_table(runs: pd.DataFrame) -> Table | None:
 
 def _row(name: str, steps: str, point: pd.Series, raw: float) -> list[Cell]:
     return [Cell(name), Cell(steps), Cell(f"{point['bits']:.0f} ({100 * point['bits'] / raw:.1f}%)"),
-            Cell(f"{point['mse']:.4f}"), Cell(f"{point['psnr']:.2f}")]
+            Cell(f"{point['mse']:.3g}"), Cell(f"{point['psnr']:.2f}")]
 
 
 def add_compression(doc: Document, runs: pd.DataFrame, img: Path, out: Path, images: list[Path]) -> None:
