@@ -2,7 +2,7 @@
 Compression": DRAW whose LSTMs are convolutional and whose latent at each of T steps is a
 feature map, so that early steps carry the global shape and later ones the detail.
 
-For t = 1..T (their eqs. 1-6, without attention, one layer):
+For t = 1..T (one layer of latents, no attention):
 
     e_t     = x - sigmoid(c_{t-1})                            error image
     r_t     = Conv([x, e_t])                                   read: strided conv to h x w
@@ -139,6 +139,7 @@ class ConvDRAW(nn.Module):
     presets = {
         "smoke": {"steps": 3, "hidden": 8, "z_channels": 2},
         "quick": {"steps": 8, "hidden": 16, "z_channels": 2, "epochs": 20},
+        # larger and at half resolution, with the paper's 5x5 kernels; not its exact sizes
         "paper": {"steps": 32, "hidden": 64, "z_channels": 8, "stride": 2, "kernel": 5},
     }
 
