@@ -156,6 +156,12 @@ HOOKS: tuple[Hook, ...] = (
          None, "the pyramid gallery (LAPGAN)"),
     Hook("reconstruction_steps", "(x, generator) -> Tensor (T, n, C, H, W) canvases while "
          "reconstructing", None, "the canvas gallery (DRAW)"),
+    # -- a sequential code's rate and distortion step by step ---------------------------------
+    Hook("compression_steps", "(x, eps) -> (Tensor (T, N) KL(q(z_t|x, z_<t) || p(z_t)) of each "
+         "step in nats, the mean over z ~ q drawn with standard-normal noise eps (S, N, latent_dim); "
+         "Tensor (T, N, C, H, W) the decoder's mean from the first t steps' mean code, the rest at "
+         "the prior's mean)", None,
+         "the compression metric's rate-distortion curve over t (DRAW, Conv DRAW); one point without"),
 )
 HOOK = {h.name: h for h in HOOKS}
 

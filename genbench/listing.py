@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from genbench.errors import GenbenchError
 from genbench.presets import PRESETS
 from genbench.registry import DATASETS, METRICS, MODELS
@@ -26,14 +28,38 @@ def _datasets() -> list[tuple[str, str]]:
     return [(n, e.description) for n, e in sorted(DATASETS.items())]
 
 
+def _numbered(produces: dict[str, str]) -> list[tuple[str, str, str]]:
+    """(shown name, first key, text): keys that differ only in a trailing number and share
+    their text (compression_bits_1 .. compression_bits_64) become one row, prefix_<t>."""
+    groups: dict[tuple[str, str], list[int]] = {}
+    rows: list[tuple[str, str, str]] = []
+    for key, text in produces.items():
+        match = re.fullmatch(r"(.+_)(\d+)", key)
+        if match is None:
+            rows.append((key, key, text))
+            continue
+        group = groups.setdefault((match[1], text), [])
+        if not group:
+            rows.append((match[1], key, text))  # named below, once the numbers are known
+        group.append(int(match[2]))
+    named = []
+    for shown, key, text in rows:
+        if key != shown:  # a lone numbered key keeps its name
+            numbers = groups[(shown, text)]
+            shown, text = ((f"{shown}<t>", f"{text} (t = {min(numbers)}..{max(numbers)})")
+                           if len(numbers) > 1 else (key, text))
+        named.append((shown, key, text))
+    return named
+
+
 def _metrics() -> list[tuple[str, str]]:
     rows = []
     for entry in METRICS.values():
         needs = f" [dim](needs {', '.join(sorted(entry.needs))})[/]" if entry.needs else ""
-        for key, text in entry.produces.items():
+        for shown, key, text in _numbered(dict(entry.produces)):
             better = {True: "[green]↑ higher is better[/]  ", False: "[green]↓ lower is better[/]  ",
                       None: ""}[entry.higher_is_better.get(key)]
-            rows.append((key, f"{better}{text}  [dim]--metrics {entry.name}[/]{needs}"))
+            rows.append((shown, f"{better}{text}  [dim]--metrics {entry.name}[/]{needs}"))
     return rows
 
 

@@ -31,8 +31,7 @@ read = gamma [F_Y x F_X^T, F_Y x_hat F_X^T] and write = (1 / gamma_hat) F_Y^T w_
 the same filters on every channel (as their SVHN / CIFAR runs).
 
 Convolutional DRAW (Gregor et al. 2016) replaces the LSTMs' fully connected maps with
-convolutions and the latents with feature maps; it does not fit this file's structure and is
-not implemented.
+convolutions and the latents with feature maps: it is the ``convdraw`` plugin.
 """
 
 from __future__ import annotations
@@ -248,12 +247,14 @@ class DRAW(nn.Module):
         return SequentialPosterior(self, x)
 
     def infer(self, x: torch.Tensor, generator: torch.Generator | None = None, *,
-              z: torch.Tensor | None = None, mean: bool = False) -> dict[str, torch.Tensor]:
+              z: torch.Tensor | None = None, mean: bool = False, noise: torch.Tensor | None = None
+              ) -> dict[str, torch.Tensor]:
         """One pass of the encoder and decoder with z_t ~ q(z_t | x, z_<t), reparameterized.
 
         ``z`` (B, T * z_dim) fixes the latents instead (to evaluate q(z | x) at them);
-        ``mean`` takes z_t = mu_t at every step. Returns per image: ``log_lik`` log p(x | z),
-        ``kl`` sum_t KL(q(z_t|.) || N(0, I)) in closed form, ``log_q`` log q(z | x),
+        ``mean`` takes z_t = mu_t at every step; ``noise`` (B, T * z_dim) fixes the standard
+        normal noise. Returns per image: ``log_lik`` log p(x | z), ``kl`` sum_t KL(q(z_t|.) ||
+        N(0, I)) in closed form (``kl_steps`` (T, B) each step's), ``log_q`` log q(z | x),
         ``log_w`` log p(x, z) - log q(z | x), ``z`` (B, T * z_dim) and ``canvases``
         (T, B, C, H, W) logits.
         """
@@ -262,7 +263,7 @@ class DRAW(nn.Module):
         dec = (x.new_zeros(b, hid), x.new_zeros(b, hid))
         canvas = torch.zeros_like(x)
         kl = log_q = log_prior = x.new_zeros(b)
-        zs, canvases = [], []
+        zs, canvases, kl_steps = [], [], []
         for t in range(self.config.steps):
             x_hat = x - torch.sigmoid(canvas)
             enc = self.encoder(torch.cat([self.read(x, x_hat, dec[0]), dec[0]], 1), enc)
@@ -270,11 +271,15 @@ class DRAW(nn.Module):
             if z is not None:
                 z_t = z[:, t * zd:(t + 1) * zd]
                 eps = (z_t - mu) * (-0.5 * logvar).exp()
+            elif noise is not None:
+                eps = noise[:, t * zd:(t + 1) * zd]
+                z_t = mu + eps * (0.5 * logvar).exp()
             else:
                 eps = (torch.zeros_like(mu) if mean else
                        torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype))
                 z_t = mu + eps * (0.5 * logvar).exp()
-            kl = kl + gaussian_kl(mu, logvar)
+            kl_steps.append(gaussian_kl(mu, logvar))
+            kl = kl + kl_steps[-1]
             log_q = log_q - (0.5 * (eps.square() + logvar) + HALF_LOG_2PI).sum(-1)
             log_prior = log_prior - (0.5 * z_t.square() + HALF_LOG_2PI).sum(-1)
             dec = self.decoder(z_t, dec)
@@ -282,8 +287,9 @@ class DRAW(nn.Module):
             zs.append(z_t)
             canvases.append(canvas)
         log_lik = observation_log_prob(self.info.observation, canvas, x, self.log_std)
-        return {"log_lik": log_lik, "kl": kl, "log_q": log_q, "log_w": log_lik + log_prior - log_q,
-                "z": torch.cat(zs, -1), "canvases": torch.stack(canvases)}
+        return {"log_lik": log_lik, "kl": kl, "kl_steps": torch.stack(kl_steps), "log_q": log_q,
+                "log_w": log_lik + log_prior - log_q, "z": torch.cat(zs, -1),
+                "canvases": torch.stack(canvases)}
 
     @torch.no_grad()
     def log_importance_weights(self, x: torch.Tensor, k: int,
@@ -300,6 +306,21 @@ class DRAW(nn.Module):
             xr = x.unsqueeze(0).expand(m, *x.shape).reshape(m * n, *x.shape[1:])
             out.append(self.infer(xr, generator)["log_w"].view(m, n))
         return torch.cat(out)
+
+    @torch.no_grad()
+    def compression_steps(self, x: torch.Tensor, eps: torch.Tensor
+                          ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(KL of each step (T, N) in nats, mean over the draws of eps (S, N, latent_dim);
+        decoder means (T, N, C, H, W) when only z_1..t are sent: the path of posterior means
+        for the first t steps, the prior's mean (0) for the rest). The ``compression`` metric."""
+        s, n = eps.shape[:2]
+        xr = x.unsqueeze(0).expand(s, *x.shape).reshape(s * n, *x.shape[1:])
+        kl = self.infer(xr, noise=eps.reshape(s * n, -1))["kl_steps"].view(-1, s, n).mean(1)
+        z = self.infer(x, mean=True)["z"]  # (N, T * z_dim)
+        steps = self.config.steps
+        keep = torch.arange(self.latent_dim, device=z.device) // self.config.z_dim  # each coordinate's step
+        partial = torch.stack([z * (keep < t) for t in range(1, steps + 1)])  # (T, N, D)
+        return kl, self.generate(partial.flatten(0, 1)).view(steps, n, *self.info.shape)
 
     @torch.no_grad()
     def reconstruction_steps(self, x: torch.Tensor, generator: torch.Generator | None = None

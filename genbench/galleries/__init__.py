@@ -35,6 +35,7 @@ MODULES = [
     "analogies",  # conditional models
     "completions",  # autoregressive models (PixelCNN)
     "canvas",  # sequential models (DRAW)
+    "compression",  # models with an encoder: the model beside JPEG and JPEG 2000 at its bits
     "pyramid",  # pyramid models (LAPGAN)
     "sweeps",  # attribute edits on data with attributes
     "copies",  # samples beside their nearest training images (memorization)

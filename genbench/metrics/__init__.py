@@ -14,7 +14,7 @@ from genbench.metrics.runner import evaluate_metrics, requested_metrics
 
 # Each module registers its metrics on import; a module still being written is skipped.
 for _module in ("elbo", "likelihood", "exact", "quality", "memorization", "classification", "edits",
-                "conditional"):
+                "conditional", "compression"):
     try:
         importlib.import_module(f"genbench.metrics.{_module}")
     except ModuleNotFoundError as _err:  # pragma: no cover

@@ -70,8 +70,10 @@ def reparameterize(q: Distribution, eps: torch.Tensor) -> torch.Tensor:
     """z = loc + scale * eps for q's location-scale family; eps (S, N, D) -> z (S, N, D).
 
     Diagonal Gaussians (the usual encoder), full-covariance Gaussians and point masses are
-    mapped exactly; any other family falls back to ``q.rsample`` from torch's global
-    stream seeded by the noise (then the draws depend on the chunking).
+    mapped exactly; so is any q with its own ``reparameterize(eps)`` (a sequential q such as
+    Conv DRAW's: z_t = mu_t(z_<t) + sigma_t eps_t). Any other family falls back to
+    ``q.rsample`` from torch's global stream seeded by the noise (then the draws depend on
+    the chunking).
     """
     base = q.base_dist if isinstance(q, Independent) else q
     if isinstance(base, Normal):
@@ -80,6 +82,8 @@ def reparameterize(q: Distribution, eps: torch.Tensor) -> torch.Tensor:
         return q.loc + (q.scale_tril @ eps.unsqueeze(-1)).squeeze(-1)
     if isinstance(q, Delta):
         return q.loc.expand(eps.shape)
+    if callable(own := getattr(q, "reparameterize", None)):
+        return own(eps)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(eps.flatten()[0].abs().mul(1e6)) + eps.numel())
         return q.rsample((eps.shape[0],))

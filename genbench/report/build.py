@@ -157,6 +157,9 @@ def add_group(doc: Document, key: tables.GroupKey, runs: pd.DataFrame, results: 
         doc.add(Heading(3, "Read with care"), Bullets(tuple(notes)))
     img = out / "img" / _slug(key)
     add_plots(doc, runs, img, out, summary)
+    from genbench.report.compression import add_compression
+
+    add_compression(doc, runs, img, out, summary.images)
     if galleries:
         from genbench.report.galleries import add_galleries
 
@@ -214,7 +217,9 @@ def add_tables(doc: Document, key: tables.GroupKey, runs: pd.DataFrame, results:
             if table := tables.comparison_table(sub, cols, section.intro, floor):
                 where = f" — feature space `{space}`" if space else ""
                 doc.add(Heading(3, f"Sample quality{where}"), table)
-    extra = [k for k in keys if k not in known]
+    from genbench.report.compression import owns
+
+    extra = [k for k in keys if k not in known and not owns(k)]  # compression: its own section
     if extra and (table := tables.comparison_table(
             runs, extra, "Diagnostics recorded beside the standard metrics (not ranked).", rank=False)):
         doc.add(Heading(3, "Other recorded values"), table)
@@ -296,8 +301,11 @@ def add_glossary(doc: Document, df: pd.DataFrame) -> None:
 
     fin = tables.finished(df)
     keys = tables.metric_keys(fin) if not fin.empty else []
+    from genbench.report.compression import glossary_items, owns  # one entry for its many keys
+
     doc.add(Heading(2, "What the metrics say, and what they do not"),
-            Bullets(tuple(f"**{glossary.label(k)}** (`{k}`): {glossary.metric_text(k)}" for k in keys)))
+            Bullets(tuple(f"**{glossary.label(k)}** (`{k}`): {glossary.metric_text(k)}" for k in keys
+                          if not owns(k)) + glossary_items(keys)))
     items = []
     names = df[configs.NAME] if configs.NAME in df else df["model"]
     for m in tables.model_order(set(names)):
