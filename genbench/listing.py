@@ -56,9 +56,13 @@ def _metrics() -> list[tuple[str, str]]:
     rows = []
     for entry in METRICS.values():
         needs = f" [dim](needs {', '.join(sorted(entry.needs))})[/]" if entry.needs else ""
-        for shown, key, text in _numbered(dict(entry.produces)):
+        families = [(f"{k.name}<t>" if k.name.startswith("compression") else f"{k.name}<attribute>",
+                     k.text, k.higher_is_better) for k in entry.keys if k.prefix and k.text]
+        numbered = [(shown, text, entry.higher_is_better.get(key))
+                    for shown, key, text in _numbered(dict(entry.produces))]
+        for shown, text, up in [*families, *numbered]:
             better = {True: "[green]↑ higher is better[/]  ", False: "[green]↓ lower is better[/]  ",
-                      None: ""}[entry.higher_is_better.get(key)]
+                      None: ""}[up]
             rows.append((shown, f"{better}{text}  [dim]--metrics {entry.name}[/]{needs}"))
     return rows
 

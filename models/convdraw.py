@@ -41,7 +41,9 @@ from torch.distributions import Distribution, constraints
 from genbench import register_model
 from genbench.contract import Batch, DataInfo
 from genbench.latent import standard_normal_prior
+from genbench.nn import adam
 from genbench.observation import learned_log_std, observation_log_prob, observation_model
+from genbench.settings import nonnegative, positive
 
 HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 IMPORTANCE_ROWS = 2048  # (draw, image) rows run at once by log_importance_weights: memory only
@@ -49,13 +51,13 @@ IMPORTANCE_ROWS = 2048  # (draw, image) rows run at once by log_importance_weigh
 
 @dataclass(frozen=True)
 class ConvDRAWConfig:
-    steps: int = 16  # T
-    hidden: int = 32  # channels of each convolutional LSTM's state
-    z_channels: int = 4  # channels of the latent feature map per step
-    stride: int = 4  # read/write resolution: the image down-sampled by this (largest divisor used)
-    kernel: int = 3  # the LSTMs' and the posterior's convolution size (the paper: 5)
-    lr: float = 1e-3
-    grad_clip: float = 10.0  # each gradient element clipped to +-grad_clip (0: off)
+    steps: int = positive(16)  # T
+    hidden: int = positive(32)  # channels of each convolutional LSTM's state
+    z_channels: int = positive(4)  # channels of the latent feature map per step
+    stride: int = positive(4)  # read/write resolution: the image down-sampled by this (largest divisor used)
+    kernel: int = positive(3)  # the LSTMs' and the posterior's convolution size (the paper: 5)
+    lr: float = positive(1e-3)
+    grad_clip: float = nonnegative(10.0)  # each gradient element clipped to +-grad_clip (0: off)
 
 
 class ConvLSTMCell(nn.Module):
@@ -294,7 +296,7 @@ class ConvDRAW(nn.Module):
 
     # -- training -------------------------------------------------------------------------
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.Adam(self.parameters(), lr=self.config.lr, foreach=True)
+        return adam(self.parameters(), lr=self.config.lr)
 
     def training_step(self, batch: Batch) -> dict[str, torch.Tensor]:
         """The negative ELBO, -(E_q[log p(x|z)] - sum_t KL_t), per image (the runner steps Adam)."""

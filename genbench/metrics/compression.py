@@ -43,7 +43,7 @@ from genbench.errors import GenbenchError
 from genbench.metrics.context import EvalContext
 from genbench.metrics.elbo import kl_term
 from genbench.metrics.sampling import counter_normal, encode, generate, labels_for, reparameterize, seed_from
-from genbench.registry import register_metric
+from genbench.registry import ResultKey, register_metric
 
 MAX_STEPS = 64  # curve points declared (DRAW's paper preset draws in 64 steps)
 N_IMAGES = 100  # test images compressed (fewer if the preset evaluates fewer)
@@ -193,8 +193,10 @@ def compression_adapter(ctx: EvalContext) -> dict[str, float]:
                               binarized=ctx.data.info.observation == "bernoulli")
 
 
-def _declared() -> tuple[dict[str, str], dict[str, bool]]:
-    """Every key the metric may record (t = 1..MAX_STEPS), with its text and direction."""
+def _declared() -> tuple[list[ResultKey], dict[str, str], dict[str, bool]]:
+    """The curve's families (``compression_bits_<t>``, ... for t = 1, 2, ...: prefix
+    declarations, so a model without an encoder records one n/a per key it could have, not
+    one per step) and the budget keys, with their texts and directions."""
     what: dict[str, tuple[str, bool | None]] = {
         "bits": ("bits per image of the first t steps' latents (t = 1 for a one-shot encoder): "
                  "the bits-back rate KL(q||p) / ln 2, not a file size", None),
@@ -202,23 +204,19 @@ def _declared() -> tuple[dict[str, str], dict[str, bool]]:
         "psnr": ("PSNR (dB) of the decoder's mean from those latents", True)}
     over = "file size in bits (above the budget where no file fits)"
     codec = {"jpeg": "JPEG (Pillow, optimized tables)", "jp2": "JPEG 2000 (Pillow, .j2k codestream)"}
-    produces: dict[str, str] = {}
+    direction = {True: "higher", False: "lower", None: "unranked"}
+    families = [ResultKey(f"compression_{kind}_", label=f"{kind} at step {{a}}",
+                          text=f"{text} (t = 1, 2, ...)", direction=direction[up],  # type: ignore[arg-type]
+                          section="Compression", prefix=True)
+                for kind, (text, up) in what.items()]
+    families += [ResultKey(f"compression_{name}_{kind}_", label=f"{name} {kind} at step {{a}}",
+                           text=(f"{desc} of the same test images at the model's rate of step t: "
+                                 f"{'file size in bits, headers included' if kind == 'bits' else kind}"),
+                           direction=direction[up], section="Compression", prefix=True)  # type: ignore[arg-type]
+                 for name, desc in codec.items() for kind, (_, up) in what.items()]
+    produces = {"compression_raw_bits": "bits of a test image stored raw (1 a pixel binarized, 8 continuous)",
+                "compression_budget_bits": f"the deck's budget: {DECK_FRACTION:.0%} of the raw bits"}
     better: dict[str, bool] = {}
-    for t in range(1, MAX_STEPS + 1):
-        for kind, (text, up) in what.items():
-            produces[f"compression_{kind}_{t}"] = text
-            if up is not None:
-                better[f"compression_{kind}_{t}"] = up
-    for name, desc in codec.items():
-        for t in range(1, MAX_STEPS + 1):
-            for kind, (_, up) in what.items():
-                key = f"compression_{name}_{kind}_{t}"
-                produces[key] = (f"{desc} of the same test images at the model's rate of step t: "
-                                 f"{'file size in bits, headers included' if kind == 'bits' else kind}")
-                if up is not None:
-                    better[key] = up
-    produces["compression_raw_bits"] = "bits of a test image stored raw (1 a pixel binarized, 8 continuous)"
-    produces["compression_budget_bits"] = f"the deck's budget: {DECK_FRACTION:.0%} of the raw bits"
     for name, desc in codec.items():
         for kind, (_, up) in what.items():
             key = f"compression_{name}_{kind}_budget"
@@ -226,13 +224,13 @@ def _declared() -> tuple[dict[str, str], dict[str, bool]]:
                              f"{over if kind == 'bits' else kind}")
             if up is not None:
                 better[key] = up
-    return produces, better
+    return families, produces, better
 
 
-_PRODUCES, _BETTER = _declared()
+_FAMILIES, _PRODUCES, _BETTER = _declared()
 register_metric(
-    "compression", needs={"encode", "generate", "prior", "density_encoder"}, produces=_PRODUCES,
-    higher_is_better=_BETTER,
+    "compression", needs={"encode", "generate", "prior", "density_encoder"}, keys=_FAMILIES,
+    produces=_PRODUCES, higher_is_better=_BETTER,
     description="rate (bits-back KL of the latents sent, bits/image) against distortion (MSE, "
                 "PSNR of the decoder's mean), over the steps of a sequential model, beside JPEG "
                 "and JPEG 2000 at matched file sizes",
