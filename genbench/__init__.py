@@ -1,13 +1,15 @@
 """genbench: a comparative benchmark suite for deep generative models.
 
 From Python: ``genbench.run``, ``genbench.evaluate``, ``genbench.load_results``,
-``genbench.summary``, ``genbench.load_model``, ``genbench.sample`` (see :mod:`genbench.api`).
+``genbench.summary``, ``genbench.load_model``, ``genbench.sample``, ``genbench.score``
+(see :mod:`genbench.api`).
 """
 
 from genbench.registry import register_dataset, register_metric, register_model
 
 __version__ = "0.1.0"
-_API = ("run", "evaluate", "load_results", "summary", "load_model", "sample", "export_results")
+_API = ("run", "evaluate", "load_results", "summary", "load_model", "sample", "export_results",
+        "score")
 __all__ = ["__version__", "register_dataset", "register_metric", "register_model", *_API]
 
 

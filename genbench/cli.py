@@ -302,6 +302,9 @@ def _register_optional() -> None:
         from genbench.commands import features_command
 
         app.command("features")(friendly(features_command))
+        from genbench.commands import score_command
+
+        app.command("score")(friendly(score_command))
     except ImportError:  # pragma: no cover
         pass
     try:

@@ -35,3 +35,44 @@ def features_command(
                   f"[/] ({ext.task}), test accuracy [bold]{100 * (ext.accuracy or 0):.2f}%[/]",
                   highlight=False)
     console.print(f"{status}: {ext.path}", highlight=False, soft_wrap=True)
+
+
+def score_command(
+    samples: Annotated[str, typer.Argument(help=".npz/.npy array, .pt tensor, or a folder of "
+                                                "PNG/JPEG images")],
+    dataset: Annotated[str, typer.Option("--dataset", "-d", help="the data they imitate")],
+    name: Annotated[str, typer.Option("--name", help="the label of the outside model in the report")],
+    variant: Annotated[str | None, typer.Option(help="dynamic | static | continuous")] = None,
+    preset: Annotated[str, typer.Option("--preset", "-p",
+                                        help="counts and settings, as the runs to compare")] = "quick",
+    set_: Annotated[list[str], typer.Option("--set", help="KEY=VALUE: a preset setting")] = [],  # noqa: B006
+    seed: Annotated[int, typer.Option(help="seed of KID's subsets and FID's bootstrap")] = 0,
+    resize: Annotated[str | None, typer.Option(
+        help="nearest | bilinear | bicubic | area: resize to the dataset's size (recorded)")] = None,
+    results: Annotated[str, typer.Option(help="results folder")] = "results",
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
+    data_dir: Annotated[str | None, typer.Option(help="folder with the dataset's files")] = None,
+) -> None:
+    """Score samples from a model genbench did not train (FID, KID, precision/recall, mode
+    coverage, memorization), stored as an external run beside the trained models."""
+    from genbench.api import score
+    from genbench.progress import EvalDisplay
+
+    console = Console()
+    watch = EvalDisplay(console)
+    try:
+        outcome = score(samples, dataset=dataset, name=name, variant=variant, preset=preset,
+                        overrides=set_, seed=seed, resize=resize, results=results, device=device,
+                        data_dir=data_dir, progress=watch)
+    finally:
+        watch.stop()
+    keys = ("fid", "kid", "precision", "recall", "density", "coverage", "inception_score",
+            "classes_covered", "copied_excess")
+    for key in keys:
+        value = outcome.metrics.get(key)
+        if isinstance(value, (int, float)):
+            floor = outcome.metrics.get(f"floor_{key}")
+            beside = f"   (real vs real: {floor:.4g})" if isinstance(floor, (int, float)) else ""
+            console.print(f"{key:16s} {value:.4g}{beside}", highlight=False)
+    console.print(f"feature space {outcome.metrics.get('feature_space')}; stored in {outcome.run_dir}",
+                  highlight=False, soft_wrap=True)

@@ -1,0 +1,188 @@
+"""``genbench score``: outside samples scored as genbench scores its own models' samples.
+
+A model trained elsewhere gets every sample metric that needs no model (``quality``:
+FID, KID, precision/recall, density/coverage; ``modes``: Inception Score and mode
+coverage; ``memorization``) through the very adapters a run's evaluation uses: the
+samples stand in for a model whose ``sample`` hands them out in order (:class:`Replay`),
+so the feature space, the fixed real subsets, the floor and every setting are shared with
+the runs, not copied. The preset (``quick`` by default) sets the counts: the first
+``n_quality`` samples are scored, as a run draws ``n_quality``; fewer is refused (or pass
+``--set n_quality=N``, recorded).
+
+The result is a run folder ``<results>/<dataset>/<name>/<run-id>/`` whose ``config.json``
+says ``"external": true`` with the samples' SHA-256, how they were read (and resized) and
+the command, and whose ``metrics.json`` holds the sample metrics only: an outside model
+never gets a likelihood. Every input check happens before the folder is created.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from genbench import store
+from genbench.errors import GenbenchError
+from genbench.outside import OutsideSamples, fit_to, read_samples, resize_record, to_unit
+
+SAMPLE_METRICS = ("quality", "modes", "memorization")  # every sample metric needing no model
+MIN_SAMPLES = 10  # the k-NN metrics' own minimum (quality refuses n_quality below it)
+LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}")
+EXTERNAL = "external"  # the config.json flag the report reads
+
+
+@dataclass(frozen=True)
+class _NoConfig:
+    """An empty model config: ``--set`` takes preset settings only here."""
+
+
+class Replay(torch.nn.Module):
+    """The outside samples as a 'model': ``sample(n)`` hands out the next n, in order, as
+    float images in [0, 1] of the dataset's size (converted one block at a time)."""
+
+    def __init__(self, samples: OutsideSamples, variant: str, size: tuple[int, int],
+                 resize: str | None) -> None:
+        super().__init__()
+        self.samples, self.variant, self.size, self.resize = samples, variant, size, resize
+        self.pos = 0
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        if self.pos + n > len(self.samples):
+            raise GenbenchError(f"asked for more than the {len(self.samples)} samples given")
+        block = self.samples.images[self.pos : self.pos + n]
+        self.pos += n
+        return to_unit(block, self.variant, self.size, self.resize)
+
+
+def check_label(name: str) -> str:
+    """``name`` as a results folder name: safe, and not a registered model's name."""
+    from genbench.registry import MODELS
+
+    if not isinstance(name, str) or not LABEL.fullmatch(name):
+        raise GenbenchError(f"--name {name!r}: use letters, digits and . _ + - (up to 64, not "
+                            "starting with a symbol), e.g. --name stylegan2-seed0")
+    if name in MODELS:
+        raise GenbenchError(f"--name {name!r} is a genbench model; name the outside samples "
+                            f"apart (e.g. --name {name}-external)")
+    return name
+
+
+def score(samples: Any, *, dataset: str, name: str, variant: str | None = None,
+          preset: str = "quick", overrides: Mapping[str, str] | None = None, seed: int = 0,
+          resize: str | None = None, results: str | Path = "results", device: str = "cpu",
+          data_dir: str | None = None, command: str = "",
+          progress: Any = None, note: Callable[[str], None] | None = None) -> Any:
+    """Score outside ``samples`` (a path, tensor or array) against ``dataset`` and store them
+    as an external run; returns a :class:`genbench.training.RunOutcome`."""
+    from genbench.data import DataRequest, load_dataset
+    from genbench.presets import get_preset
+    from genbench.settings import resolve
+    from genbench.training import RunOutcome, resolve_device
+
+    check_label(name)
+    _, p = resolve(_NoConfig, {}, get_preset(preset), dict(overrides or {}))
+    given = read_samples(samples)
+    results = Path(results)
+    store.check_results_root(results)
+    dev = resolve_device(device)
+    data = load_dataset(DataRequest(dataset, variant, data_dir, str(dev))).subset_train(p.max_train)
+    for line in data.notes:
+        if note is not None:
+            note(line)
+    laid = fit_to(given, data.info.shape, data.info.name, resize)
+    need = max(p.n_quality, MIN_SAMPLES)
+    if len(laid) < need:
+        raise GenbenchError(
+            f"{len(laid)} samples; the {p.name} preset scores {p.n_quality} (runs draw as many): "
+            f"give at least {need}, or pass --set n_quality={len(laid)} (recorded; FID is biased "
+            "by the count, so compare only at equal counts)" if len(laid) >= MIN_SAMPLES else
+            f"{len(laid)} samples; the k-NN metrics need at least {MIN_SAMPLES}")
+    folder = run_folder(results, data, p, name, seed, laid, resize)
+    config = _config(data, p, name, seed, laid, resize, command, dev)
+    with store.locked(folder):
+        store.write_json(folder / store.CONFIG, config)
+        store.write_json(folder / store.METRICS, {"status": "running"})
+        start = time.perf_counter()
+        values, na = _evaluate(laid, data, p, seed, dev, folder, results, resize, progress)
+        _grid(laid, data, resize, folder)
+        metrics = {"status": "finished", "eval_seconds": round(time.perf_counter() - start, 2),
+                   **values, "not_applicable": na}
+        store.write_json(folder / store.METRICS, metrics)
+    return RunOutcome("finished", folder, metrics)
+
+
+def run_folder(results: Path, data: Any, p: Any, name: str, seed: int, samples: OutsideSamples,
+               resize: str | None) -> Path:
+    """``<results>/<dataset>/<name>/<preset>-<variant>-seed<S>-<hash>``: the same samples
+    scored the same way land in the same folder (and are rescored in place)."""
+    identity = {EXTERNAL: samples.sha256, "preset": dataclasses.asdict(p), "resize": resize,
+                "dataset": data.info.name, "variant": data.info.variant,
+                "splits": data.info.splits}
+    rid = store.run_id(p.name, data.info.variant, seed, identity)
+    return store.run_dir(results, data.info.name, name, rid)
+
+
+def _config(data: Any, p: Any, name: str, seed: int, samples: OutsideSamples,
+            resize: str | None, command: str, device: torch.device) -> dict[str, Any]:
+    from genbench.training import versions
+
+    info = data.info
+    return {
+        "model": name, EXTERNAL: True,
+        "samples": {"source": samples.source, "sha256": samples.sha256, "given": len(samples),
+                    "scored": p.n_quality, "dtype": samples.dtype, "layout": samples.layout,
+                    "shape": list(samples.images.shape[1:]),
+                    "resize": resize_record(samples, info.shape[1:], resize),
+                    "read_as": ("uint8 in the variant's mean form, as the dataset's images"
+                                if samples.dtype == "uint8" else "float in [0, 1], as given")},
+        "model_config": {}, "preset": dataclasses.asdict(p),
+        "dataset": {"name": info.name, "variant": info.variant, "shape": list(info.shape),
+                    "splits": info.splits, "observation": info.observation,
+                    "num_classes": info.num_classes, "num_attributes": info.num_attributes,
+                    "source": data.source, "notes": data.notes},
+        "seed": seed, "device": str(device), "versions": versions(), "command": command,
+        "capabilities": ["sample"], "metrics": list(SAMPLE_METRICS),
+    }
+
+
+def _evaluate(samples: OutsideSamples, data: Any, p: Any, seed: int, device: torch.device,
+              folder: Path, results: Path, resize: str | None, progress: Any
+              ) -> tuple[dict[str, float], dict[str, str]]:
+    """The run evaluation's own sample metrics on the replayed samples."""
+    from genbench.metrics import EvalContext, evaluate_metrics
+    from genbench.metrics.features import default_cache_dir
+
+    model = Replay(samples, data.info.variant, tuple(data.info.shape[1:]), resize)
+    ctx = EvalContext(model=model, data=data, preset=p, seed=seed, device=device,
+                      cache_dir=default_cache_dir(), results_root=results, run_dir=folder)
+    return evaluate_metrics(ctx, SAMPLE_METRICS, progress)
+
+
+def _grid(samples: OutsideSamples, data: Any, resize: str | None, folder: Path) -> None:
+    from genbench.images import save_grid
+
+    first = to_unit(samples.images[:64], data.info.variant, tuple(data.info.shape[1:]), resize)
+    save_grid(first, folder / "samples.png")
+
+
+def command_line(samples: Any, *, dataset: str, name: str, variant: str | None, preset: str,
+                 overrides: Iterable[str], seed: int, resize: str | None,
+                 results: str | Path) -> str:
+    """The `genbench score` command that scores the same samples the same way."""
+    import shlex
+
+    where = str(samples) if isinstance(samples, (str, Path)) else "SAMPLES"
+    args = ["genbench", "score", where, "--dataset", dataset, "--name", name]
+    args += ["--variant", variant] if variant else []
+    args += ["--preset", preset] if preset != "quick" else []
+    args += [a for kv in overrides for a in ("--set", kv)]
+    args += ["--seed", str(seed)] if seed else []
+    args += ["--resize", resize] if resize else []
+    args += ["--results", str(results)] if Path(results) != Path("results") else []
+    return shlex.join(args)
