@@ -29,12 +29,13 @@ import torch
 
 from genbench import store
 from genbench.errors import GenbenchError
-from genbench.outside import OutsideSamples, fit_to, read_samples, resize_record, to_unit
+from genbench.outside import OutsideSamples, file_sha256, fit_to, read_samples, resize_record, to_unit
 
 SAMPLE_METRICS = ("quality", "modes", "memorization")  # every sample metric needing no model
 MIN_SAMPLES = 10  # the k-NN metrics' own minimum (quality refuses n_quality below it)
 LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}")
 EXTERNAL = "external"  # the config.json flag the report reads
+FID_ONLY = "mu and sigma only (pytorch-fid's format): FID only"
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,7 @@ def check_label(name: str) -> str:
 def score(samples: Any, *, dataset: str, name: str, variant: str | None = None,
           preset: str = "quick", overrides: Mapping[str, str] | None = None, seed: int = 0,
           resize: str | None = None, results: str | Path = "results", device: str = "cpu",
-          data_dir: str | None = None, command: str = "",
+          data_dir: str | None = None, command: str = "", reference_stats: str | Path | None = None,
           progress: Any = None, note: Callable[[str], None] | None = None) -> Any:
     """Score outside ``samples`` (a path, tensor or array) against ``dataset`` and store them
     as an external run; returns a :class:`genbench.training.RunOutcome`."""
@@ -103,13 +104,20 @@ def score(samples: Any, *, dataset: str, name: str, variant: str | None = None,
             f"give at least {need}, or pass --set n_quality={len(laid)} (recorded; FID is biased "
             "by the count, so compare only at equal counts)" if len(laid) >= MIN_SAMPLES else
             f"{len(laid)} samples; the k-NN metrics need at least {MIN_SAMPLES}")
+    given_stats = _given_stats(reference_stats, data, p) if reference_stats is not None else None
     folder = run_folder(results, data, p, name, seed, laid, resize)
     config = _config(data, p, name, seed, laid, resize, command, dev)
+    if given_stats is not None:
+        config["reference_stats"] = {"path": str(reference_stats), "kind": given_stats[0],
+                                     "sha256": file_sha256([Path(reference_stats)])}
     with store.locked(folder):
         store.write_json(folder / store.CONFIG, config)
         store.write_json(folder / store.METRICS, {"status": "running"})
         start = time.perf_counter()
-        values, na = _evaluate(laid, data, p, seed, dev, folder, results, resize, progress)
+        if given_stats is not None and given_stats[0] == FID_ONLY:
+            values, na = _fid_only(laid, data, p, resize, given_stats[1], str(reference_stats))
+        else:
+            values, na = _evaluate(laid, data, p, seed, dev, folder, results, resize, progress)
         _grid(laid, data, resize, folder)
         metrics = {"status": "finished", "eval_seconds": round(time.perf_counter() - start, 2),
                    **values, "not_applicable": na}
@@ -173,7 +181,7 @@ def _grid(samples: OutsideSamples, data: Any, resize: str | None, folder: Path) 
 
 def command_line(samples: Any, *, dataset: str, name: str, variant: str | None, preset: str,
                  overrides: Iterable[str], seed: int, resize: str | None,
-                 results: str | Path) -> str:
+                 results: str | Path, reference_stats: str | Path | None = None) -> str:
     """The `genbench score` command that scores the same samples the same way."""
     import shlex
 
@@ -185,4 +193,94 @@ def command_line(samples: Any, *, dataset: str, name: str, variant: str | None, 
     args += ["--seed", str(seed)] if seed else []
     args += ["--resize", resize] if resize else []
     args += ["--results", str(results)] if Path(results) != Path("results") else []
+    args += ["--reference-stats", str(reference_stats)] if reference_stats else []
     return shlex.join(args)
+
+
+def extractor_for(data: Any, p: Any) -> Any:
+    """The extractor the preset's sample metrics use (the one ``quality`` loads)."""
+    from genbench.metrics.features import default_cache_dir, get_extractor
+
+    return get_extractor(data, kind=p.feature_extractor, epochs=p.feature_epochs,
+                         cache_dir=default_cache_dir(), inception_weights=p.inception_weights)
+
+
+def _given_stats(path: str | Path, data: Any, p: Any) -> tuple[str, Any]:
+    """``--reference-stats FILE``, checked against the reference the samples are compared
+    with: a genbench set must match it field for field (then it is cached and used); a file
+    of mu and sigma alone (pytorch-fid's) serves FID only, in a feature space of its width."""
+    from genbench.metrics import reference
+
+    ext = extractor_for(data, p)
+    ref = reference.load(Path(path))
+    if isinstance(ref, reference.ReferenceSet):
+        wanted = reference.reference_key(ext, data, p.n_quality)
+        if (why := reference.mismatch(ref.key, wanted)) is not None:
+            raise GenbenchError(f"--reference-stats {path} cannot be the reference: {why}; make "
+                                f"matching ones with `genbench stats {data.info.name} --preset {p.name}`")
+        reference.store_in_cache(ref)  # identical to what the metrics would compute
+        return "genbench reference set", ref
+    dim = ext(torch.zeros(1, *data.info.shape, device=data.device))[0].shape[1]
+    mu, sigma = ref["mu"], ref["sigma"]
+    if mu.dim() != 1 or sigma.shape != (mu.shape[0], mu.shape[0]):
+        raise GenbenchError(f"--reference-stats {path}: mu {tuple(mu.shape)} and sigma "
+                            f"{tuple(sigma.shape)} are not a mean and its covariance")
+    if mu.shape[0] != dim:
+        raise GenbenchError(f"--reference-stats {path} holds {mu.shape[0]}-d statistics; the feature "
+                            f"space {ext.feature_space} gives {dim}-d features (pytorch-fid's files "
+                            "are 2048-d Inception statistics)")
+    return FID_ONLY, ref
+
+
+def _fid_only(samples: OutsideSamples, data: Any, p: Any, resize: str | None,
+              stats: dict[str, torch.Tensor], path: str) -> tuple[dict[str, Any], dict[str, str]]:
+    """FID of the samples against a file's mean and covariance; the rest is n/a, saying so."""
+    from genbench.metrics.frechet import fid_features_to_statistics, frechet_distance
+    from genbench.metrics.quality import DISTANCE_KEYS, MODE_KEYS, generated_features
+
+    ext = extractor_for(data, p)
+    model = Replay(samples, data.info.variant, tuple(data.info.shape[1:]), resize)
+    feats = generated_features(model, ext, p.n_quality, seed=0, device=data.device).features
+    mu, sigma = fid_features_to_statistics(feats).mean_cov()
+    fid = max(float(frechet_distance(mu, sigma, stats["mu"], stats["sigma"])), 0.0)
+    why = (f"not measured: --reference-stats {path} holds only mu and sigma (pytorch-fid's "
+           "format), which serve FID only")
+    na = {k: why for k in (*DISTANCE_KEYS, *MODE_KEYS, "copied_fraction", "copied_excess")
+          if k != "fid"}
+    return {"fid": fid, "feature_space": ext.feature_space}, na
+
+
+def make_stats(dataset: str, *, features: str | None = None, preset: str = "quick",
+               variant: str | None = None, out: str | Path | None = None, device: str = "cpu",
+               data_dir: str | None = None) -> list[tuple[Any, Path]]:
+    """Compute and cache every real feature set the sample metrics read at ``preset``'s
+    counts (``genbench stats``); ``out`` also gets the test reference, to share. Returns
+    (set, path) pairs, the reference first."""
+    from genbench.data import DataRequest, load_dataset
+    from genbench.metrics import reference
+    from genbench.presets import get_preset
+    from genbench.training import resolve_device
+
+    p = get_preset(preset)
+    if features is not None:
+        _, p = _resolve_preset(p, {"feature_extractor": features})
+    if out is not None:
+        store.check_output_file(Path(out), "--out")
+    data = load_dataset(DataRequest(dataset, variant, data_dir, str(resolve_device(device))))
+    data = data.subset_train(p.max_train)
+    ext = extractor_for(data, p)
+    made = []
+    for split, n in dict.fromkeys(reference.metric_sets(data, p.n_quality)):
+        x = data.split(split).x
+        ref = reference.compute(ext, x, data.info.variant, n, dataset=data.info.name, split=split)
+        made.append((ref, reference.store_in_cache(ref)))
+    if out is not None:
+        reference.save(made[0][0], Path(out))
+        made.append((made[0][0], Path(out)))
+    return made
+
+
+def _resolve_preset(p: Any, overrides: Mapping[str, str]) -> tuple[Any, Any]:
+    from genbench.settings import resolve
+
+    return resolve(_NoConfig, {}, p, dict(overrides))

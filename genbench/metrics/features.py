@@ -129,6 +129,8 @@ class Extractor:
     accuracy: float | None = None
     path: Path | None = None
     trained: bool = False  # trained by this call (False: loaded from the cache)
+    # how images in [0, 1] reach the network (part of reference statistics' key)
+    preprocessing: str = "as given: [0, 1] at the dataset's size, no resize"
 
     @property
     def feature_space(self) -> str:
@@ -381,7 +383,8 @@ def inception_extractor(weights: str | None, device: torch.device | str = "cpu")
                             ) from None
     net.aux_logits, net.AuxLogits = False, None
     model = InceptionFeatures(net).to(device).eval()
-    return Extractor("inception-v3", model, weights_digest(model), "imagenet")
+    return Extractor("inception-v3", model, weights_digest(model), "imagenet",
+                     preprocessing="grey to RGB, bilinear to 299x299, ImageNet mean/std")
 
 
 def get_extractor(data: DataBundle, *, kind: str, epochs: int, cache_dir: Path,
