@@ -39,7 +39,7 @@ FID_ONLY = "mu and sigma only (pytorch-fid's format): FID only"
 
 
 @dataclass(frozen=True)
-class _NoConfig:
+class PresetOnly:
     """An empty model config: ``--set`` takes preset settings only here."""
 
 
@@ -87,7 +87,7 @@ def score(samples: Any, *, dataset: str, name: str, variant: str | None = None,
     from genbench.training import RunOutcome, resolve_device
 
     check_label(name)
-    _, p = resolve(_NoConfig, {}, get_preset(preset), dict(overrides or {}))
+    _, p = resolve(PresetOnly, {}, get_preset(preset), dict(overrides or {}))
     given = read_samples(samples)
     results = Path(results)
     store.check_results_root(results)
@@ -104,6 +104,7 @@ def score(samples: Any, *, dataset: str, name: str, variant: str | None = None,
             f"give at least {need}, or pass --set n_quality={len(laid)} (recorded; FID is biased "
             "by the count, so compare only at equal counts)" if len(laid) >= MIN_SAMPLES else
             f"{len(laid)} samples; the k-NN metrics need at least {MIN_SAMPLES}")
+    extractor_for(data, p)  # a missing library or weights file fails here, before any folder
     given_stats = _given_stats(reference_stats, data, p) if reference_stats is not None else None
     folder = run_folder(results, data, p, name, seed, laid, resize)
     config = _config(data, p, name, seed, laid, resize, command, dev)
@@ -202,7 +203,8 @@ def extractor_for(data: Any, p: Any) -> Any:
     from genbench.metrics.features import default_cache_dir, get_extractor
 
     return get_extractor(data, kind=p.feature_extractor, epochs=p.feature_epochs,
-                         cache_dir=default_cache_dir(), inception_weights=p.inception_weights)
+                         cache_dir=default_cache_dir(), inception_weights=p.inception_weights,
+                         feature_weights=p.feature_weights)
 
 
 def _given_stats(path: str | Path, data: Any, p: Any) -> tuple[str, Any]:
@@ -283,4 +285,4 @@ def make_stats(dataset: str, *, features: str | None = None, preset: str = "quic
 def _resolve_preset(p: Any, overrides: Mapping[str, str]) -> tuple[Any, Any]:
     from genbench.settings import resolve
 
-    return resolve(_NoConfig, {}, p, dict(overrides))
+    return resolve(PresetOnly, {}, p, dict(overrides))

@@ -136,6 +136,7 @@ def _extractor(ctx: EvalContext) -> Extractor:
     return get_extractor(ctx.data, kind=getattr(ctx.preset, "feature_extractor", "classifier"),
                          epochs=ctx.preset.feature_epochs, cache_dir=ctx.cache_dir,
                          inception_weights=getattr(ctx.preset, "inception_weights", None),
+                         feature_weights=getattr(ctx.preset, "feature_weights", None),
                          progress=lambda _: ctx.progress(next(epochs, ctx.preset.feature_epochs),
                                                          ctx.preset.feature_epochs,
                                                          "epochs training the evaluator (once)"))
