@@ -89,16 +89,20 @@ def stats_command(
     preset: Annotated[str, typer.Option("--preset", "-p", help="the counts the runs use")] = "quick",
     variant: Annotated[str | None, typer.Option(help="dynamic | static | continuous")] = None,
     out: Annotated[str | None, typer.Option(help="also write the test reference here (to share)")] = None,
+    set_: Annotated[list[str], typer.Option("--set", help="KEY=VALUE: a preset setting")] = [],  # noqa: B006
     device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
     data_dir: Annotated[str | None, typer.Option(help="folder with the dataset's files")] = None,
 ) -> None:
     """Compute and cache the real data's reference statistics (mean, covariance and the
     features KID and precision/recall need) that runs and `genbench score` then read."""
     from genbench.scoring import make_stats
+    from genbench.settings import parse_overrides
+    from genbench.training import resolve_device
 
     console = Console()
     made = make_stats(dataset, features=features, preset=preset, variant=variant, out=out,
-                      device=device, data_dir=data_dir)
+                      device=str(resolve_device(device)), data_dir=data_dir,
+                      overrides=parse_overrides(set_))
     for ref, path in made:
         k = ref.key
         console.print(f"{k['split']:5s} {k['n']:6d} images  {k['feature_space']}  {path}",

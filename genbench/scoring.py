@@ -254,7 +254,8 @@ def _fid_only(samples: OutsideSamples, data: Any, p: Any, resize: str | None,
 
 def make_stats(dataset: str, *, features: str | None = None, preset: str = "quick",
                variant: str | None = None, out: str | Path | None = None, device: str = "cpu",
-               data_dir: str | None = None) -> list[tuple[Any, Path]]:
+               data_dir: str | None = None, overrides: Mapping[str, str] | None = None
+               ) -> list[tuple[Any, Path]]:
     """Compute and cache every real feature set the sample metrics read at ``preset``'s
     counts (``genbench stats``); ``out`` also gets the test reference, to share. Returns
     (set, path) pairs, the reference first."""
@@ -263,9 +264,10 @@ def make_stats(dataset: str, *, features: str | None = None, preset: str = "quic
     from genbench.presets import get_preset
     from genbench.training import resolve_device
 
-    p = get_preset(preset)
+    sets = dict(overrides or {})
     if features is not None:
-        _, p = _resolve_preset(p, {"feature_extractor": features})
+        sets["feature_extractor"] = features
+    _, p = _resolve_preset(get_preset(preset), sets)
     if out is not None:
         store.check_output_file(Path(out), "--out")
     data = load_dataset(DataRequest(dataset, variant, data_dir, str(resolve_device(device))))
