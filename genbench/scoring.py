@@ -94,8 +94,7 @@ def score(samples: Any, *, dataset: str, name: str, variant: str | None = None,
     dev = resolve_device(device)
     data = load_dataset(DataRequest(dataset, variant, data_dir, str(dev))).subset_train(p.max_train)
     for line in data.notes:
-        if note is not None:
-            note(line)
+        _note(line, note)
     laid = fit_to(given, data.info.shape, data.info.name, resize)
     need = max(p.n_quality, MIN_SAMPLES)
     if len(laid) < need:
@@ -106,6 +105,9 @@ def score(samples: Any, *, dataset: str, name: str, variant: str | None = None,
             f"{len(laid)} samples; the k-NN metrics need at least {MIN_SAMPLES}")
     extractor_for(data, p)  # a missing library or weights file fails here, before any folder
     given_stats = _given_stats(reference_stats, data, p) if reference_stats is not None else None
+    if len(laid) > p.n_quality:
+        _note(f"scoring the first {p.n_quality} of {len(laid)} samples (the {p.name} preset's "
+              f"n_quality, as runs draw; --set n_quality={len(laid)} scores them all)", note)
     folder = run_folder(results, data, p, name, seed, laid, resize)
     config = _config(data, p, name, seed, laid, resize, command, dev)
     if given_stats is not None:
@@ -124,6 +126,18 @@ def score(samples: Any, *, dataset: str, name: str, variant: str | None = None,
                    **values, "not_applicable": na}
         store.write_json(folder / store.METRICS, metrics)
     return RunOutcome("finished", folder, metrics)
+
+
+def _note(line: str, note: Callable[[str], None] | None) -> None:
+    """Tell the user (a GenbenchWarning: one yellow line on the command line)."""
+    if note is not None:
+        note(line)
+        return
+    import warnings
+
+    from genbench.errors import GenbenchWarning
+
+    warnings.warn(line, GenbenchWarning, stacklevel=3)
 
 
 def run_folder(results: Path, data: Any, p: Any, name: str, seed: int, samples: OutsideSamples,
