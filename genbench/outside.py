@@ -36,6 +36,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 ARRAY_SUFFIXES = (".npz", ".npy", ".pt")
 RESIZE_MODES = ("nearest", "bilinear", "bicubic", "area")
 NPZ_KEYS = ("samples", "images", "x", "arr_0")  # which array of an .npz with several
+FLOAT_SLACK = 1e-5  # float samples this far outside [0, 1] are clamped, further refused
 
 
 @dataclass
@@ -157,10 +158,10 @@ def _as_tensor(values: Any, what: str) -> torch.Tensor:
         raise GenbenchError(f"{what}: {bad} of {t.shape[0]} images hold NaN or inf; "
                             "remove or fix them")
     lo, hi = float(t.min()), float(t.max())
-    if lo < 0 or hi > 1:
+    if lo < -FLOAT_SLACK or hi > 1 + FLOAT_SLACK:  # a sigmoid's rounding is no error
         hint = " (they look like 0..255: pass uint8, or divide by 255)" if hi > 1.5 else ""
         raise GenbenchError(f"{what} are float with values {lo:.4g}..{hi:.4g}, outside [0, 1]{hint}")
-    return t
+    return t.clamp(0, 1)
 
 
 def _read_folder(folder: Path) -> OutsideSamples:
