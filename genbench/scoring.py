@@ -6,8 +6,8 @@ coverage; ``memorization``) through the very adapters a run's evaluation uses: t
 samples stand in for a model whose ``sample`` hands them out in order (:class:`Replay`),
 so the feature space, the fixed real subsets, the floor and every setting are shared with
 the runs, not copied. The preset (``quick`` by default) sets the counts: the first
-``n_quality`` samples are scored, as a run draws ``n_quality``; fewer is refused (or pass
-``--set n_quality=N``, recorded).
+``n_quality`` samples are scored, as a run draws ``n_quality``; fewer are scored at their
+own count, recorded as ``n_quality`` with a warning (FID is biased by the count).
 
 The result is a run folder ``<results>/<dataset>/<name>/<run-id>/`` whose ``config.json``
 says ``"external": true`` with the samples' SHA-256, how they were read (and resized) and
@@ -96,18 +96,19 @@ def score(samples: Any, *, dataset: str, name: str, variant: str | None = None,
     for line in data.notes:
         _note(line, note)
     laid = fit_to(given, data.info.shape, data.info.name, resize)
-    need = max(p.n_quality, MIN_SAMPLES)
-    if len(laid) < need:
-        raise GenbenchError(
-            f"{len(laid)} samples; the {p.name} preset scores {p.n_quality} (runs draw as many): "
-            f"give at least {need}, or pass --set n_quality={len(laid)} (recorded; FID is biased "
-            "by the count, so compare only at equal counts)" if len(laid) >= MIN_SAMPLES else
-            f"{len(laid)} samples; the k-NN metrics need at least {MIN_SAMPLES}")
-    extractor_for(data, p)  # a missing library or weights file fails here, before any folder
-    given_stats = _given_stats(reference_stats, data, p) if reference_stats is not None else None
-    if len(laid) > p.n_quality:
+    if len(laid) < MIN_SAMPLES:
+        raise GenbenchError(f"{len(laid)} samples; the k-NN metrics (precision/recall, density/"
+                            f"coverage, memorization) need at least {MIN_SAMPLES}")
+    if len(laid) < p.n_quality:  # scored at their own count, recorded as n_quality
+        _note(f"scoring all {len(laid)} samples, fewer than the {p.name} preset's n_quality="
+              f"{p.n_quality} that runs draw (recorded as n_quality={len(laid)}; FID is biased by "
+              "the count: compare with runs at equal counts)", note)
+        p = p.with_overrides(n_quality=len(laid))
+    elif len(laid) > p.n_quality:
         _note(f"scoring the first {p.n_quality} of {len(laid)} samples (the {p.name} preset's "
               f"n_quality, as runs draw; --set n_quality={len(laid)} scores them all)", note)
+    extractor_for(data, p)  # a missing library or weights file fails here, before any folder
+    given_stats = _given_stats(reference_stats, data, p) if reference_stats is not None else None
     folder = run_folder(results, data, p, name, seed, laid, resize)
     config = _config(data, p, name, seed, laid, resize, command, dev)
     if given_stats is not None:

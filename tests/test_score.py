@@ -95,7 +95,14 @@ def test_test_images_are_the_reference_itself(tmp_path):
     nchw = genbench.score(x, name="as-nchw", **common).metrics
     assert nchw["fid"] == pytest.approx(0, abs=1e-6) and nchw["fid"] <= nchw["floor_fid"]
     assert nchw["precision"] == 1 and nchw["recall"] == 1
-    nhwc = genbench.score(x.permute(0, 2, 3, 1).numpy(), name="as-nhwc", **common).metrics
+    # fewer samples than the preset scores (256): scored at their count, with a warning
+    from genbench.errors import GenbenchWarning
+
+    with pytest.warns(GenbenchWarning, match="scoring all 100 samples.*n_quality=256"):
+        fewer = genbench.score(x.permute(0, 2, 3, 1).numpy(), name="as-nhwc", dataset="synthetic",
+                               preset="smoke", results=res, device="cpu")
+    nhwc = fewer.metrics
+    assert json.loads((fewer.run_dir / "config.json").read_text())["preset"]["n_quality"] == 100
     unit = genbench.score(x.float() / 255, name="as-float", **common).metrics
     for other in (nhwc, unit):
         assert {k: other[k] for k in NUMBERS} == {k: nchw[k] for k in NUMBERS}
@@ -125,7 +132,7 @@ def _bad_inputs(tmp: Path) -> dict[str, tuple[list[str], str]]:
         "shape": (x[:, 0, 0], "shape"),
         "channels": (x.expand(-1, 3, -1, -1).contiguous(), "3 channels.*have 1"),
         "range": (x.float(), "outside \\[0, 1\\].*uint8"),
-        "few": (x[:50], "50 samples.*n_quality=50"),
+        "few": (x[:5], "5 samples.*at least 10"),
         "size": (x[:, :, :20, :20], "20x20.*--resize"),
     }
     args = {}
