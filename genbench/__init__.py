@@ -2,14 +2,14 @@
 
 From Python: ``genbench.run``, ``genbench.evaluate``, ``genbench.load_results``,
 ``genbench.summary``, ``genbench.load_history``, ``genbench.load_per_image``,
-``genbench.load_model``, ``genbench.sample`` (see :mod:`genbench.api`).
+``genbench.load_model``, ``genbench.sample``, ``genbench.score`` (see :mod:`genbench.api`).
 """
 
 from genbench.registry import register_dataset, register_metric, register_model
 
 __version__ = "0.1.0"
 _API = ("run", "evaluate", "load_results", "summary", "load_history", "load_per_image", "load_model",
-        "sample", "export_results")
+        "sample", "export_results", "score")
 __all__ = ["__version__", "register_dataset", "register_metric", "register_model", *_API]
 
 

@@ -454,3 +454,37 @@ def sample(model: torch.nn.Module, n: int, *, seed: int | None = None,
         gen.manual_seed(seed)
     with torch.no_grad():
         return sample_from(model, n, gen, y)
+
+
+def score(samples: Any, *, dataset: str, name: str, variant: str | None = None,
+          preset: str = "quick", overrides: Mapping[str, Any] | Sequence[str] = (), seed: int = 0,
+          resize: str | None = None, results: str | Path = "results", device: str = "auto",
+          data_dir: str | None = None, reference_stats: str | Path | None = None,
+          progress: Any = None) -> RunOutcome:
+    """Score samples from a model genbench did not train, as ``genbench score`` does.
+
+    ``samples``: a tensor or numpy array (uint8 0..255 or float in [0, 1]; (N, H, W),
+    (N, H, W, C) or (N, C, H, W)), or the path of an ``.npz``/``.npy``/``.pt`` file or a
+    folder of PNG/JPEG images. They get FID, KID, precision/recall, density/coverage, mode
+    coverage and memorization in the runs' feature space against the runs' real subsets,
+    stored as an external run ``<results>/<dataset>/<name>/<run-id>/``. Returns its outcome
+    (``run_dir``, ``metrics``). ``reference_stats``: a ``genbench stats`` file (checked
+    against the reference it stands for), or pytorch-fid's mu/sigma ``.npz`` (FID only).
+    """
+    from genbench.scoring import command_line
+    from genbench.scoring import score as score_samples
+    from genbench.settings import parse_overrides
+
+    sets = ([f"{k}={v}" for k, v in overrides.items()] if isinstance(overrides, Mapping)
+            else list(overrides))
+    seed = _whole(seed, "seed", "seed=0")
+    _load_plugins()
+    return score_samples(samples, dataset=dataset, name=name, variant=variant, preset=preset,
+                         overrides=parse_overrides(sets), seed=seed, resize=resize,
+                         results=results, device=device, data_dir=data_dir,
+                         reference_stats=reference_stats,
+                         command=command_line(samples, dataset=dataset, name=name,
+                                              variant=variant, preset=preset, overrides=sets,
+                                              seed=seed, resize=resize, results=results,
+                                              reference_stats=reference_stats),
+                         progress=progress)

@@ -371,6 +371,10 @@ def _register_optional() -> None:
         from genbench.commands import features_command
 
         app.command("features")(friendly(features_command))
+        from genbench.commands import score_command, stats_command
+
+        app.command("score")(friendly(score_command))
+        app.command("stats")(friendly(stats_command))
     except ImportError:  # pragma: no cover
         pass
     try:

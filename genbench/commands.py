@@ -36,3 +36,75 @@ def features_command(
                   f"[/] ({ext.task}), test accuracy [bold]{100 * (ext.accuracy or 0):.2f}%[/]",
                   highlight=False)
     console.print(f"{status}: {ext.path}", highlight=False, soft_wrap=True)
+
+
+def score_command(
+    samples: Annotated[str, typer.Argument(help=".npz/.npy array, .pt tensor, or a folder of "
+                                                "PNG/JPEG images")],
+    dataset: Annotated[str, typer.Option("--dataset", "-d", help="the data they imitate")],
+    name: Annotated[str, typer.Option("--name", help="the label of the outside model in the report")],
+    variant: Annotated[str | None, typer.Option(help="dynamic | static | continuous")] = None,
+    preset: Annotated[str, typer.Option("--preset", "-p",
+                                        help="counts and settings, as the runs to compare")] = "quick",
+    set_: Annotated[list[str], typer.Option("--set", help="KEY=VALUE: a preset setting")] = [],  # noqa: B006
+    seed: Annotated[int, typer.Option(help="seed of KID's subsets and FID's bootstrap")] = 0,
+    resize: Annotated[str | None, typer.Option(
+        help="nearest | bilinear | bicubic | area: resize to the dataset's size (recorded)")] = None,
+    results: Annotated[str, typer.Option(help="results folder")] = "results",
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
+    data_dir: Annotated[str | None, typer.Option(help="folder with the dataset's files")] = None,
+    reference_stats: Annotated[str | None, typer.Option(
+        help="a `genbench stats` file, or pytorch-fid's mu/sigma .npz (FID only)")] = None,
+) -> None:
+    """Score samples from a model genbench did not train (FID, KID, precision/recall, mode
+    coverage, memorization), stored as an external run beside the trained models."""
+    from genbench.api import score
+    from genbench.progress import EvalDisplay
+
+    console = Console()
+    watch = EvalDisplay(console)
+    try:
+        outcome = score(samples, dataset=dataset, name=name, variant=variant, preset=preset,
+                        overrides=set_, seed=seed, resize=resize, results=results, device=device,
+                        data_dir=data_dir, reference_stats=reference_stats, progress=watch)
+    finally:
+        watch.stop()
+    keys = ("fid", "kid", "precision", "recall", "density", "coverage", "inception_score",
+            "classes_covered", "copied_excess")
+    for key in keys:
+        value = outcome.metrics.get(key)
+        if isinstance(value, (int, float)):
+            floor = outcome.metrics.get(f"floor_{key}")
+            beside = f"   (real vs real: {floor:.4g})" if isinstance(floor, (int, float)) else ""
+            console.print(f"{key:16s} {value:.4g}{beside}", highlight=False)
+    if "kid" not in outcome.metrics:  # pytorch-fid statistics: FID only
+        console.print(f"FID only: {reference_stats} holds only mu and sigma", highlight=False)
+    console.print(f"feature space {outcome.metrics.get('feature_space')}; stored in {outcome.run_dir}",
+                  highlight=False, soft_wrap=True)
+
+
+def stats_command(
+    dataset: Annotated[str, typer.Argument(help="dataset name (see `genbench list datasets`)")],
+    features: Annotated[str | None, typer.Option(
+        help="feature extractor (default: the preset's, the dataset's classifier)")] = None,
+    preset: Annotated[str, typer.Option("--preset", "-p", help="the counts the runs use")] = "quick",
+    variant: Annotated[str | None, typer.Option(help="dynamic | static | continuous")] = None,
+    out: Annotated[str | None, typer.Option(help="also write the test reference here (to share)")] = None,
+    set_: Annotated[list[str], typer.Option("--set", help="KEY=VALUE: a preset setting")] = [],  # noqa: B006
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
+    data_dir: Annotated[str | None, typer.Option(help="folder with the dataset's files")] = None,
+) -> None:
+    """Compute and cache the real data's reference statistics (mean, covariance and the
+    features KID and precision/recall need) that runs and `genbench score` then read."""
+    from genbench.scoring import make_stats
+    from genbench.settings import parse_overrides
+    from genbench.training import resolve_device
+
+    console = Console()
+    made = make_stats(dataset, features=features, preset=preset, variant=variant, out=out,
+                      device=str(resolve_device(device)), data_dir=data_dir,
+                      overrides=parse_overrides(set_))
+    for ref, path in made:
+        k = ref.key
+        console.print(f"{k['split']:5s} {k['n']:6d} images  {k['feature_space']}  {path}",
+                      highlight=False, soft_wrap=True)

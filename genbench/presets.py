@@ -49,8 +49,11 @@ class Preset:
     metrics: tuple[str, ...] = ()
     # sample-quality features: "classifier" (trained by genbench) or "inception" (needs the
     # path of a torchvision inception_v3 state dict in inception_weights)
-    feature_extractor: str = one_of("classifier", ("classifier", "inception"))
+    feature_extractor: str = one_of("classifier", ("classifier", "inception", "inception-fid", "dinov2"))
     inception_weights: str | None = None
+    # "inception-fid" (torch-fidelity's FID Inception) and "dinov2" (timm): a weights file,
+    # else the library's cache (genbench never downloads them in tests)
+    feature_weights: str | None = None
     # likelihood, shared family (Wu et al. 2017): the observation noise is chosen by a bounded
     # 1-D optimizer on validation images (IWAE where the model has a density encoder, short
     # AIS runs otherwise)

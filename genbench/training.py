@@ -155,8 +155,11 @@ def plan_run(spec: RunSpec, data: DataBundle | None = None) -> Plan:
     if data is None:
         data = load_dataset(DataRequest(spec.dataset, spec.variant, spec.data_dir, str(device)))
     data = data.subset_train(preset.max_train)
+    settings = dataclasses.asdict(preset)
+    if settings.get("feature_weights") is None:  # added later: unset, it moves no run folder
+        settings.pop("feature_weights", None)
     identity = {"model": spec.model, "config": dataclasses.asdict(config),
-                "preset": dataclasses.asdict(preset), "dataset": data.info.name,
+                "preset": settings, "dataset": data.info.name,
                 "variant": data.info.variant, "splits": data.info.splits}
     rid = store.run_id(preset.name, data.info.variant, spec.seed, identity)
     folder = store.run_dir(spec.results, data.info.name, spec.model, rid)

@@ -129,6 +129,8 @@ class Extractor:
     accuracy: float | None = None
     path: Path | None = None
     trained: bool = False  # trained by this call (False: loaded from the cache)
+    # how images in [0, 1] reach the network (part of reference statistics' key)
+    preprocessing: str = "as given: [0, 1] at the dataset's size, no resize"
 
     @property
     def feature_space(self) -> str:
@@ -381,15 +383,157 @@ def inception_extractor(weights: str | None, device: torch.device | str = "cpu")
                             ) from None
     net.aux_logits, net.AuxLogits = False, None
     model = InceptionFeatures(net).to(device).eval()
-    return Extractor("inception-v3", model, weights_digest(model), "imagenet")
+    return Extractor("inception-v3", model, weights_digest(model), "imagenet",
+                     preprocessing="grey to RGB, bilinear to 299x299, ImageNet mean/std")
 
 
 def get_extractor(data: DataBundle, *, kind: str, epochs: int, cache_dir: Path,
                   inception_weights: str | None = None,
-                  progress: Callable[[str], None] | None = None) -> Extractor:
-    """The extractor a preset asks for (``feature_extractor``: classifier | inception)."""
+                  progress: Callable[[str], None] | None = None,
+                  feature_weights: str | None = None) -> Extractor:
+    """The extractor a preset asks for (``feature_extractor``: classifier | inception |
+    inception-fid | dinov2; the last two from the libraries that define them)."""
     if kind == "classifier":
         return load_or_train_extractor(data, epochs=epochs, cache_dir=cache_dir, progress=progress)
     if kind == "inception":
         return inception_extractor(inception_weights, data.device)
-    raise GenbenchError(f"unknown feature_extractor {kind!r}; use classifier or inception")
+    if kind == "inception-fid":
+        return inception_fid_extractor(feature_weights, data.device)
+    if kind == "dinov2":
+        return dinov2_extractor(feature_weights, data.device)
+    raise GenbenchError(f"unknown feature_extractor {kind!r}; use classifier, inception, "
+                        "inception-fid or dinov2")
+
+
+# -- the literature's feature spaces, through the libraries that define them -------------
+#
+# Published FIDs use the TF-ported "pt_inception-2015-12-05" network that pytorch-fid,
+# torch-fidelity and clean-fid share, with its own resize; FD-DINOv2 (Stein et al. 2023)
+# uses DINOv2 ViT features. genbench calls the libraries (torch-fidelity, timm) rather than
+# copying them, and never downloads weights in tests: ``--set feature_weights=PATH``, or
+# the library's own cache.
+
+FIDELITY_WEIGHTS = "weights-inception-2015-12-05-6726825d.pth"  # torch-fidelity's file name
+LITERATURE_EXTRA = 'pip install "genbench[literature]"'
+
+
+def _library(module: str, what: str):  # noqa: ANN202  (a module)
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise GenbenchError(f"{what} needs the {module} package: {LITERATURE_EXTRA}") from None
+
+
+def _weights_file(given: str | None, cached: Path, url: str, what: str) -> str | None:
+    """The weights to load: ``given``, else the library's cached file, else None (the library
+    downloads) unless offline, where one line says what to fetch and where to put it."""
+    if given:
+        if not Path(given).is_file():
+            raise GenbenchError(f"feature_weights={given}: no such file (the {what} weights)")
+        return given
+    if cached.is_file():
+        return str(cached)
+    if os.environ.get("GENBENCH_OFFLINE") == "1":
+        raise GenbenchError(f"the {what} weights are not on this machine: download {url} into "
+                            f"{cached.parent}/ or pass --set feature_weights=PATH")
+    return None
+
+
+class FidelityInception(nn.Module):
+    """torch-fidelity's FID InceptionV3 on genbench's [0, 1] images: quantized to uint8 (as
+    papers save samples), grey repeated to RGB; the library resizes to 299x299 (TF-compatible
+    bilinear) and normalizes. Features of ``layer`` ("2048": pool3, as FID and KID use);
+    logits: its unbiased ImageNet logits when asked for (the Inception Score's input)."""
+
+    def __init__(self, net: nn.Module, with_logits: bool) -> None:
+        super().__init__()
+        self.net, self.with_logits = net, with_logits
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        u8 = (x * 255).round().clamp(0, 255).to(torch.uint8)
+        u8 = u8.expand(-1, 3, -1, -1) if u8.shape[1] == 1 else u8
+        out = self.net(u8)
+        logits = out[1] if self.with_logits else out[0].new_zeros(out[0].shape[0], 0)
+        return out[0], logits
+
+
+def inception_fid_extractor(weights: str | None, device: torch.device | str = "cpu",
+                            layer: str = "2048", logits: bool = True) -> Extractor:
+    """The FID Inception network through torch-fidelity (its weights, resize, normalization)."""
+    fe = _library("torch_fidelity.feature_extractor_inceptionv3", "feature_extractor=inception-fid")
+    hub = Path(torch.hub.get_dir()) / "checkpoints" / FIDELITY_WEIGHTS
+    path = _weights_file(weights, hub, fe.URL_INCEPTION_V3, "FID Inception (torch-fidelity)")
+    names = [layer, "logits_unbiased"] if logits else [layer]
+    try:
+        net = fe.FeatureExtractorInceptionV3("inception-v3-compat", names,
+                                             feature_extractor_weights_path=path)
+    except GenbenchError:
+        raise
+    except Exception as err:  # noqa: BLE001  (a wrong file, a failed download: one line)
+        why = (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
+        raise GenbenchError(f"the FID Inception weights did not load ({why}); download "
+                            f"{fe.URL_INCEPTION_V3} into {hub.parent}/ or pass --set "
+                            "feature_weights=PATH") from None
+    model = FidelityInception(net.eval(), logits).to(device).eval()
+    return Extractor(f"inception-fid-{layer}", model, weights_digest(net), "imagenet",
+                     preprocessing="round(255 x) to uint8, grey to RGB; torch-fidelity's "
+                                   "TF-compatible bilinear resize to 299x299, (x - 128) / 128")
+
+
+DINOV2_MODEL = "vit_large_patch14_dinov2.lvd142m"  # FD-DINOv2 (Stein et al. 2023): ViT-L/14
+DINOV2_SIZE = 224  # Stein et al. resize to 224x224 (bicubic)
+
+
+class TimmFeatures(nn.Module):
+    """A timm backbone on [0, 1] images: grey repeated to RGB, bicubic (antialiased) resize to
+    ``size``, the model's own mean/std; features: its pooled output (DINOv2: the CLS token)."""
+
+    def __init__(self, net: nn.Module, size: int) -> None:
+        super().__init__()
+        self.net, self.size = net, size
+        cfg = net.pretrained_cfg
+        self.register_buffer("mean", torch.tensor(cfg["mean"]).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(cfg["std"]).view(1, 3, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
+        x = F.interpolate(x, size=(self.size, self.size), mode="bicubic", align_corners=False,
+                          antialias=True)
+        f = self.net((x - self.mean) / self.std)  # (N, D): num_classes=0, pooled
+        return f, f.new_zeros(f.shape[0], 0)
+
+
+def dinov2_extractor(weights: str | None, device: torch.device | str = "cpu",
+                     model: str = DINOV2_MODEL, size: int = DINOV2_SIZE) -> Extractor:
+    """DINOv2 ViT features through timm (FD-DINOv2): weights from ``weights`` (a state dict or
+    safetensors file) or timm's Hugging Face cache."""
+    timm = _library("timm", "feature_extractor=dinov2")
+    repo = f"timm/{model}"
+    path = weights
+    if path is None:
+        try:
+            from huggingface_hub import try_to_load_from_cache
+
+            hit = try_to_load_from_cache(repo, "model.safetensors")
+            path = hit if isinstance(hit, str) else None
+        except ImportError:
+            path = None
+    where = (f"download model.safetensors of https://huggingface.co/{repo} and pass --set "
+             "feature_weights=PATH")
+    if path is None and os.environ.get("GENBENCH_OFFLINE") == "1":
+        raise GenbenchError(f"the DINOv2 weights are not on this machine: {where}")
+    if path is not None and not Path(path).is_file():
+        raise GenbenchError(f"feature_weights={path}: no such file (the DINOv2 weights)")
+    try:
+        net = timm.create_model(model, pretrained=True, num_classes=0, img_size=size,
+                                pretrained_cfg_overlay={"file": path} if path else None)
+    except Exception as err:  # noqa: BLE001  (no internet, a wrong file: one line)
+        why = (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
+        raise GenbenchError(f"the DINOv2 weights did not load ({why}); {where}") from None
+    wrapped = TimmFeatures(net.eval(), size).to(device).eval()
+    short = model.split(".")[0]
+    return Extractor(f"dinov2-{short}", wrapped, weights_digest(net), "imagenet",
+                     preprocessing=f"grey to RGB, bicubic antialiased resize to {size}x{size}, "
+                                   "ImageNet mean/std; timm's pooled CLS features")

@@ -26,7 +26,7 @@ import torch
 
 from genbench.contract import sample_from
 from genbench.errors import GenbenchError
-from genbench.metrics import floor
+from genbench.metrics import floor, reference
 from genbench.metrics.bootstrap import fid_bootstrap
 from genbench.metrics.context import EvalContext
 from genbench.metrics.features import Extractor, fixed_subset, get_extractor, mean_images
@@ -55,7 +55,10 @@ class FeatureSet:
 
 def real_features(extractor: Extractor, x: torch.Tensor, variant: str, n: int,
                   chunk: int = FEATURE_CHUNK) -> FeatureSet:
-    """Features of a fixed subset of ``n`` real images (uint8 split) in mean form."""
+    """Features of a fixed subset of ``n`` real images (uint8 split) in mean form; read
+    from the reference statistics when `genbench stats` cached them (bit-identical)."""
+    if (stored := reference.cached(extractor, x, variant, n)) is not None:
+        return FeatureSet(*stored)
     index = fixed_subset(x.shape[0], n, x.device)
     return FeatureSet(*extractor(mean_images(x[index], variant), chunk))
 
@@ -133,6 +136,7 @@ def _extractor(ctx: EvalContext) -> Extractor:
     return get_extractor(ctx.data, kind=getattr(ctx.preset, "feature_extractor", "classifier"),
                          epochs=ctx.preset.feature_epochs, cache_dir=ctx.cache_dir,
                          inception_weights=getattr(ctx.preset, "inception_weights", None),
+                         feature_weights=getattr(ctx.preset, "feature_weights", None),
                          progress=lambda _: ctx.progress(next(epochs, ctx.preset.feature_epochs),
                                                          ctx.preset.feature_epochs,
                                                          "epochs training the evaluator (once)"))

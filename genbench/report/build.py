@@ -205,7 +205,8 @@ def add_tables(doc: Document, key: tables.GroupKey, runs: pd.DataFrame, results:
         if not cols:
             continue
         if section.title != "Sample quality":
-            part = given_y_beside_conditional(runs) if section.title == glossary.GIVEN_Y else runs
+            part = tables.trained(runs)  # outside samples have sample quality only
+            part = given_y_beside_conditional(part) if section.title == glossary.GIVEN_Y else part
             if table := tables.comparison_table(part, cols, section.intro):
                 doc.add(Heading(3, section.title), table)
             if section.title == "Likelihood" and (pub := tables.published_table(runs, key)):

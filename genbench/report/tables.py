@@ -32,8 +32,8 @@ from genbench.report.document import Cell, Table
 from genbench.store import CONFIG, load_results, read_json
 
 META = {"dataset", "model", "preset", "variant", "seed", "run_dir", "status", "reason",
-        "feature_space", "latent_dim", "conditional", configs.NAME, configs.KEY, configs.SETTINGS,
-        configs.SUPERSEDED}
+        "feature_space", "latent_dim", "conditional", "external", configs.NAME, configs.KEY,
+        configs.SETTINGS, configs.SUPERSEDED}
 # run bookkeeping the runner records beside the metrics: shown as cost, never ranked
 COST = ("epochs", "train_seconds", "eval_seconds")
 MODEL_ORDER = ("vae", "ae", "gan", "dcgan", "vaegan", "cvae", "m2")
@@ -52,6 +52,7 @@ def load(results: Path) -> pd.DataFrame:
     cfgs = [read_json(Path(d) / CONFIG) for d in df["run_dir"]]
     df["latent_dim"] = [c.get("model_config", {}).get("latent_dim") for c in cfgs]
     df["command"] = [c.get("command") for c in cfgs]
+    df["external"] = [bool(c.get("external", False)) for c in cfgs]  # `genbench score` samples
     # a model is conditional by class (CVAE) or by its config (a PixelCNN with conditional=true)
     df["conditional"] = [
         (bool(getattr(MODELS[m].cls, "conditional", False)) if m in MODELS else False)
@@ -105,7 +106,14 @@ def is_conditional(runs: pd.DataFrame, model: str) -> bool:
 
 
 def model_label(name: str, df: pd.DataFrame) -> str:
+    if "external" in df and bool(df.loc[df["model"] == name, "external"].astype(bool).any()):
+        return f"{name} (outside samples)"
     return f"{name} †" if is_conditional(df, name) else name
+
+
+def trained(runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs of models genbench trained: outside samples never get a likelihood row."""
+    return runs[~runs["external"].astype(bool)] if "external" in runs else runs
 
 
 def metric_keys(df: pd.DataFrame) -> list[str]:

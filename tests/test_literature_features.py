@@ -1,0 +1,125 @@
+"""The literature's feature spaces through the libraries that define them: torch-fidelity's
+FID Inception network, with locally made random weights (nothing is downloaded): genbench's
+FID and KID equal torch-fidelity's own ``calculate_metrics`` on the same images."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from unittest import mock
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from genbench.cli import app
+from genbench.data import DataRequest, load_dataset
+from genbench.errors import GenbenchError
+from genbench.metrics.features import FIDELITY_WEIGHTS, inception_fid_extractor
+from genbench.metrics.frechet import fid_features_to_statistics, fid_statistics_to_metric
+from genbench.metrics.kid import kid_features_to_metric
+
+fidelity = pytest.importorskip("torch_fidelity")  # the `literature` extra (in dev)
+pytestmark = pytest.mark.usefixtures("one_thread")
+N = 10  # images per set: the network is a 299x299 InceptionV3, so few
+
+
+def random_fid_inception(path: Path) -> Path:
+    """torch-fidelity's network with PyTorch's random initialization (its constructor always
+    loads weights, so loading is bypassed once), convolutions scaled so features are O(1)."""
+    from torch_fidelity import feature_extractor_inceptionv3 as fe
+
+    torch.manual_seed(0)
+    with mock.patch.object(fe.FeatureExtractorInceptionV3, "load_state_dict", lambda self, sd: None), \
+            mock.patch.object(fe, "load_state_dict_from_url", lambda *args, **kwargs: None):
+        net = fe.FeatureExtractorInceptionV3("inception-v3-compat", ["64"])
+    torch.save({k: v * 3 if k.endswith("conv.weight") else v for k, v in net.state_dict().items()},
+               path)
+    return path
+
+
+class _Images(torch.utils.data.Dataset):
+    """uint8 (3, H, W) images, as torch-fidelity reads its inputs."""
+
+    def __init__(self, x: torch.Tensor) -> None:
+        self.x = x.expand(-1, 3, -1, -1).contiguous()
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return self.x[i]
+
+
+def test_fid_and_kid_equal_torch_fidelity_with_the_same_weights(tmp_path):
+    weights = random_fid_inception(tmp_path / "random-inception.pth")
+    data = load_dataset(DataRequest("synthetic"))
+    real, fake = data.test.x[:N], 255 - data.train.x[:N]  # inverted digits: far from real
+    ext = inception_fid_extractor(str(weights), layer="64", logits=False)
+    # genbench's path: [0, 1] images through the extractor, then its own FID and KID
+    f_fake, f_real = ext(fake.float() / 255)[0], ext(real.float() / 255)[0]
+    fid = fid_statistics_to_metric(fid_features_to_statistics(f_fake), fid_features_to_statistics(f_real))
+    # subsets as large as the sets: every subset is the whole set, so the subset draws
+    # (torch's here, numpy's there) cannot differ
+    kid, _ = kid_features_to_metric(f_fake, f_real, subsets=2, subset_size=N,
+                                    generator=torch.Generator().manual_seed(0))
+    theirs = fidelity.calculate_metrics(
+        input1=_Images(fake), input2=_Images(real), cuda=False, fid=True, kid=True,
+        kid_subsets=2, kid_subset_size=N, feature_layer_fid="64", feature_layer_kid="64",
+        feature_extractor_weights_path=str(weights), verbose=False, cache=False,
+        save_cpu_ram=True)
+    assert fid > 0.1  # a real difference, so 1e-6 is a real agreement
+    # relative 1e-6: torch-fidelity keeps features (and KID) in float32, whose ulp at 74 is 8e-6
+    assert fid == pytest.approx(theirs["frechet_inception_distance"], rel=1e-6)
+    assert kid == pytest.approx(theirs["kernel_inception_distance_mean"], rel=1e-6)
+    import hashlib
+
+    h = hashlib.sha1()  # the feature space names the network and the weights file's content
+    for key, value in sorted(torch.load(weights, weights_only=True).items()):
+        h.update(key.encode())
+        h.update(value.contiguous().numpy().tobytes())
+    assert ext.feature_space == f"inception-fid-64:{h.hexdigest()[:12]}"
+
+
+def test_without_weights_one_line_says_what_to_fetch_and_where(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    with pytest.raises(GenbenchError, match=f"download https://.*{FIDELITY_WEIGHTS} into "
+                                            f".*{tmp_path}/torch/hub/checkpoints/ or pass --set "
+                                            "feature_weights=PATH"):
+        inception_fid_extractor(None)
+    with pytest.raises(GenbenchError, match="no such file"):
+        inception_fid_extractor(str(tmp_path / "missing.pth"))
+    torch.save(data := load_dataset(DataRequest("synthetic")).test.x[:20], tmp_path / "s.pt")
+    assert data.shape[0] == 20
+    out = CliRunner().invoke(app, ["score", str(tmp_path / "s.pt"), "--dataset", "synthetic",
+                                   "--name", "x", "--preset", "smoke", "--set", "n_quality=20",
+                                   "--set", "feature_extractor=inception-fid", "--results",
+                                   str(tmp_path / "r"), "--device", "cpu"])
+    assert out.exit_code == 2 and "feature_weights=PATH" in out.output, out.output
+    assert len(out.output.strip().splitlines()) == 1 and not (tmp_path / "r").exists()
+
+
+def test_dinov2_through_timm_with_a_local_weights_file(tmp_path, monkeypatch):
+    """FD-DINOv2's features are timm's own: the file's weights (the feature space names their
+    hash), the CLS token of images resized to 224 (bicubic) with ImageNet mean/std."""
+    timm = pytest.importorskip("timm")
+    from genbench.metrics.features import dinov2_extractor
+
+    torch.manual_seed(0)
+    net = timm.create_model("vit_small_patch14_dinov2", pretrained=False, num_classes=0, img_size=224)
+    torch.save(net.state_dict(), tmp_path / "dinov2.pth")
+    ext = dinov2_extractor(str(tmp_path / "dinov2.pth"), model="vit_small_patch14_dinov2")
+    x = load_dataset(DataRequest("synthetic")).test.x[:3].float() / 255
+    ours = ext(x)[0]
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    rgb = torch.nn.functional.interpolate(x.repeat(1, 3, 1, 1), size=(224, 224), mode="bicubic",
+                                          antialias=True)
+    with torch.no_grad():
+        theirs = net.eval().forward_head(net.forward_features((rgb - mean) / std), pre_logits=True)
+    assert ours.shape == (3, 384)
+    torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)
+    assert ext.feature_space.startswith("dinov2-vit_small_patch14_dinov2:")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
+    with pytest.raises(GenbenchError, match="huggingface.co/timm/vit_large_patch14_dinov2.lvd142m "
+                                            "and pass --set feature_weights=PATH"):
+        dinov2_extractor(None)
