@@ -44,6 +44,9 @@ from genbench import register_model
 from genbench.contract import Batch, DataInfo
 from genbench.data.bundle import DataBundle
 from genbench.errors import GenbenchError
+
+# isort: split
+# (genbench_models sorts as first- or third-party depending on the checkout)
 from genbench_models._pixels import LEVELS, PixelLikelihood, levels_for, output_head, shift_down
 
 __all__ = ["LEVELS", "PixelCNN", "shift_down"]  # LEVELS, shift_down: shared, re-exported
