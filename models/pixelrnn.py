@@ -16,8 +16,10 @@ data (``genbench_models._pixels``).
   implementations do, e.g. taimir/pixel-rnn-lasagne), so one step computes a whole
   diagonal from the previous one; unskewing undoes it. The second direction runs on the
   mirrored map (the state at (i, j) from (i - 1, j) and (i, j + 1)); it sees pixels to the
-  right in row i, so its output is shifted down one row before it is added: causal, and the
-  two together see every earlier pixel (no blind spot).
+  right in row i, so its output is shifted down one row before it is added: causal. The two
+  together see every earlier pixel but one: the last pixel of the row above, which only
+  first-layer features of the current row see (k//2 columns to its left), is hidden from
+  the first W - 1 - k//2 pixels of a row, at any depth (tests/test_pixelrnn.py).
 - ``layer="row"``, Row LSTM: row i's state comes from row i - 1's by a 1 x k convolution,
   plus a 1 x k input-to-state convolution masked B; its receptive field is a triangle above
   the pixel (the paper's stated blind spot).
