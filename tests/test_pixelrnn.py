@@ -159,8 +159,8 @@ def test_samples_follow_the_model(layer):
 
 @pytest.mark.parametrize("layer", ["diagonal", "row"])
 def test_training_step_lowers_the_loss(layer):
-    model = tiny((1, 4, 4), layer=layer).float()
-    x = (torch.rand(16, 1, 4, 4, generator=torch.Generator().manual_seed(0)) < 0.3).float()
+    model = tiny((1, 4, 4), layer=layer)
+    x = (torch.rand(16, 1, 4, 4, generator=torch.Generator().manual_seed(0)) < 0.3).double()
     assert model.training_step(Batch(x))["loss"].requires_grad
     opts = optimizer_dict(model.configure_optimizers())
     first = step_model(model, Batch(x), opts)["loss"].item()
