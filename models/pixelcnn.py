@@ -34,7 +34,6 @@ output head then run on that one row per pixel: about H times fewer FLOPs.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -49,7 +48,11 @@ from genbench.latent import label_features, random_labels
 from genbench.nn import adam
 from genbench.settings import positive
 
-LEVELS = 256  # 8-bit values on continuous data
+# isort: split
+# (genbench_models sorts as first- or third-party depending on the checkout)
+from genbench_models._pixels import LEVELS, PixelLikelihood, levels_for, output_head, shift_down
+
+__all__ = ["LEVELS", "PixelCNN", "shift_down"]  # LEVELS, shift_down: shared, re-exported
 
 
 @dataclass(frozen=True)
@@ -61,11 +64,6 @@ class PixelCNNConfig:
     head: int = positive(64)  # hidden 1x1 layer of the output head
     conditional: bool = False  # condition every gate on the label vector (sec. 2.3)
     lr: float = positive(1e-3)
-
-
-def shift_down(t: torch.Tensor) -> torch.Tensor:
-    """(N, C, H, W) -> the same shape, row r holding row r - 1 (zeros in row 0)."""
-    return F.pad(t, (0, 0, 1, 0))[:, :, :-1]
 
 
 class GatedLayer(nn.Module):
@@ -150,7 +148,7 @@ class VerticalRows:
 
 
 @register_model("pixelcnn")
-class PixelCNN(nn.Module):
+class PixelCNN(PixelLikelihood, nn.Module):
     """Gated PixelCNN (van den Oord et al. 2016): exact log-likelihood, pixel-by-pixel sampling."""
 
     Config = PixelCNNConfig
@@ -165,7 +163,7 @@ class PixelCNN(nn.Module):
         super().__init__()
         self.config, self.info = config, info
         self.conditional = config.conditional
-        self.levels = LEVELS if info.observation == "gaussian" else 1  # 1: a Bernoulli logit
+        self.levels = levels_for(info)  # 1: a Bernoulli logit
         cond_dim = 0
         if config.conditional:
             cond_dim = info.num_classes or info.num_attributes or 0
@@ -178,13 +176,8 @@ class PixelCNN(nn.Module):
         self.layers = nn.ModuleList(
             [GatedLayer(c, p, config.first_kernel, True, cond_dim)]
             + [GatedLayer(p, p, config.kernel, False, cond_dim) for _ in range(config.layers - 1)])
-        self.head = nn.Sequential(nn.ReLU(), nn.Conv2d(p, config.head, 1), nn.ReLU(),
-                                  nn.Conv2d(config.head, c * self.levels, 1))
+        self.head = output_head(p, config.head, c * self.levels)
         self.register_buffer("attribute_freq", torch.full((info.num_attributes or 0,), 0.5))
-
-    @property
-    def categorical(self) -> bool:
-        return self.levels > 1
 
     # -- the network --------------------------------------------------------------------
     def cond_vector(self, y: torch.Tensor | None, n: int) -> torch.Tensor | None:
@@ -220,16 +213,6 @@ class PixelCNN(nn.Module):
         """How many columns to its left an output sees through the horizontal stack."""
         return sum(layer.k // 2 for layer in self.layers)
 
-    def to_values(self, x: torch.Tensor) -> torch.Tensor:
-        """Data in [0, 1] -> what the likelihood is over: {0, 1} pixels or 8-bit values (long)."""
-        if self.categorical:
-            return (x * LEVELS).floor().clamp(0, LEVELS - 1).long()
-        return x
-
-    def to_inputs(self, values: torch.Tensor) -> torch.Tensor:
-        """The network's input: the pixel itself, or the 8-bit value scaled to [0, 1]."""
-        return values.float() / (LEVELS - 1) if self.categorical else values
-
     # -- capabilities -------------------------------------------------------------------
     def log_prob(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """Exact log-likelihood per image, (N,), in nats.
@@ -239,14 +222,7 @@ class PixelCNN(nn.Module):
         """
         values = self.to_values(x)
         logits = self.logits(self.to_inputs(values).to(self.dtype), self.cond_vector(y, x.shape[0]))
-        if not self.categorical:
-            ll = -F.binary_cross_entropy_with_logits(logits[:, :, 0], values.to(logits.dtype),
-                                                     reduction="none")
-            return ll.flatten(1).sum(1)
-        n, c, k, rows, cols = logits.shape
-        ll = -F.cross_entropy(logits.view(n * c, k, rows, cols), values.view(n * c, rows, cols),
-                              reduction="none")  # (N*C, H, W): log P(v_i | v_<i)
-        return ll.view(n, -1).sum(1) + self.info.dim * math.log(LEVELS)
+        return self.pixel_log_prob(logits, values)
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None,
@@ -302,16 +278,7 @@ class PixelCNN(nn.Module):
                 inputs[:, :, i, j] = self.to_inputs(values[:, :, i, j]).to(u.dtype)
             if cached:
                 cache.push(i, inputs[:, :, i:i + 1])
-        if self.categorical:
-            return (values.to(u.dtype) + 0.5) / LEVELS
-        return values
-
-    def _draw(self, logits: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-        """Inverse CDF: logits (n, C, levels), uniforms (n, C) -> values (n, C)."""
-        if not self.categorical:
-            return (u < torch.sigmoid(logits[..., 0])).to(u.dtype)
-        cdf = logits.softmax(-1).cumsum(-1)
-        return (cdf < u[..., None]).sum(-1).clamp(max=LEVELS - 1)
+        return self.to_images(values, u.dtype)
 
     @property
     def device(self) -> torch.device:
