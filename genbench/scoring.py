@@ -276,6 +276,7 @@ def make_stats(dataset: str, *, features: str | None = None, preset: str = "quic
     (set, path) pairs, the reference first."""
     from genbench.data import DataRequest, load_dataset
     from genbench.metrics import reference
+    from genbench.metrics.quality import reference_set
     from genbench.presets import get_preset
     from genbench.training import resolve_device
 
@@ -291,7 +292,7 @@ def make_stats(dataset: str, *, features: str | None = None, preset: str = "quic
     made = []
     for split, n in dict.fromkeys(reference.metric_sets(data, p.n_quality)):
         x = data.split(split).x
-        ref = reference.compute(ext, x, data.info.variant, n, dataset=data.info.name, split=split)
+        ref = reference_set(ext, x, data.info.variant, n, dataset=data.info.name, split=split)
         made.append((ref, reference.store_in_cache(ref)))
     if out is not None:
         reference.save(made[0][0], Path(out))

@@ -37,6 +37,12 @@ CONFIG, METRICS, HISTORY, CHECKPOINT, LOCK = (
     "config.json", "metrics.json", "history.csv", "checkpoint.pt", ".lock")
 
 
+def cache_root() -> Path:
+    """``$GENBENCH_CACHE``, else ``~/.cache/genbench``: the root of every cache genbench keeps
+    (evaluator weights, measures, renders, reference statistics)."""
+    return Path(os.environ.get("GENBENCH_CACHE", Path.home() / ".cache" / "genbench"))
+
+
 def check_results_root(root: Path) -> None:
     """A results folder can be made here: no file in the way (one line, before any work)."""
     path = Path(root).absolute()

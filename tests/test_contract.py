@@ -96,13 +96,20 @@ def test_every_registered_model_passes_the_check(name: str) -> None:
 
 def test_every_model_attribute_the_core_reads_is_a_declared_hook() -> None:
     """contract.HOOKS is the one list: grep the core for what it reads off a model."""
+    import io
+    import tokenize
+
     read: dict[str, str] = {}
     for path in (ROOT / "genbench").rglob("*.py"):
         text = path.read_text()
         for name in re.findall(r'getattr\((?:\w+\.)?model, "(\w+)"', text):
             read.setdefault(name, str(path))
-        for name in re.findall(r"\bmodel\.([A-Za-z]\w*)", text):
-            read.setdefault(name, str(path))
+        # model.<attribute> in code, not in strings ("model.safetensors" is a file name)
+        toks = [t for t in tokenize.generate_tokens(io.StringIO(text).readline)
+                if t.type in (tokenize.NAME, tokenize.OP)]
+        for a, dot, b in zip(toks, toks[1:], toks[2:], strict=False):
+            if (a.string, dot.string) == ("model", ".") and b.type == tokenize.NAME and b.string[0].isalpha():
+                read.setdefault(b.string, str(path))
     module_api = set(dir(torch.nn.Module)) | {"training"}  # nn.Module's own attributes
     undeclared = {n: p for n, p in read.items() if n not in HOOK and n not in module_api}
     assert not undeclared, f"declare these in genbench.contract.HOOKS: {undeclared}"

@@ -23,14 +23,15 @@ LAYERS: list[tuple[str, tuple[str, ...], str]] = [
                    "genbench.commands", "genbench.report.commands"),
      "front doors (command line, Python API): parse, call one library function, print; "
      "nothing below imports them"),
-    ("runs", ("genbench.runs", "genbench.executors", "genbench.plan", "genbench.check"),
+    ("runs", ("genbench.runs", "genbench.executors", "genbench.plan", "genbench.check",
+              "genbench.scoring"),
      "schedule work: sweeps of seeds and models, Ray/SLURM executors, cost plans, the one-step "
      "model check; they drive training"),
     ("training", ("genbench.training", "genbench.tblog", "genbench.wandblog", "genbench.loggers",
                   "genbench.progress"),
      "the runner (loop, checkpoints, resume) and what it shows or logs; it calls evaluation "
      "at the end of a run"),
-    ("evaluation", ("genbench.evaluation",),
+    ("evaluation", ("genbench.evaluation", "genbench.outside"),
      "runs the metrics on a trained model or a finished run folder and writes their results"),
     ("report", ("genbench.report",),
      "reads the store; its pictures from checkpoints come from genbench.galleries.render*"),

@@ -107,7 +107,7 @@ def test_dinov2_through_timm_with_a_local_weights_file(tmp_path, monkeypatch):
     torch.manual_seed(0)
     net = timm.create_model("vit_small_patch14_dinov2", pretrained=False, num_classes=0, img_size=224)
     torch.save(net.state_dict(), tmp_path / "dinov2.pth")
-    ext = dinov2_extractor(str(tmp_path / "dinov2.pth"), model="vit_small_patch14_dinov2")
+    ext = dinov2_extractor(str(tmp_path / "dinov2.pth"), arch="vit_small_patch14_dinov2")
     x = load_dataset(DataRequest("synthetic")).test.x[:3].float() / 255
     ours = ext(x)[0]
     mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)

@@ -35,7 +35,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import inspect
-import os
 from pathlib import Path
 
 import numpy as np
@@ -139,7 +138,9 @@ CODE_HASH = hashlib.sha1("".join(inspect.getsource(f) for f in (
 
 def cache_dir() -> Path:
     """``$GENBENCH_CACHE`` or ``~/.cache/genbench`` (the evaluator's cache root)."""
-    return Path(os.environ.get("GENBENCH_CACHE", Path.home() / ".cache" / "genbench"))
+    from genbench.store import cache_root
+
+    return cache_root()
 
 
 def measure_cached(images: torch.Tensor, cache: Path | None = None) -> torch.Tensor:

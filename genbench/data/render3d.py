@@ -183,9 +183,8 @@ CODE_HASH = hashlib.sha1(inspect.getsource(inspect.getmodule(render)).encode()).
 
 def _cached_sets(cache: Path) -> dict[str, torch.Tensor]:
     from genbench import store
-    from genbench.data.morpho import cache_dir
 
-    path = Path(cache or cache_dir()) / "render3d" / f"{CODE_HASH}-{SIZE}-{SEED}.pt"
+    path = Path(cache or store.cache_root()) / "render3d" / f"{CODE_HASH}-{SIZE}-{SEED}.pt"
     if path.exists():
         try:
             return torch.load(path, weights_only=True)

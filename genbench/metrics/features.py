@@ -60,7 +60,9 @@ Task = Literal["classes", "attributes", "imagenet"]
 
 def default_cache_dir() -> Path:
     """Where evaluator weights are cached: ``$GENBENCH_CACHE`` or ``~/.cache/genbench``."""
-    return Path(os.environ.get("GENBENCH_CACHE", Path.home() / ".cache" / "genbench"))
+    from genbench.store import cache_root
+
+    return cache_root()
 
 
 def mean_images(x: torch.Tensor, variant: str) -> torch.Tensor:
@@ -506,11 +508,11 @@ class TimmFeatures(nn.Module):
 
 
 def dinov2_extractor(weights: str | None, device: torch.device | str = "cpu",
-                     model: str = DINOV2_MODEL, size: int = DINOV2_SIZE) -> Extractor:
+                     arch: str = DINOV2_MODEL, size: int = DINOV2_SIZE) -> Extractor:
     """DINOv2 ViT features through timm (FD-DINOv2): weights from ``weights`` (a state dict or
     safetensors file) or timm's Hugging Face cache."""
     timm = _library("timm", "feature_extractor=dinov2")
-    repo = f"timm/{model}"
+    repo = f"timm/{arch}"
     path = weights
     if path is None:
         try:
@@ -527,13 +529,13 @@ def dinov2_extractor(weights: str | None, device: torch.device | str = "cpu",
     if path is not None and not Path(path).is_file():
         raise GenbenchError(f"feature_weights={path}: no such file (the DINOv2 weights)")
     try:
-        net = timm.create_model(model, pretrained=True, num_classes=0, img_size=size,
+        net = timm.create_model(arch, pretrained=True, num_classes=0, img_size=size,
                                 pretrained_cfg_overlay={"file": path} if path else None)
     except Exception as err:  # noqa: BLE001  (no internet, a wrong file: one line)
         why = (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
         raise GenbenchError(f"the DINOv2 weights did not load ({why}); {where}") from None
     wrapped = TimmFeatures(net.eval(), size).to(device).eval()
-    short = model.split(".")[0]
+    short = arch.split(".")[0]
     return Extractor(f"dinov2-{short}", wrapped, weights_digest(net), "imagenet",
                      preprocessing=f"grey to RGB, bicubic antialiased resize to {size}x{size}, "
                                    "ImageNet mean/std; timm's pooled CLS features")

@@ -62,6 +62,16 @@ def real_features(extractor: Extractor, x: torch.Tensor, variant: str, n: int,
     index = fixed_subset(x.shape[0], n, x.device)
     return FeatureSet(*extractor(mean_images(x[index], variant), chunk))
 
+def reference_set(extractor: Extractor, x: torch.Tensor, variant: str, n: int, *, dataset: str,
+                  split: str) -> reference.ReferenceSet:
+    """The reference set of a split's fixed subset (``genbench stats``), through the metrics'
+    own feature call, so a cached set is bit-identical to what a run computes."""
+    key = reference.set_key(extractor, x, variant, n, dataset=dataset, split=split)
+    got = real_features(extractor, x, variant, n)
+    mu, sigma = reference.mean_cov(got.features)
+    return reference.ReferenceSet(key, got.features, got.logits, mu, sigma)
+
+
 
 def _block_generator(device: torch.device, base: int, block: int) -> torch.Generator:
     return torch.Generator(device=device).manual_seed((base * 1_000_003 + block) & (2**63 - 1))

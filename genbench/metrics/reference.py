@@ -147,18 +147,6 @@ def cached(extractor: Extractor, x: torch.Tensor, variant: str, n: int
     return ref.features.to(x.device), ref.logits.to(x.device)
 
 
-def compute(extractor: Extractor, x: torch.Tensor, variant: str, n: int, *, dataset: str,
-            split: str) -> ReferenceSet:
-    """The reference set of a split's fixed subset, through the metrics' own feature call."""
-    from genbench.metrics.quality import FeatureSet, real_features
-
-    key = set_key(extractor, x, variant, n, dataset=dataset, split=split)
-    got = real_features(extractor, x, variant, n)
-    assert isinstance(got, FeatureSet)
-    mu, sigma = mean_cov(got.features)
-    return ReferenceSet(key, got.features, got.logits, mu, sigma)
-
-
 def store_in_cache(ref: ReferenceSet) -> Path:
     path = cache_path(ref.key)
     save(ref, path)
