@@ -39,15 +39,18 @@ class MetricEntry:
     ``needs`` are model capabilities (see :mod:`genbench.contract`); a model lacking one
     gets "n/a" with the reason instead of a number. ``produces`` maps each result key to a
     one-line description; ``higher_is_better`` tells the report which way to rank.
+    ``after`` names metrics that, when they run in the same evaluation, run first and hand
+    their result to this one (``EvalContext.upstream``): BDMC reads the AIS it certifies.
     """
 
     name: str
-    fn: Callable[..., dict[str, float]]
+    fn: Callable[..., Any]  # dict[str, float], or a metrics.context.MetricResult
     needs: frozenset[str]
     produces: Mapping[str, str]
     higher_is_better: Mapping[str, bool] = field(default_factory=dict)
     description: str = ""
     default: bool = True  # run by `genbench run` when the preset does not list metrics
+    after: tuple[str, ...] = ()  # metrics whose results this one reads, when they run
 
 
 MODELS: dict[str, ModelEntry] = {}
@@ -104,6 +107,7 @@ def register_metric(
     higher_is_better: Mapping[str, bool] | None = None,
     description: str = "",
     default: bool = True,
+    after: tuple[str, ...] = (),
 ) -> Callable[[T], T]:
     def decorate(fn: T) -> T:
         _check_name(name, "metric")
@@ -115,6 +119,7 @@ def register_metric(
             dict(higher_is_better or {}),
             description or _first_line(getattr(fn, "__doc__", "")),
             default,
+            tuple(after),
         )
         return fn
 
