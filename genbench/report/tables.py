@@ -223,7 +223,10 @@ def uncertified_reason(runs: pd.DataFrame, key: str) -> str:
 
     def gap_text(col: str) -> str:
         g, se = num(col), num(f"{col}_stderr")
-        return fmt_number(g) + (f" ± {fmt_number(se, se)}" if se is not None else "")
+        if g is None:
+            return "?"
+        return fmt_number(g, se if se is not None else math.nan) + (
+            f" ± {fmt_number(se, se)}" if se is not None else "")
 
     tol = num(f"certify_tolerance{suffix}")
     tol_text = fmt_number(tol) if tol is not None else "the tolerance"
