@@ -14,9 +14,13 @@ Every number is a log-likelihood under one named observation model p(x|z):
 
 Estimates are in nats per image, higher is better, with the standard error over images;
 ``*_bpd`` gives bits per dimension beside them. AIS doubles its schedule until two runs
-agree within ``ais_tol`` (``ais_converged``); BDMC uses the schedule AIS ended with. The
-per-image estimates go to ``per_image.json`` in the run folder, so the report can compare
-two models on the same images, paired.
+agree within ``ais_tol`` (``ais_converged``) and pools the runs; BDMC, declared to run after
+AIS, is handed AIS's start, schedules and observation model and certifies the number
+(``ais_certified``: gap + 2 s.e. <= ``certify_tol``; :mod:`genbench.metrics.certify`). At the
+quick preset a pilot BDMC first stops AIS early where certification is out of reach. Where
+the shared family chose the model's own Bernoulli decoder, the shared metrics reuse the own
+results. The per-image estimates go to ``per_image.json`` in the run folder, so the report
+can compare two models on the same images, paired.
 """
 
 from __future__ import annotations
