@@ -19,7 +19,7 @@ from genbench.data import DataRequest, load_dataset
 from genbench.metrics import evaluate_metrics
 from genbench.metrics.ais import HMCConfig, pooled_estimate
 from genbench.metrics.bdmc import bdmc, bdmc_until_certified, rounds
-from genbench.metrics.certify import AISRun, needed_distributions
+from genbench.metrics.certify import AISRun, decay_exponent, needed_distributions
 from genbench.metrics.context import EvalContext, MetricResult
 from genbench.metrics.likelihood import load_per_image
 from genbench.metrics.obsmodel import FLIP_BOUNDS, ObservationModel
@@ -75,16 +75,17 @@ def test_ppca_from_its_exact_posterior_is_certified_on_the_truth(ppca, continuou
 
 
 def test_a_short_schedule_on_a_sharp_posterior_is_stopped_by_the_pilot(sharp, continuous, tmp_path):
-    """The pilot's gap, extrapolated as 1/T, needs far more than ais_max_steps: AIS runs once
+    """The pilot's gap, extrapolated optimistically, needs more than ais_max_steps: AIS runs once
     at the pilot's schedule, BDMC reports the pilot's gap at that schedule, nothing is
     certified, and the report says why and what it would take."""
-    ctx = _ctx(sharp, continuous, ais_init="prior", pilot_steps=5, pilot_n=4, ais_steps=10,
-               ais_max_steps=20)
+    ctx = _ctx(sharp, continuous, ais_init="prior", pilot_steps=6, pilot_n=4, ais_steps=12,
+               ais_max_steps=24)
     values, na = evaluate_metrics(ctx, ["ais", "bdmc"])
     assert not na, na
-    assert values["ais_pilot_stopped"] == 1.0 and values["ais_distributions"] == 5
-    assert values["ais_needed_distributions"] > 20 and values["ais_converged"] == 0.0
-    assert values["ais_certified"] == 0.0 and values["bdmc_distributions"] == 5
+    assert values["ais_pilot_stopped"] == 1.0 and values["ais_distributions"] == 6
+    assert values["ais_needed_distributions"] > 24 and values["ais_converged"] == 0.0
+    assert values["ais_pilot_decay"] >= 1.0
+    assert values["ais_certified"] == 0.0 and values["bdmc_distributions"] == 6
     assert values["bdmc_gap"] == values["ais_pilot_gap"] > 1.0
     exact = float(sharp.log_px(continuous.eval_x("test", 8)).double().mean())
     assert values["test_ais"] < exact - 1.0  # loose indeed, and it says so
@@ -93,15 +94,19 @@ def test_a_short_schedule_on_a_sharp_posterior_is_stopped_by_the_pilot(sharp, co
     why = tables.uncertified_reason(runs, "test_ais")
     assert why.startswith("stopped by the pilot: BDMC gap") and "--preset paper" in why
     # with the encoder's exact posterior the same pilot lets AIS go on, and it certifies
-    on, _ = evaluate_metrics(_ctx(sharp, continuous, pilot_steps=5, ais_steps=10, ais_max_steps=20),
+    on, _ = evaluate_metrics(_ctx(sharp, continuous, pilot_steps=6, ais_steps=12, ais_max_steps=24),
                              ["ais", "bdmc"])
-    assert on["ais_pilot_stopped"] == 0.0 and on["ais_certified"] == 1.0 and on["ais_distributions"] == 20
+    assert on["ais_pilot_stopped"] == 0.0 and on["ais_certified"] == 1.0 and on["ais_distributions"] == 24
 
 
-def test_needed_distributions_follow_the_optimistic_one_over_t_rule():
+def test_needed_distributions_extrapolate_the_steeper_of_the_seen_decay_and_one_over_t():
     assert needed_distributions(0.5, 0.1, 50, 1.0) == 50  # within tolerance already
     assert needed_distributions(11.0, 0.5, 100, 1.0) == 1000  # (11 - 2 x 0.5) x 100 / 1
     assert needed_distributions(3.0, float("nan"), 10, 1.0) == 30
+    assert needed_distributions(16.0, 0.0, 50, 1.0, decay=2.0) == 200  # 50 x 16^(1/2)
+    assert decay_exponent((25, 64.0), (50, 16.0)) == 2.0  # gap fell 4x when T doubled
+    assert decay_exponent((25, 10.0), (50, 9.0)) == 1.0  # slower than 1/T: 1/T, optimistic
+    assert decay_exponent((25, 1e9), (50, 1.0)) == 4.0 and decay_exponent((25, -1.0), (50, 2.0)) == 1.0
 
 
 def test_pooled_runs_are_a_fixed_mixture_of_unbiased_estimates():

@@ -35,7 +35,15 @@ from genbench.contract import capabilities, has_density_encoder, sample_from
 from genbench.errors import GenbenchError
 from genbench.metrics.ais import HMCConfig, ais_log_likelihood, ais_until_converged
 from genbench.metrics.bdmc import bdmc, bdmc_until_certified
-from genbench.metrics.certify import AISRun, BDMCRun, Pilot, certified, needed_distributions, shared_is_own
+from genbench.metrics.certify import (
+    AISRun,
+    BDMCRun,
+    Pilot,
+    certified,
+    decay_exponent,
+    needed_distributions,
+    shared_is_own,
+)
 from genbench.metrics.context import EvalContext, MetricResult
 from genbench.metrics.estimates import (  # noqa: F401  (re-exported for callers)
     BPD,
@@ -49,7 +57,7 @@ from genbench.metrics.estimates import (  # noqa: F401  (re-exported for callers
 from genbench.metrics.iwae import iwae_bound, iwae_group
 from genbench.metrics.obsmodel import ObservationModel, choose_noise
 from genbench.metrics.parzen import choose_sigma, parzen_log_density
-from genbench.metrics.sampling import labels_for, require_finite, seed_from
+from genbench.metrics.sampling import derive_seed, labels_for, require_finite, seed_from
 from genbench.metrics.shards import map_images, map_subsets
 from genbench.store import read_json, write_json
 
@@ -130,25 +138,33 @@ def _iwae(ctx: EvalContext, obs: ObservationModel, suffix: str) -> dict[str, flo
 
 
 def _pilot(ctx: EvalContext, obs: ObservationModel, from_encoder: bool) -> Pilot | None:
-    """BDMC with ``pilot_steps`` distributions on ``pilot_n`` simulated images (None where the
-    preset runs no pilot, or its schedule would not be shorter than AIS's first).
+    """BDMC with ``pilot_steps`` and with half as many distributions on ``pilot_n`` simulated
+    images (None where the preset runs no pilot, or its schedule would not be shorter than
+    AIS's first); the two gaps give the decay the extrapolation uses
+    (:func:`genbench.metrics.certify.needed_distributions`).
 
-    It costs 2 x pilot_steps x pilot_n chain-steps (400 at quick), against the full AIS's
-    (100 + 200) x 20 plus BDMC's 2 x 200 x 16 (12,400): about 3%, and the estimate it
-    leaves when it stops (pilot_steps x ais_n, 1,000) brings it to 11%.
+    It costs 2 x 1.5 x pilot_steps x pilot_n chain-steps (600 at quick), against the full
+    AIS's (100 + 200) x 20 plus BDMC's 2 x 200 x 16 (12,400): about 5%, and the estimate it
+    leaves when it stops (pilot_steps x ais_n, 1,000) brings it to 13%.
     """
     p = ctx.preset
     if p.pilot_steps <= 0 or p.pilot_steps >= p.ais_steps:
         return None
     n = min(p.pilot_n, p.bdmc_n)
     y = labels_for(ctx.model, ctx.data.eval_y("test", n))
-    res = map_subsets(bdmc, ctx.model, n, obs=obs, shape=ctx.data.info.shape, chains=p.ais_chains,
-                      steps=p.pilot_steps, hmc=_hmc(ctx), seed=seed_from(ctx.generator(SALT_PILOT)), y=y,
-                      progress=ctx.tracker(f"pilot: AIS steps x {p.ais_chains} chains, forward + reverse"),
-                      from_encoder=from_encoder)
-    gap, se = mean_stderr(res.gap)
-    needed = needed_distributions(gap, se, p.pilot_steps, p.certify_tol)
-    return Pilot(p.pilot_steps, n, gap, se, needed, needed <= max(p.ais_max_steps, p.ais_steps))
+    seed = seed_from(ctx.generator(SALT_PILOT))
+    gaps = []
+    for steps in (max(2, p.pilot_steps // 2), p.pilot_steps):
+        res = map_subsets(bdmc, ctx.model, n, obs=obs, shape=ctx.data.info.shape, chains=p.ais_chains,
+                          steps=steps, hmc=_hmc(ctx), seed=derive_seed(seed, steps), y=y,
+                          progress=ctx.tracker(f"pilot ({steps} distributions): AIS steps x "
+                                               f"{p.ais_chains} chains, forward + reverse"),
+                          from_encoder=from_encoder)
+        gaps.append((steps, *mean_stderr(res.gap)))
+    (t1, g1, _), (t2, gap, se) = gaps
+    decay = decay_exponent((t1, g1), (t2, gap))
+    needed = needed_distributions(gap, se, t2, p.certify_tol, decay)
+    return Pilot(t2, n, gap, se, decay, needed, needed <= max(p.ais_max_steps, p.ais_steps))
 
 
 def _pilot_values(pilot: Pilot | None, suffix: str) -> dict[str, float]:
@@ -156,6 +172,7 @@ def _pilot_values(pilot: Pilot | None, suffix: str) -> dict[str, float]:
         return {}
     return {f"ais_pilot_gap{suffix}": pilot.gap, f"ais_pilot_gap{suffix}_stderr": pilot.stderr,
             f"ais_pilot_distributions{suffix}": float(pilot.distributions),
+            f"ais_pilot_decay{suffix}": pilot.decay,
             f"ais_needed_distributions{suffix}": float(pilot.needed),
             f"ais_pilot_stopped{suffix}": float(not pilot.reachable)}
 
@@ -299,8 +316,10 @@ def _ais_keys(suffix: str, which: str) -> dict[str, str]:
         f"ais_pilot_gap{suffix}": "the pilot's BDMC gap (pilot_steps distributions, pilot_n simulated "
                                   "images), nats/image",
         f"ais_pilot_distributions{suffix}": "distributions of the pilot's BDMC",
+        f"ais_pilot_decay{suffix}": "the exponent a of gap ~ T^-a the pilot extrapolated with: the larger "
+                                    "of 1 and the decay between half its schedule and its schedule",
         f"ais_needed_distributions{suffix}": "distributions the pilot's gap, extrapolated optimistically "
-                                             "as 1/T, needs to reach certify_tolerance",
+                                             "(ais_pilot_decay), needs to reach certify_tolerance",
         f"ais_pilot_stopped{suffix}": "1 if the pilot judged certification unreachable within "
                                       "ais_max_steps: AIS ran once at the pilot's schedule",
     }
