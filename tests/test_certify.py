@@ -134,6 +134,30 @@ def test_bdmc_early_stop_keeps_each_annealed_images_bounds(ppca):
     assert rounds(12, 4) == [(0, 4), (4, 8), (8, 12)] and rounds(6, 4) == [(0, 6)]
 
 
+def test_bdmc_rounds_sharded_equal_unsharded(ppca):
+    """A round split over shards (each simulating all n, annealing its own images) merges
+    back to the unsharded round bit for bit."""
+    from genbench.metrics import shards
+
+    class InProcess:
+        shards = 2
+
+        def __call__(self, fn, jobs):
+            return [fn(ppca, **job) for job in jobs]
+
+    kw = dict(n=16, first=8, tol=0.0, shape=ppca.info.shape, chains=2, steps=6,
+              hmc=HMCConfig(leapfrog=2), seed=3, from_encoder=True)
+    alone = bdmc_until_certified(ppca, GAUSS, **kw)
+    token = shards.install(InProcess())
+    try:
+        split = bdmc_until_certified(ppca, GAUSS, **kw)
+    finally:
+        shards.uninstall(token)
+    assert split.images == alone.images == 16
+    assert torch.equal(split.result.lower, alone.result.lower)
+    assert torch.equal(split.result.upper, alone.result.upper)
+
+
 def _bernoulli_vae():
     data = load_dataset(DataRequest("synthetic", variant="dynamic"))
     torch.manual_seed(0)
