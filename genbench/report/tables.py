@@ -545,11 +545,13 @@ def headlines(runs: pd.DataFrame, floor: dict[str, float] | None = None,
         said.add(group)
     for key, stalled in skipped_ais:
         parts = []
-        for status in ("not converged", "converged"):
-            who = [f"{m} ({why})" for m, st, why in stalled if st == status]
+        for verb, pick in (("the pilot stopped it early for", lambda st, why: why.startswith("stopped")),
+                           ("it did not converge for",
+                            lambda st, why: st == "not converged" and not why.startswith("stopped")),
+                           ("it converged but is not certified for", lambda st, why: st == "converged")):
+            who = [f"{m} ({why.removeprefix('stopped by the pilot: ')})" for m, st, why in stalled
+                   if pick(st, why)]
             if who:
-                verb = "it did not converge for" if status == "not converged" else \
-                    "it converged but is not certified for"
                 parts.append(f"{verb} {'; '.join(who)}")
         out.append(f"{glossary.label(key)} ranks certified numbers only: {'; '.join(parts)} "
                    "(flagged in the table).")
