@@ -57,7 +57,7 @@ from genbench.metrics.estimates import (  # noqa: F401  (re-exported for callers
 from genbench.metrics.iwae import iwae_bound, iwae_group
 from genbench.metrics.obsmodel import ObservationModel, choose_noise
 from genbench.metrics.parzen import choose_sigma, parzen_log_density
-from genbench.metrics.sampling import derive_seed, labels_for, require_finite, seed_from
+from genbench.metrics.sampling import labels_for, require_finite, seed_from
 from genbench.metrics.shards import map_images, map_subsets
 from genbench.store import read_json, write_json
 
@@ -156,7 +156,7 @@ def _pilot(ctx: EvalContext, obs: ObservationModel, from_encoder: bool) -> Pilot
     gaps = []
     for steps in (max(2, p.pilot_steps // 2), p.pilot_steps):
         res = map_subsets(bdmc, ctx.model, n, obs=obs, shape=ctx.data.info.shape, chains=p.ais_chains,
-                          steps=steps, hmc=_hmc(ctx), seed=derive_seed(seed, steps), y=y,
+                          steps=steps, hmc=_hmc(ctx), seed=seed, y=y,  # the same images twice
                           progress=ctx.tracker(f"pilot ({steps} distributions): AIS steps x "
                                                f"{p.ais_chains} chains, forward + reverse"),
                           from_encoder=from_encoder)
