@@ -22,7 +22,7 @@ from genbench.metrics.ais import (
     run_ais,
     sigmoid_schedule,
 )
-from genbench.metrics.certify import certified, hopeless
+from genbench.metrics.certify import certified, gap_floor, hopeless
 from genbench.metrics.estimates import mean_stderr
 from genbench.metrics.obsmodel import ObservationModel
 from genbench.metrics.sampling import counter_normal, derive_seed, encode, reparameterize
@@ -133,7 +133,8 @@ def bdmc_until_certified(model: torch.nn.Module, obs: ObservationModel, *, n: in
     """:func:`bdmc` on the first ``first`` of n simulated images, then on more (the total
     doubling, :func:`rounds`) only while the answer is open: it stops once the gap over the
     images so far is certified (gap + 2 s.e. <= tol) or cannot be at this schedule
-    (gap - 2 s.e. > tol).
+    (gap - 2 s.e. > tol, or the gaps so far already put the mean over all n above tol:
+    :func:`genbench.metrics.certify.gap_floor`).
 
     All n images are simulated up front and each anneals with noise addressed by its own
     index, so an image's bounds are the same whether the run stopped after its round or went
@@ -155,6 +156,6 @@ def bdmc_until_certified(model: torch.nn.Module, obs: ObservationModel, *, n: in
         res = BDMCResult(torch.cat([p.lower for p in parts]), torch.cat([p.upper for p in parts]),
                          torch.cat([p.x for p in parts]))
         gap, se = mean_stderr(res.gap)
-        if certified(gap, se, tol) or hopeless(gap, se, tol) or b == n:
+        if certified(gap, se, tol) or hopeless(gap, se, tol, gap_floor(res.gap, n)) or b == n:
             return Certificate(res, gap, se, b, certified(gap, se, tol))
     raise AssertionError("unreachable: the last round ends at n")

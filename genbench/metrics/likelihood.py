@@ -41,6 +41,7 @@ from genbench.metrics.certify import (
     Pilot,
     certified,
     decay_exponent,
+    gap_floor,
     needed_distributions,
     shared_is_own,
 )
@@ -163,7 +164,8 @@ def _pilot(ctx: EvalContext, obs: ObservationModel, from_encoder: bool) -> Pilot
         gaps.append((steps, *mean_stderr(res.gap)))
     (t1, g1, _), (t2, gap, se) = gaps
     decay = decay_exponent((t1, g1), (t2, gap))
-    needed = needed_distributions(gap, se, t2, p.certify_tol, decay)
+    # the full BDMC's mean over bdmc_n images is at least these images' gaps summed over bdmc_n
+    needed = needed_distributions(gap, se, t2, p.certify_tol, decay, gap_floor(res.gap, p.bdmc_n))
     return Pilot(t2, n, gap, se, decay, needed, needed <= max(p.ais_max_steps, p.ais_steps))
 
 
