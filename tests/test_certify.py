@@ -84,7 +84,8 @@ def test_a_short_schedule_on_a_sharp_posterior_is_stopped_by_the_pilot(sharp, co
     assert not na, na
     assert values["ais_pilot_stopped"] == 1.0 and values["ais_distributions"] == 6
     assert values["ais_needed_distributions"] > 24 and values["ais_converged"] == 0.0
-    assert values["ais_pilot_decay"] >= 2.0
+    assert values["ais_pilot_decay"] >= 3.0
+    assert values["bdmc_upper"] - values["bdmc_lower"] == pytest.approx(values["bdmc_gap"])
     assert values["ais_certified"] == 0.0 and values["bdmc_distributions"] == 6
     assert values["bdmc_gap"] == values["ais_pilot_gap"] > 1.0
     exact = float(sharp.log_px(continuous.eval_x("test", 8)).double().mean())
@@ -104,9 +105,9 @@ def test_needed_distributions_extrapolate_optimistically():
     assert needed_distributions(11.0, 0.5, 100, 1.0) == 1000  # (11 - 2 x 0.5) x 100 / 1
     assert needed_distributions(3.0, float("nan"), 10, 1.0) == 30
     assert needed_distributions(16.0, 0.0, 50, 1.0, decay=2.0) == 200  # 50 x 16^(1/2)
-    assert decay_exponent((25, 512.0), (50, 64.0)) == 3.0  # gap fell 8x when T doubled
-    assert decay_exponent((25, 10.0), (50, 9.0)) == 2.0  # slower: 1/T^2, optimistic
-    assert decay_exponent((25, 1e9), (50, 1.0)) == 4.0 and decay_exponent((25, -1.0), (50, 2.0)) == 2.0
+    assert decay_exponent((25, 1024.0), (50, 64.0)) == 4.0  # gap fell 16x when T doubled
+    assert decay_exponent((25, 10.0), (50, 9.0)) == 3.0  # slower: 1/T^3, optimistic
+    assert decay_exponent((25, 1e9), (50, 1.0)) == 4.0 and decay_exponent((25, -1.0), (50, 2.0)) == 3.0
     # a heavy tail: one image far out keeps the mean over all 16 above 3.5 whatever the s.e.
     gaps = torch.tensor([1.0, 2.0, 3.0, 50.0])
     assert gap_floor(gaps, 16) == 3.5 and hopeless(14.0, 12.0, 1.0, gap_floor(gaps, 16))

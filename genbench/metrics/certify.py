@@ -51,17 +51,18 @@ def hopeless(gap: float, stderr: float, tol: float, floor: float = -math.inf) ->
     return math.isfinite(gap) and math.isfinite(stderr) and gap - 2 * stderr > tol
 
 
-MIN_DECAY, MAX_DECAY = 2.0, 4.0  # the decay exponents the pilot extrapolates with
+MIN_DECAY, MAX_DECAY = 3.0, 4.0  # the decay exponents the pilot extrapolates with
 
 
 def decay_exponent(short: tuple[int, float], long: tuple[int, float]) -> float:
     """The exponent a of gap ~ T^-a the pilot extrapolates with: the local exponent between
     two schedules (T, gap), but never below ``MIN_DECAY`` (nor above ``MAX_DECAY``).
 
-    2 is deliberately optimistic: twice the long-schedule rate (1/T), and above the local
-    rates measured on DCGAN's shared-family gap on mnist-5k (prior start, 4 simulated
-    images: 166 nats at 25 distributions, 123 at 50, 43 at 100, exponents 0.4 and 1.5),
-    which then flattens (Wu et al. 2017: a gap of 10 for GAN-50 even at 10,000).
+    3 is deliberately optimistic: three times the long-schedule rate (1/T), and above every
+    local rate measured on DCGAN's shared-family gap on mnist-5k (prior start, the same 4
+    simulated images: 166, 123, 43 and 8.8 nats at 25, 50, 100 and 200 distributions,
+    exponents 0.4, 1.5 and 2.3), which then flattens (Wu et al. 2017: a gap of 10 for
+    GAN-50 even at 10,000).
     """
     (t1, g1), (t2, g2) = short, long
     if t2 <= t1 or g1 <= 0 or g2 <= 0 or not (math.isfinite(g1) and math.isfinite(g2)):
@@ -77,9 +78,9 @@ def needed_distributions(gap: float, stderr: float, steps: int, tol: float, deca
     For long schedules the expected BDMC gap is the symmetrized KL divergence between the
     forward and the reverse AIS chains' joint distributions; each of the T transitions adds
     O(1/T^2) to it, so it shrinks like 1/T (Grosse, Ghahramani & Adams 2015; Neal 2001). A
-    short schedule is not in that regime: the local exponent wanders (DCGAN: 0.4, then 1.5,
+    short schedule is not in that regime: the local exponent wanders (DCGAN: 0.4, 1.5, 2.3,
     then near 0 at thousands of distributions), so the pilot measures the gap at two
-    schedules and extrapolates with their local exponent or 2, whichever is larger
+    schedules and extrapolates with their local exponent or 3, whichever is larger
     (:func:`decay_exponent`): faster than any decay measured, so that the pilot stops only
     what even an optimistic reading cannot certify. The lower end of the gap's
     two-standard-error interval is used for the same reason; or ``floor``, where larger:
@@ -101,6 +102,8 @@ class Pilot:
     images: int
     gap: float
     stderr: float
+    lower: float  # mean forward (lower) and reverse (upper) bound over its images
+    upper: float
     decay: float  # the exponent extrapolated with (gap ~ T^-decay), from a run at half the schedule
     needed: int  # distributions the optimistic extrapolation says reach the tolerance
     reachable: bool  # needed <= the longest schedule the preset allows

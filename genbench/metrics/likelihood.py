@@ -166,7 +166,8 @@ def _pilot(ctx: EvalContext, obs: ObservationModel, from_encoder: bool) -> Pilot
     decay = decay_exponent((t1, g1), (t2, gap))
     # the full BDMC's mean over bdmc_n images is at least these images' gaps summed over bdmc_n
     needed = needed_distributions(gap, se, t2, p.certify_tol, decay, gap_floor(res.gap, p.bdmc_n))
-    return Pilot(t2, n, gap, se, decay, needed, needed <= max(p.ais_max_steps, p.ais_steps))
+    return Pilot(t2, n, gap, se, float(res.lower.mean()), float(res.upper.mean()), decay, needed,
+                 needed <= max(p.ais_max_steps, p.ais_steps))
 
 
 def _pilot_values(pilot: Pilot | None, suffix: str) -> dict[str, float]:
@@ -244,6 +245,7 @@ def _bdmc(ctx: EvalContext, obs: ObservationModel, suffix: str, run: AISRun | No
         pilot = run.pilot
         assert pilot is not None
         return {f"bdmc_gap{suffix}": pilot.gap, f"bdmc_gap{suffix}_stderr": pilot.stderr,
+                f"bdmc_lower{suffix}": pilot.lower, f"bdmc_upper{suffix}": pilot.upper,
                 f"bdmc_distributions{suffix}": float(pilot.distributions),
                 f"bdmc_images{suffix}": float(pilot.images), f"ais_certified{suffix}": 0.0, **tol}
     if run is not None:
