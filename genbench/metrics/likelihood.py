@@ -171,8 +171,8 @@ def _pilot(ctx: EvalContext, obs: ObservationModel, from_encoder: bool) -> Pilot
 
 
 def _pilot_values(pilot: Pilot | None, suffix: str) -> dict[str, float]:
-    if pilot is None:
-        return {}
+    if pilot is None:  # said outright, so that a re-evaluation never keeps an old pilot's verdict
+        return {f"ais_pilot_stopped{suffix}": 0.0}
     return {f"ais_pilot_gap{suffix}": pilot.gap, f"ais_pilot_gap{suffix}_stderr": pilot.stderr,
             f"ais_pilot_distributions{suffix}": float(pilot.distributions),
             f"ais_pilot_decay{suffix}": pilot.decay,
