@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from genbench.errors import ContractError
-from genbench.ranges import one_of, positive
+from genbench.ranges import nonnegative, one_of, positive
 from genbench.registry import closest
 
 
@@ -66,6 +66,16 @@ class Preset:
     # within ais_tol nats/image or the next would exceed ais_max_steps (then: not converged)
     ais_max_steps: int = positive(4000)
     ais_tol: float = positive(0.5)
+    # an AIS is *certified* when its BDMC gap + 2 s.e. (same start, schedule and observation
+    # model) is at most certify_tol nats/image; BDMC anneals bdmc_first simulated images first
+    # and adds more (the total doubling up to bdmc_n) only while that is still open
+    certify_tol: float = positive(1.0)
+    bdmc_first: int = positive(4)
+    # the pilot (0: none): before the full AIS, BDMC with pilot_steps distributions on pilot_n
+    # simulated images; if even an optimistic extrapolation of its gap needs more than
+    # ais_max_steps distributions, AIS runs once at pilot_steps and the number is not certified
+    pilot_steps: int = nonnegative(0)
+    pilot_n: int = positive(4)
 
     def with_overrides(self, **changes: object) -> Preset:
         return dataclasses.replace(self, **changes)
@@ -83,6 +93,7 @@ PRESETS: dict[str, Preset] = {
         "quick", "minutes on a laptop CPU (the default): real training, modest evaluations",
         epochs=30, batch_size=128, n_eval=1000, iwae_k=1000, iwae_chunk=500,
         ais_n=20, ais_chains=16, ais_steps=100, ais_max_steps=200, hmc_leapfrog=10, bdmc_n=16,
+        pilot_steps=50,
         parzen_samples=2000, parzen_n=500, n_quality=2000, kid_subsets=50,
         kid_subset_size=500, feature_epochs=5, obs_val_n=10, obs_val_steps=50,
     ),

@@ -117,16 +117,19 @@ class MetricEntry:
     gets "n/a" with the reason instead of a number. ``keys`` declare the numbers it writes
     (:class:`ResultKey`); ``produces`` (key -> one line) and ``higher_is_better`` are read
     off them, for the runner and for older callers.
+    ``after`` names metrics that, when they run in the same evaluation, run first and hand
+    their result to this one (``EvalContext.upstream``): BDMC reads the AIS it certifies.
     """
 
     name: str
-    fn: Callable[..., dict[str, float]]
+    fn: Callable[..., Any]  # dict[str, float], or a metrics.context.MetricResult
     needs: frozenset[str]
     produces: Mapping[str, str]
     higher_is_better: Mapping[str, bool] = field(default_factory=dict)
     description: str = ""
     default: bool = True  # run by `genbench run` when the preset does not list metrics
     keys: tuple[ResultKey, ...] = ()
+    after: tuple[str, ...] = ()  # metrics whose results this one reads, when they run
 
 
 MODELS: dict[str, ModelEntry] = {}
@@ -184,6 +187,7 @@ def register_metric(
     higher_is_better: Mapping[str, bool] | None = None,
     description: str = "",
     default: bool = True,
+    after: tuple[str, ...] = (),
 ) -> Callable[[T], T]:
     """Function decorator: make ``fn(ctx) -> {key: value}`` the metric ``name``.
 
@@ -207,6 +211,7 @@ def register_metric(
             description or _first_line(getattr(fn, "__doc__", "")),
             default,
             tuple(declared),
+            tuple(after),
         )
         return fn
 

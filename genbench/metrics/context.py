@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
@@ -26,6 +26,20 @@ class EvalProgress:
     def end(self, metric: str, seconds: float, failed: str | None = None) -> None: ...
 
 
+D = TypeVar("D")
+
+
+@dataclass(frozen=True)
+class MetricResult:
+    """What a metric adapter may return instead of a plain dict: its recorded ``values``
+    and a typed ``detail`` that the runner hands to the metrics declared ``after`` it
+    (:attr:`EvalContext.upstream`), never written to metrics.json (the AIS run that BDMC
+    certifies: its schedule and start)."""
+
+    values: dict[str, float]
+    detail: Any = None
+
+
 @dataclass
 class EvalContext:
     model: torch.nn.Module  # in eval mode, on ``device``
@@ -40,6 +54,16 @@ class EvalContext:
     results: dict[str, Any] = field(default_factory=dict)
     watch: EvalProgress = field(default_factory=EvalProgress)  # progress display
     metric: str = ""  # the metric being evaluated (set by the runner)
+    # the results of the metrics run so far in this evaluation, by metric name (set by the
+    # runner): a metric reads those it declares ``after`` through :meth:`upstream_detail`
+    upstream: dict[str, MetricResult] = field(default_factory=dict)
+
+    def upstream_detail(self, metric: str, kind: type[D]) -> D | None:
+        """The typed detail metric ``metric`` handed over, or None where it did not run
+        (not requested, n/a, failed) or handed over something else."""
+        found = self.upstream.get(metric)
+        detail = None if found is None else found.detail
+        return detail if isinstance(detail, kind) else None
 
     def progress(self, done: int, total: int, unit: str) -> None:
         """Tell the display ``done`` of ``total`` ``unit`` of this metric are done."""

@@ -14,20 +14,37 @@ Every number is a log-likelihood under one named observation model p(x|z):
 
 Estimates are in nats per image, higher is better, with the standard error over images;
 ``*_bpd`` gives bits per dimension beside them. AIS doubles its schedule until two runs
-agree within ``ais_tol`` (``ais_converged``); BDMC uses the schedule AIS ended with. The
-per-image estimates go to ``per_image.json`` in the run folder, so the report can compare
-two models on the same images, paired.
+agree within ``ais_tol`` (``ais_converged``) and pools the runs; BDMC, declared to run after
+AIS, is handed AIS's start, schedules and observation model and certifies the number
+(``ais_certified``: gap + 2 s.e. <= ``certify_tol``; :mod:`genbench.metrics.certify`). At the
+quick preset a pilot BDMC first stops AIS early where certification is out of reach. Where
+the shared family chose the model's own Bernoulli decoder, the shared metrics reuse the own
+results. The per-image estimates go to ``per_image.json`` in the run folder, so the report
+can compare two models on the same images, paired.
 """
 
 from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
 
 import torch
 
 from genbench.contract import capabilities, has_density_encoder, sample_from
 from genbench.errors import GenbenchError
 from genbench.metrics.ais import HMCConfig, ais_log_likelihood, ais_until_converged
-from genbench.metrics.bdmc import bdmc
-from genbench.metrics.context import EvalContext
+from genbench.metrics.bdmc import bdmc, bdmc_until_certified
+from genbench.metrics.certify import (
+    AISRun,
+    BDMCRun,
+    Pilot,
+    certified,
+    decay_exponent,
+    gap_floor,
+    needed_distributions,
+    shared_is_own,
+)
+from genbench.metrics.context import EvalContext, MetricResult
 from genbench.metrics.estimates import (  # noqa: F401  (re-exported for callers)
     BPD,
     PER_IMAGE,
@@ -43,8 +60,9 @@ from genbench.metrics.parzen import choose_sigma, parzen_log_density
 from genbench.metrics.sampling import labels_for, require_finite, seed_from
 from genbench.metrics.shards import map_images, map_subsets
 from genbench.registry import ResultKey, own_and_shared, register_metric
+from genbench.store import read_json, write_json
 
-SALT_OBS, SALT_IWAE, SALT_AIS, SALT_BDMC, SALT_PARZEN = 21, 22, 23, 24, 25
+SALT_OBS, SALT_IWAE, SALT_AIS, SALT_BDMC, SALT_PARZEN, SALT_PILOT = 21, 22, 23, 24, 25, 26
 OBS_VAL_K = 100  # importance samples per validation image when choosing the shared noise
 NOISE_KEYS = {
     "obs_sigma": "shared family: std of the spherical Gaussian p(x|z) around generate(z), chosen "
@@ -120,21 +138,75 @@ def _iwae(ctx: EvalContext, obs: ObservationModel, suffix: str) -> dict[str, flo
     return with_bpd(ctx, f"test_iwae{suffix}", bound)
 
 
-def _ais(ctx: EvalContext, obs: ObservationModel, suffix: str) -> dict[str, float]:
+def _pilot(ctx: EvalContext, obs: ObservationModel, from_encoder: bool) -> Pilot | None:
+    """BDMC with ``pilot_steps`` and with half as many distributions on ``pilot_n`` simulated
+    images (None where the preset runs no pilot, or its schedule would not be shorter than
+    AIS's first); the two gaps give the decay the extrapolation uses
+    (:func:`genbench.metrics.certify.needed_distributions`).
+
+    It costs 2 x 1.5 x pilot_steps x pilot_n chain-steps (600 at quick), against the full
+    AIS's (100 + 200) x 20 plus BDMC's 2 x 200 x 16 (12,400): about 5%, and the estimate it
+    leaves when it stops (pilot_steps x ais_n, 1,000) brings it to 13%.
+    """
+    p = ctx.preset
+    if p.pilot_steps <= 0 or p.pilot_steps >= p.ais_steps:
+        return None
+    n = min(p.pilot_n, p.bdmc_n)
+    y = labels_for(ctx.model, ctx.data.eval_y("test", n))
+    seed = seed_from(ctx.generator(SALT_PILOT))
+    gaps = []
+    for steps in (max(2, p.pilot_steps // 2), p.pilot_steps):
+        res = map_subsets(bdmc, ctx.model, n, obs=obs, shape=ctx.data.info.shape, chains=p.ais_chains,
+                          steps=steps, hmc=_hmc(ctx), seed=seed, y=y,  # the same images twice
+                          progress=ctx.tracker(f"pilot ({steps} distributions): AIS steps x "
+                                               f"{p.ais_chains} chains, forward + reverse"),
+                          from_encoder=from_encoder)
+        gaps.append((steps, *mean_stderr(res.gap)))
+    (t1, g1, _), (t2, gap, se) = gaps
+    decay = decay_exponent((t1, g1), (t2, gap))
+    # the full BDMC's mean over bdmc_n images is at least these images' gaps summed over bdmc_n
+    needed = needed_distributions(gap, se, t2, p.certify_tol, decay, gap_floor(res.gap, p.bdmc_n))
+    return Pilot(t2, n, gap, se, float(res.lower.mean()), float(res.upper.mean()), decay, needed,
+                 needed <= max(p.ais_max_steps, p.ais_steps))
+
+
+def _pilot_values(pilot: Pilot | None, suffix: str) -> dict[str, float]:
+    if pilot is None:  # said outright, so that a re-evaluation never keeps an old pilot's verdict
+        return {f"ais_pilot_stopped{suffix}": 0.0}
+    return {f"ais_pilot_gap{suffix}": pilot.gap, f"ais_pilot_gap{suffix}_stderr": pilot.stderr,
+            f"ais_pilot_distributions{suffix}": float(pilot.distributions),
+            f"ais_pilot_decay{suffix}": pilot.decay,
+            f"ais_needed_distributions{suffix}": float(pilot.needed),
+            f"ais_pilot_stopped{suffix}": float(not pilot.reachable)}
+
+
+def _ais(ctx: EvalContext, obs: ObservationModel, suffix: str) -> MetricResult:
+    """AIS on the test images, handing BDMC the run it certifies (:class:`AISRun`).
+
+    Where the pilot judges certification unreachable, one run at the pilot's schedule is the
+    estimate (not converged, uncertified, with the pilot's gap at that very schedule), and
+    the doubling is not started.
+    """
     p = ctx.preset
     x, y = _split(ctx, "test", p.ais_n)
-    res = ais_until_converged(ctx.model, obs, x, y, chains=p.ais_chains, start=p.ais_steps,
-                              max_steps=max(p.ais_max_steps, p.ais_steps), tol=p.ais_tol,
+    from_encoder = _ais_init(ctx)
+    pilot = _pilot(ctx, obs, from_encoder)
+    start, most = p.ais_steps, max(p.ais_max_steps, p.ais_steps)
+    if pilot is not None and not pilot.reachable:
+        start = most = pilot.distributions
+    res = ais_until_converged(ctx.model, obs, x, y, chains=p.ais_chains, start=start,
+                              max_steps=most, tol=p.ais_tol,
                               hmc=_hmc(ctx), seed=seed_from(ctx.generator(SALT_AIS)),
-                              from_encoder=_ais_init(ctx),
+                              from_encoder=from_encoder,
                               progress=ctx.tracker(f"AIS steps x {p.ais_chains} chains"))
-    ctx.results[f"_ais_distributions{suffix}"] = res.distributions
     save_per_image(ctx, f"test_ais{suffix}", res.estimate)
-    return {**with_bpd(ctx, f"test_ais{suffix}", res.estimate), f"ais_accept{suffix}": res.accept_rate,
-            f"ais_distributions{suffix}": float(res.distributions),
-            f"ais_converged{suffix}": float(res.converged), f"ais_tolerance{suffix}": res.tolerance,
-            f"ais_from_encoder{suffix}": float(_ais_init(ctx)),
-            **_paired_with_iwae(ctx, x, y, obs, res.estimate, suffix)}
+    values = {**with_bpd(ctx, f"test_ais{suffix}", res.estimate), f"ais_accept{suffix}": res.accept_rate,
+              f"ais_distributions{suffix}": float(res.distributions),
+              f"ais_converged{suffix}": float(res.converged), f"ais_tolerance{suffix}": res.tolerance,
+              f"ais_from_encoder{suffix}": float(from_encoder), f"ais_runs{suffix}": float(len(res.means)),
+              **_pilot_values(pilot, suffix),
+              **_paired_with_iwae(ctx, x, y, obs, res.estimate, suffix)}
+    return MetricResult(values, AISRun(obs, res.schedules, from_encoder, pilot))
 
 
 def _paired_with_iwae(ctx: EvalContext, x: torch.Tensor, y: torch.Tensor | None, obs: ObservationModel,
@@ -157,22 +229,76 @@ def _paired_with_iwae(ctx: EvalContext, x: torch.Tensor, y: torch.Tensor | None,
     return {f"ais_minus_iwae{suffix}": diff, f"ais_minus_iwae{suffix}_stderr": diff_se}
 
 
-def _bdmc(ctx: EvalContext, obs: ObservationModel, suffix: str) -> dict[str, float]:
-    """BDMC with the schedule and start the test AIS ended with (``ais_steps`` if AIS did
-    not run). Started from q(z|x), the gap is pessimistic: the encoder meets simulated
-    images (the decoder's mean plus its noise) it was not trained on, so forward AIS starts
-    farther from the posterior than on test images."""
+def _bdmc(ctx: EvalContext, obs: ObservationModel, suffix: str, run: AISRun | None) -> dict[str, float]:
+    """BDMC with the start, schedules and observation model of the AIS it certifies (``run``,
+    handed over by the runner; without it, the preset's ``ais_steps`` from the preset's start
+    and no certificate recorded), in rounds of simulated images that stop once the gap is
+    certified or cannot be (:func:`bdmc_until_certified`). Where the pilot stopped AIS, the
+    pilot's gap is the certificate's answer: it was measured at the schedule AIS then ran.
+
+    Started from q(z|x), the gap is pessimistic: the encoder meets simulated images (the
+    decoder's mean plus its noise) it was not trained on, so forward AIS starts farther from
+    the posterior than on test images."""
     p = ctx.preset
-    steps = int(ctx.results.get(f"_ais_distributions{suffix}", p.ais_steps))
+    tol = {f"certify_tolerance{suffix}": p.certify_tol}
+    if run is not None and run.stopped:
+        pilot = run.pilot
+        assert pilot is not None
+        return {f"bdmc_gap{suffix}": pilot.gap, f"bdmc_gap{suffix}_stderr": pilot.stderr,
+                f"bdmc_lower{suffix}": pilot.lower, f"bdmc_upper{suffix}": pilot.upper,
+                f"bdmc_distributions{suffix}": float(pilot.distributions),
+                f"bdmc_images{suffix}": float(pilot.images), f"ais_certified{suffix}": 0.0, **tol}
+    if run is not None:
+        obs = run.obs
+    steps = run.schedules[-1] if run is not None else p.ais_steps
     y = labels_for(ctx.model, ctx.data.eval_y("test", p.bdmc_n))
-    res = map_subsets(bdmc, ctx.model, obs=obs, n=p.bdmc_n, shape=ctx.data.info.shape, chains=p.ais_chains,
-               steps=steps, hmc=_hmc(ctx), seed=seed_from(ctx.generator(SALT_BDMC)), y=y,
-               progress=ctx.tracker(f"AIS steps x {p.ais_chains} chains, forward + reverse"),
-               from_encoder=_ais_init(ctx))
-    gap, gap_se = mean_stderr(res.gap)
-    return {f"bdmc_gap{suffix}": gap, f"bdmc_gap{suffix}_stderr": gap_se,
-            f"bdmc_lower{suffix}": float(res.lower.mean()), f"bdmc_upper{suffix}": float(res.upper.mean()),
-            f"bdmc_distributions{suffix}": float(steps)}
+    cert = bdmc_until_certified(
+        ctx.model, obs, n=p.bdmc_n, first=p.bdmc_first, tol=p.certify_tol, shape=ctx.data.info.shape,
+        chains=p.ais_chains, steps=steps, hmc=_hmc(ctx), seed=seed_from(ctx.generator(SALT_BDMC)), y=y,
+        from_encoder=run.from_encoder if run is not None else _ais_init(ctx),
+        pooled_with=run.schedules[:-1] if run is not None else (),
+        progress=ctx.tracker(f"AIS steps x {p.ais_chains} chains x images, forward + reverse"))
+    res = cert.result
+    out = {f"bdmc_gap{suffix}": cert.gap, f"bdmc_gap{suffix}_stderr": cert.stderr,
+           f"bdmc_lower{suffix}": float(res.lower.mean()), f"bdmc_upper{suffix}": float(res.upper.mean()),
+           f"bdmc_distributions{suffix}": float(steps), f"bdmc_images{suffix}": float(cert.images), **tol}
+    if run is not None:
+        out[f"ais_certified{suffix}"] = float(certified(cert.gap, cert.stderr, p.certify_tol))
+    return out
+
+
+# -- reuse: the shared family's member that is the model's own decoder ----------------
+
+def _own_is_shared(ctx: EvalContext, obs: ObservationModel) -> bool:
+    """Whether the shared family chose the model's own Bernoulli decoder (see
+    :func:`genbench.metrics.certify.shared_is_own`), so own-decoder results stand for it."""
+    try:
+        own = own_observation(ctx)
+    except GenbenchError:
+        return False
+    return shared_is_own(ctx.model, own, obs, labels_for(ctx.model, ctx.data.eval_y("test", 4)))
+
+
+def _as_shared(values: dict[str, float], own_keys: dict[str, str], shared_keys: dict[str, str]
+               ) -> dict[str, float]:
+    """Own-decoder values under their shared-family names (with their ``_stderr``s)."""
+    names = dict(zip(own_keys, shared_keys, strict=True))
+    out = {}
+    for key, value in values.items():
+        base = key.removesuffix("_stderr")
+        if base in names:
+            out[names[base] + key[len(base):]] = value
+    return out
+
+
+def _copy_per_image(ctx: EvalContext, source: str, target: str) -> None:
+    if ctx.run_dir is None:
+        return
+    path = Path(ctx.run_dir) / PER_IMAGE
+    data = read_json(path)
+    if source in data:
+        data[target] = data[source]
+        write_json(path, data)
 
 
 # -- own observation model -----------------------------------------------------------
@@ -184,11 +310,22 @@ def _ais_keys(suffix: str, which: str) -> dict[str, str]:
         f"test_ais{suffix}_bpd": f"test_ais{suffix} in {BPD}",
         f"ais_accept{suffix}": "mean HMC acceptance rate",
         f"ais_minus_iwae{suffix}": "AIS minus the IWAE bound on the same test images (paired), nats/image",
-        f"ais_distributions{suffix}": "intermediate distributions of the reported AIS run (the schedule "
+        f"ais_distributions{suffix}": "intermediate distributions of the longest AIS run (the schedule "
                                       "doubles from ais_steps up to ais_max_steps)",
         f"ais_converged{suffix}": "1 if the last two AIS runs' means agreed within ais_tolerance, else 0",
         f"ais_tolerance{suffix}": "the agreement asked of two successive AIS runs, nats/image",
         f"ais_from_encoder{suffix}": "1 if AIS annealed from q(z|x) (ais_init=encoder), 0 from the prior",
+        f"ais_runs{suffix}": "AIS runs of the doubling, pooled into the estimate (weights proportional to "
+                             "their distributions)",
+        f"ais_pilot_gap{suffix}": "the pilot's BDMC gap (pilot_steps distributions, pilot_n simulated "
+                                  "images), nats/image",
+        f"ais_pilot_distributions{suffix}": "distributions of the pilot's BDMC",
+        f"ais_pilot_decay{suffix}": "the exponent a of gap ~ T^-a the pilot extrapolated with: the larger "
+                                    "of 1 and the decay between half its schedule and its schedule",
+        f"ais_needed_distributions{suffix}": "distributions the pilot's gap, extrapolated optimistically "
+                                             "(ais_pilot_decay), needs to reach certify_tolerance",
+        f"ais_pilot_stopped{suffix}": "1 if the pilot judged certification unreachable within "
+                                      "ais_max_steps: AIS ran once at the pilot's schedule",
     }
 
 
@@ -197,7 +334,17 @@ def _bdmc_keys(suffix: str, which: str) -> dict[str, str]:
                                  "nats/image, with the test AIS's schedule and start (from q(z|x) "
                                  "the gap is pessimistic: the encoder never saw simulated images)",
             f"bdmc_lower{suffix}": "forward AIS on simulated data", f"bdmc_upper{suffix}": "reverse AIS on "
-            "simulated data", f"bdmc_distributions{suffix}": "intermediate distributions of both BDMC runs"}
+            "simulated data", f"bdmc_distributions{suffix}": "intermediate distributions of both BDMC runs",
+            f"bdmc_images{suffix}": "simulated images annealed (bdmc_first, doubled up to bdmc_n while the "
+                                    "certificate was still open)",
+            f"ais_certified{suffix}": f"1 if test_ais{suffix} is certified: its BDMC gap + 2 s.e. is at most "
+                                      f"certify_tolerance{suffix}, else 0",
+            f"certify_tolerance{suffix}": "the BDMC gap (+ 2 s.e.) a certified AIS may have, nats/image"}
+
+
+def _from_own(name: str) -> dict[str, str]:
+    return {f"{name}_from_own": "1 if the shared family's chosen member is the model's own Bernoulli decoder "
+                                "(flip at its lower bound) and the own-decoder numbers were reused, else 0"}
 
 
 # -- result keys: each declared once, under the model's own p(x|z) and the shared family ------
@@ -309,7 +456,7 @@ def iwae_metric(ctx: EvalContext) -> dict[str, float]:
     description=f"annealed importance sampling with HMC on the test split, {OWN}; from q(z|x) where "
                 "there is a density encoder (ais_init), schedule doubled until converged",
 )
-def ais_metric(ctx: EvalContext) -> dict[str, float]:
+def ais_metric(ctx: EvalContext) -> MetricResult:
     return _ais(ctx, own_observation(ctx), "")
 
 
@@ -319,10 +466,13 @@ def ais_metric(ctx: EvalContext) -> dict[str, float]:
     needs={"prior", "decode"},
     produces=_bdmc_keys("", OWN),
     higher_is_better={"bdmc_gap": False},
-    description=f"bidirectional Monte Carlo gap of the test AIS's settings (Grosse et al. 2015), {OWN}",
+    description=f"bidirectional Monte Carlo gap of the test AIS's settings (Grosse et al. 2015), {OWN}; "
+                "certifies the AIS when the gap is within certify_tol",
+    after=("ais",),
 )
-def bdmc_metric(ctx: EvalContext) -> dict[str, float]:
-    return _bdmc(ctx, own_observation(ctx), "")
+def bdmc_metric(ctx: EvalContext) -> MetricResult:
+    run = ctx.upstream_detail("ais", AISRun)
+    return MetricResult(_bdmc(ctx, own_observation(ctx), "", run), BDMCRun())
 
 
 # -- shared family -------------------------------------------------------------------
@@ -333,39 +483,61 @@ def bdmc_metric(ctx: EvalContext) -> dict[str, float]:
     # generate, not decode: a generator without p(x|z) (VAE-GAN) is scored too
     needs={"encode", "generate", "prior", "density_encoder"},
     produces={"test_iwae_shared": f"importance-weighted bound on log p(x) {SHARED}, nats/image",
-              "test_iwae_shared_bpd": f"test_iwae_shared in {BPD}"},
+              "test_iwae_shared_bpd": f"test_iwae_shared in {BPD}", **_from_own("iwae_shared")},
     higher_is_better={"test_iwae_shared": True, "test_iwae_shared_bpd": False},
     description=f"IWAE bound on the test split {SHARED}",
+    after=("iwae",),
 )
 def iwae_shared_metric(ctx: EvalContext) -> dict[str, float]:
     obs, noise = shared_observation(ctx)
-    return {**_iwae(ctx, obs, "_shared"), **noise}
+    own = ctx.upstream.get("iwae")
+    if own is not None and _own_is_shared(ctx, obs):
+        _copy_per_image(ctx, "test_iwae", "test_iwae_shared")
+        return {**_as_shared(own.values, {"test_iwae": "", "test_iwae_bpd": ""},
+                             {"test_iwae_shared": "", "test_iwae_shared_bpd": ""}),
+                "iwae_shared_from_own": 1.0, **noise}
+    return {**_iwae(ctx, obs, "_shared"), "iwae_shared_from_own": 0.0, **noise}
 
 
 @register_metric(
     "ais_shared",
     keys=(AIS_SHARED_KEY, AIS_MINUS_IWAE_SHARED_KEY, *NOISE_RESULT_KEYS),
     needs={"prior", "generate"},
-    produces={**_ais_keys("_shared", SHARED), **NOISE_KEYS},
+    produces={**_ais_keys("_shared", SHARED), **NOISE_KEYS, **_from_own("ais_shared")},
     higher_is_better={"test_ais_shared": True, "test_ais_shared_bpd": False},
     description=f"AIS with HMC on the test split {SHARED}: how GANs get a log-likelihood",
+    after=("ais",),
 )
-def ais_shared_metric(ctx: EvalContext) -> dict[str, float]:
+def ais_shared_metric(ctx: EvalContext) -> MetricResult:
     obs, noise = shared_observation(ctx)
-    return {**_ais(ctx, obs, "_shared"), **noise}
+    own, run = ctx.upstream.get("ais"), ctx.upstream_detail("ais", AISRun)
+    if own is not None and run is not None and _own_is_shared(ctx, obs):
+        _copy_per_image(ctx, "test_ais", "test_ais_shared")
+        values = _as_shared(own.values, _ais_keys("", OWN), _ais_keys("_shared", SHARED))
+        return MetricResult({**values, "ais_shared_from_own": 1.0, **noise},
+                            dataclasses.replace(run, reused_own=True))
+    res = _ais(ctx, obs, "_shared")
+    return MetricResult({**res.values, "ais_shared_from_own": 0.0, **noise}, res.detail)
 
 
 @register_metric(
     "bdmc_shared",
     keys=(BDMC_SHARED_KEY,),
     needs={"prior", "generate"},
-    produces=_bdmc_keys("_shared", SHARED),
+    produces={**_bdmc_keys("_shared", SHARED), **_from_own("bdmc_shared")},
     higher_is_better={"bdmc_gap_shared": False},
     description=f"BDMC gap of the shared-family AIS settings (Grosse et al. 2015), {SHARED}",
+    after=("bdmc", "ais_shared"),
 )
-def bdmc_shared_metric(ctx: EvalContext) -> dict[str, float]:
+def bdmc_shared_metric(ctx: EvalContext) -> MetricResult:
     obs, noise = shared_observation(ctx)
-    return {**_bdmc(ctx, obs, "_shared"), **noise}
+    run = ctx.upstream_detail("ais_shared", AISRun)
+    own = ctx.upstream.get("bdmc")
+    if own is not None and run is not None and run.reused_own:
+        values = _as_shared(own.values, _bdmc_keys("", OWN), _bdmc_keys("_shared", SHARED))
+        return MetricResult({**values, "bdmc_shared_from_own": 1.0, **noise}, BDMCRun(reused_own=True))
+    return MetricResult({**_bdmc(ctx, obs, "_shared", run), "bdmc_shared_from_own": 0.0, **noise},
+                        BDMCRun())
 
 
 @torch.no_grad()

@@ -10,7 +10,7 @@ import torch
 
 from genbench.contract import capabilities, has_density_encoder, missing_reason
 from genbench.errors import GenbenchError
-from genbench.metrics.context import EvalContext, EvalProgress
+from genbench.metrics.context import EvalContext, EvalProgress, MetricResult
 from genbench.registry import METRICS, MetricEntry, get_metric
 
 
@@ -22,16 +22,34 @@ def model_capabilities(model: torch.nn.Module) -> frozenset[str]:
 
 
 def requested_metrics(names: Iterable[str] = ()) -> list[MetricEntry]:
-    """The requested metrics (default: all default ones), in registration order, each once.
+    """The requested metrics (default: all default ones), each once, in registration order
+    except that a metric runs after those it declares ``after`` (when they are requested).
 
     Whether one applies to a model is decided by :func:`evaluate_metrics` (n/a with a reason).
+    A metric declared ``after`` but not requested is not added: the later one then does
+    without its result (BDMC falls back to the preset's schedule).
     """
     entries = [get_metric(n) for n in names] if names else [
         m for m in METRICS.values() if m.default]
     seen: dict[str, MetricEntry] = {}
     for e in entries:
         seen.setdefault(e.name, e)
-    return list(seen.values())
+    ordered: dict[str, MetricEntry] = {}
+
+    def place(entry: MetricEntry, path: tuple[str, ...]) -> None:
+        if entry.name in ordered:
+            return
+        if entry.name in path:
+            raise GenbenchError(f"metrics {' -> '.join((*path, entry.name))} wait for each other "
+                                "in a cycle: fix their `after` declarations")
+        for dep in entry.after:
+            if dep in seen:
+                place(seen[dep], (*path, entry.name))
+        ordered[entry.name] = entry
+
+    for e in seen.values():
+        place(e, ())
+    return list(ordered.values())
 
 
 def evaluate_metrics(
@@ -45,6 +63,8 @@ def evaluate_metrics(
     how far its long loops are (an :class:`EvalProgress`; a plain callable is told the
     name of each metric as it starts).
 
+    A metric sees the results of the metrics before it in ``ctx.upstream`` (a metric may
+    return a :class:`MetricResult` to hand a typed detail to those declared ``after`` it).
     A metric that raises :class:`GenbenchError` is recorded as n/a with its message, so one
     missing extractor does not cost the other numbers. Any other exception (a plugin whose
     images leave [0, 1], a bug) costs that metric only: n/a with the exception's one-line
@@ -77,6 +97,9 @@ def evaluate_metrics(
             watch.end(entry.name, time.perf_counter() - start, why)
             continue
         watch.end(entry.name, time.perf_counter() - start)
+        result = out if isinstance(out, MetricResult) else MetricResult(out)
+        ctx.upstream[entry.name] = result
+        out = result.values
         ctx.results.update(out)
         values.update(out)
         values[f"_seconds_{entry.name}"] = round(time.perf_counter() - start, 3)

@@ -92,15 +92,19 @@ def map_images(fn: Callable[..., Any], model: torch.nn.Module, x: torch.Tensor,
     return merge(sharder(fn, jobs), [b - a for a, b in ranges])
 
 
-def map_subsets(fn: Callable[..., Any], model: torch.nn.Module, n: int, **kwargs: Any) -> Any:
+def map_subsets(fn: Callable[..., Any], model: torch.nn.Module, n: int, *,
+                span: tuple[int, int] | None = None, **kwargs: Any) -> Any:
     """``fn(model, n=n, **kwargs)`` split into calls ``fn(..., subset=(a, b))`` that compute
-    images a..b of the n (BDMC: every shard simulates all n, then anneals its own)."""
-    sharder = _active(n)
+    images a..b of the n (BDMC: every shard simulates all n, then anneals its own).
+    ``span=(a, b)``: only images a..b of the n (BDMC's rounds), split the same way."""
+    lo, hi = span if span is not None else (0, n)
+    whole = {} if span is None else {"subset": span}
+    sharder = _active(hi - lo)
     if sharder is None:
-        return fn(model, n=n, **kwargs)
-    ranges = split(n, sharder.shards)
+        return fn(model, n=n, **whole, **kwargs)
+    ranges = [(lo + a, lo + b) for a, b in split(hi - lo, sharder.shards)]
     if len(ranges) == 1:
-        return fn(model, n=n, **kwargs)
+        return fn(model, n=n, **whole, **kwargs)
     kwargs = {k: v for k, v in kwargs.items() if k != "progress"}
     jobs = [{**kwargs, "n": n, "subset": (a, b)} for a, b in ranges]
     return merge(sharder(fn, jobs), [b - a for a, b in ranges])

@@ -10,8 +10,9 @@ difference taken paired on the same test images where both runs stored per-image
 (``per_image.json``), and from the estimators' standard errors and the seed-to-seed spread
 otherwise. So a bold value is never significantly worse than a plain one; a noisy model may be
 bold beside precise ones known to be worse than the best. When every model could be the best,
-none is bold. An AIS that did not converge (``ais_converged = 0``) is shown flagged and never
-ranked.
+none is bold. An AIS number is ranked only when BDMC certified it (``ais_certified = 1``); one
+that converged without a certificate, or did not converge (``ais_converged = 0``, or stopped
+by the pilot), is flagged with the reason.
 """
 
 from __future__ import annotations
@@ -199,20 +200,72 @@ def best_models(means: dict[str, float], key: str) -> set[str]:
 
 LIKELIHOOD_KEYS = frozenset({"test_exact", "test_elbo", "test_iwae", "test_ais", "parzen", "test_recon_term",
                              "test_iwae_shared", "test_ais_shared"})
-# an AIS number and the flag that says whether its schedule converged
+# an AIS number and the flags that say whether its schedule converged and BDMC certified it
 CONVERGED = {"test_ais": "ais_converged", "test_ais_shared": "ais_converged_shared"}
+CERTIFIED = {"test_ais": "ais_certified", "test_ais_shared": "ais_certified_shared"}
 PER_IMAGE = "per_image.json"  # written by genbench.metrics.likelihood
 Z = 2.0  # a difference is real when it exceeds Z standard errors
 
 
+def _flags(runs: pd.DataFrame, key: str, flag: str | None) -> pd.Series:
+    """The flag's values on the runs that recorded ``key`` (NaN where a run did not record it)."""
+    if flag is None or flag not in runs:
+        return pd.Series(dtype=float)
+    vals = pd.to_numeric(runs[flag], errors="coerce")
+    return vals[pd.to_numeric(runs[key], errors="coerce").notna()] if key in runs else vals
+
+
+def ais_status(runs: pd.DataFrame, key: str) -> str | None:
+    """"certified", "converged" or "not converged" for an AIS column over these runs (the
+    worst of their seeds); None for any other column, or runs that recorded no flag at all.
+
+    Certified: every run's BDMC gap + 2 s.e. was within its ``certify_tolerance``
+    (``ais_certified = 1``). Converged: the doubling runs agreed, with no certificate.
+    """
+    cert, conv = _flags(runs, key, CERTIFIED.get(key)), _flags(runs, key, CONVERGED.get(key))
+    if cert.dropna().empty and conv.dropna().empty:
+        return None
+    if not cert.empty and bool((cert == 1).all()):
+        return "certified"
+    return "not converged" if bool((conv == 0).any()) or conv.dropna().empty else "converged"
+
+
 def unconverged(runs: pd.DataFrame, key: str) -> bool:
     """True when any of these runs recorded an AIS for ``key`` that did not converge."""
-    flag = CONVERGED.get(key)
-    if flag is None or flag not in runs:
-        return False
-    vals = pd.to_numeric(runs[flag], errors="coerce")
-    has = pd.to_numeric(runs[key], errors="coerce").notna() if key in runs else vals.notna()
-    return bool(((vals == 0) & has).any())
+    return ais_status(runs, key) == "not converged"
+
+
+def uncertified(runs: pd.DataFrame, key: str) -> bool:
+    """True when these runs recorded an AIS for ``key`` that is not certified: never ranked."""
+    return ais_status(runs, key) in ("converged", "not converged")
+
+
+def uncertified_reason(runs: pd.DataFrame, key: str) -> str:
+    """Why an AIS is not certified, from the recorded numbers: stopped by the pilot (its gap
+    and what it would take), or the BDMC gap above the tolerance, or no BDMC at all."""
+    suffix = key[len("test_ais"):]
+
+    def num(col: str) -> float | None:
+        s = stats(runs, col)
+        return s.mean if s is not None and math.isfinite(s.mean) else None
+
+    def gap_text(col: str) -> str:
+        g, se = num(col), num(f"{col}_stderr")
+        if g is None:
+            return "?"
+        return fmt_number(g, se if se is not None else math.nan) + (
+            f" ± {fmt_number(se, se)}" if se is not None else "")
+
+    tol = num(f"certify_tolerance{suffix}")
+    tol_text = fmt_number(tol) if tol is not None else "the tolerance"
+    if (num(f"ais_pilot_stopped{suffix}") or 0) > 0:
+        steps, needed = num(f"ais_pilot_distributions{suffix}"), num(f"ais_needed_distributions{suffix}")
+        return (f"stopped by the pilot: BDMC gap {gap_text(f'ais_pilot_gap{suffix}')} at "
+                f"{fmt_number(steps)} distributions; about {fmt_number(needed)} needed to reach "
+                f"{tol_text}: run `--preset paper` on a GPU")
+    if num(f"bdmc_gap{suffix}") is not None:
+        return f"BDMC gap {gap_text(f'bdmc_gap{suffix}')} > {tol_text}"
+    return "no BDMC run to certify it"
 
 
 @functools.lru_cache(maxsize=4096)
@@ -394,9 +447,10 @@ def comparison_table(runs: pd.DataFrame, keys: list[str], caption: str = "",
     for key in keys:
         per = {m: stats(runs[runs["model"] == m], key) for m in models}
         means = {m: s.mean for m, s in per.items() if s is not None}
-        stalled = {m for m in means if unconverged(runs[runs["model"] == m], key)}
+        status = {m: ais_status(runs[runs["model"] == m], key) for m in means}
+        stalled = {m for m in means if status[m] in ("converged", "not converged")}
         # log p(x | y) is easier than log p(x): conditional models are never "best" on likelihood;
-        # an AIS that did not converge is never ranked
+        # an AIS that BDMC did not certify is never ranked
         ranked = {m: v for m, v in means.items()
                   if not (key in LIKELIHOOD_KEYS and is_conditional(runs, m)) and m not in stalled}
         best = significant_best(runs, key, ranked) if rank else set()
@@ -415,8 +469,10 @@ def comparison_table(runs: pd.DataFrame, keys: list[str], caption: str = "",
             else:
                 text = fmt_flag(part, key) if key in FLAGS else fmt_stats(s, seeds) + _bpd_text(part, key)
             if m in stalled:
-                text += " ⚠ not converged"
+                text += f" ⚠ {status[m]}, not certified: {uncertified_reason(part, key)}"
                 flagged = True
+            elif m in status and status[m] == "certified":
+                text += " ✓ certified"
             cells[m, key] = Cell(text, best=m in best)
     if not used:
         return None
@@ -429,9 +485,13 @@ def comparison_table(runs: pd.DataFrame, keys: list[str], caption: str = "",
                 cells[m, key] = Cell("n/a (same reason)")
             last = reason
     if flagged:
-        caption = (caption + " " if caption else "") + ("⚠ not converged: two AIS runs, the second with "
-                   "twice the distributions, disagreed by more than the tolerance up to `ais_max_steps`; "
-                   "the number is a loose lower bound and is not ranked.")
+        caption = (caption + " " if caption else "") + (
+            "✓ certified: the BDMC gap (+ 2 s.e.) on data simulated from the model, with the AIS's "
+            "own start and schedule, is within `certify_tol`; only certified AIS numbers are ranked. "
+            "⚠ converged, not certified: two AIS runs, the second with twice the distributions, "
+            "agreed, but BDMC did not certify them. ⚠ not converged: they disagreed by more than "
+            "the tolerance up to `ais_max_steps`, or the pilot stopped AIS early. An uncertified "
+            "number is a lower bound of unknown looseness and is not ranked.")
     if ranked_rows:
         caption = (caption + " " if caption else "") + bold_caption(ranked_rows)
     columns = ["model", "seeds"] + [_header(k) if rank else k for k in used]
@@ -533,8 +593,9 @@ def headlines(runs: pd.DataFrame, floor: dict[str, float] | None = None,
     """One sentence per headline group: who is best, by how much, with the uncertainty.
 
     Conditional models are left out of the likelihood sentences: log p(x | y) is easier
-    than log p(x), so "best" would compare different quantities. An AIS column in which
-    any model did not converge is not used (the next estimator speaks). When the top two
+    than log p(x), so "best" would compare different quantities. An AIS that BDMC did not
+    certify is never named: the certified ones compete if two remain (else the next estimator
+    speaks), and one sentence says who was left out and why. When the top two
     are within two standard errors the sentence says they are indistinguishable.
     """
     fin = finished(runs)
@@ -554,10 +615,13 @@ def headlines(runs: pd.DataFrame, floor: dict[str, float] | None = None,
         means = {m: s for m in set(pool["model"]) if (s := stats(pool[pool["model"] == m], key))}
         if len(means) < 2 or glossary.direction(key) is None:
             continue
-        stalled = sorted(m for m in means if unconverged(pool[pool["model"] == m], key))
-        if stalled:
-            skipped_ais.append((key, stalled))
-            continue
+        stalled = sorted(m for m in means if uncertified(pool[pool["model"] == m], key))
+        if stalled:  # an uncertified AIS is never named: the others compete if two remain
+            skipped_ais.append((key, [(m, ais_status(pool[pool["model"] == m], key) or "",
+                                       uncertified_reason(pool[pool["model"] == m], key)) for m in stalled]))
+            means = {m: s for m, s in means.items() if m not in stalled}
+            if len(means) < 2:
+                continue
         ranked = sorted(means.items(), key=lambda kv: kv[1].mean, reverse=glossary.direction(key) is True)
         (m1, s1), (m2, s2) = ranked[0], ranked[1]
         diff = difference(pool, key, m1, m2)
@@ -577,8 +641,17 @@ def headlines(runs: pd.DataFrame, floor: dict[str, float] | None = None,
         out.append(text)
         said.add(group)
     for key, stalled in skipped_ais:
-        out.append(f"{glossary.label(key)} is not compared: it did not converge for {', '.join(stalled)} "
-                   "within `ais_max_steps` (flagged in the table).")
+        parts = []
+        for verb, pick in (("the pilot stopped it early for", lambda st, why: why.startswith("stopped")),
+                           ("it did not converge for",
+                            lambda st, why: st == "not converged" and not why.startswith("stopped")),
+                           ("it converged but is not certified for", lambda st, why: st == "converged")):
+            who = [f"{m} ({why.removeprefix('stopped by the pilot: ')})" for m, st, why in stalled
+                   if pick(st, why)]
+            if who:
+                parts.append(f"{verb} {'; '.join(who)}")
+        out.append(f"{glossary.label(key)} ranks certified numbers only: {'; '.join(parts)} "
+                   "(flagged in the table).")
     if out and not fin.empty and int(fin.groupby("model").size().max()) == 1:
         out.append("One seed per model: the seed-to-seed spread is unknown, so differences are judged "
                    "against the estimators' own errors only.")
