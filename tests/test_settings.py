@@ -21,8 +21,8 @@ def _configs() -> list[type]:
     from genbench.registry import MODELS
 
     load_plugins()
-    return [Preset, RayOptions, SlurmOptions, *sorted({e.cls.Config for e in MODELS.values()},
-                                                      key=lambda c: c.__qualname__)]
+    built_in = {e.cls.Config for e in MODELS.values() if e.cls.__module__.startswith("genbench_models")}
+    return [Preset, RayOptions, SlurmOptions, *sorted(built_in, key=lambda c: c.__qualname__)]
 
 
 @pytest.mark.parametrize("cls", _configs(), ids=lambda c: c.__qualname__)
