@@ -172,7 +172,7 @@ def _dims(run_dir: str | None) -> tuple[int | None, bool]:
 
     if not run_dir:
         return None, False
-    ds = store.read_json(Path(run_dir) / store.CONFIG).get("dataset", {})
+    ds = store.read_config(Path(run_dir)).get("dataset", {})
     shape = ds.get("shape")
     dims = math.prod(shape) if shape else None
     return dims, ds.get("observation") == "gaussian" or ds.get("variant") == "continuous"

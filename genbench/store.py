@@ -23,6 +23,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import socket
 import tempfile
 from collections.abc import Iterator, Mapping
@@ -62,6 +63,112 @@ def check_output_file(path: Path, flag: str = "--out") -> None:
             if not os.access(parent, os.W_OK | os.X_OK):
                 raise GenbenchError(f"{flag} {path}: {parent} is not writable")
             return
+
+
+# -- stored files are untrusted input: one schema check, one name rule ---------------------
+NAME_MAX = 100  # characters: a name is one path component, far below any NAME_MAX of a disk
+_NAME = re.compile(r"[A-Za-z0-9_-]+")  # the registry's rule for models, datasets and metrics
+
+
+def check_name(value: Any, what: str) -> str:
+    """``value`` if it is a name the CLI accepts (ASCII letters, digits, '-' and '_', at most
+    ``NAME_MAX`` characters), else one line. Stored strings become folder and file names, so
+    ``../x``, ``/abs``, NUL and over-long names never reach a path."""
+    if isinstance(value, str) and len(value) <= NAME_MAX and _NAME.fullmatch(value):
+        return value
+    shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+    raise GenbenchError(f"{what} {shown} is not a name (letters, digits, '-' and '_', at most "
+                        f"{NAME_MAX} characters)")
+
+
+def inside(root: Path, path: Path, what: str = "path") -> Path:
+    """``path`` if it resolves inside ``root`` (symlinks followed), else one line."""
+    base, target = Path(root).resolve(), Path(path).resolve()
+    if target != base and base not in target.parents:
+        raise GenbenchError(f"{what} {path} leaves {root}; refusing to write there")
+    return Path(path)
+
+
+def _schema_error(path: Path, why: str) -> GenbenchError:
+    return GenbenchError(f"{path}: {why}; it was not written by this genbench (delete the run "
+                         "folder, or rerun it with --force)")
+
+
+def check_config(config: Mapping[str, Any], path: Path) -> dict[str, Any]:
+    """config.json's schema: the keys every reader uses, with their types and name rules.
+
+    Names (model, dataset, variant, preset) follow :func:`check_name` because the report and
+    evaluation build paths from them. Raises one line naming the file and the key.
+    """
+    def need(ok: bool, why: str) -> None:
+        if not ok:
+            raise _schema_error(path, why)
+
+    for key, kind in (("model", str), ("dataset", dict), ("preset", dict), ("model_config", dict)):
+        need(key in config, f"no {key!r} key")
+        need(isinstance(config[key], kind), f"{key!r} is a JSON {type(config[key]).__name__}, "
+             f"not {'a string' if kind is str else 'an object'}")
+    try:
+        check_name(config["model"], "model")
+        check_name(config["dataset"].get("name"), "dataset name")
+        if config["dataset"].get("variant") is not None:
+            check_name(config["dataset"]["variant"], "dataset variant")
+        check_name(config["preset"].get("name"), "preset name")
+    except GenbenchError as err:
+        raise _schema_error(path, str(err)) from None
+    need(all(isinstance(k, str) for k in config["model_config"]), "'model_config' has odd keys")
+    seed = config.get("seed", 0)
+    need(isinstance(seed, int) and not isinstance(seed, bool) and abs(seed) < 2**63,
+         f"'seed' {seed!r:.40} is not an integer")
+    for key in ("command", "device"):
+        need(config.get(key) is None or isinstance(config[key], str), f"{key!r} is not a string")
+    for key in ("overrides", "plugins"):
+        need(config.get(key) is None or isinstance(config[key], dict | list),
+             f"{key!r} is not an object or list")
+    return dict(config)
+
+
+_SCALAR = (int, float, str, bool, type(None))
+
+
+def check_metrics(metrics: Mapping[str, Any], path: Path) -> dict[str, Any]:
+    """metrics.json's schema: flat ``name -> number or string``, ``not_applicable`` a
+    ``name -> reason`` object. Raises one line naming the file and the key."""
+    for key, value in metrics.items():
+        if key == "not_applicable":
+            if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+                raise _schema_error(path, "not_applicable is not an object of reasons")
+        elif not isinstance(value, _SCALAR):
+            raise _schema_error(path, f"{key!r} is a JSON {type(value).__name__}, not a number")
+    for key in ("status", "reason"):
+        if metrics.get(key) is not None and not isinstance(metrics[key], str):
+            raise _schema_error(path, f"{key!r} is not a string")
+    return dict(metrics)
+
+
+def read_config(folder: Path) -> dict[str, Any]:
+    """A run's config.json, schema-checked ({} when there is none)."""
+    path = Path(folder) / CONFIG
+    config = read_json(path)
+    return check_config(config, path) if config or path.exists() else {}
+
+
+def read_metrics(folder: Path) -> dict[str, Any]:
+    """A run's metrics.json, schema-checked ({} when there is none)."""
+    path = Path(folder) / METRICS
+    return check_metrics(read_json(path), path)
+
+
+def results_root(run_dir: Path, config: Mapping[str, Any]) -> Path | None:
+    """The results folder holding ``run_dir``, from the checked layout
+    ``<root>/<dataset>/<model>/<run-id>`` (the folder names match config.json), else None:
+    a run folder copied elsewhere has no results root, and nothing is written above it."""
+    folder = Path(run_dir).absolute()
+    parts = folder.parts
+    if (len(parts) >= 5 and parts[-2] == config.get("model")
+            and parts[-3] == (config.get("dataset") or {}).get("name")):
+        return folder.parents[2]
+    return None
 
 
 def run_id(preset: str, variant: str, seed: int, identity: Mapping[str, Any]) -> str:
@@ -366,8 +473,10 @@ def load_results(root: Path):  # -> pandas.DataFrame
     """One row per run: dataset, model, preset, variant, seed, run_dir, status, metrics...
 
     ``not_applicable`` becomes columns ``na:<metric>`` holding the reason. A run whose
-    config.json or metrics.json cannot be read is left out; ``df.attrs["skipped"]`` lists one
-    line per such run (the file and why), so one bad file never costs the others.
+    config.json or metrics.json cannot be read or fails its schema (:func:`check_config`,
+    :func:`check_metrics`), or whose folder names are not names, is left out;
+    ``df.attrs["skipped"]`` lists one line per such run (the file and why), so one bad file
+    never costs the others.
     """
     import pandas as pd
 
@@ -375,18 +484,19 @@ def load_results(root: Path):  # -> pandas.DataFrame
     skipped: list[str] = []
     for folder in iter_runs(root):
         try:
-            config = read_json(folder / CONFIG)
-            metrics = read_json(folder / METRICS)
-            if not isinstance(metrics.get("not_applicable", {}), dict):
-                raise GenbenchError(f"{folder / METRICS}: not_applicable is not an object")
+            for part, what in zip(folder.parts[-3:], ("dataset folder", "model folder", "run folder"),
+                                  strict=True):
+                check_name(part, f"{folder}: {what}")
+            config = read_config(folder)
+            metrics = read_metrics(folder)
         except GenbenchError as err:
             skipped.append(str(err))
             continue
         row: dict[str, Any] = {
-            "dataset": config.get("dataset", {}).get("name", folder.parts[-3]),
-            "model": config.get("model", folder.parts[-2]),
-            "preset": config.get("preset", {}).get("name"),
-            "variant": config.get("dataset", {}).get("variant"),
+            "dataset": config["dataset"]["name"],
+            "model": config["model"],
+            "preset": config["preset"]["name"],
+            "variant": config["dataset"].get("variant"),
             "seed": config.get("seed"),
             "run_dir": str(folder),
         }

@@ -161,7 +161,7 @@ def execute(plan: Plan, reporter: Reporter | None = None) -> RunOutcome:
     """
     reporter = reporter or SilentReporter()
     folder = plan.run_dir
-    existing = store.read_json(folder / store.METRICS)
+    existing = store.read_metrics(folder)
     if existing.get("status") == "finished" and not plan.spec.force:
         return RunOutcome("skipped", folder, existing,
                           f"already finished: {folder} (use --force to rerun)")

@@ -627,3 +627,166 @@ def test_report_files_are_written_atomically(results, tmp_path, monkeypatch) -> 
     pngs = {p.name for p in (tmp_path / "rep").rglob("*.png")}
     assert pngs and pngs <= set(written)
     assert not list((tmp_path / "rep").rglob("*.tmp"))
+
+
+# -- 9: a results folder is untrusted input (issue 26) ------------------------------------------------
+def _edit_config(folder: Path, **changes) -> None:
+    config = json.loads((folder / store.CONFIG).read_text())
+    for key, value in changes.items():
+        if value is _DELETE:
+            config.pop(key)
+        else:
+            config[key] = value
+    (folder / store.CONFIG).write_text(json.dumps(config))
+
+
+_DELETE = object()
+
+
+def _files(root: Path) -> set[Path]:
+    return {p for p in root.rglob("*")}
+
+
+@pytest.mark.parametrize("model", ["../../../../x", "/abs/x", "a\x00b", "y" * 300, "<script>1</script>"])
+def test_a_stored_name_never_becomes_a_path(results, tmp_path, model) -> None:
+    """Traversal, absolute, NUL and over-long model names in a foreign config.json: that run is
+    skipped with its reason, the others are reported, and nothing is written outside --out."""
+    root, folder = results
+    bad = folder.parent / "foreign"
+    shutil.copytree(folder, bad)
+    _edit_config(bad, model=model)
+    before = _files(tmp_path)
+    out = _cli("report", "--results", str(root), "--out", str(tmp_path / "rep"), "--no-galleries")
+    assert out.exit_code == 0, out.output
+    assert f"{bad / store.CONFIG}: model" in out.stdout and "is not a name" in out.stdout
+    rep = tmp_path / "rep"
+    assert {p for p in _files(tmp_path) - before if p != rep and rep not in p.parents} == set()
+    assert "from 1 runs" in (tmp_path / "rep" / "report.md").read_text()
+
+
+def test_store_names_and_paths_are_checked() -> None:
+    for name in ("../x", "/abs", "a\x00b", "x" * 101, "", 7, None, "a b", "a/b", ".."):
+        with pytest.raises(store.GenbenchError, match="is not a name"):
+            store.check_name(name, "model")
+    assert store.check_name("linear-vae_2", "model") == "linear-vae_2"
+    with pytest.raises(store.GenbenchError, match="leaves"):
+        store.inside(Path("/tmp/out"), Path("/tmp/out/img/../../x.png"))
+    assert store.inside(Path("/tmp/out"), Path("/tmp/out/img/a.png")) == Path("/tmp/out/img/a.png")
+
+
+def _active_elements(html: str) -> list[str]:
+    """Tags a browser would act on: scripts, event handlers, javascript: links, foreign images."""
+    import re
+
+    tags = re.findall(r"<[a-zA-Z][^>]*>", html)
+    return [t for t in tags if re.match(r"<(script|iframe|object|embed)", t, re.I)
+            or re.search(r"\son\w+\s*=", t, re.I) or "javascript:" in t.lower()
+            or (t.lower().startswith("<img") and 'src="img/' not in t)]
+
+
+def test_report_md_holds_no_raw_html_from_stored_strings(results, tmp_path) -> None:
+    """`<script>`, `<img onerror>` and a javascript: link in a command, a reason, a feature
+    space and a failure: report.md holds no `<` at all, and python-markdown (as mkdocs
+    renders it) makes no active element; index.html stays escaped."""
+    markdown = pytest.importorskip("markdown")
+    root, folder = results
+    bad = folder.parent / "inj"
+    shutil.copytree(folder, bad)
+    _edit_config(bad, command="genbench run `<script>alert(1)</script>` <img src=x onerror=alert(2)>"
+                 " [x](javascript:alert(3)) x\\`<b>`")
+    metrics = json.loads((bad / store.METRICS).read_text())
+    metrics.update(feature_space="<script>fs</script>", fid=1.0,
+                   not_applicable={"test_exact": "<img src=x onerror=alert(4)> | `x` <b>"})
+    (bad / store.METRICS).write_text(json.dumps(metrics))
+    failed = folder.parent / "failed"
+    shutil.copytree(folder, failed)
+    (failed / store.METRICS).write_text(json.dumps({"status": "failed",
+                                                    "reason": "<script>alert(5)</script>"}))
+    out = _cli("report", "--results", str(root), "--out", str(tmp_path / "rep"), "--no-galleries")
+    assert out.exit_code == 0, out.output
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert "<" not in md and "alert(1)" in md and "alert(5)" in md
+    assert _active_elements(markdown.markdown(md, extensions=["tables"])) == []
+    page = (tmp_path / "rep" / "index.html").read_text()
+    assert [t for t in _active_elements(page) if not t.startswith('<img src="data:image/png')] == []
+
+
+def test_markdown_keeps_the_reports_own_code_bold_and_links() -> None:
+    from genbench.report.document import md_inline
+
+    assert md_inline("**best** `genbench run vae` [Models](#the-models)") == (
+        "**best** `genbench run vae` [Models](#the-models)")
+    assert md_inline("a | b") == "a | b"  # pipes: escaped by the table cell, not here
+    assert md_inline("lone ` <x>") == "lone \\` &lt;x&gt;"
+
+
+@pytest.mark.parametrize("change", [
+    {"model": _DELETE}, {"dataset": "synthetic"}, {"model_config": [1]}, {"model": 7},
+    {"preset": "PRESET+"}])
+def test_a_wrong_config_json_is_one_line_in_eval_and_a_skip_in_report(results, tmp_path, change) -> None:
+    root, folder = results
+    if change.get("preset") == "PRESET+":  # an extra key in its preset
+        preset = json.loads((folder / store.CONFIG).read_text())["preset"]
+        change = {"preset": {**preset, "warp": 9}}
+    _edit_config(folder, **change)
+    line = _cli_error("eval", str(folder), "--metrics", "elbo", "--device", "cpu")
+    assert str(folder / store.CONFIG) in line, line
+    out = _cli("report", "--results", str(root), "--out", str(tmp_path / "rep"), "--no-galleries")
+    if "warp" in line:  # the store's schema allows more preset keys; loading a model does not
+        assert out.exit_code == 0, out.output
+    else:
+        assert out.exit_code == 2 and "no readable runs" in _one_line(out.stderr)
+
+
+def test_report_skips_a_bad_config_and_goes_on(results, tmp_path) -> None:
+    root, folder = results
+    for i, change in enumerate([{"dataset": "synthetic"}, {"model_config": [1]}, {"model": 7}]):
+        bad = folder.parent / f"bad{i}"
+        shutil.copytree(folder, bad)
+        _edit_config(bad, **change)
+    out = _cli("report", "--results", str(root), "--out", str(tmp_path / "rep"), "--no-galleries")
+    assert out.exit_code == 0, out.output
+    assert "skipped 3 run(s)" in out.stdout and "from 1 runs" in (tmp_path / "rep" / "report.md").read_text()
+    df = store.load_results(root)
+    assert len(df) == 1 and len(df.attrs["skipped"]) == 3
+
+
+def test_a_corrupt_history_or_sample_png_skips_that_part(results, tmp_path) -> None:
+    """Non-UTF-8 bytes in history.csv, a damaged samples/epoch_001.png (of a failed run, whose
+    strip the report draws): each part is left out with a one-line warning, not the report."""
+    from genbench.errors import GenbenchWarning
+
+    root, folder = results
+    failed = folder.parent / "failed"
+    shutil.copytree(folder, failed)
+    (folder / store.HISTORY).write_bytes(b"epoch,loss\n1,\xff\xfe\n")
+    (failed / "samples" / "epoch_001.png").write_bytes(b"\x89PNG not really")
+    (failed / store.METRICS).write_text(json.dumps({"status": "failed", "reason": "diverged"}))
+    with pytest.warns(GenbenchWarning) as caught:
+        out = _cli("report", "--results", str(root), "--out", str(tmp_path / "rep"), "--no-galleries")
+    assert out.exit_code == 0, out.output
+    notes = [str(w.message) for w in caught]
+    assert any("history.csv is unreadable" in n for n in notes), notes
+    assert any("unreadable image" in n for n in notes), notes
+    assert all("\n" not in n for n in notes)
+
+
+def test_eval_of_a_relative_run_folder(results, monkeypatch) -> None:
+    """`cd results/synthetic/vae && genbench eval <run-id>`: the layout is read from the
+    absolute path (it was `parents[2]` of a relative one, an IndexError)."""
+    root, folder = results
+    monkeypatch.chdir(folder.parent)
+    out = _cli("eval", folder.name, "--metrics", "elbo", "--device", "cpu")
+    assert out.exit_code == 0, out.output
+    assert store.results_root(Path(folder.name), store.read_config(folder)) == root
+
+
+def test_a_run_copied_to_a_shallow_path_has_no_results_root(results, tmp_path) -> None:
+    """The floor of a copied run folder goes to the cache, never to `<folder>/../../..`."""
+    root, folder = results
+    copy = tmp_path / "copy"
+    shutil.copytree(folder, copy)
+    config = store.read_config(copy)
+    assert store.results_root(copy, config) is None
+    assert store.results_root(Path("/") / folder.name, config) is None
+    assert store.results_root(folder, config) == root

@@ -152,7 +152,8 @@ def add_failure_strips(doc: Document, runs: pd.DataFrame, img: Path, out: Path,
     from genbench.report.epochs import progress_strip
 
     for r in runs[runs["status"] == "failed"].itertuples():
-        path = progress_strip(Path(r.run_dir), img / f"{r.model}-{Path(r.run_dir).name}.png")
+        target = store.inside(out, img / f"{r.model}-{Path(r.run_dir).name}.png", "an image path")
+        path = progress_strip(Path(r.run_dir), target)
         if path is not None:
             summary.images.append(path)
             doc.add(Image(path.relative_to(out), f"{r.model} seed {r.seed} (failed): its samples "

@@ -16,7 +16,7 @@ import pandas as pd
 
 from genbench.report import tables
 from genbench.report.document import Document, Heading, Image, Para
-from genbench.store import CHECKPOINT
+from genbench.store import CHECKPOINT, inside
 
 
 def representative(runs: pd.DataFrame, model: str) -> Path | None:
@@ -34,7 +34,7 @@ def add_progress(doc: Document, runs: pd.DataFrame, model: str, img: Path, out: 
 
     fin = tables.finished(runs)
     for d in fin[fin["model"] == model].sort_values("seed")["run_dir"]:
-        path = progress_strip(Path(d), img / model / "progress.png")
+        path = progress_strip(Path(d), inside(out, img / model / "progress.png", "an image path"))
         if path is not None:
             summary.images.append(path)
             doc.add(Image(path.relative_to(out), f"{model}: the same noise decoded after each of a few "
@@ -55,7 +55,8 @@ def add_galleries(doc: Document, runs: pd.DataFrame, img: Path, out: Path, summa
             doc.add(Para("No checkpoint.pt among its finished runs, so no galleries."))
             continue
         try:
-            made = render_all(run_dir, img / model, n=8, steps=10, manifold_n=15)
+            made = render_all(run_dir, inside(out, img / model, "a gallery folder"), n=8, steps=10,
+                              manifold_n=15)
         except Exception as err:  # noqa: BLE001  (a broken checkpoint must not cost the report)
             doc.add(Para(f"Could not load `{run_dir.name}`: {type(err).__name__}: {err}"))
             continue
