@@ -4,6 +4,7 @@ settings, unreadable files, failing metrics, non-finite samples. Each fault ends
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import errno
 import json
@@ -790,3 +791,79 @@ def test_a_run_copied_to_a_shallow_path_has_no_results_root(results, tmp_path) -
     assert store.results_root(copy, config) is None
     assert store.results_root(Path("/") / folder.name, config) is None
     assert store.results_root(folder, config) == root
+
+
+# -- 10: one line for every OS error, by one handler (issue 26) ---------------------------------------
+@pytest.fixture
+def tiny_disk(tmp_path: Path):
+    """A 300 kB tmpfs (needs root; skipped otherwise: the errno test below still runs)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=300k", "tmpfs", str(disk)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (not root)")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", str(disk)], check=False)
+
+
+def _fill(disk: Path, leave_kb: int) -> None:
+    for f in disk.iterdir():
+        shutil.rmtree(f) if f.is_dir() else f.unlink()
+    free = shutil.disk_usage(disk).free
+    with contextlib.suppress(OSError), open(disk / "fill", "wb") as f:
+        f.write(b"\0" * max(free - leave_kb * 1024, 0))
+
+
+@pytest.mark.parametrize("leave_kb", [0, 300])
+def test_a_full_disk_is_one_line_in_every_command(results, tiny_disk, monkeypatch, leave_kb) -> None:
+    root, folder = results
+    commands = {
+        "report": ["report", "--results", str(root), "--out", str(tiny_disk / "rep")],
+        "gallery": ["gallery", str(folder), "--kind", "samples", "--out", str(tiny_disk / "g.png")],
+        "export": ["export", str(root), "--out", str(tiny_disk / "x.csv")],
+        "features": ["features", "synthetic", "--preset", "smoke", "--device", "cpu"],
+    }
+    failed = []
+    for name, args in commands.items():
+        _fill(tiny_disk, leave_kb)
+        if name == "features":
+            monkeypatch.setenv("GENBENCH_CACHE", str(tiny_disk / "cache"))
+        out = _cli(*args)
+        if out.exit_code == 0:  # it fit in what was left
+            assert leave_kb > 0, (name, out.output)
+            continue
+        assert out.exit_code == 2, (name, out.output)
+        assert "No space left on device" in _one_line(out.stderr) and "run the command again" in out.stderr
+        failed.append(name)
+    assert failed if leave_kb else len(failed) == 4
+    assert "features" in failed  # the evaluator's cache (~1 MB) never fits in 300 kB
+
+
+@pytest.mark.parametrize("code", ["ENOSPC", "ENAMETOOLONG", "ENOTDIR", "EACCES"])
+def test_any_os_error_in_any_command_is_one_line(results, tmp_path, monkeypatch, code) -> None:
+    """The one handler (cli.friendly) words every errno, whichever command raised it."""
+    root, folder = results
+    num = getattr(errno, code)
+
+    def fail(*args, **kwargs):
+        raise OSError(num, os.strerror(num))
+
+    monkeypatch.setattr(store.os, "fsync", fail)  # every atomic write of every command
+    for args in (["report", "--results", str(root), "--out", str(tmp_path / "rep"), "--no-galleries"],
+                 ["gallery", str(folder), "--out", str(tmp_path / "g.png")],
+                 ["eval", str(folder), "--metrics", "elbo", "--device", "cpu"]):
+        line = _cli_error(*args)
+        assert os.strerror(num) in line and str(tmp_path) in line, line
+
+
+def test_os_errors_before_anything_runs(tmp_path: Path, monkeypatch) -> None:
+    """A 300-character folder name; GENBENCH_CACHE pointing at a file."""
+    line = _cli_error(*RUN, "--results", str(tmp_path / ("r" * 300)))
+    assert "name too long" in line.lower() and "shorter path" in line
+    assert not list(tmp_path.iterdir())
+    (tmp_path / "file").write_text("x")
+    monkeypatch.setenv("GENBENCH_CACHE", str(tmp_path / "file"))
+    line = _cli_error("features", "synthetic", "--preset", "smoke", "--device", "cpu")
+    assert "Not a directory" in line and str(tmp_path / "file") in line, line
