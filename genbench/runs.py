@@ -16,6 +16,8 @@ from genbench.settings import parse_overrides, resolve, split_overrides
 from genbench.store import Busy
 from genbench.training import Plan, RunOutcome, RunSpec, execute, plan_run, resolve_device
 
+SEED_MAX = 2**32 - 1
+
 
 def run_all(*, models: list[str], dataset: str, variant: str | None, preset: str,
             epochs: int | None, seeds: list[int], device: str, overrides: list[str],
@@ -32,6 +34,9 @@ def run_all(*, models: list[str], dataset: str, variant: str | None, preset: str
         get_metric(m)
     if epochs is not None and epochs < 1:
         raise GenbenchError("--epochs must be at least 1")
+    for seed in seeds:  # torch, numpy and the seed offsets of the samplers all take these
+        if not 0 <= seed <= SEED_MAX:
+            raise GenbenchError(f"--seed {seed}: use a whole number from 0 to {SEED_MAX}")
     if executor is not None:
         check_options(executor)  # before any data is loaded or anything submitted
         if not plan_only:
@@ -42,8 +47,12 @@ def run_all(*, models: list[str], dataset: str, variant: str | None, preset: str
     model_sets, ignored = split_overrides({n: get_model(n).cls.Config for n in models}, sets)
     for name in models:
         entry = get_model(name)
-        resolve(entry.cls.Config, getattr(entry.cls, "presets", {}), get_preset(preset),
-                model_sets[name], epochs)
+        _, resolved = resolve(entry.cls.Config, getattr(entry.cls, "presets", {}),
+                              get_preset(preset), model_sets[name], epochs)
+        if resolved.feature_extractor == "inception":  # its weights, before any training
+            from genbench.metrics.features import check_inception_weights
+
+            check_inception_weights(resolved.inception_weights)
     for key, names in ignored.items():
         console.print(f"[yellow]note:[/] --set {key} ignored by {', '.join(names)} "
                       "(no such setting)", highlight=False)

@@ -867,3 +867,32 @@ def test_os_errors_before_anything_runs(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("GENBENCH_CACHE", str(tmp_path / "file"))
     line = _cli_error("features", "synthetic", "--preset", "smoke", "--device", "cpu")
     assert "Not a directory" in line and str(tmp_path / "file") in line, line
+
+
+# -- 11: every value checked before anything runs (issue 26) ------------------------------------------
+def test_values_are_checked_before_anything_runs(tmp_path: Path) -> None:
+    torch.save({"a": 1}, tmp_path / "not_state.pt")
+    torch.save({"model": {}, "payload": Path("/")}, tmp_path / "pickled.pt")
+    (tmp_path / "noise.pt").write_bytes(b"\0" * 64)
+    torch.save({"fc.weight": torch.zeros(10, 2048)}, tmp_path / "small.pt")
+    cases = [
+        (["--seed", str(10**25)], "from 0 to"),
+        (["--seed", "-1"], "from 0 to"),
+        (["--executor", "slurm", "--slurm-partition", "gpu\ntouch X", "--dry-run"], "control character"),
+        (["--executor", "slurm", "--slurm-partition", "gpu;touch X", "--dry-run"], "partition names"),
+        (["--set", "feature_extractor=inception"], "need a weights file"),
+        (["--set", "feature_extractor=inception", "--set", f"inception_weights={tmp_path / 'x.pt'}"],
+         "need a weights file"),
+        *[(["--set", "feature_extractor=inception", "--set", f"inception_weights={tmp_path / f}"],
+           "is not a") for f in ("not_state.pt", "pickled.pt", "noise.pt", "small.pt")],
+    ]
+    for extra, phrase in cases:
+        line = _cli_error(*RUN, "--results", str(tmp_path / "r"), *extra)
+        assert phrase in line and "weights_only=False" not in line, (extra, line)
+    assert not (tmp_path / "r").exists()
+
+
+def test_gallery_n_is_bounded(results) -> None:
+    _, folder = results
+    assert "use 1 to 64" in _cli_error("gallery", str(folder), "--kind", "samples", "--n", "1000")
+    assert not list(folder.glob("gallery_*"))

@@ -52,6 +52,7 @@ class ExecutorOptions:
 
 def check_options(opts: ExecutorOptions) -> None:
     """Everything that can be checked without an engine: one line each."""
+    _check_text_fields(opts)
     if opts.name not in EXECUTORS:
         from genbench.registry import closest
 
@@ -75,6 +76,22 @@ def check_options(opts: ExecutorOptions) -> None:
         from genbench.executors.slurm import parse_time
 
         parse_time(opts.slurm_time)
+
+
+def _check_text_fields(opts: ExecutorOptions) -> None:
+    """Fields that reach an sbatch script or a shell: printable, and a SLURM partition a name
+    (a newline in one would be a line of the job script)."""
+    import re
+
+    fields = {"--executor": opts.name, "--address": opts.address, "--slurm-time": opts.slurm_time,
+              "--slurm-partition": opts.slurm_partition, "--slurm-cluster": opts.slurm_cluster}
+    for flag, value in fields.items():
+        if isinstance(value, str) and not value.isprintable():
+            raise GenbenchError(f"{flag} {value!r} holds a control character; pass a plain name")
+    part = opts.slurm_partition
+    if part is not None and not re.fullmatch(r"[A-Za-z0-9_.+-]+(,[A-Za-z0-9_.+-]+)*", part):
+        raise GenbenchError(f"--slurm-partition {part!r}: use partition names (letters, digits, "
+                            "'_', '-', '.'), comma-separated")
 
 
 def require_extra(name: str) -> None:
