@@ -479,35 +479,38 @@ def test_latent_scatter_is_the_same_twice(results, tmp_path) -> None:
 
 
 # -- 7: a metric's failure costs that metric only ----------------------------------------------------
-WILD_PLUGIN = '''
-from genbench.registry import get_model, register_model
-
-VAE = get_model("vae").cls
+BOOM_PLUGIN = '''
+from genbench.registry import register_metric
 
 
-@register_model("vae-wild")
-class WildVAE(VAE):
-    """A plugin whose decoded means leave [0, 1]: BCE against them raises."""
-
-    def generate(self, z, *args, **kwargs):
-        return super().generate(z, *args, **kwargs) + 1.5
+@register_metric("boom", produces={"boom": "a metric with a bug"}, default=False)
+def boom(ctx):
+    raise RuntimeError("a bug in a metric")
 '''
 
 
-def test_a_metric_that_raises_costs_only_that_metric(tmp_path: Path) -> None:
+@pytest.fixture
+def _forget_boom():
+    from genbench.registry import METRICS
+
+    yield
+    METRICS.pop("boom", None)  # a plugin metric must not outlive its test
+
+
+def test_a_metric_that_raises_costs_only_that_metric(tmp_path: Path, _forget_boom) -> None:
     (tmp_path / "plugins").mkdir()
-    (tmp_path / "plugins" / "wild.py").write_text(WILD_PLUGIN)
-    out = _cli("run", "vae-wild", *SMOKE, "--epochs", "1", "--metrics", "elbo,recon,active_units",
+    (tmp_path / "plugins" / "boom.py").write_text(BOOM_PLUGIN)
+    out = _cli("run", "vae", *SMOKE, "--epochs", "1", "--metrics", "elbo,boom,active_units",
                "--results", str(tmp_path / "r"), "--plugins", str(tmp_path / "plugins"))
     assert out.exit_code == 0, out.output
-    (folder,) = (tmp_path / "r").glob("synthetic/vae-wild/*")
+    (folder,) = (tmp_path / "r").glob("synthetic/vae/*")
     metrics = json.loads((folder / store.METRICS).read_text())
     assert metrics["status"] == "finished"
     assert isinstance(metrics["test_elbo"], float) and isinstance(metrics["active_units"], (int, float))
-    reason = metrics["not_applicable"]["recon_bce"]
-    assert reason.startswith("failed: ") and "error.log" in reason and "\n" not in reason
+    reason = metrics["not_applicable"]["boom"]
+    assert reason.startswith("failed: RuntimeError") and "error.log" in reason and "\n" not in reason
     log = (folder / "error.log").read_text()
-    assert "Traceback" in log and "metric recon failed" in log
+    assert "Traceback" in log and "metric boom failed" in log
 
 
 # -- 8: non-finite samples; FID in a shifted frame ---------------------------------------------------
@@ -896,3 +899,121 @@ def test_gallery_n_is_bounded(results) -> None:
     _, folder = results
     assert "use 1 to 64" in _cli_error("gallery", str(folder), "--kind", "samples", "--n", "1000")
     assert not list(folder.glob("gallery_*"))
+
+
+# -- 12: no silent zeros (issue 26) --------------------------------------------------------------------
+def _with_nan(x: torch.Tensor) -> torch.Tensor:
+    x = x.clone()
+    x[3, 1] = float("nan")
+    return x
+
+
+def test_every_sample_metric_refuses_non_finite_features() -> None:
+    """One NaN in one feature vector: coverage was a silent 0.0, KID NaN, mode_kl a number."""
+    from genbench.metrics.finite import NonFiniteFeatures
+    from genbench.metrics.frechet import fid_features_to_statistics
+    from genbench.metrics.kid import kid_features_to_metric
+    from genbench.metrics.modes import class_histogram, classes_covered, inception_score, mode_kl
+    from genbench.metrics.prdc import prdc_features_to_metric, prdc_standard
+
+    gen = torch.Generator().manual_seed(0)
+    real, fake = torch.randn(40, 6, generator=gen), torch.randn(40, 6, generator=gen)
+    probs = torch.full((6,), 1 / 6, dtype=torch.float64)
+    calls = {
+        "coverage, precision, recall, density": lambda r, g: prdc_standard(r, g),
+        "prdc at k=3": lambda r, g: prdc_features_to_metric(r, g, k=3),
+        "kid": lambda r, g: kid_features_to_metric(g, r, subsets=3, subset_size=10,
+                                                   generator=torch.Generator().manual_seed(1)),
+        "fid": lambda r, g: (fid_features_to_statistics(r), fid_features_to_statistics(g)),
+        "mode_kl": lambda r, g: mode_kl(class_histogram(g, 6), probs),
+        "classes_covered": lambda r, g: classes_covered(class_histogram(g, 6), probs),
+        "inception_score": lambda r, g: inception_score(g),
+    }
+    for name, fn in calls.items():
+        fn(real, fake)  # finite: a number
+        for r, g in ((real, _with_nan(fake)), (_with_nan(real), fake)):
+            if name in ("mode_kl", "classes_covered", "inception_score") and r is not real:
+                continue  # these read the samples' logits only
+            with pytest.raises(NonFiniteFeatures, match="1 of 40 .* hold NaN or inf"):
+                fn(r, g)
+        bad = _with_nan(fake)
+        bad[5, 0] = float("inf")
+        with pytest.raises(NonFiniteFeatures, match="2 of 40"):
+            fn(real, bad) if name not in ("fid",) else fid_features_to_statistics(bad)
+    counts = torch.tensor([1.0, float("nan"), 0, 0, 0, 0], dtype=torch.float64)
+    with pytest.raises(NonFiniteFeatures):
+        mode_kl(counts, probs)
+
+
+def test_a_nan_feature_makes_coverage_na_not_zero(monkeypatch) -> None:
+    """End to end: an evaluator whose features hold one NaN; every sample metric is n/a with
+    the reason, the others are measured."""
+    from genbench.data import DataRequest, load_dataset
+    from genbench.evaluation import evaluate_model
+    from genbench.metrics import quality
+    from genbench.plugins import load_plugins
+    from genbench.presets import get_preset
+    from genbench.registry import get_model
+    from genbench.settings import resolve
+
+    real_fn = quality.generated_features
+
+    def poisoned(*args, **kwargs):
+        out = real_fn(*args, **kwargs)
+        return quality.FeatureSet(_with_nan(out.features), _with_nan(out.logits))
+
+    monkeypatch.setattr(quality, "generated_features", poisoned)
+    load_plugins()
+    cls = get_model("vae").cls
+    data = load_dataset(DataRequest("synthetic"))
+    config, preset = resolve(cls.Config, {}, get_preset("smoke"), {})
+    values, na = evaluate_model(cls(config, data.info), data, preset, seed=0,
+                                device=torch.device("cpu"), names=("quality", "modes", "elbo"))
+    for key in ("coverage", "precision", "recall", "density", "fid", "kid", "mode_kl",
+                "inception_score", "classes_covered"):
+        assert key not in values and na[key].startswith("features are not finite"), (key, na.get(key))
+    assert "test_elbo" in values
+
+
+GAUSS_PLUGIN = '''
+from torch.distributions import Independent, Normal
+
+from genbench.registry import get_model, register_model
+
+VAE = get_model("vae").cls
+
+
+@register_model("vae-gauss-wide")
+class WideGaussianVAE(VAE):
+    """A Gaussian decoder whose mean leaves [0, 1]: legitimate."""
+
+    def generate(self, z, *args, **kwargs):
+        return super().generate(z, *args, **kwargs) + 1.5
+
+    def decode(self, z, *args, **kwargs):
+        return Independent(Normal(self.generate(z, *args, **kwargs), 1.0), 3)
+'''
+
+
+def test_a_gaussian_mean_outside_the_unit_interval_is_legitimate(tmp_path: Path) -> None:
+    """recon_bce is n/a (BCE of a Gaussian mean is undefined), recon_mse is measured;
+    `genbench check` warns and exits 0."""
+    from genbench.data import DataRequest, load_dataset
+    from genbench.evaluation import evaluate_model
+    from genbench.metrics.elbo import BCE_UNDEFINED
+    from genbench.presets import get_preset
+    from genbench.registry import get_model
+    from genbench.settings import resolve
+
+    (tmp_path / "plugins").mkdir()
+    (tmp_path / "plugins" / "gauss.py").write_text(GAUSS_PLUGIN)
+    out = _cli("check", "vae-gauss-wide", "--plugins", str(tmp_path / "plugins"))
+    assert out.exit_code == 0, out.output
+    assert "WARNING  generate: generate(z) leaves [0, 1]" in out.output and "PROBLEM" not in out.output
+    cls = get_model("vae-gauss-wide").cls
+    data = load_dataset(DataRequest("synthetic"))
+    config, preset = resolve(cls.Config, {}, get_preset("smoke"), {})
+    values, na = evaluate_model(cls(config, data.info), data, preset, seed=0,
+                                device=torch.device("cpu"), names=("recon",))
+    assert values["recon_mse"] > 0 and "recon_mse_stderr" in values
+    assert "recon_bce" not in values and na["recon_bce"] == BCE_UNDEFINED
