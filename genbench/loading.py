@@ -41,9 +41,9 @@ def load_run(run_dir: Path, device: torch.device | str = "cpu", data_dir: str | 
     ckpt = run_dir / store.CHECKPOINT
     if not ckpt.exists():
         raise GenbenchError(f"{run_dir} has no checkpoint.pt; run training first")
-    from genbench.plugins import load_plugins
+    from genbench.plugins import reload_for_run
 
-    load_plugins()
+    reload_for_run(config, run_dir)  # a plugin model: its recorded folder, or one line
     entry = get_model(config["model"])
     preset = stored_preset(config, run_dir / store.CONFIG)
     ds = config["dataset"]

@@ -9,7 +9,7 @@ from rich.console import Console
 
 from genbench import store
 from genbench.data import DataRequest, load_dataset
-from genbench.errors import GenbenchError
+from genbench.errors import ContractError, GenbenchError
 from genbench.executors import ExecutorOptions, check_options, run_plans, start
 from genbench.progress import RichReporter
 from genbench.settings import parse_overrides, resolve, split_overrides
@@ -24,11 +24,13 @@ def run_all(*, models: list[str], dataset: str, variant: str | None, preset: str
             results: Path, metrics: tuple[str, ...], data_dir: str | None, force: bool,
             console: Console, command: str = "", executor: ExecutorOptions | None = None,
             plan_only: bool = False, log: tuple[str, ...] = ()) -> list[RunOutcome]:
+    from genbench.contract import old_contract
     from genbench.presets import get_preset
     from genbench.registry import get_metric, get_model
 
     for name in models:  # names first: a typo costs nothing
-        get_model(name)
+        if (why := old_contract(get_model(name).cls)) is not None:
+            raise ContractError(why)
     get_preset(preset)
     for m in metrics:
         get_metric(m)

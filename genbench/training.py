@@ -30,6 +30,7 @@ from genbench import store
 from genbench.contract import capabilities, optimizer_dict, sample_from, step_model
 from genbench.data import DataBundle, DataRequest, load_dataset
 from genbench.errors import Diverged, GenbenchError
+from genbench.plugins import provenance
 from genbench.presets import Preset, get_preset
 from genbench.registry import get_model
 from genbench.settings import resolve
@@ -129,6 +130,7 @@ class Plan:
             "versions": versions(),
             "command": self.spec.command,
             "capabilities": sorted(capabilities(self.model_cls)),
+            **({"plugins": source} if (source := provenance(self.spec.model)) else {}),
         }
 
 

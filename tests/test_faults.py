@@ -1017,3 +1017,101 @@ def test_a_gaussian_mean_outside_the_unit_interval_is_legitimate(tmp_path: Path)
                                 device=torch.device("cpu"), names=("recon",))
     assert values["recon_mse"] > 0 and "recon_mse_stderr" in values
     assert "recon_bce" not in values and na["recon_bce"] == BCE_UNDEFINED
+
+
+# -- 13: migration: the previous contract, plugin runs after the fact (issue 26) ------------------------
+OLD_CONTRACT_PLUGIN = '''
+from genbench.registry import get_model, register_model
+
+VAE = get_model("vae").cls
+
+
+@register_model("vae-old-contract")
+class OldContractVAE(VAE):
+    """Written against the previous README: steps its optimizer itself, no flag."""
+
+    def training_step(self, batch, optimizers):
+        (opt,) = optimizers.values()
+        out = super().training_step(batch)
+        opt.zero_grad()
+        out["loss"].backward()
+        opt.step()
+        return out
+'''
+
+
+def test_an_old_contract_plugin_gets_one_line_saying_what_to_change(tmp_path: Path) -> None:
+    (tmp_path / "plugins").mkdir()
+    (tmp_path / "plugins" / "old.py").write_text(OLD_CONTRACT_PLUGIN)
+    plug = ["--plugins", str(tmp_path / "plugins")]
+    line = _cli_error(*[a if a != "vae" else "vae-old-contract" for a in RUN],
+                      "--results", str(tmp_path / "r"), *plug)
+    assert "OldContractVAE.training_step(batch, optimizers)" in line
+    assert "manual_optimization = True" in line and not (tmp_path / "r").exists()
+    out = _cli("check", "vae-old-contract", *plug)
+    assert out.exit_code == 1
+    (problem,) = [ln for ln in out.stdout.splitlines() if "PROBLEM" in ln]
+    assert "training step:" in problem and "manual_optimization = True" in problem
+    from genbench.contract import old_contract
+    from genbench.registry import get_model
+
+    cls = get_model("vae-old-contract").cls
+    assert old_contract(cls) and old_contract(get_model("vae").cls) is None
+    cls.manual_optimization = True  # the one change the line asks for
+    try:
+        assert old_contract(cls) is None
+        assert _cli("check", "vae-old-contract", *plug).exit_code == 0
+    finally:
+        del cls.manual_optimization
+
+
+PLUGIN_RUN = '''
+from genbench.registry import get_model, register_model
+
+VAE = get_model("vae").cls
+
+
+@register_model("vae-recorded")
+class RecordedVAE(VAE):
+    """A plugin model whose runs record where it came from."""
+'''
+
+
+def _forget_model(name: str) -> None:
+    """As a new process would be: the plugin neither registered nor imported."""
+    from genbench import plugins
+    from genbench.registry import MODELS
+
+    entry = MODELS.pop(name)
+    plugins._loaded.discard(entry.cls.__module__)
+    sys.modules.pop(entry.cls.__module__, None)
+
+
+def test_a_plugin_run_is_reloaded_from_its_recorded_folder(tmp_path: Path) -> None:
+    """gallery, eval and load_model on a plugin run need no --plugins; a changed plugin file
+    is not imported by itself, and the line names the --plugins to pass."""
+    import genbench
+
+    folder_ = tmp_path / "plugins"
+    folder_.mkdir()
+    (folder_ / "recorded.py").write_text(PLUGIN_RUN)
+    out = _cli("run", "vae-recorded", *SMOKE, "--epochs", "1", "--metrics", "elbo",
+               "--results", str(tmp_path / "r"), "--plugins", str(folder_))
+    assert out.exit_code == 0, out.output
+    (run,) = (tmp_path / "r").glob("synthetic/vae-recorded/*")
+    record = json.loads((run / store.CONFIG).read_text())["plugins"]
+    assert record["folder"] == str(folder_.resolve()) and len(record["sha256"]) == 64
+    _forget_model("vae-recorded")
+    out = _cli("gallery", str(run), "--kind", "samples", "--out", str(tmp_path / "g.png"))
+    assert out.exit_code == 0, out.output
+    assert (tmp_path / "g.png").stat().st_size > 0
+    _forget_model("vae-recorded")
+    model, _ = genbench.load_model(run)
+    assert type(model).__name__ == "RecordedVAE"
+    _forget_model("vae-recorded")
+    (folder_ / "recorded.py").write_text(PLUGIN_RUN + "\n# edited\n")
+    line = _cli_error("gallery", str(run), "--kind", "samples", "--out", str(tmp_path / "g2.png"))
+    assert "changed since the run" in line and f"--plugins {folder_.resolve()}" in line
+    model, _ = genbench.load_model(run, plugins=[folder_])  # the user vouches for it
+    assert type(model).__name__ == "RecordedVAE"
+    assert "test_elbo" in genbench.evaluate(run, "elbo", device="cpu", plugins=[folder_])
