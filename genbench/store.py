@@ -243,6 +243,8 @@ def read_json(path: Path) -> dict[str, Any]:
 def update_metrics(folder: Path, values: Mapping[str, Any]) -> dict[str, Any]:
     """Merge ``values`` into metrics.json (``not_applicable`` merged key by key)."""
     current = read_json(folder / METRICS)
+    if values.get("status") not in (None, "failed") and "reason" not in values:
+        current.pop("reason", None)  # a resumed run that runs or finishes: the old failure is gone
     na = dict(current.get("not_applicable", {}))
     na.update(values.get("not_applicable", {}))
     current.update({k: v for k, v in values.items() if k != "not_applicable"})
@@ -380,10 +382,13 @@ def remove_stale_temp_files(folder: Path) -> list[Path]:
 
 def unlock(folder: Path) -> str:
     """Remove a run folder's lock that the user knows is stale; refuses only a holder on
-    this host known to be alive (same PID and start time). Returns what was removed."""
+    this host known to be alive (same PID and start time). Returns what was removed (or that
+    there was no lock: unlocking twice is not an error)."""
     lock = Path(folder) / LOCK
-    if not lock.exists():
-        raise GenbenchError(f"{folder} is not locked (no {LOCK} in it)")
+    if not Path(folder).is_dir():
+        raise GenbenchError(f"{folder} is not a folder; pass a run folder")
+    if not lock.exists():  # idempotent: unlocking an unlocked folder is done already
+        return f"{folder} is not locked; nothing to do"
     holder = read_lock(lock)
     pid, start = holder.get("pid"), holder.get("start")
     if (holder.get("host") == socket.gethostname() and isinstance(pid, int) and start is not None

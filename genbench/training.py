@@ -366,13 +366,17 @@ def deferred_sigint() -> Iterator[None]:
     KeyboardInterrupt where the state is whole (after a step and its counters), so the
     checkpoint saved on Ctrl-C never holds a model stepped past its step counter.
 
-    Only in the main thread (elsewhere signals cannot be caught and this does nothing).
-    The previous handler is restored on exit; a SIGINT still pending then is handed to it.
+    Only in the main thread (elsewhere signals cannot be caught and this does nothing), and
+    never where SIGINT is ignored (``nohup``): then Ctrl-C keeps doing nothing. The previous
+    handler is restored on exit; a SIGINT still pending then is handed to it.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     previous = signal.getsignal(signal.SIGINT)
+    if previous == signal.SIG_IGN:  # started ignoring Ctrl-C (nohup, a batch system): keep it so
+        yield
+        return
     outer = _pending_sigint[0]
     _pending_sigint[0] = False
 
