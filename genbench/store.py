@@ -128,19 +128,18 @@ def check_config(config: Mapping[str, Any], path: Path) -> dict[str, Any]:
     return dict(config)
 
 
-_SCALAR = (int, float, str, bool, type(None))
+SCALAR = (int, float, str, bool, type(None))  # what a results frame holds of metrics.json
 
 
 def check_metrics(metrics: Mapping[str, Any], path: Path) -> dict[str, Any]:
-    """metrics.json's schema: flat ``name -> number or string``, ``not_applicable`` a
-    ``name -> reason`` object. Raises one line naming the file and the key."""
-    for key, value in metrics.items():
-        if key == "not_applicable":
-            if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
-                raise _schema_error(path, "not_applicable is not an object of reasons")
-        elif not isinstance(value, _SCALAR):
-            raise _schema_error(path, f"{key!r} is a JSON {type(value).__name__}, not a number")
-    for key in ("status", "reason"):
+    """metrics.json's schema: ``name -> value`` with ``not_applicable`` a ``name -> reason``
+    object and ``status``, ``reason``, ``feature_space`` strings. Raises one line naming the
+    file and the key. (Readers keep only scalar values: a list a later version records is
+    not shown, and costs nothing.)"""
+    na = metrics.get("not_applicable", {})
+    if not isinstance(na, dict) or not all(isinstance(v, str) for v in na.values()):
+        raise _schema_error(path, "not_applicable is not an object of reasons")
+    for key in ("status", "reason", "feature_space"):
         if metrics.get(key) is not None and not isinstance(metrics[key], str):
             raise _schema_error(path, f"{key!r} is not a string")
     return dict(metrics)
@@ -524,7 +523,7 @@ def load_results(root: Path):  # -> pandas.DataFrame
         for key, value in metrics.items():
             if key == "not_applicable":
                 row.update({f"na:{k}": v for k, v in value.items()})
-            else:
+            elif isinstance(value, SCALAR):
                 row[key] = value
         rows.append(row)
     df = pd.DataFrame(rows)

@@ -1219,3 +1219,15 @@ def test_sharded_ais_equals_unsharded_at_every_shard_size(results, monkeypatch) 
         assert made[True, 4] is None  # default blocks hold all 20 images: one task
     finally:
         torch.set_num_threads(old)
+
+
+def test_metrics_schema_refuses_wrong_types_and_tolerates_new_lists(results) -> None:
+    root, folder = results
+    metrics = json.loads((folder / store.METRICS).read_text())
+    (folder / store.METRICS).write_text(json.dumps({**metrics, "a_later_list": [1, 2]}))
+    df = store.load_results(root)
+    assert len(df) == 1 and "a_later_list" not in df and df.attrs["skipped"] == []
+    for bad in ({"status": 1}, {"not_applicable": {"fid": 3}}, {"not_applicable": [1]},
+                {"reason": ["x"]}, {"feature_space": {"a": 1}}):
+        with pytest.raises(store.GenbenchError, match=str(folder / store.METRICS)):
+            store.check_metrics({**metrics, **bad}, folder / store.METRICS)
