@@ -146,9 +146,7 @@ def reload_for_run(config: dict, where: Path) -> None:
     from genbench.registry import MODELS
 
     name = config.get("model")
-    if name in MODELS:
-        return
-    load_plugins()
+    load_plugins()  # the bundled models, entry points, GENBENCH_PLUGINS (as every command does)
     if name in MODELS:
         return
     record = config.get("plugins")
