@@ -163,7 +163,8 @@ def execute(plan: Plan, reporter: Reporter | None = None) -> RunOutcome:
     """
     reporter = reporter or SilentReporter()
     folder = plan.run_dir
-    existing = store.read_metrics(folder)
+    # --force reruns whatever is there: even a metrics.json the schema refuses (its advice)
+    existing = {} if plan.spec.force else store.read_metrics(folder)
     if existing.get("status") == "finished" and not plan.spec.force:
         return RunOutcome("skipped", folder, existing,
                           f"already finished: {folder} (use --force to rerun)")

@@ -1231,3 +1231,13 @@ def test_metrics_schema_refuses_wrong_types_and_tolerates_new_lists(results) -> 
                 {"reason": ["x"]}, {"feature_space": {"a": 1}}):
         with pytest.raises(store.GenbenchError, match=str(folder / store.METRICS)):
             store.check_metrics({**metrics, **bad}, folder / store.METRICS)
+
+
+def test_force_reruns_a_run_whose_metrics_json_the_schema_refuses(results) -> None:
+    root, folder = results
+    (folder / store.METRICS).write_text(json.dumps({"status": ["finished"]}))
+    line = _cli_error(*RUN, "--results", str(root))
+    assert str(folder / store.METRICS) in line and "--force" in line
+    out = _cli(*RUN, "--results", str(root), "--force")
+    assert out.exit_code == 0, out.output
+    assert store.read_metrics(folder)["status"] == "finished"
