@@ -162,6 +162,12 @@ def reload_for_run(config: dict, where: Path) -> None:
         raise GenbenchError(f"{where} was trained with the plugin model {name!r} from {file}, "
                             f"which genbench does not reload by itself ({why}); if you trust "
                             f"it, {hint}")
+    import warnings
+
+    from genbench.errors import GenbenchWarning
+
+    warnings.warn(f"model {name!r} loaded from {folder}, the plugin folder {where} recorded",
+                  GenbenchWarning, stacklevel=2)
     load_folder(Path(folder))
     if name not in MODELS:
         raise GenbenchError(f"{where}: the plugin folder {folder} no longer registers model "

@@ -1104,11 +1104,15 @@ def test_a_plugin_run_is_reloaded_from_its_recorded_folder(tmp_path: Path) -> No
     record = json.loads((run / store.CONFIG).read_text())["plugins"]
     assert record["folder"] == str(folder_.resolve()) and len(record["sha256"]) == 64
     _forget_model("vae-recorded")
-    out = _cli("gallery", str(run), "--kind", "samples", "--out", str(tmp_path / "g.png"))
+    from genbench.errors import GenbenchWarning
+
+    with pytest.warns(GenbenchWarning, match=f"loaded from {folder_.resolve()}"):
+        out = _cli("gallery", str(run), "--kind", "samples", "--out", str(tmp_path / "g.png"))
     assert out.exit_code == 0, out.output
     assert (tmp_path / "g.png").stat().st_size > 0
     _forget_model("vae-recorded")
-    model, _ = genbench.load_model(run)
+    with pytest.warns(GenbenchWarning):
+        model, _ = genbench.load_model(run)
     assert type(model).__name__ == "RecordedVAE"
     _forget_model("vae-recorded")
     (folder_ / "recorded.py").write_text(PLUGIN_RUN + "\n# edited\n")
