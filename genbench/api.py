@@ -229,7 +229,7 @@ def _dims(run_dir: str | None) -> tuple[int | None, bool]:
 
     if not run_dir:
         return None, False
-    ds = store.read_json(Path(run_dir) / store.CONFIG).get("dataset", {})
+    ds = store.read_config(Path(run_dir)).get("dataset", {})
     shape = ds.get("shape")
     dims = math.prod(shape) if shape else None
     return dims, ds.get("observation") == "gaussian" or ds.get("variant") == "continuous"
@@ -416,15 +416,17 @@ def _check_run_dir(run_dir: str | Path) -> None:
                             "results/<dataset>/<model>/<run-id>")
 
 
-def load_model(run_dir: str | Path, device: str = "cpu", data_dir: str | None = None
-               ) -> tuple[torch.nn.Module, DataBundle]:
+def load_model(run_dir: str | Path, device: str = "cpu", data_dir: str | None = None, *,
+               plugins: Iterable[str | Path] = ()) -> tuple[torch.nn.Module, DataBundle]:
     """The trained model of a run (``eval()`` mode, on ``device``) and its data bundle.
 
-    :func:`sample` draws images from it; ``data.eval_x("test", 16)`` gives test images.
+    :func:`sample` draws images from it; ``data.eval_x("test", 16)`` gives test images. A
+    plugin model is reloaded from the folder its run recorded, or from ``plugins``.
     """
     from genbench.loading import load_run
     from genbench.training import resolve_device
 
+    _load_plugins(plugins)
     _check_run_dir(run_dir)
     loaded = load_run(Path(run_dir), resolve_device(device), data_dir)
     return loaded.model, loaded.data

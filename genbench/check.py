@@ -49,6 +49,7 @@ class CheckResult:
     stats: dict[str, float] = field(default_factory=dict)  # of the one training step
     passed: list[str] = field(default_factory=list)  # one line per check that held
     problems: list[str] = field(default_factory=list)  # one line per check that failed
+    warnings: list[str] = field(default_factory=list)  # legitimate, but worth knowing (no exit 1)
     metrics: list[tuple[str, str | None]] = field(default_factory=list)  # (name, n/a reason)
 
     @property
@@ -60,6 +61,9 @@ def _attempt(result: CheckResult, stage: str, fn: Callable[[], str | None]) -> b
     """Run one check; its line (or its failure, in one line) goes into ``result``."""
     try:
         line = fn()
+    except CheckWarning as err:
+        result.warnings.append(f"{stage}: {err}")
+        return True
     except (GenbenchError, TypeError) as err:
         result.problems.append(f"{stage}: {err}")
         return False
@@ -85,11 +89,34 @@ def _image_problem(x: torch.Tensor, shape: tuple[int, ...], what: str) -> str | 
     return None
 
 
-def _images(x: torch.Tensor, shape: tuple[int, ...], what: str) -> str:
+class CheckWarning(GenbenchError):
+    """Legitimate but worth a line (a Gaussian decoder's mean outside [0, 1]); not a problem."""
+
+
+def _images(x: torch.Tensor, shape: tuple[int, ...], what: str, real_valued: bool = False) -> str:
+    """``real_valued``: the decoder's distribution has real support (a Gaussian), so its mean
+    may leave [0, 1]; that is a warning, not a problem."""
     problem = _image_problem(x, shape, what)
+    if problem and real_valued and "leaves [0, 1]" in problem:
+        raise CheckWarning(problem.split(":")[0] + ": fine for a real-valued (e.g. Gaussian) "
+                           "decoder's mean; sample metrics see images clamped to [0, 1] and "
+                           "recon_bce is n/a (recon_mse is kept)")
     if problem:
         raise GenbenchError(problem)
     return f"{tuple(x.shape)} in [{float(x.min()):.2f}, {float(x.max()):.2f}]"
+
+
+def _real_valued_decoder(model: Any, z: torch.Tensor, cond: dict[str, Any]) -> bool:
+    """Whether ``decode(z)`` is a distribution with real support (Normal, Laplace, ...)."""
+    from torch.distributions import constraints
+
+    try:
+        support = model.decode(z, **cond).support
+    except Exception:  # noqa: BLE001  (the decode check itself reports a broken decode)
+        return False
+    while isinstance(support, constraints.independent):
+        support = support.base_constraint
+    return isinstance(support, type(constraints.real))
 
 
 def _distribution(d: Any, batch: tuple[int, ...], event: tuple[int, ...] | None, what: str) -> str:
@@ -131,15 +158,18 @@ def _capability_checks(model: Any, data: DataBundle, result: CheckResult) -> Non
     y = data.eval_y("test", n) if "condition" in have else None
     cond = {} if y is None else {"y": y}
     shape = (n, *info.shape)
-    if "sample" in have:
-        _attempt(result, "sample", lambda: _images(sample_from(model, n, gen), shape, "sample(n)"))
     z = None
     if "prior" in have:
         z_ok = _attempt(result, "prior", lambda: _distribution(model.prior(), (), None, "prior()"))
         z = draw(model.prior(), n, gen) if z_ok else None
+    real = z is not None and "decode" in have and _real_valued_decoder(model, z, cond)
+    if "sample" in have:
+        sample_gen = torch.Generator(device="cpu").manual_seed(0)
+        _attempt(result, "sample", lambda: _images(sample_from(model, n, sample_gen), shape,
+                                                   "sample(n)", real))
     if z is not None and "generate" in have:
         _attempt(result, "generate", lambda: _images(generate_from(model, z, y), shape,
-                                                     "generate(z)"))
+                                                     "generate(z)", real))
     if z is not None and "decode" in have:
         _attempt(result, "decode", lambda: _distribution(model.decode(z, **cond), (n,),
                                                          tuple(info.shape), "decode(z)"))
@@ -215,6 +245,7 @@ def format_check(result: CheckResult) -> str:
     """The check as lines for a terminal: checks, capabilities, metrics."""
     lines = [f"{result.model} ({result.source})"]
     lines += [f"  ok       {line}" for line in result.passed]
+    lines += [f"  WARNING  {line}" for line in result.warnings]
     lines += [f"  PROBLEM  {line}" for line in result.problems]
     if result.capabilities:
         caps = [f"{c} (derived)" if c in result.derived else c for c in sorted(result.capabilities)]

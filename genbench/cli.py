@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from genbench.errors import GenbenchError, GenbenchWarning
+from genbench.errors import GenbenchError, GenbenchWarning, os_error_line
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="genbench: train generative models side by side and measure them alike.")
@@ -32,7 +32,8 @@ def summary_keys() -> dict[str, Any]:
 
 
 def friendly(fn: F) -> F:
-    """GenbenchError -> one red line and exit code 2; Ctrl-C -> a note and exit code 130."""
+    """GenbenchError or any OSError (full disk, name too long, a file in the way, no
+    permission) -> one red line and exit code 2; Ctrl-C -> a note and exit code 130."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -40,6 +41,14 @@ def friendly(fn: F) -> F:
             return fn(*args, **kwargs)
         except GenbenchError as err:
             err_console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+        except OSError as err:  # a full disk, a long name, a file in the way: every command alike
+            err_console.print(f"[bold red]error:[/] {os_error_line(err)}", highlight=False,
+                              soft_wrap=True)
+            raise typer.Exit(2) from None
+        except MemoryError:
+            err_console.print("[bold red]error:[/] out of memory; use a smaller preset or fewer "
+                              "images", highlight=False)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             err_console.print("[yellow]interrupted; run the same command again to resume[/]")

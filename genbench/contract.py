@@ -29,7 +29,7 @@ from typing import Any, Literal
 import torch
 from torch.distributions import Distribution, Independent, MultivariateNormal, Normal, constraints
 
-from genbench.errors import GenbenchError
+from genbench.errors import ContractError, GenbenchError
 
 Observation = Literal["bernoulli", "gaussian"]
 
@@ -289,6 +289,31 @@ def optimizer_dict(out: Any) -> dict[str, torch.optim.Optimizer]:
                         f"not {type(out).__name__}")
 
 
+def old_contract(model: Any) -> str | None:
+    """What to change, in one line, for a plugin written against the previous contract
+    (``training_step(batch, optimizers)`` without ``manual_optimization = True``), else None."""
+    import inspect
+
+    fn = getattr(model, "training_step", None)
+    if not callable(fn) or getattr(model, "manual_optimization", False):
+        return None
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        return None
+    if isinstance(model, type) or not inspect.ismethod(fn):
+        params = params[1:]  # the class's function: self first
+    required = [p for p in params if p.default is p.empty
+                and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if len(required) < 2:
+        return None
+    name = model.__name__ if isinstance(model, type) else type(model).__name__
+    return (f"{name}.training_step({', '.join(p.name for p in required)}) is the previous "
+            "contract: add `manual_optimization = True` to the class if it steps its optimizers "
+            "itself, or drop the optimizers argument and return {'loss': ...} for genbench to "
+            "step (README: Adding a model)")
+
+
 def step_model(model: Any, batch: Batch, optimizers: Mapping[str, torch.optim.Optimizer]
                ) -> dict[str, torch.Tensor]:
     """One training step; returns the step's stats, detached.
@@ -299,6 +324,8 @@ def step_model(model: Any, batch: Batch, optimizers: Mapping[str, torch.optim.Op
     if getattr(model, "manual_optimization", False):
         out = model.training_step(batch, optimizers)
         return {k: v.detach() for k, v in out.items()}
+    if (why := old_contract(model)) is not None:
+        raise ContractError(why)
     if len(optimizers) != 1:
         raise GenbenchError(f"{type(model).__name__} has {len(optimizers)} optimizers: set "
                             "manual_optimization = True and step them in training_step")

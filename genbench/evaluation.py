@@ -84,13 +84,15 @@ def check_run_folder(run_dir: Path) -> Path:
     if not (run_dir / store.CONFIG).is_file():
         raise GenbenchError(f"{run_dir} is not a run folder (no config.json); pass "
                             "results/<dataset>/<model>/<run-id>")
+    store.read_config(run_dir)  # its schema, before anything is locked or loaded
+    store.read_metrics(run_dir)
     return run_dir
 
 
 def _evaluate_run(run_dir: Path, names: Iterable[str], preset: str | None, device: str,
                   data_dir: str | None, progress: EvalProgress | Callable[[str], None] | None,
                   allow_unfinished: bool) -> dict[str, Any]:
-    status = store.read_json(run_dir / store.METRICS).get("status")
+    status = store.read_metrics(run_dir).get("status")
     if status != "finished" and not allow_unfinished:
         raise GenbenchError(f"{run_dir} is not finished (status: {status or 'none'}); finish it "
                             "with the same `genbench run` command, or pass --allow-unfinished "
@@ -108,7 +110,8 @@ def _evaluate_run(run_dir: Path, names: Iterable[str], preset: str | None, devic
         names = row_metrics(current, names, run.preset.metrics)
     values, na = evaluate_model(run.model, run.data, eval_preset, seed=run.seed,
                                 device=torch.device(device), names=names, run_dir=Path(run_dir),
-                                results_root=Path(run_dir).parents[2], progress=progress)
+                                results_root=store.results_root(run_dir, run.config),
+                                progress=progress)
     extra = {"eval_preset": eval_preset.name} if eval_preset.name != run.preset.name else {}
     if wanted != budget:  # the old budget's numbers go: nothing of it is left beside the new
         kept = {k: v for k, v in current.items() if k in RUNNER_KEYS}

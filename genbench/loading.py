@@ -34,21 +34,21 @@ def load_run(run_dir: Path, device: torch.device | str = "cpu", data_dir: str | 
              ) -> LoadedRun:
     """Rebuild a run's model from its checkpoint and its data from config.json."""
     run_dir = Path(run_dir)
-    config = store.read_json(run_dir / store.CONFIG)
+    config = store.read_config(run_dir)
     if not config:
         raise GenbenchError(f"{run_dir} is not a run folder (no config.json); pass "
                             "results/<dataset>/<model>/<run-id>")
     ckpt = run_dir / store.CHECKPOINT
     if not ckpt.exists():
         raise GenbenchError(f"{run_dir} has no checkpoint.pt; run training first")
-    from genbench.plugins import load_plugins
+    from genbench.plugins import reload_for_run
 
-    load_plugins()
+    reload_for_run(config, run_dir)  # a plugin model: its recorded folder, or one line
     entry = get_model(config["model"])
-    preset = Preset(**{**config["preset"], "metrics": tuple(config["preset"].get("metrics", ()))})
+    preset = stored_preset(config, run_dir / store.CONFIG)
     ds = config["dataset"]
     device = torch.device(device)
-    data = load_dataset(DataRequest(ds["name"], ds["variant"], data_dir or ds.get("data_dir"),
+    data = load_dataset(DataRequest(ds["name"], ds.get("variant"), data_dir or ds.get("data_dir"),
                                     str(device)))
     data = data.subset_train(preset.max_train)
     with torch.random.fork_rng(devices=[]):  # the initial weights are overwritten: leave the RNG be
@@ -62,3 +62,20 @@ def load_run(run_dir: Path, device: torch.device | str = "cpu", data_dir: str | 
                             ) from None
     model.to(device).eval()
     return LoadedRun(model, data, config, preset, int(config.get("seed", 0)))
+
+
+def stored_preset(config: dict[str, Any], path: Path) -> Preset:
+    """The preset config.json records, every setting a known one (else one line)."""
+    import dataclasses
+
+    fields = {f.name for f in dataclasses.fields(Preset)}
+    stored = config["preset"]
+    if unknown := sorted(set(stored) - fields):
+        raise GenbenchError(f"{path}: its preset has setting(s) {', '.join(map(repr, unknown))} "
+                            "this genbench does not know (written by another version?); rerun "
+                            "the run with --force")
+    try:
+        return Preset(**{**stored, "metrics": tuple(stored.get("metrics", ()))})
+    except (TypeError, ValueError, GenbenchError) as err:
+        raise GenbenchError(f"{path}: its preset is invalid ({err}); rerun the run with --force"
+                            ) from None

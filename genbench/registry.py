@@ -296,10 +296,30 @@ def log_likelihood_keys(shared: bool = True) -> list[str]:
             if k.estimates == "log p(x)" and (shared or not k.variant_of)]
 
 
+def edit_distance(a: str, b: str) -> int:
+    """Optimal-string-alignment distance: insertions, deletions, substitutions and swaps of
+    two neighbours each cost 1 (``fdi`` is 1 from ``fid``), case ignored."""
+    a, b = a.lower(), b.lower()
+    prev2: list[int] = []
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        row = [i] + [0] * len(b)
+        for j, cb in enumerate(b, 1):
+            row[j] = min(prev[j] + 1, row[j - 1] + 1, prev[j - 1] + (ca != cb))
+            if i > 1 and j > 1 and ca == b[j - 2] and a[i - 2] == cb:
+                row[j] = min(row[j], prev2[j - 2] + 1)
+        prev2, prev = prev, row
+    return prev[-1]
+
+
 def closest(name: str, choices: list[str] | Mapping[str, Any], what: str) -> UnknownName:
-    """An error naming the closest registered entries (for typos on the command line)."""
-    names = sorted(choices)
-    near = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
+    """An error naming the closest registered entries (for typos on the command line): by
+    edit distance (at most a third of the name, at least 1), difflib's ratio as a fallback."""
+    names = sorted(set(choices))
+    limit = max(1, len(name) // 3)
+    scored = sorted((edit_distance(name, n), n) for n in names)
+    near = [n for d, n in scored if d <= limit][:3]
+    near = near or difflib.get_close_matches(name, names, n=3, cutoff=0.5)
     hint = f"did you mean {', '.join(near)}?" if near else f"known: {', '.join(names) or 'none'}"
     return UnknownName(f"unknown {what} {name!r}; {hint}")
 
@@ -322,5 +342,6 @@ def get_metric(name: str) -> MetricEntry:
         for entry in METRICS.values():
             if name in entry.produces:
                 return entry
-        raise closest(name, METRICS, "metric")
+        keys = [k for e in METRICS.values() for k in e.produces if not k.endswith("_stderr")]
+        raise closest(name, [*METRICS, *keys], "metric")
     return METRICS[name]

@@ -9,10 +9,12 @@ from rich.console import Console
 
 from genbench import store
 from genbench.data import DataRequest, load_dataset
-from genbench.errors import GenbenchError
+from genbench.errors import ContractError, GenbenchError
 from genbench.executors import LocalOptions, RunOptions, check_options, run_plans, start
 from genbench.settings import parse_overrides, resolve, split_overrides
 from genbench.training import Plan, RunOutcome, RunSpec, plan_run, resolve_device
+
+SEED_MAX = 2**32 - 1
 
 
 def run_all(*, models: list[str], dataset: str, variant: str | None, preset: str,
@@ -20,16 +22,21 @@ def run_all(*, models: list[str], dataset: str, variant: str | None, preset: str
             results: Path, metrics: tuple[str, ...], data_dir: str | None, force: bool,
             console: Console, command: str = "", executor: RunOptions | None = None,
             plan_only: bool = False, log: tuple[str, ...] = ()) -> list[RunOutcome]:
+    from genbench.contract import old_contract
     from genbench.presets import get_preset
     from genbench.registry import get_metric, get_model
 
     for name in models:  # names first: a typo costs nothing
-        get_model(name)
+        if (why := old_contract(get_model(name).cls)) is not None:
+            raise ContractError(why)
     get_preset(preset)
     for m in metrics:
         get_metric(m)
     if epochs is not None and epochs < 1:
         raise GenbenchError("--epochs must be at least 1")
+    for seed in seeds:  # torch, numpy and the seed offsets of the samplers all take these
+        if not 0 <= seed <= SEED_MAX:
+            raise GenbenchError(f"--seed {seed}: use a whole number from 0 to {SEED_MAX}")
     if executor is not None:
         check_options(executor)  # before any data is loaded or anything submitted
         if not plan_only:
@@ -40,8 +47,12 @@ def run_all(*, models: list[str], dataset: str, variant: str | None, preset: str
     model_sets, ignored = split_overrides({n: get_model(n).cls.Config for n in models}, sets)
     for name in models:
         entry = get_model(name)
-        resolve(entry.cls.Config, getattr(entry.cls, "presets", {}), get_preset(preset),
-                model_sets[name], epochs)
+        _, resolved = resolve(entry.cls.Config, getattr(entry.cls, "presets", {}),
+                              get_preset(preset), model_sets[name], epochs)
+        if resolved.feature_extractor == "inception":  # its weights, before any training
+            from genbench.metrics.features import check_inception_weights
+
+            check_inception_weights(resolved.inception_weights)
     for key, names in ignored.items():
         console.print(f"[yellow]note:[/] --set {key} ignored by {', '.join(names)} "
                       "(no such setting)", highlight=False)

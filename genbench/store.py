@@ -23,6 +23,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import socket
 import tempfile
 from collections.abc import Iterator, Mapping
@@ -71,6 +72,111 @@ def check_output_file(path: Path, flag: str = "--out") -> None:
             return
 
 
+# -- stored files are untrusted input: one schema check, one name rule ---------------------
+NAME_MAX = 100  # characters: a name is one path component, far below any NAME_MAX of a disk
+_NAME = re.compile(r"[A-Za-z0-9_-]+")  # the registry's rule for models, datasets and metrics
+
+
+def check_name(value: Any, what: str) -> str:
+    """``value`` if it is a name the CLI accepts (ASCII letters, digits, '-' and '_', at most
+    ``NAME_MAX`` characters), else one line. Stored strings become folder and file names, so
+    ``../x``, ``/abs``, NUL and over-long names never reach a path."""
+    if isinstance(value, str) and len(value) <= NAME_MAX and _NAME.fullmatch(value):
+        return value
+    shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+    raise GenbenchError(f"{what} {shown} is not a name (letters, digits, '-' and '_', at most "
+                        f"{NAME_MAX} characters)")
+
+
+def inside(root: Path, path: Path, what: str = "path") -> Path:
+    """``path`` if it resolves inside ``root`` (symlinks followed), else one line."""
+    base, target = Path(root).resolve(), Path(path).resolve()
+    if target != base and base not in target.parents:
+        raise GenbenchError(f"{what} {path} leaves {root}; refusing to write there")
+    return Path(path)
+
+
+def _schema_error(path: Path, why: str) -> GenbenchError:
+    return GenbenchError(f"{path}: {why}; it was not written by this genbench (delete the run "
+                         "folder, or rerun it with --force)")
+
+
+def check_config(config: Mapping[str, Any], path: Path) -> dict[str, Any]:
+    """config.json's schema: the keys every reader uses, with their types and name rules.
+
+    Names (model, dataset, variant, preset) follow :func:`check_name` because the report and
+    evaluation build paths from them. Raises one line naming the file and the key.
+    """
+    def need(ok: bool, why: str) -> None:
+        if not ok:
+            raise _schema_error(path, why)
+
+    for key, kind in (("model", str), ("dataset", dict), ("preset", dict), ("model_config", dict)):
+        need(key in config, f"no {key!r} key")
+        need(isinstance(config[key], kind), f"{key!r} is a JSON {type(config[key]).__name__}, "
+             f"not {'a string' if kind is str else 'an object'}")
+    try:
+        check_name(config["model"], "model")
+        check_name(config["dataset"].get("name"), "dataset name")
+        if config["dataset"].get("variant") is not None:
+            check_name(config["dataset"]["variant"], "dataset variant")
+        check_name(config["preset"].get("name"), "preset name")
+    except GenbenchError as err:
+        raise _schema_error(path, str(err)) from None
+    need(all(isinstance(k, str) for k in config["model_config"]), "'model_config' has odd keys")
+    seed = config.get("seed", 0)
+    need(isinstance(seed, int) and not isinstance(seed, bool) and abs(seed) < 2**63,
+         f"'seed' {seed!r:.40} is not an integer")
+    for key in ("command", "device"):
+        need(config.get(key) is None or isinstance(config[key], str), f"{key!r} is not a string")
+    for key in ("overrides", "plugins"):
+        need(config.get(key) is None or isinstance(config[key], dict | list),
+             f"{key!r} is not an object or list")
+    return dict(config)
+
+
+SCALAR = (int, float, str, bool, type(None))  # what a results frame holds of metrics.json
+
+
+def check_metrics(metrics: Mapping[str, Any], path: Path) -> dict[str, Any]:
+    """metrics.json's schema: ``name -> value`` with ``not_applicable`` a ``name -> reason``
+    object and ``status``, ``reason``, ``feature_space`` strings. Raises one line naming the
+    file and the key. (Readers keep only scalar values: a list a later version records is
+    not shown, and costs nothing.)"""
+    na = metrics.get("not_applicable", {})
+    if not isinstance(na, dict) or not all(isinstance(v, str) for v in na.values()):
+        raise _schema_error(path, "not_applicable is not an object of reasons")
+    for key in ("status", "reason", "feature_space"):
+        if metrics.get(key) is not None and not isinstance(metrics[key], str):
+            raise _schema_error(path, f"{key!r} is not a string")
+    return dict(metrics)
+
+
+def read_config(folder: Path) -> dict[str, Any]:
+    """A run's config.json, schema-checked ({} when there is none)."""
+    path = Path(folder) / CONFIG
+    config = read_json(path)
+    return check_config(config, path) if config or path.exists() else {}
+
+
+def read_metrics(folder: Path) -> dict[str, Any]:
+    """A run's metrics.json, schema-checked ({} when there is none)."""
+    path = Path(folder) / METRICS
+    return check_metrics(read_json(path), path)
+
+
+def results_root(run_dir: Path, config: Mapping[str, Any]) -> Path | None:
+    """The results folder holding ``run_dir``, from the checked layout
+    ``<root>/<dataset>/<model>/<run-id>`` (the folder names match config.json), else None:
+    a run folder copied elsewhere has no results root, and nothing is written above it."""
+    folder = Path(run_dir).absolute()
+    parts = folder.parts
+    if (len(parts) >= 5 and parts[-2] == config.get("model")
+            and parts[-3] == (config.get("dataset") or {}).get("name")):
+        return folder.parents[2]
+    return None
+
+
 def run_id(preset: str, variant: str, seed: int, identity: Mapping[str, Any]) -> str:
     """A stable folder name: the same command resumes the same run, another config differs."""
     digest = hashlib.sha1(json.dumps(identity, sort_keys=True, default=str).encode())
@@ -82,8 +188,14 @@ def run_dir(root: Path, dataset: str, model: str, rid: str) -> Path:
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    """Write ``path`` whole or not at all; an OS error names ``path`` (the CLI prints it as
+    one line) and leaves the previous file as it was."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as err:
+        raise _naming(err, path) from None
     try:
         os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; results follow the umask
         with os.fdopen(fd, "wb") as f:
@@ -91,9 +203,19 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as err:
+        Path(tmp).unlink(missing_ok=True)
+        raise _naming(err, path) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _naming(err: OSError, path: Path) -> OSError:
+    """``err`` with the path being written when it names none (a write's ENOSPC names none)."""
+    if err.filename is not None:
+        return err
+    return type(err)(err.errno, err.strerror, str(path)) if err.errno else err
 
 
 def _umask() -> int:
@@ -127,6 +249,8 @@ def read_json(path: Path) -> dict[str, Any]:
 def update_metrics(folder: Path, values: Mapping[str, Any]) -> dict[str, Any]:
     """Merge ``values`` into metrics.json (``not_applicable`` merged key by key)."""
     current = read_json(folder / METRICS)
+    if values.get("status") not in (None, "failed") and "reason" not in values:
+        current.pop("reason", None)  # a resumed run that runs or finishes: the old failure is gone
     na = dict(current.get("not_applicable", {}))
     na.update(values.get("not_applicable", {}))
     current.update({k: v for k, v in values.items() if k != "not_applicable"})
@@ -286,10 +410,13 @@ def remove_stale_temp_files(folder: Path) -> list[Path]:
 
 def unlock(folder: Path) -> str:
     """Remove a run folder's lock that the user knows is stale; refuses only a holder on
-    this host known to be alive (same PID and start time). Returns what was removed."""
+    this host known to be alive (same PID and start time). Returns what was removed (or that
+    there was no lock: unlocking twice is not an error)."""
     lock = Path(folder) / LOCK
-    if not lock.exists():
-        raise GenbenchError(f"{folder} is not locked (no {LOCK} in it)")
+    if not Path(folder).is_dir():
+        raise GenbenchError(f"{folder} is not a folder; pass a run folder")
+    if not lock.exists():  # idempotent: unlocking an unlocked folder is done already
+        return f"{folder} is not locked; nothing to do"
     holder = read_lock(lock)
     pid, start = holder.get("pid"), holder.get("start")
     if (holder.get("host") == socket.gethostname() and isinstance(pid, int) and start is not None
@@ -395,8 +522,10 @@ def load_results(root: Path):  # -> pandas.DataFrame
     """One row per run: dataset, model, preset, variant, seed, run_dir, status, metrics...
 
     ``not_applicable`` becomes columns ``na:<metric>`` holding the reason. A run whose
-    config.json or metrics.json cannot be read is left out; ``df.attrs["skipped"]`` lists one
-    line per such run (the file and why), so one bad file never costs the others.
+    config.json or metrics.json cannot be read or fails its schema (:func:`check_config`,
+    :func:`check_metrics`), or whose folder names are not names, is left out;
+    ``df.attrs["skipped"]`` lists one line per such run (the file and why), so one bad file
+    never costs the others.
     """
     import pandas as pd
 
@@ -404,18 +533,19 @@ def load_results(root: Path):  # -> pandas.DataFrame
     skipped: list[str] = []
     for folder in iter_runs(root):
         try:
-            config = read_json(folder / CONFIG)
-            metrics = read_json(folder / METRICS)
-            if not isinstance(metrics.get("not_applicable", {}), dict):
-                raise GenbenchError(f"{folder / METRICS}: not_applicable is not an object")
+            for part, what in zip(folder.parts[-3:], ("dataset folder", "model folder", "run folder"),
+                                  strict=True):
+                check_name(part, f"{folder}: {what}")
+            config = read_config(folder)
+            metrics = read_metrics(folder)
         except GenbenchError as err:
             skipped.append(str(err))
             continue
         row: dict[str, Any] = {
-            "dataset": config.get("dataset", {}).get("name", folder.parts[-3]),
-            "model": config.get("model", folder.parts[-2]),
-            "preset": config.get("preset", {}).get("name"),
-            "variant": config.get("dataset", {}).get("variant"),
+            "dataset": config["dataset"]["name"],
+            "model": config["model"],
+            "preset": config["preset"]["name"],
+            "variant": config["dataset"].get("variant"),
             "seed": config.get("seed"),
             "run_dir": str(folder),
         }
@@ -423,7 +553,7 @@ def load_results(root: Path):  # -> pandas.DataFrame
         for key, value in metrics.items():
             if key == "not_applicable":
                 row.update({f"na:{k}": v for k, v in value.items()})
-            else:
+            elif isinstance(value, SCALAR):
                 row[key] = value
         rows.append(row)
     df = pd.DataFrame(rows)

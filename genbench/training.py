@@ -30,6 +30,7 @@ from genbench import store
 from genbench.contract import capabilities, optimizer_dict, sample_from, step_model
 from genbench.data import DataBundle, DataRequest, load_dataset
 from genbench.errors import Diverged, GenbenchError
+from genbench.plugins import provenance
 from genbench.presets import Preset, get_preset
 from genbench.registry import get_model
 from genbench.settings import resolve
@@ -138,6 +139,7 @@ class Plan:
             "versions": versions(),
             "command": self.spec.command,
             "capabilities": sorted(capabilities(self.model_cls)),
+            **({"plugins": source} if (source := provenance(self.spec.model)) else {}),
         }
 
 
@@ -173,7 +175,8 @@ def execute(plan: Plan, reporter: Reporter | None = None) -> RunOutcome:
     """
     reporter = reporter or SilentReporter()
     folder = plan.run_dir
-    existing = store.read_json(folder / store.METRICS)
+    # --force reruns whatever is there: even a metrics.json the schema refuses (its advice)
+    existing = {} if plan.spec.force else store.read_metrics(folder)
     if existing.get("status") == "finished" and not plan.spec.force:
         return RunOutcome("skipped", folder, existing,
                           f"already finished: {folder} (use --force to rerun)")
@@ -377,13 +380,17 @@ def deferred_sigint() -> Iterator[None]:
     KeyboardInterrupt where the state is whole (after a step and its counters), so the
     checkpoint saved on Ctrl-C never holds a model stepped past its step counter.
 
-    Only in the main thread (elsewhere signals cannot be caught and this does nothing).
-    The previous handler is restored on exit; a SIGINT still pending then is handed to it.
+    Only in the main thread (elsewhere signals cannot be caught and this does nothing), and
+    never where SIGINT is ignored (``nohup``): then Ctrl-C keeps doing nothing. The previous
+    handler is restored on exit; a SIGINT still pending then is handed to it.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     previous = signal.getsignal(signal.SIGINT)
+    if previous == signal.SIG_IGN:  # started ignoring Ctrl-C (nohup, a batch system): keep it so
+        yield
+        return
     outer = _pending_sigint[0]
     _pending_sigint[0] = False
 

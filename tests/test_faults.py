@@ -4,6 +4,7 @@ settings, unreadable files, failing metrics, non-finite samples. Each fault ends
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import errno
 import json
@@ -478,35 +479,38 @@ def test_latent_scatter_is_the_same_twice(results, tmp_path) -> None:
 
 
 # -- 7: a metric's failure costs that metric only ----------------------------------------------------
-WILD_PLUGIN = '''
-from genbench.registry import get_model, register_model
-
-VAE = get_model("vae").cls
+BOOM_PLUGIN = '''
+from genbench.registry import register_metric
 
 
-@register_model("vae-wild")
-class WildVAE(VAE):
-    """A plugin whose decoded means leave [0, 1]: BCE against them raises."""
-
-    def generate(self, z, *args, **kwargs):
-        return super().generate(z, *args, **kwargs) + 1.5
+@register_metric("boom", produces={"boom": "a metric with a bug"}, default=False)
+def boom(ctx):
+    raise RuntimeError("a bug in a metric")
 '''
 
 
-def test_a_metric_that_raises_costs_only_that_metric(tmp_path: Path) -> None:
+@pytest.fixture
+def _forget_boom():
+    from genbench.registry import METRICS
+
+    yield
+    METRICS.pop("boom", None)  # a plugin metric must not outlive its test
+
+
+def test_a_metric_that_raises_costs_only_that_metric(tmp_path: Path, _forget_boom) -> None:
     (tmp_path / "plugins").mkdir()
-    (tmp_path / "plugins" / "wild.py").write_text(WILD_PLUGIN)
-    out = _cli("run", "vae-wild", *SMOKE, "--epochs", "1", "--metrics", "elbo,recon,active_units",
+    (tmp_path / "plugins" / "boom.py").write_text(BOOM_PLUGIN)
+    out = _cli("run", "vae", *SMOKE, "--epochs", "1", "--metrics", "elbo,boom,active_units",
                "--results", str(tmp_path / "r"), "--plugins", str(tmp_path / "plugins"))
     assert out.exit_code == 0, out.output
-    (folder,) = (tmp_path / "r").glob("synthetic/vae-wild/*")
+    (folder,) = (tmp_path / "r").glob("synthetic/vae/*")
     metrics = json.loads((folder / store.METRICS).read_text())
     assert metrics["status"] == "finished"
     assert isinstance(metrics["test_elbo"], float) and isinstance(metrics["active_units"], (int, float))
-    reason = metrics["not_applicable"]["recon_bce"]
-    assert reason.startswith("failed: ") and "error.log" in reason and "\n" not in reason
+    reason = metrics["not_applicable"]["boom"]
+    assert reason.startswith("failed: RuntimeError") and "error.log" in reason and "\n" not in reason
     log = (folder / "error.log").read_text()
-    assert "Traceback" in log and "metric recon failed" in log
+    assert "Traceback" in log and "metric boom failed" in log
 
 
 # -- 8: non-finite samples; FID in a shifted frame ---------------------------------------------------
@@ -627,3 +631,617 @@ def test_report_files_are_written_atomically(results, tmp_path, monkeypatch) -> 
     pngs = {p.name for p in (tmp_path / "rep").rglob("*.png")}
     assert pngs and pngs <= set(written)
     assert not list((tmp_path / "rep").rglob("*.tmp"))
+
+
+# -- 9: a results folder is untrusted input (issue 26) ------------------------------------------------
+def _edit_config(folder: Path, **changes) -> None:
+    config = json.loads((folder / store.CONFIG).read_text())
+    for key, value in changes.items():
+        if value is _DELETE:
+            config.pop(key)
+        else:
+            config[key] = value
+    (folder / store.CONFIG).write_text(json.dumps(config))
+
+
+_DELETE = object()
+
+
+def _files(root: Path) -> set[Path]:
+    return {p for p in root.rglob("*")}
+
+
+@pytest.mark.parametrize("model", ["../../../../x", "/abs/x", "a\x00b", "y" * 300, "<script>1</script>"])
+def test_a_stored_name_never_becomes_a_path(results, tmp_path, model) -> None:
+    """Traversal, absolute, NUL and over-long model names in a foreign config.json: that run is
+    skipped with its reason, the others are reported, and nothing is written outside --out."""
+    root, folder = results
+    bad = folder.parent / "foreign"
+    shutil.copytree(folder, bad)
+    _edit_config(bad, model=model)
+    before = _files(tmp_path)
+    out = _cli("report", "--results", str(root), "--out", str(tmp_path / "rep"), "--no-galleries")
+    assert out.exit_code == 0, out.output
+    assert f"{bad / store.CONFIG}: model" in out.stdout and "is not a name" in out.stdout
+    rep = tmp_path / "rep"
+    assert {p for p in _files(tmp_path) - before if p != rep and rep not in p.parents} == set()
+    assert "from 1 runs" in (tmp_path / "rep" / "report.md").read_text()
+
+
+def test_store_names_and_paths_are_checked() -> None:
+    for name in ("../x", "/abs", "a\x00b", "x" * 101, "", 7, None, "a b", "a/b", ".."):
+        with pytest.raises(store.GenbenchError, match="is not a name"):
+            store.check_name(name, "model")
+    assert store.check_name("linear-vae_2", "model") == "linear-vae_2"
+    with pytest.raises(store.GenbenchError, match="leaves"):
+        store.inside(Path("/tmp/out"), Path("/tmp/out/img/../../x.png"))
+    assert store.inside(Path("/tmp/out"), Path("/tmp/out/img/a.png")) == Path("/tmp/out/img/a.png")
+
+
+def _active_elements(html: str) -> list[str]:
+    """Tags a browser would act on: scripts, event handlers, javascript: links, foreign images."""
+    import re
+
+    tags = re.findall(r"<[a-zA-Z][^>]*>", html)
+    return [t for t in tags if re.match(r"<(script|iframe|object|embed)", t, re.I)
+            or re.search(r"\son\w+\s*=", t, re.I) or "javascript:" in t.lower()
+            or (t.lower().startswith("<img") and 'src="img/' not in t)]
+
+
+def test_report_md_holds_no_raw_html_from_stored_strings(results, tmp_path) -> None:
+    """`<script>`, `<img onerror>` and a javascript: link in a command, a reason, a feature
+    space and a failure: report.md holds no `<` at all, and python-markdown (as mkdocs
+    renders it) makes no active element; index.html stays escaped."""
+    markdown = pytest.importorskip("markdown")
+    root, folder = results
+    bad = folder.parent / "inj"
+    shutil.copytree(folder, bad)
+    _edit_config(bad, command="genbench run `<script>alert(1)</script>` <img src=x onerror=alert(2)>"
+                 " [x](javascript:alert(3)) x\\`<b>`")
+    metrics = json.loads((bad / store.METRICS).read_text())
+    metrics.update(feature_space="<script>fs</script>", fid=1.0,
+                   not_applicable={"test_exact": "<img src=x onerror=alert(4)> | `x` <b>"})
+    (bad / store.METRICS).write_text(json.dumps(metrics))
+    failed = folder.parent / "failed"
+    shutil.copytree(folder, failed)
+    (failed / store.METRICS).write_text(json.dumps({"status": "failed",
+                                                    "reason": "<script>alert(5)</script>"}))
+    out = _cli("report", "--results", str(root), "--out", str(tmp_path / "rep"), "--no-galleries")
+    assert out.exit_code == 0, out.output
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert "<" not in md and "alert(1)" in md and "alert(5)" in md
+    assert _active_elements(markdown.markdown(md, extensions=["tables"])) == []
+    page = (tmp_path / "rep" / "index.html").read_text()
+    assert [t for t in _active_elements(page) if not t.startswith('<img src="data:image/png')] == []
+
+
+def test_markdown_keeps_the_reports_own_code_bold_and_links() -> None:
+    from genbench.report.document import md_inline
+
+    assert md_inline("**best** `genbench run vae` [Models](#the-models)") == (
+        "**best** `genbench run vae` [Models](#the-models)")
+    assert md_inline("a | b") == "a | b"  # pipes: escaped by the table cell, not here
+    assert md_inline("lone ` <x>") == "lone \\` &lt;x&gt;"
+
+
+@pytest.mark.parametrize("change", [
+    {"model": _DELETE}, {"dataset": "synthetic"}, {"model_config": [1]}, {"model": 7},
+    {"preset": "PRESET+"}])
+def test_a_wrong_config_json_is_one_line_in_eval_and_a_skip_in_report(results, tmp_path, change) -> None:
+    root, folder = results
+    if change.get("preset") == "PRESET+":  # an extra key in its preset
+        preset = json.loads((folder / store.CONFIG).read_text())["preset"]
+        change = {"preset": {**preset, "warp": 9}}
+    _edit_config(folder, **change)
+    line = _cli_error("eval", str(folder), "--metrics", "elbo", "--device", "cpu")
+    assert str(folder / store.CONFIG) in line, line
+    out = _cli("report", "--results", str(root), "--out", str(tmp_path / "rep"), "--no-galleries")
+    if "warp" in line:  # the store's schema allows more preset keys; loading a model does not
+        assert out.exit_code == 0, out.output
+    else:
+        assert out.exit_code == 2 and "no readable runs" in _one_line(out.stderr)
+
+
+def test_report_skips_a_bad_config_and_goes_on(results, tmp_path) -> None:
+    root, folder = results
+    for i, change in enumerate([{"dataset": "synthetic"}, {"model_config": [1]}, {"model": 7}]):
+        bad = folder.parent / f"bad{i}"
+        shutil.copytree(folder, bad)
+        _edit_config(bad, **change)
+    out = _cli("report", "--results", str(root), "--out", str(tmp_path / "rep"), "--no-galleries")
+    assert out.exit_code == 0, out.output
+    assert "skipped 3 run(s)" in out.stdout and "from 1 runs" in (tmp_path / "rep" / "report.md").read_text()
+    df = store.load_results(root)
+    assert len(df) == 1 and len(df.attrs["skipped"]) == 3
+
+
+def test_a_corrupt_history_or_sample_png_skips_that_part(results, tmp_path) -> None:
+    """Non-UTF-8 bytes in history.csv, a damaged samples/epoch_001.png (of a failed run, whose
+    strip the report draws): each part is left out with a one-line warning, not the report."""
+    from genbench.errors import GenbenchWarning
+
+    root, folder = results
+    failed = folder.parent / "failed"
+    shutil.copytree(folder, failed)
+    (folder / store.HISTORY).write_bytes(b"epoch,loss\n1,\xff\xfe\n")
+    (failed / "samples" / "epoch_001.png").write_bytes(b"\x89PNG not really")
+    (failed / store.METRICS).write_text(json.dumps({"status": "failed", "reason": "diverged"}))
+    with pytest.warns(GenbenchWarning) as caught:
+        out = _cli("report", "--results", str(root), "--out", str(tmp_path / "rep"), "--no-galleries")
+    assert out.exit_code == 0, out.output
+    notes = [str(w.message) for w in caught]
+    assert any("history.csv is unreadable" in n for n in notes), notes
+    assert any("unreadable image" in n for n in notes), notes
+    assert all("\n" not in n for n in notes)
+
+
+def test_eval_of_a_relative_run_folder(results, monkeypatch) -> None:
+    """`cd results/synthetic/vae && genbench eval <run-id>`: the layout is read from the
+    absolute path (it was `parents[2]` of a relative one, an IndexError)."""
+    root, folder = results
+    monkeypatch.chdir(folder.parent)
+    out = _cli("eval", folder.name, "--metrics", "elbo", "--device", "cpu")
+    assert out.exit_code == 0, out.output
+    assert store.results_root(Path(folder.name), store.read_config(folder)) == root
+
+
+def test_a_run_copied_to_a_shallow_path_has_no_results_root(results, tmp_path) -> None:
+    """The floor of a copied run folder goes to the cache, never to `<folder>/../../..`."""
+    root, folder = results
+    copy = tmp_path / "copy"
+    shutil.copytree(folder, copy)
+    config = store.read_config(copy)
+    assert store.results_root(copy, config) is None
+    assert store.results_root(Path("/") / folder.name, config) is None
+    assert store.results_root(folder, config) == root
+
+
+# -- 10: one line for every OS error, by one handler (issue 26) ---------------------------------------
+@pytest.fixture
+def tiny_disk(tmp_path: Path):
+    """A 300 kB tmpfs (needs root; skipped otherwise: the errno test below still runs)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=300k", "tmpfs", str(disk)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (not root)")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", str(disk)], check=False)
+
+
+def _fill(disk: Path, leave_kb: int) -> None:
+    for f in disk.iterdir():
+        shutil.rmtree(f) if f.is_dir() else f.unlink()
+    free = shutil.disk_usage(disk).free
+    with contextlib.suppress(OSError), open(disk / "fill", "wb") as f:
+        f.write(b"\0" * max(free - leave_kb * 1024, 0))
+
+
+@pytest.mark.parametrize("leave_kb", [0, 300])
+def test_a_full_disk_is_one_line_in_every_command(results, tiny_disk, monkeypatch, leave_kb) -> None:
+    root, folder = results
+    commands = {
+        "report": ["report", "--results", str(root), "--out", str(tiny_disk / "rep")],
+        "gallery": ["gallery", str(folder), "--kind", "samples", "--out", str(tiny_disk / "g.png")],
+        "export": ["export", str(root), "--out", str(tiny_disk / "x.csv")],
+        "features": ["features", "synthetic", "--preset", "smoke", "--device", "cpu"],
+    }
+    failed = []
+    for name, args in commands.items():
+        if leave_kb and name in ("gallery", "export"):  # a few kB: they fit
+            continue
+        _fill(tiny_disk, leave_kb)
+        if name == "features":
+            monkeypatch.setenv("GENBENCH_CACHE", str(tiny_disk / "cache"))
+        out = _cli(*args)
+        if out.exit_code == 0:  # it fit in what was left
+            assert leave_kb > 0, (name, out.output)
+            continue
+        assert out.exit_code == 2, (name, out.output)
+        assert "No space left on device" in _one_line(out.stderr) and "run the command again" in out.stderr
+        failed.append(name)
+    assert failed if leave_kb else len(failed) == 4
+    assert "features" in failed  # the evaluator's cache (~1 MB) never fits in 300 kB
+
+
+@pytest.mark.parametrize("code", ["ENOSPC", "ENAMETOOLONG", "ENOTDIR", "EACCES"])
+def test_any_os_error_in_any_command_is_one_line(results, tmp_path, monkeypatch, code) -> None:
+    """The one handler (cli.friendly) words every errno, whichever command raised it."""
+    root, folder = results
+    num = getattr(errno, code)
+
+    def fail(*args, **kwargs):
+        raise OSError(num, os.strerror(num))
+
+    monkeypatch.setattr(store.os, "fsync", fail)  # every atomic write of every command
+    for args in (["report", "--results", str(root), "--out", str(tmp_path / "rep"), "--no-galleries"],
+                 ["gallery", str(folder), "--out", str(tmp_path / "g.png")],
+                 ["eval", str(folder), "--metrics", "elbo", "--device", "cpu"]):
+        line = _cli_error(*args)
+        assert os.strerror(num) in line and str(tmp_path) in line, line
+
+
+def test_os_errors_before_anything_runs(tmp_path: Path, monkeypatch) -> None:
+    """A 300-character folder name; GENBENCH_CACHE pointing at a file."""
+    line = _cli_error(*RUN, "--results", str(tmp_path / ("r" * 300)))
+    assert "name too long" in line.lower() and "shorter path" in line
+    assert not list(tmp_path.iterdir())
+    (tmp_path / "file").write_text("x")
+    monkeypatch.setenv("GENBENCH_CACHE", str(tmp_path / "file"))
+    line = _cli_error("features", "synthetic", "--preset", "smoke", "--device", "cpu")
+    assert "Not a directory" in line and str(tmp_path / "file") in line, line
+
+
+# -- 11: every value checked before anything runs (issue 26) ------------------------------------------
+def test_values_are_checked_before_anything_runs(tmp_path: Path) -> None:
+    torch.save({"a": 1}, tmp_path / "not_state.pt")
+    torch.save({"model": {}, "payload": Path("/")}, tmp_path / "pickled.pt")
+    (tmp_path / "noise.pt").write_bytes(b"\0" * 64)
+    torch.save({"fc.weight": torch.zeros(10, 2048)}, tmp_path / "small.pt")
+    cases = [
+        (["--seed", str(10**25)], "from 0 to"),
+        (["--seed", "-1"], "from 0 to"),
+        (["--executor", "slurm", "--slurm-partition", "gpu\ntouch X", "--dry-run"], "control character"),
+        (["--executor", "slurm", "--slurm-partition", "gpu;touch X", "--dry-run"], "partition names"),
+        (["--set", "feature_extractor=inception"], "need a weights file"),
+        (["--set", "feature_extractor=inception", "--set", f"inception_weights={tmp_path / 'x.pt'}"],
+         "need a weights file"),
+        *[(["--set", "feature_extractor=inception", "--set", f"inception_weights={tmp_path / f}"],
+           "is not a") for f in ("not_state.pt", "pickled.pt", "noise.pt", "small.pt")],
+    ]
+    for extra, phrase in cases:
+        line = _cli_error(*RUN, "--results", str(tmp_path / "r"), *extra)
+        assert phrase in line and "weights_only=False" not in line, (extra, line)
+    assert not (tmp_path / "r").exists()
+
+
+def test_gallery_n_is_bounded(results) -> None:
+    _, folder = results
+    assert "use 1 to 64" in _cli_error("gallery", str(folder), "--kind", "samples", "--n", "1000")
+    assert not list(folder.glob("gallery_*"))
+
+
+# -- 12: no silent zeros (issue 26) --------------------------------------------------------------------
+def _with_nan(x: torch.Tensor) -> torch.Tensor:
+    x = x.clone()
+    x[3, 1] = float("nan")
+    return x
+
+
+def test_every_sample_metric_refuses_non_finite_features() -> None:
+    """One NaN in one feature vector: coverage was a silent 0.0, KID NaN, mode_kl a number."""
+    from genbench.metrics.finite import NonFiniteFeatures
+    from genbench.metrics.frechet import fid_features_to_statistics
+    from genbench.metrics.kid import kid_features_to_metric
+    from genbench.metrics.modes import class_histogram, classes_covered, inception_score, mode_kl
+    from genbench.metrics.prdc import prdc_features_to_metric, prdc_standard
+
+    gen = torch.Generator().manual_seed(0)
+    real, fake = torch.randn(40, 6, generator=gen), torch.randn(40, 6, generator=gen)
+    probs = torch.full((6,), 1 / 6, dtype=torch.float64)
+    calls = {
+        "coverage, precision, recall, density": lambda r, g: prdc_standard(r, g),
+        "prdc at k=3": lambda r, g: prdc_features_to_metric(r, g, k=3),
+        "kid": lambda r, g: kid_features_to_metric(g, r, subsets=3, subset_size=10,
+                                                   generator=torch.Generator().manual_seed(1)),
+        "fid": lambda r, g: (fid_features_to_statistics(r), fid_features_to_statistics(g)),
+        "mode_kl": lambda r, g: mode_kl(class_histogram(g, 6), probs),
+        "classes_covered": lambda r, g: classes_covered(class_histogram(g, 6), probs),
+        "inception_score": lambda r, g: inception_score(g),
+    }
+    for name, fn in calls.items():
+        fn(real, fake)  # finite: a number
+        for r, g in ((real, _with_nan(fake)), (_with_nan(real), fake)):
+            if name in ("mode_kl", "classes_covered", "inception_score") and r is not real:
+                continue  # these read the samples' logits only
+            with pytest.raises(NonFiniteFeatures, match="1 of 40 .* hold NaN or inf"):
+                fn(r, g)
+        bad = _with_nan(fake)
+        bad[5, 0] = float("inf")
+        with pytest.raises(NonFiniteFeatures, match="2 of 40"):
+            fn(real, bad) if name not in ("fid",) else fid_features_to_statistics(bad)
+    counts = torch.tensor([1.0, float("nan"), 0, 0, 0, 0], dtype=torch.float64)
+    with pytest.raises(NonFiniteFeatures):
+        mode_kl(counts, probs)
+
+
+def test_a_nan_feature_makes_coverage_na_not_zero(monkeypatch) -> None:
+    """End to end: an evaluator whose features hold one NaN; every sample metric is n/a with
+    the reason, the others are measured."""
+    from genbench.data import DataRequest, load_dataset
+    from genbench.evaluation import evaluate_model
+    from genbench.metrics import quality
+    from genbench.plugins import load_plugins
+    from genbench.presets import get_preset
+    from genbench.registry import get_model
+    from genbench.settings import resolve
+
+    real_fn = quality.generated_features
+
+    def poisoned(*args, **kwargs):
+        out = real_fn(*args, **kwargs)
+        return quality.FeatureSet(_with_nan(out.features), _with_nan(out.logits))
+
+    monkeypatch.setattr(quality, "generated_features", poisoned)
+    load_plugins()
+    cls = get_model("vae").cls
+    data = load_dataset(DataRequest("synthetic"))
+    config, preset = resolve(cls.Config, {}, get_preset("smoke"), {})
+    values, na = evaluate_model(cls(config, data.info), data, preset, seed=0,
+                                device=torch.device("cpu"), names=("quality", "modes", "elbo"))
+    for key in ("coverage", "precision", "recall", "density", "fid", "kid", "mode_kl",
+                "inception_score", "classes_covered"):
+        assert key not in values and na[key].startswith("features are not finite"), (key, na.get(key))
+    assert "test_elbo" in values
+
+
+GAUSS_PLUGIN = '''
+from torch.distributions import Independent, Normal
+
+from genbench.registry import get_model, register_model
+
+VAE = get_model("vae").cls
+
+
+@register_model("vae-gauss-wide")
+class WideGaussianVAE(VAE):
+    """A Gaussian decoder whose mean leaves [0, 1]: legitimate."""
+
+    def generate(self, z, *args, **kwargs):
+        return super().generate(z, *args, **kwargs) + 1.5
+
+    def decode(self, z, *args, **kwargs):
+        return Independent(Normal(self.generate(z, *args, **kwargs), 1.0), 3)
+'''
+
+
+def test_a_gaussian_mean_outside_the_unit_interval_is_legitimate(tmp_path: Path) -> None:
+    """recon_bce is n/a (BCE of a Gaussian mean is undefined), recon_mse is measured;
+    `genbench check` warns and exits 0."""
+    from genbench.data import DataRequest, load_dataset
+    from genbench.evaluation import evaluate_model
+    from genbench.metrics.elbo import BCE_UNDEFINED
+    from genbench.presets import get_preset
+    from genbench.registry import get_model
+    from genbench.settings import resolve
+
+    (tmp_path / "plugins").mkdir()
+    (tmp_path / "plugins" / "gauss.py").write_text(GAUSS_PLUGIN)
+    out = _cli("check", "vae-gauss-wide", "--plugins", str(tmp_path / "plugins"))
+    assert out.exit_code == 0, out.output
+    assert "WARNING  generate: generate(z) leaves [0, 1]" in out.output and "PROBLEM" not in out.output
+    cls = get_model("vae-gauss-wide").cls
+    data = load_dataset(DataRequest("synthetic"))
+    config, preset = resolve(cls.Config, {}, get_preset("smoke"), {})
+    values, na = evaluate_model(cls(config, data.info), data, preset, seed=0,
+                                device=torch.device("cpu"), names=("recon",))
+    assert values["recon_mse"] > 0 and "recon_mse_stderr" in values
+    assert "recon_bce" not in values and na["recon_bce"] == BCE_UNDEFINED
+
+
+# -- 13: migration: the previous contract, plugin runs after the fact (issue 26) ------------------------
+OLD_CONTRACT_PLUGIN = '''
+from genbench.registry import get_model, register_model
+
+VAE = get_model("vae").cls
+
+
+@register_model("vae-old-contract")
+class OldContractVAE(VAE):
+    """Written against the previous README: steps its optimizer itself, no flag."""
+
+    def training_step(self, batch, optimizers):
+        (opt,) = optimizers.values()
+        out = super().training_step(batch)
+        opt.zero_grad()
+        out["loss"].backward()
+        opt.step()
+        return out
+'''
+
+
+def test_an_old_contract_plugin_gets_one_line_saying_what_to_change(tmp_path: Path) -> None:
+    (tmp_path / "plugins").mkdir()
+    (tmp_path / "plugins" / "old.py").write_text(OLD_CONTRACT_PLUGIN)
+    plug = ["--plugins", str(tmp_path / "plugins")]
+    line = _cli_error(*[a if a != "vae" else "vae-old-contract" for a in RUN],
+                      "--results", str(tmp_path / "r"), *plug)
+    assert "OldContractVAE.training_step(batch, optimizers)" in line
+    assert "manual_optimization = True" in line and not (tmp_path / "r").exists()
+    out = _cli("check", "vae-old-contract", *plug)
+    assert out.exit_code == 1
+    (problem,) = [ln for ln in out.stdout.splitlines() if "PROBLEM" in ln]
+    assert "training step:" in problem and "manual_optimization = True" in problem
+    from genbench.contract import old_contract
+    from genbench.registry import get_model
+
+    cls = get_model("vae-old-contract").cls
+    assert old_contract(cls) and old_contract(get_model("vae").cls) is None
+    cls.manual_optimization = True  # the one change the line asks for
+    try:
+        assert old_contract(cls) is None
+        assert _cli("check", "vae-old-contract", *plug).exit_code == 0
+    finally:
+        del cls.manual_optimization
+
+
+PLUGIN_RUN = '''
+from genbench.registry import get_model, register_model
+
+VAE = get_model("vae").cls
+
+
+@register_model("vae-recorded")
+class RecordedVAE(VAE):
+    """A plugin model whose runs record where it came from."""
+'''
+
+
+def _forget_model(name: str) -> None:
+    """As a new process would be: the plugin neither registered nor imported."""
+    from genbench import plugins
+    from genbench.registry import MODELS
+
+    entry = MODELS.pop(name)
+    plugins._loaded.discard(entry.cls.__module__)
+    sys.modules.pop(entry.cls.__module__, None)
+
+
+def test_a_plugin_run_is_reloaded_from_its_recorded_folder(tmp_path: Path) -> None:
+    """gallery, eval and load_model on a plugin run need no --plugins; a changed plugin file
+    is not imported by itself, and the line names the --plugins to pass."""
+    import genbench
+
+    folder_ = tmp_path / "plugins"
+    folder_.mkdir()
+    (folder_ / "recorded.py").write_text(PLUGIN_RUN)
+    out = _cli("run", "vae-recorded", *SMOKE, "--epochs", "1", "--metrics", "elbo",
+               "--results", str(tmp_path / "r"), "--plugins", str(folder_))
+    assert out.exit_code == 0, out.output
+    (run,) = (tmp_path / "r").glob("synthetic/vae-recorded/*")
+    record = json.loads((run / store.CONFIG).read_text())["plugins"]
+    assert record["folder"] == str(folder_.resolve()) and len(record["sha256"]) == 64
+    _forget_model("vae-recorded")
+    from genbench.errors import GenbenchWarning
+
+    with pytest.warns(GenbenchWarning, match=f"loaded from {folder_.resolve()}"):
+        out = _cli("gallery", str(run), "--kind", "samples", "--out", str(tmp_path / "g.png"))
+    assert out.exit_code == 0, out.output
+    assert (tmp_path / "g.png").stat().st_size > 0
+    _forget_model("vae-recorded")
+    with pytest.warns(GenbenchWarning):
+        model, _ = genbench.load_model(run)
+    assert type(model).__name__ == "RecordedVAE"
+    _forget_model("vae-recorded")
+    (folder_ / "recorded.py").write_text(PLUGIN_RUN + "\n# edited\n")
+    line = _cli_error("gallery", str(run), "--kind", "samples", "--out", str(tmp_path / "g2.png"))
+    assert "changed since the run" in line and f"--plugins {folder_.resolve()}" in line
+    model, _ = genbench.load_model(run, plugins=[folder_])  # the user vouches for it
+    assert type(model).__name__ == "RecordedVAE"
+    assert "test_elbo" in genbench.evaluate(run, "elbo", device="cpu", plugins=[folder_])
+
+
+# -- 14: honest small promises (issue 26) ----------------------------------------------------------------
+def test_an_ignored_sigint_stays_ignored_during_training() -> None:
+    """A job started with SIGINT ignored (nohup) is not made stoppable by Ctrl-C."""
+    import signal
+
+    from genbench.training import deferred_sigint, interrupt_point
+
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with deferred_sigint():
+            assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+            os.kill(os.getpid(), signal.SIGINT)
+            interrupt_point()  # nothing pending: the signal was ignored
+        assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
+def test_a_resumed_success_clears_the_old_failure_reason(results) -> None:
+    root, folder = results
+    metrics = json.loads((folder / store.METRICS).read_text())
+    (folder / store.METRICS).write_text(json.dumps({**metrics, "status": "failed",
+                                                    "reason": "diverged: loss is nan"}))
+    out = _cli(*RUN, "--results", str(root))
+    assert out.exit_code == 0, out.output
+    after = json.loads((folder / store.METRICS).read_text())
+    assert after["status"] == "finished" and "reason" not in after
+    store.update_metrics(folder, {"status": "failed", "reason": "again"})
+    assert store.read_metrics(folder)["reason"] == "again"
+
+
+def test_unlock_is_idempotent(results) -> None:
+    _, folder = results
+    _lock(folder, pid=2**22 + 7, host=socket.gethostname())  # a stale lock
+    for _ in range(2):
+        out = _cli("unlock", str(folder))
+        assert out.exit_code == 0, out.output
+    assert "not locked; nothing to do" in out.stdout and not (folder / store.LOCK).exists()
+    assert "is not a folder" in _cli_error("unlock", str(folder / "missing"))
+
+
+@pytest.mark.parametrize("typo, meant", [("fdi", "fid"), ("elbow", "elbo"), ("iwea", "iwae"),
+                                         ("qualty", "quality")])
+def test_name_suggestions_by_edit_distance(tmp_path: Path, typo: str, meant: str) -> None:
+    line = _cli_error(*RUN[:-1], typo, "--results", str(tmp_path / "r"))
+    assert line.endswith(f"did you mean {meant}?") or f"did you mean {meant}," in line, line
+    from genbench.registry import edit_distance
+
+    assert edit_distance("fdi", "fid") == 1 and edit_distance("fdi", "edits") == 3
+    assert edit_distance("kitten", "sitting") == 3 and edit_distance("", "ab") == 2
+
+
+class _LocalSharder:
+    """A sharder that runs each shard here (the Ray one runs them in workers)."""
+
+    def __init__(self, shards: int) -> None:
+        self.shards, self.sizes = shards, []
+
+    def __call__(self, fn, jobs):
+        self.sizes.append([job["x"].shape[0] for job in jobs])
+        return [fn(self.model, **job) for job in jobs]
+
+
+def test_sharded_ais_equals_unsharded_at_every_shard_size(results, monkeypatch) -> None:
+    """AIS anneals images in fixed blocks aligned to global indices; shards hold whole blocks,
+    so any shard count gives the unsharded per-image numbers bit for bit (10-image shards
+    differed by 1e-4 nats when a shard was one matrix product). With the default blocks
+    (>= every preset's AIS images on MNIST-sized data) the work stays one block."""
+    from genbench.evaluation import sharded
+    from genbench.loading import load_run
+    from genbench.metrics import ais
+    from genbench.metrics.obsmodel import ObservationModel
+
+    _, folder = results
+    run = load_run(folder)
+    x = run.data.eval_x("test", 20)
+    kwargs = dict(chains=4, start=4, max_steps=8, tol=0.0, hmc=ais.HMCConfig(leapfrog=3), seed=11,
+                  from_encoder=True)
+    obs = ObservationModel("decoder")
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)  # bit for bit at a fixed thread count (Ray's shards: --cpus-per-run)
+    made, default = {}, ais.ROW_FLOATS
+    try:
+        for row_floats in (default, 5 * 4 * 784):  # default blocks; blocks of 5 images
+            monkeypatch.setattr(ais, "ROW_FLOATS", row_floats)
+            whole = ais.ais_until_converged(run.model, obs, x, **kwargs)
+            for shards in (2, 3, 4):
+                sharder = _LocalSharder(shards)
+                sharder.model = run.model
+                with sharded(sharder):
+                    part = ais.ais_until_converged(run.model, obs, x, **kwargs)
+                assert torch.equal(part.estimate, whole.estimate), (row_floats, shards)
+                assert part.means == whole.means
+                assert part.accept_rate == pytest.approx(whole.accept_rate, rel=1e-12)
+                made[row_floats == default, shards] = sharder.sizes[0] if sharder.sizes else None
+        assert made[False, 2] == [10, 10] and made[False, 3] == [10, 5, 5]  # 10-image shards
+        assert made[False, 4] == [5, 5, 5, 5]
+        assert made[True, 4] is None  # default blocks hold all 20 images: one task
+    finally:
+        torch.set_num_threads(old)
+
+
+def test_metrics_schema_refuses_wrong_types_and_tolerates_new_lists(results) -> None:
+    root, folder = results
+    metrics = json.loads((folder / store.METRICS).read_text())
+    (folder / store.METRICS).write_text(json.dumps({**metrics, "a_later_list": [1, 2]}))
+    df = store.load_results(root)
+    assert len(df) == 1 and "a_later_list" not in df and df.attrs["skipped"] == []
+    for bad in ({"status": 1}, {"not_applicable": {"fid": 3}}, {"not_applicable": [1]},
+                {"reason": ["x"]}, {"feature_space": {"a": 1}}):
+        with pytest.raises(store.GenbenchError, match=str(folder / store.METRICS)):
+            store.check_metrics({**metrics, **bad}, folder / store.METRICS)
+
+
+def test_force_reruns_a_run_whose_metrics_json_the_schema_refuses(results) -> None:
+    root, folder = results
+    (folder / store.METRICS).write_text(json.dumps({"status": ["finished"]}))
+    line = _cli_error(*RUN, "--results", str(root))
+    assert str(folder / store.METRICS) in line and "--force" in line
+    out = _cli(*RUN, "--results", str(root), "--force")
+    assert out.exit_code == 0, out.output
+    assert store.read_metrics(folder)["status"] == "finished"

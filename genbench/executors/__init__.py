@@ -21,6 +21,7 @@ from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
+from genbench.errors import GenbenchError
 from genbench.executors.base import (
     Executor,
     LocalOptions,
@@ -51,9 +52,26 @@ def options_for(name: str, **given: Any) -> RunOptions:
     passed; one given to an executor that does not take it is one line naming the one that does)."""
     from genbench.executors.base import build
 
+    _check_text_fields(name, given)
     chosen = executor(name)
     others = [e.options for e in EXECUTORS.values() if e is not chosen]
     return build(chosen.options, given, others)
+
+
+def _check_text_fields(name: str, given: dict[str, Any]) -> None:
+    """Fields that reach an sbatch script or a shell: printable, and a SLURM partition a name
+    (a newline in one would be a line of the job script)."""
+    import re
+
+    fields = {"--executor": name, "--address": given.get("address"), "--slurm-time": given.get("time_limit"),
+              "--slurm-partition": given.get("partition"), "--slurm-cluster": given.get("cluster")}
+    for flag, value in fields.items():
+        if isinstance(value, str) and not value.isprintable():
+            raise GenbenchError(f"{flag} {value!r} holds a control character; pass a plain name")
+    part = given.get("partition")
+    if part is not None and not re.fullmatch(r"[A-Za-z0-9_.+-]+(,[A-Za-z0-9_.+-]+)*", part):
+        raise GenbenchError(f"--slurm-partition {part!r}: use partition names (letters, digits, "
+                            "'_', '-', '.'), comma-separated")
 
 
 def check_options(opts: RunOptions) -> None:

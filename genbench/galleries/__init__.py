@@ -23,7 +23,7 @@ import torch
 from genbench.errors import GenbenchError
 from genbench.galleries.core import GALLERIES, Gallery, NotApplicable, register_gallery, unmet
 from genbench.loading import LoadedRun, load_run
-from genbench.store import METRICS, check_output_file, read_json
+from genbench.store import check_output_file, read_metrics
 
 __all__ = ["GALLERIES", "Gallery", "NotApplicable", "RunGalleries", "kinds", "register_gallery",
            "render", "render_across", "render_all"]
@@ -93,7 +93,7 @@ def render(run_dir: Path, kind: str, out_path: Path | None = None, *, seed: int 
         fits = [k for k, g in GALLERIES.items() if unmet(g, run.model) is None]
         raise GenbenchError(f"no {kind} gallery for {run.config['model']}: {reason}; "
                             f"try --kind {' or '.join(fits) or '(none applies)'}")
-    space = read_json(run_dir / METRICS).get("feature_space")
+    space = read_metrics(run_dir).get("feature_space")
     return _draw(run, gallery, Path(out_path or run_dir / f"gallery_{kind}.png"), seed, space, options)
 
 
@@ -125,7 +125,7 @@ def render_all(run_dir: Path, out_dir: Path, *, seed: int = 0, **options: Any) -
     """
     run_dir = Path(run_dir)
     run = load_run(run_dir)
-    space = read_json(run_dir / METRICS).get("feature_space")
+    space = read_metrics(run_dir).get("feature_space")
     done = RunGalleries(run.config["model"], run.seed)
     for kind, gallery in GALLERIES.items():
         if unmet(gallery, run.model) is not None:

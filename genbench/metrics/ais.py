@@ -266,6 +266,17 @@ def run_ais(path: AISPath, z0: torch.Tensor, betas: torch.Tensor, *, hmc: HMCCon
 ROW_FLOATS = 1 << 22  # decoder outputs (rows x pixels) per batch: memory only
 
 
+def ais_block(chains: int, x: torch.Tensor) -> int:
+    """Images AIS anneals together: chains x images x pixels near ``ROW_FLOATS``.
+
+    Blocks are aligned to global image indices (block k holds images kB..(k+1)B-1) and
+    shards hold whole blocks, so every image is computed in the same matrix shapes sharded
+    or not: a BLAS result depends on how many rows a product has, so the blocks, not the
+    shards, fix the arithmetic.
+    """
+    return max(1, ROW_FLOATS // (chains * x[0].numel()))
+
+
 def ais_log_likelihood(model: torch.nn.Module, obs: ObservationModel, x: torch.Tensor,
                        y: torch.Tensor | None = None, *, chains: int, steps: int, hmc: HMCConfig,
                        seed: int, from_encoder: bool = False,
@@ -279,20 +290,23 @@ def ais_log_likelihood(model: torch.nn.Module, obs: ObservationModel, x: torch.T
     ``offset`` is the global index of x[0] (its noise's address), for a shard of the images.
     """
     retain_large_allocations()
-    per_batch = max(1, ROW_FLOATS // (chains * x[0].numel()))
+    per_batch = ais_block(chains, x)
     betas = sigmoid_schedule(steps)
     prior = model.prior()
     out, rates = [], []
-    batches = -(-x.shape[0] // per_batch)
-    for start in range(0, x.shape[0], per_batch):
-        xb, yb = x[start:start + per_batch], None if y is None else y[start:start + per_batch]
+    # blocks aligned to global indices (:func:`ais_block`): the first may be cut by ``offset``
+    cuts = [0, *range(per_batch - offset % per_batch, x.shape[0], per_batch), x.shape[0]]
+    bounds = [(a, b) for a, b in zip(cuts, cuts[1:], strict=False) if b > a]
+    batches = len(bounds)
+    for block, (start, stop) in enumerate(bounds):
+        xb, yb = x[start:stop], None if y is None else y[start:stop]
         images = torch.arange(offset + start, offset + start + xb.shape[0], device=x.device)
         init = None
         if from_encoder:
             with torch.no_grad():
                 init = closed_form_start(encode(model, xb, yb), derive_seed(seed, 2), images)
         path = AISPath(model, obs.images(start, start + xb.shape[0]), xb, yb, prior, init)
-        done = (start // per_batch) * (len(betas) - 1)
+        done = block * (len(betas) - 1)
         res = run_ais(path, path.start(chains, derive_seed(seed, 0), images), betas, hmc=hmc,
                       seed=derive_seed(seed, 1), images=images,
                       progress=None if progress is None else
@@ -365,7 +379,7 @@ def ais_until_converged(model: torch.nn.Module, obs: ObservationModel, x: torch.
     while True:
         est, rate = map_images(ais_log_likelihood, model, x, y, obs=obs, chains=chains, steps=steps, hmc=hmc,
                                        seed=derive_seed(seed, steps), from_encoder=from_encoder,
-                                       progress=progress)
+                                       progress=progress, align=ais_block(chains, x))
         mean = float(est.mean())
         means.append((steps, mean))
         runs.append((steps, est))

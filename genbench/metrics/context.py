@@ -12,6 +12,10 @@ import torch
 from genbench.data.bundle import DataBundle
 from genbench.presets import Preset
 
+# a metric's result may hold this key: {result key: reason} for the keys it could not measure
+# while it measured the others (recon: no BCE of a Gaussian mean, the squared error kept)
+NOT_APPLICABLE = "not_applicable"
+
 
 class EvalProgress:
     """Where evaluation says how far it is (the CLI's display; this base says nothing).

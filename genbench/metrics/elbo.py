@@ -10,11 +10,13 @@ The cores are pure functions on tensors; the adapters at the bottom are thin.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch.distributions import Distribution, kl_divergence
 
-from genbench.metrics.context import EvalContext
+from genbench.metrics.context import NOT_APPLICABLE, EvalContext
 from genbench.metrics.estimates import mean_stderr, own_observation, save_per_image, with_bpd
 from genbench.metrics.sampling import (
     counter_normal,
@@ -31,6 +33,8 @@ ELBO_DRAWS = 10  # reparameterized draws per image for E_q[log p(x|z)]
 IMAGE_CHUNK = 256  # images per forward pass: memory only, never the answer
 ACTIVE_THRESHOLD = 0.01  # Burda et al. (2015)
 SALT_ELBO = 11
+BCE_UNDEFINED = ("decoded means leave [0, 1] (not a Bernoulli decoder): binary cross-entropy is "
+                 "undefined; recon_mse measures the reconstruction")
 
 
 def _chunks(x: torch.Tensor, y: torch.Tensor | None, chunk: int):
@@ -75,13 +79,21 @@ def elbo_terms(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None =
 @torch.no_grad()
 def reconstruction_errors(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None = None,
                           *, chunk: int = IMAGE_CHUNK) -> tuple[torch.Tensor, torch.Tensor]:
-    """(BCE, squared error) per image between x and the decoded mean of q's mean code."""
-    bce, sse = [], []
+    """(BCE, squared error) per image between x and the decoded mean of q's mean code.
+
+    The BCE is a Bernoulli decoder's error: where a decoded mean leaves [0, 1] (a Gaussian
+    decoder's mean may) it is undefined, and the BCE is ``None``; the squared error stays.
+    """
+    bce: list[torch.Tensor] | None = []
+    sse = []
     for _, xc, yc in _chunks(x, y, chunk):
         xhat = generate(model, encode(model, xc, yc).mean, yc)
-        bce.append(F.binary_cross_entropy(xhat, xc, reduction="none").flatten(1).sum(1))
+        if bce is not None and bool(((xhat >= 0) & (xhat <= 1)).all()):
+            bce.append(F.binary_cross_entropy(xhat, xc, reduction="none").flatten(1).sum(1))
+        else:
+            bce = None
         sse.append((xhat - xc).pow(2).flatten(1).sum(1))
-    return torch.cat(bce), torch.cat(sse)
+    return (None if bce is None else torch.cat(bce)), torch.cat(sse)
 
 
 @torch.no_grad()
@@ -198,9 +210,12 @@ RECON_KEYS = (
 def recon_metric(ctx: EvalContext) -> dict[str, float]:
     x, y = _test_data(ctx)
     bce, sse = reconstruction_errors(ctx.model, x, y)
-    out: dict[str, float] = {}
+    out: dict[str, Any] = {}
     for key, values in (("recon_bce", bce), ("recon_mse", sse)):
-        out[key], out[f"{key}_stderr"] = mean_stderr(values)
+        if values is not None:
+            out[key], out[f"{key}_stderr"] = mean_stderr(values)
+    if bce is None:  # the runner records these keys as n/a with the reason
+        out[NOT_APPLICABLE] = dict.fromkeys(("recon_bce", "recon_bce_stderr"), BCE_UNDEFINED)
     return out
 
 

@@ -368,21 +368,40 @@ class InceptionFeatures(nn.Module):
         return f, self.fc(f)
 
 
-def inception_extractor(weights: str | None, device: torch.device | str = "cpu") -> Extractor:
-    """InceptionV3 features from a torchvision ``inception_v3`` state-dict file."""
+def check_inception_weights(weights: str | None) -> dict[str, torch.Tensor]:
+    """The state dict at ``weights`` if it is a torchvision ``inception_v3`` one, else one
+    line; loaded with ``weights_only=True`` only (a file holding pickled code is refused).
+    ``genbench run`` calls it before any training."""
     if not weights or not Path(weights).is_file():
         raise GenbenchError(
             "InceptionV3 features need a weights file: download torchvision's inception_v3 "
             "weights (inception_v3_google-0cc3c7bd.pth) and pass --set inception_weights=PATH, "
             "or use the default --set feature_extractor=classifier")
+    try:
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001  (torch's text would advise weights_only=False)
+        raise GenbenchError(f"inception_weights {weights} is not a plain tensor state dict "
+                            f"({type(err).__name__}; genbench never loads pickled code); pass "
+                            "torchvision's inception_v3_google-0cc3c7bd.pth") from None
+    fc = state.get("fc.weight") if isinstance(state, dict) else None
+    if (not isinstance(fc, torch.Tensor) or tuple(fc.shape) != (1000, 2048)
+            or not all(isinstance(v, torch.Tensor) for v in state.values())):
+        raise GenbenchError(f"inception_weights {weights} is not a torchvision inception_v3 state "
+                            "dict (no 1000 x 2048 fc.weight); pass inception_v3_google-0cc3c7bd.pth")
+    return state
+
+
+def inception_extractor(weights: str | None, device: torch.device | str = "cpu") -> Extractor:
+    """InceptionV3 features from a torchvision ``inception_v3`` state-dict file."""
+    state = check_inception_weights(weights)
     from torchvision.models import inception_v3
 
     net = inception_v3(weights=None, aux_logits=True, init_weights=False)
     try:
-        net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+        net.load_state_dict(state)
     except (RuntimeError, KeyError, TypeError) as err:
-        raise GenbenchError(f"{weights} is not a torchvision inception_v3 state dict ({err})"
-                            ) from None
+        raise GenbenchError(f"{weights} is not a torchvision inception_v3 state dict "
+                            f"({str(err).strip().splitlines()[0][:160]})") from None
     net.aux_logits, net.AuxLogits = False, None
     model = InceptionFeatures(net).to(device).eval()
     return Extractor("inception-v3", model, weights_digest(model), "imagenet",

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 
 import torch
 
+from genbench.metrics.finite import require_finite
+
 
 @dataclass
 class FidStatistics:
@@ -81,7 +83,9 @@ class FidStatistics:
 
 
 def fid_features_to_statistics(features: torch.Tensor, chunk: int | None = None) -> FidStatistics:
-    """Statistics of ``features`` (N, D), summed ``chunk`` rows at a time (memory only)."""
+    """Statistics of ``features`` (N, D), summed ``chunk`` rows at a time (memory only);
+    refuses NaN or inf features (FID would be NaN)."""
+    require_finite(features, "feature rows")
     stats = FidStatistics.empty(features.shape[1], features.device)
     step = chunk or max(features.shape[0], 1)
     for start in range(0, features.shape[0], step):

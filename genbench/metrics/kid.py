@@ -16,6 +16,8 @@ import math
 
 import torch
 
+from genbench.metrics.finite import require_finite
+
 
 def polynomial_kernel(x: torch.Tensor, y: torch.Tensor, degree: int = 3, coef: float = 1.0
                       ) -> torch.Tensor:
@@ -48,6 +50,8 @@ def kid_features_to_metric(
     ``subset_size`` is capped at the smaller set; the subsets are drawn with ``generator``
     (on the features' device).
     """
+    require_finite(generated, "generated feature rows")  # else KID is NaN
+    require_finite(real, "real feature rows")
     m = min(subset_size, generated.shape[0], real.shape[0])
     if m < 2:
         raise ValueError(f"KID needs subsets of at least 2 rows, got {m}")

@@ -18,14 +18,20 @@ import math
 
 import torch
 
+from genbench.metrics.finite import require_finite
+
 
 def class_histogram(logits: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """Counts (K,) float64 of the predicted classes (argmax) of logits (N, K)."""
+    """Counts (K,) float64 of the predicted classes (argmax) of logits (N, K); refuses NaN or
+    inf logits (argmax would pick the NaN: a wrong histogram, a finite mode_kl)."""
+    require_finite(logits, "logit rows")
     return torch.bincount(logits.argmax(1), minlength=num_classes).to(torch.float64)
 
 
 def mode_kl(counts: torch.Tensor, reference: torch.Tensor) -> float:
     """KL(q || p) in nats, q = counts normalised, p = ``reference`` probabilities (K,)."""
+    require_finite(counts, "class counts")
+    require_finite(reference, "reference probabilities")
     q = counts / counts.sum()
     p = reference.to(q)
     terms = torch.where(q > 0, q * (q.clamp_min(1e-300).log() - p.clamp_min(1e-300).log()), 0.0)
@@ -34,6 +40,7 @@ def mode_kl(counts: torch.Tensor, reference: torch.Tensor) -> float:
 
 def classes_covered(counts: torch.Tensor, reference: torch.Tensor, min_share: float = 0.1) -> int:
     """Classes whose sample share reaches ``min_share`` times their data share."""
+    require_finite(counts, "class counts")
     q = counts / counts.sum()
     p = reference.to(q)
     return int(((q >= min_share * p) & (counts > 0)).sum())
@@ -45,6 +52,7 @@ def inception_score(logits: torch.Tensor, splits: int = 10) -> tuple[float, floa
     The value uses every sample (less biased than the mean of split scores); the
     standard error is the split scores' standard deviation over sqrt(splits).
     """
+    require_finite(logits, "logit rows")
     logp = torch.log_softmax(logits.to(torch.float64), dim=1)  # (N, K)
     score = _is_from_logp(logp)
     splits = min(splits, logp.shape[0])

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import torch
 
+from genbench.metrics.finite import require_finite
+
 PR_K = 3  # Kynkäänniemi et al. 2019
 DC_K = 5  # Naeem et al. 2020
 DEFAULT_CHUNK = 1024
@@ -42,7 +44,10 @@ def prdc_features_to_metric(
     k: int,
     chunk: int = DEFAULT_CHUNK,
 ) -> dict[str, float]:
-    """precision, recall, density and coverage for one k (the prdc package's definitions)."""
+    """precision, recall, density and coverage for one k (the prdc package's definitions);
+    refuses NaN or inf features (a NaN is inside no ball: coverage would be a silent 0)."""
+    require_finite(real, "real feature rows")
+    require_finite(generated, "generated feature rows")
     r, g = real.to(torch.float64), generated.to(torch.float64)
     radius_r = knn_radii(r, k, chunk)  # (Nr,)
     radius_g = knn_radii(g, k, chunk)  # (Ng,)

@@ -10,7 +10,7 @@ import torch
 
 from genbench.contract import capabilities, has_density_encoder, missing_reason
 from genbench.errors import GenbenchError
-from genbench.metrics.context import EvalContext, EvalProgress, MetricResult
+from genbench.metrics.context import NOT_APPLICABLE, EvalContext, EvalProgress, MetricResult
 from genbench.registry import METRICS, MetricEntry, get_metric
 
 
@@ -100,6 +100,7 @@ def evaluate_metrics(
         result = out if isinstance(out, MetricResult) else MetricResult(out)
         ctx.upstream[entry.name] = result
         out = result.values
+        na.update(out.pop(NOT_APPLICABLE, None) or {})  # keys it could not measure, and why
         ctx.results.update(out)
         values.update(out)
         values[f"_seconds_{entry.name}"] = round(time.perf_counter() - start, 3)

@@ -3,13 +3,17 @@
 The estimators draw their noise by counter from (seed, global image index, draw), and every
 image's computation (its chains, its HMC step size) is its own, so the images a..b computed
 alone, told their global index ``offset=a``, give the same per-image numbers as inside the
-whole batch, as long as the arithmetic of a row does not depend on how many rows a matrix
-product has: true of CPU BLAS from 4 rows on at a fixed thread count (shards hold at least
-``MIN_SHARD`` images, and cut between IWAE's groups of images), not promised on GPUs,
-where the sharded numbers agree to rounding. A shard's results are merged by concatenation
-in image order, so per-image estimates, their mean and their standard error equal the
-unsharded ones bit for bit; a scalar diagnostic that is a mean over images (AIS's
-acceptance rate) is merged as the image-weighted mean, equal up to float rounding.
+whole batch, as long as each image is computed in the same matrix shapes. A CPU BLAS
+product rounds a row differently depending on how many rows it has, so a function that
+processes images together declares its fixed block (``align``: IWAE's groups, AIS's
+:func:`~genbench.metrics.ais.ais_block`, aligned to global image indices) and shards hold
+whole blocks; then sharded equals unsharded bit for bit at a fixed thread count for every
+shard count. Not promised on GPUs, where the sharded numbers agree to rounding; nor for
+BDMC, whose shards anneal their images together (:func:`map_subsets` has no blocks).
+A shard's results are merged by concatenation in image order, so per-image estimates,
+their mean and their standard error equal the unsharded ones bit for bit; a scalar
+diagnostic that is a mean over images (AIS's acceptance rate) is merged as the
+image-weighted mean, equal up to float rounding.
 
 Who runs a shard is not this module's business: a *sharder* (installed around an evaluation
 by :func:`genbench.evaluation.sharded`; the Ray one lives in ``genbench.executors``) is a
@@ -45,7 +49,7 @@ def uninstall(token: Any) -> None:
     _SHARDER.reset(token)
 
 
-MIN_SHARD = 4  # images per shard at least: below 4 rows CPU BLAS takes another path (other roundings)
+MIN_SHARD = 4  # images per shard at least (fewer would cost more in overhead than they save)
 
 
 def split(n: int, shards: int, align: int = 1, minimum: int = MIN_SHARD) -> list[tuple[int, int]]:

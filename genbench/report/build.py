@@ -190,7 +190,7 @@ def add_failure_strips(doc: Document, runs: pd.DataFrame, img: Path, out: Path,
 
     for r in runs[runs["status"] == "failed"].itertuples():
         name = folder_name(f"{r.model}-{Path(r.run_dir).name}")
-        path = progress_strip(Path(r.run_dir), img / f"{name}.png")
+        path = progress_strip(Path(r.run_dir), store.inside(out, img / f"{name}.png", "an image path"))
         if path is not None:
             summary.images.append(path)
             doc.add(Image(path.relative_to(out), f"{r.model} seed {r.seed} (failed): its samples "

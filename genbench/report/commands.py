@@ -10,6 +10,7 @@ from rich.console import Console
 from genbench.errors import GenbenchError
 
 console = Console()
+GALLERY_N_MAX = 64  # --n: the samples gallery draws n x n images (64: 4,096 images)
 
 
 def report_command(
@@ -77,8 +78,8 @@ def gallery_command(
         raise GenbenchError(f"--mode {mode!r}: use linear, slerp or both")
     if steps is not None and steps < 2:
         raise GenbenchError(f"--steps {steps}: needs at least 2 (the two endpoints)")
-    if n is not None and n < 1:
-        raise GenbenchError(f"--n {n}: needs at least 1")
+    if n is not None and not 1 <= n <= GALLERY_N_MAX:  # samples draw n x n images
+        raise GenbenchError(f"--n {n}: use 1 to {GALLERY_N_MAX}")
     given = {"endpoints": None if endpoints is None else parse_endpoints(endpoints), "steps": steps,
              "modes": None if mode is None else modes[mode], "target": target,
              "strength": strength, "n": n}

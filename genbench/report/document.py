@@ -78,16 +78,62 @@ def contents(doc: Document, level: int = 2) -> Bullets:
 
 
 # -- markdown ---------------------------------------------------------------------------
+_OWN_LINK = re.compile(r"\[([^\[\]<>`]+)\]\((#[\w-]+)\)")  # the contents' [heading](#anchor)
+
+
+def _md_text(text: str) -> str:
+    """Markdown outside code spans, with every stored string's HTML made inert.
+
+    Angle brackets become entities (no raw ``<script>`` or ``<img onerror>``); brackets
+    are escaped except in the report's own ``[text](#anchor)`` links (no ``javascript:``
+    link from a stored string).
+    """
+    keep: list[str] = []
+
+    def hold(m: re.Match[str]) -> str:
+        keep.append(f"[{_md_text(m.group(1))}]({m.group(2)})")
+        return f"\x00{len(keep) - 1}\x00"
+
+    text = _OWN_LINK.sub(hold, text.replace("\x00", ""))
+    text = (text.replace("\\", "\\\\").replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+            .replace("[", "\\[").replace("]", "\\]"))
+    return re.sub("\x00(\\d+)\x00", lambda m: keep[int(m.group(1))], text)
+
+
+def md_inline(text: str) -> str:
+    """``text`` as safe Markdown: the report's `code`, **bold** and links kept, stored strings
+    escaped as the HTML escapes them (a backtick in a stored string cannot open raw HTML).
+
+    Code spans are rebuilt so Markdown pairs the backticks as :func:`_inline` does: a lone
+    trailing backtick is escaped, and two spans never touch (a double backtick would pair
+    differently). A span holding ``<`` or ``>`` becomes escaped plain text, so report.md
+    holds no raw angle bracket that a lax renderer could read as HTML.
+    """
+    parts = text.split("`")
+    tail = parts.pop() if len(parts) % 2 == 0 else None  # after a lone backtick: plain text
+    out = []
+    for i, part in enumerate(parts):
+        if i % 2 and ("<" in part or ">" in part):  # shown as escaped text: no raw `<` at all
+            out.append(_md_text(part))
+        elif i % 2:
+            out.append(f"`{part}`" if part.strip() else "` `")
+        else:
+            out.append(_md_text(part) if part or i in (0, len(parts) - 1) else " ")
+    if tail is not None:
+        out.append("\\`" + _md_text(tail))
+    return "".join(out)
+
+
 def _md_cell(cell: Cell) -> str:
-    text = cell.text.replace("|", "\\|")
+    text = md_inline(cell.text).replace("|", "\\|")
     return f"**{text}**" if cell.best and text else text
 
 
 def _md_table(table: Table) -> str:
     lines = []
     if table.caption:
-        lines += [f"*{table.caption}*", ""]
-    lines.append("| " + " | ".join(c.replace("|", "\\|") for c in table.columns) + " |")
+        lines += [f"*{md_inline(table.caption)}*", ""]
+    lines.append("| " + " | ".join(md_inline(c).replace("|", "\\|") for c in table.columns) + " |")
     lines.append("|" + "|".join(" --- " for _ in table.columns) + "|")
     lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in table.rows]
     return "\n".join(lines)
@@ -97,15 +143,18 @@ def to_markdown(doc: Document) -> str:
     out = [f"# {doc.title}"]
     for b in doc.blocks:
         if isinstance(b, Heading):
-            out.append("#" * b.level + " " + b.text)
+            out.append("#" * b.level + " " + md_inline(b.text))
         elif isinstance(b, Para):
-            out.append(b.text)
+            out.append(md_inline(b.text))
         elif isinstance(b, Bullets):
-            out.append("\n".join(f"- {item}" for item in b.items))
+            out.append("\n".join(f"- {md_inline(item)}" for item in b.items))
         elif isinstance(b, Table):
             out.append(_md_table(b))
         elif isinstance(b, Image):
-            out.append(f"![{b.path.stem}]({b.path.as_posix()})\n\n*{b.caption}*")
+            from urllib.parse import quote
+
+            out.append(f"![{_md_text(b.path.stem)}]({quote(b.path.as_posix())})\n\n"
+                       f"*{md_inline(b.caption)}*")
     return "\n\n".join(out) + "\n"
 
 

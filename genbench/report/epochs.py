@@ -28,6 +28,25 @@ def progress_strip(run_dir: Path, out: Path, rows: int = 1, count: int = 6) -> P
     files = sorted((Path(run_dir) / "samples").glob("epoch_*.png"))
     if not files:
         return None
+    try:
+        png = _strip(files, rows, count)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:  # damaged or foreign PNG
+        import warnings
+
+        from genbench.errors import GenbenchWarning
+
+        warnings.warn(f"{run_dir}/samples holds an unreadable image ({type(err).__name__}: "
+                      f"{str(err)[:120]}); its progress strip is left out", GenbenchWarning,
+                      stacklevel=2)
+        return None
+    from genbench.store import atomic_write_bytes
+
+    atomic_write_bytes(out, png)
+    return out
+
+
+def _strip(files: list[Path], rows: int, count: int) -> bytes:
+    """The strip as PNG bytes (reading only: a damaged input is the caller's to skip)."""
     first = np.asarray(Image.open(files[0]).convert("RGB"))
     mode = "L" if (first == first[..., :1]).all() else "RGB"  # grey digits: one channel
     bands = []
@@ -45,9 +64,6 @@ def progress_strip(run_dir: Path, out: Path, rows: int = 1, count: int = 6) -> P
         y += band.height
     import io
 
-    from genbench.store import atomic_write_bytes
-
     buf = io.BytesIO()
     strip.save(buf, format="PNG", optimize=True)
-    atomic_write_bytes(out, buf.getvalue())
-    return out
+    return buf.getvalue()

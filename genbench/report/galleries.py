@@ -17,7 +17,7 @@ import pandas as pd
 
 from genbench.report import tables
 from genbench.report.document import Document, Heading, Image, Para
-from genbench.store import CHECKPOINT
+from genbench.store import CHECKPOINT, inside
 
 
 def folder_name(label: str) -> str:
@@ -41,7 +41,8 @@ def add_progress(doc: Document, runs: pd.DataFrame, model: str, img: Path, out: 
 
     fin = tables.finished(runs)
     for d in fin[fin["model"] == model].sort_values("seed")["run_dir"]:
-        path = progress_strip(Path(d), img / folder_name(model) / "progress.png")
+        target = inside(out, img / folder_name(model) / "progress.png", "an image path")
+        path = progress_strip(Path(d), target)
         if path is not None:
             summary.images.append(path)
             doc.add(Image(path.relative_to(out), f"{model}: the same noise decoded after each of a few "
@@ -85,7 +86,8 @@ def add_galleries(doc: Document, runs: pd.DataFrame, img: Path, out: Path, summa
             continue
         started = time.perf_counter()
         try:
-            made = render_all(run_dir, img / folder_name(model), n=8, steps=10, manifold_n=15)
+            made = render_all(run_dir, inside(out, img / folder_name(model), "a gallery folder"), n=8,
+                              steps=10, manifold_n=15)
         except Exception as err:  # noqa: BLE001  (a broken checkpoint must not cost the report)
             doc.add(Para(f"Could not load `{run_dir.name}`: {type(err).__name__}: {err}"))
             continue

@@ -124,13 +124,26 @@ def read_history(runs: pd.DataFrame) -> pd.DataFrame:
         path = Path(r.run_dir) / HISTORY
         if not path.exists():
             continue
-        h = pd.read_csv(path)
+        try:
+            h = pd.read_csv(path)
+        except (UnicodeDecodeError, ValueError, OSError) as err:  # a foreign or damaged file
+            _skip_part(f"{path} is unreadable ({type(err).__name__}); its training curves are "
+                       "left out")
+            continue
         if "epoch" not in h:
             h["epoch"] = range(1, len(h) + 1)
         terms = [c for c in h.columns if c not in HISTORY_SKIP and pd.api.types.is_numeric_dtype(h[c])]
         h = h[["epoch", *terms]].melt(id_vars="epoch", var_name="term", value_name="value")
         frames.append(h.assign(model=r.model, seed=r.seed))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def _skip_part(message: str) -> None:
+    import warnings
+
+    from genbench.errors import GenbenchWarning
+
+    warnings.warn(message, GenbenchWarning, stacklevel=3)
 
 
 def training_curves(runs: pd.DataFrame, path: Path) -> Path | None:

@@ -30,7 +30,7 @@ from genbench.errors import GenbenchError
 from genbench.registry import MODELS
 from genbench.report import configs, glossary, published
 from genbench.report.document import Cell, Table
-from genbench.store import CONFIG, load_results, read_json
+from genbench.store import load_results, read_config, read_json
 
 META = {"dataset", "model", "preset", "variant", "seed", "run_dir", "status", "reason",
         "feature_space", "latent_dim", "conditional", "external", configs.NAME, configs.KEY,
@@ -50,7 +50,7 @@ def load(results: Path) -> pd.DataFrame:
     df = load_results(results)
     if df.empty:
         return df
-    cfgs = [read_json(Path(d) / CONFIG) for d in df["run_dir"]]
+    cfgs = [read_config(Path(d)) for d in df["run_dir"]]  # checked by load_results
     df["latent_dim"] = [c.get("model_config", {}).get("latent_dim") for c in cfgs]
     df["command"] = [c.get("command") for c in cfgs]
     df["external"] = [bool(c.get("external", False)) for c in cfgs]  # `genbench score` samples
