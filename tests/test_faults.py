@@ -702,8 +702,10 @@ def test_report_md_holds_no_raw_html_from_stored_strings(results, tmp_path) -> N
     metrics.update(feature_space="<script>fs</script>", fid=1.0,
                    not_applicable={"test_exact": "<img src=x onerror=alert(4)> | `x` <b>"})
     (bad / store.METRICS).write_text(json.dumps(metrics))
+    _edit_config(bad, seed=1)  # other seeds: copies of the same run would count once
     failed = folder.parent / "failed"
     shutil.copytree(folder, failed)
+    _edit_config(failed, seed=2)
     (failed / store.METRICS).write_text(json.dumps({"status": "failed",
                                                     "reason": "<script>alert(5)</script>"}))
     out = _cli("report", "--results", str(root), "--out", str(tmp_path / "rep"), "--no-galleries")
@@ -763,6 +765,7 @@ def test_a_corrupt_history_or_sample_png_skips_that_part(results, tmp_path) -> N
     root, folder = results
     failed = folder.parent / "failed"
     shutil.copytree(folder, failed)
+    _edit_config(failed, seed=1)  # another seed: a copy of the same run would count once
     (folder / store.HISTORY).write_bytes(b"epoch,loss\n1,\xff\xfe\n")
     (failed / "samples" / "epoch_001.png").write_bytes(b"\x89PNG not really")
     (failed / store.METRICS).write_text(json.dumps({"status": "failed", "reason": "diverged"}))
