@@ -63,3 +63,16 @@ def smoke_run_metrics(model: str, results: Path, metrics: str) -> dict:
     values = json.loads(next(results.glob(f"synthetic/{model}/*/metrics.json")).read_text())
     assert values["status"] == "finished", values
     return values
+
+
+def bundled_models() -> list[str]:
+    """The names of the models in genbench's own ``models/`` folder (not the plugins that test
+    modules register while pytest collects, which would make a parametrization depend on order)."""
+    import inspect
+
+    from genbench.plugins import bundled_folder, load_plugins
+    from genbench.registry import MODELS
+
+    load_plugins()
+    folder = bundled_folder().resolve()
+    return sorted(n for n, e in MODELS.items() if Path(inspect.getfile(e.cls)).resolve().parent == folder)

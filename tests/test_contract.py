@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from run_folders import bundled_models
 from typer.testing import CliRunner
 
 from genbench.check import check_model
@@ -77,7 +78,7 @@ def _trained(cls: type, variant: str = "continuous", steps: int = 20) -> torch.n
 
 
 # -- every registered model -------------------------------------------------------------
-@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("name", bundled_models())
 def test_every_registered_model_passes_the_check(name: str) -> None:
     result = check_model(name)
     assert result.ok, result.problems

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+from run_folders import bundled_models
 
 from genbench.errors import GenbenchError
 from genbench.executors import RayOptions, SlurmOptions
@@ -21,7 +22,7 @@ def _configs() -> list[type]:
     from genbench.registry import MODELS
 
     load_plugins()
-    built_in = {e.cls.Config for e in MODELS.values() if e.cls.__module__.startswith("genbench_models")}
+    built_in = {MODELS[name].cls.Config for name in bundled_models()}
     return [Preset, RayOptions, SlurmOptions, *sorted(built_in, key=lambda c: c.__qualname__)]
 
 
