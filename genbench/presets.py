@@ -63,6 +63,14 @@ class Preset:
     # within ais_tol nats/image or the next would exceed ais_max_steps (then: not converged)
     ais_max_steps: int = 4000
     ais_tol: float = 0.5
+    # inference network q(z|x) for a model without a density encoder (metrics/inference.py),
+    # fitted on the model's own simulations: infer_pairs decoded codes, infer_steps Adam steps
+    # of infer_batch images over the noise levels, infer_refine_steps at the chosen level
+    infer_pairs: int = 20000
+    infer_steps: int = 3000
+    infer_refine_steps: int = 1000
+    infer_batch: int = 128
+    infer_hidden: int = 512
 
     def with_overrides(self, **changes: object) -> Preset:
         return dataclasses.replace(self, **changes)
@@ -75,6 +83,7 @@ PRESETS: dict[str, Preset] = {
         ais_n=8, ais_chains=4, ais_steps=20, ais_max_steps=80, hmc_leapfrog=5, bdmc_n=6,
         parzen_samples=256, parzen_n=64, n_quality=256, kid_subsets=10, kid_subset_size=64,
         feature_epochs=1, obs_val_n=4, obs_val_steps=10,
+        infer_pairs=256, infer_steps=60, infer_refine_steps=20, infer_batch=32, infer_hidden=32,
     ),
     "quick": Preset(
         "quick", "minutes on a laptop CPU (the default): real training, modest evaluations",
@@ -82,6 +91,7 @@ PRESETS: dict[str, Preset] = {
         ais_n=20, ais_chains=16, ais_steps=100, ais_max_steps=200, hmc_leapfrog=10, bdmc_n=16,
         parzen_samples=2000, parzen_n=500, n_quality=2000, kid_subsets=50,
         kid_subset_size=500, feature_epochs=5, obs_val_n=10, obs_val_steps=50,
+        infer_pairs=4096, infer_steps=1500, infer_refine_steps=500, infer_batch=128, infer_hidden=256,
     ),
     "paper": Preset(
         "paper", "the published protocols (IWAE k=5000 on the full test set; AIS 16 chains, "

@@ -106,6 +106,16 @@ def _log_prob_and_grad(dist: Distribution, z: torch.Tensor, need_value: bool = T
     return (dist.log_prob(z) if need_value else None), grad
 
 
+Encoder = Callable[[torch.Tensor, "torch.Tensor | None"], Distribution]  # (x, y) -> q(z|x)
+
+
+def start_proposal(model: torch.nn.Module, from_encoder: bool | Encoder, x: torch.Tensor,
+                   y: torch.Tensor | None) -> Distribution:
+    """q(z|x) to anneal from: ``from_encoder`` itself where it is an encoder (a fitted
+    inference network, :mod:`genbench.metrics.inference`), else the model's ``encode``."""
+    return from_encoder(x, y) if callable(from_encoder) else encode(model, x, y)
+
+
 START_DRAWS = 64  # draws of q per image that fix a Gaussian start (see closed_form_start)
 
 
@@ -255,7 +265,7 @@ ROW_FLOATS = 1 << 22  # decoder outputs (rows x pixels) per batch: memory only
 
 def ais_log_likelihood(model: torch.nn.Module, obs: ObservationModel, x: torch.Tensor,
                        y: torch.Tensor | None = None, *, chains: int, steps: int, hmc: HMCConfig,
-                       seed: int, from_encoder: bool = False,
+                       seed: int, from_encoder: bool | Encoder = False,
                        progress: Callable[[int, int], None] | None = None, offset: int = 0
                        ) -> tuple[torch.Tensor, float]:
     """AIS estimates of log p(x) per image (N,) float64, and the mean acceptance rate.
@@ -264,6 +274,7 @@ def ais_log_likelihood(model: torch.nn.Module, obs: ObservationModel, x: torch.T
     noise is addressed by image index, so the batching does not change the draws.
     ``progress(steps done, steps)`` counts AIS steps over all batches of images.
     ``offset`` is the global index of x[0] (its noise's address), for a shard of the images.
+    ``from_encoder``: anneal from the model's q(z|x) (True) or from the given encoder's.
     """
     retain_large_allocations()
     per_batch = max(1, ROW_FLOATS // (chains * x[0].numel()))
@@ -277,7 +288,8 @@ def ais_log_likelihood(model: torch.nn.Module, obs: ObservationModel, x: torch.T
         init = None
         if from_encoder:
             with torch.no_grad():
-                init = closed_form_start(encode(model, xb, yb), derive_seed(seed, 2), images)
+                init = closed_form_start(start_proposal(model, from_encoder, xb, yb), derive_seed(seed, 2),
+                                         images)
         path = AISPath(model, obs.images(start, start + xb.shape[0]), xb, yb, prior, init)
         done = (start // per_batch) * (len(betas) - 1)
         res = run_ais(path, path.start(chains, derive_seed(seed, 0), images), betas, hmc=hmc,
@@ -303,7 +315,7 @@ class ScheduleResult:
 
 def ais_until_converged(model: torch.nn.Module, obs: ObservationModel, x: torch.Tensor,
                         y: torch.Tensor | None = None, *, chains: int, start: int, max_steps: int,
-                        tol: float, hmc: HMCConfig, seed: int, from_encoder: bool = False,
+                        tol: float, hmc: HMCConfig, seed: int, from_encoder: bool | Encoder = False,
                         progress: Callable[[int, int], None] | None = None) -> ScheduleResult:
     """AIS with ``start`` distributions, doubled until two successive runs agree.
 
