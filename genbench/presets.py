@@ -63,14 +63,13 @@ class Preset:
     # within ais_tol nats/image or the next would exceed ais_max_steps (then: not converged)
     ais_max_steps: int = 4000
     ais_tol: float = 0.5
-    # inference network q(z|x) for a model without a density encoder (metrics/inference.py),
-    # fitted on the model's own simulations: infer_pairs decoded codes, infer_steps Adam steps
-    # of infer_batch images over the noise levels, infer_refine_steps at the chosen level
-    infer_pairs: int = 20000
-    infer_steps: int = 3000
-    infer_refine_steps: int = 1000
-    infer_batch: int = 128
-    infer_hidden: int = 512
+    # inference network q(z|x) for a model without a density encoder (metrics/inference.py):
+    # fitted on infer_pairs codes z ~ p(z) the model decodes (its cost); the defaults are
+    # quick's, which a run recorded before these settings existed gets
+    infer_pairs: int = 8192
+    # test images of IWAE through an inference network (None: n_eval), whose generators
+    # (DCGAN's convolutions) cost far more per draw than a VAE's decoder
+    infer_iwae_n: int | None = 100
 
     def with_overrides(self, **changes: object) -> Preset:
         return dataclasses.replace(self, **changes)
@@ -83,7 +82,7 @@ PRESETS: dict[str, Preset] = {
         ais_n=8, ais_chains=4, ais_steps=20, ais_max_steps=80, hmc_leapfrog=5, bdmc_n=6,
         parzen_samples=256, parzen_n=64, n_quality=256, kid_subsets=10, kid_subset_size=64,
         feature_epochs=1, obs_val_n=4, obs_val_steps=10,
-        infer_pairs=256, infer_steps=60, infer_refine_steps=20, infer_batch=32, infer_hidden=32,
+        infer_pairs=256, infer_iwae_n=None,
     ),
     "quick": Preset(
         "quick", "minutes on a laptop CPU (the default): real training, modest evaluations",
@@ -91,14 +90,13 @@ PRESETS: dict[str, Preset] = {
         ais_n=20, ais_chains=16, ais_steps=100, ais_max_steps=200, hmc_leapfrog=10, bdmc_n=16,
         parzen_samples=2000, parzen_n=500, n_quality=2000, kid_subsets=50,
         kid_subset_size=500, feature_epochs=5, obs_val_n=10, obs_val_steps=50,
-        infer_pairs=4096, infer_steps=1500, infer_refine_steps=500, infer_batch=128, infer_hidden=256,
     ),
     "paper": Preset(
         "paper", "the published protocols (IWAE k=5000 on the full test set; AIS 16 chains, "
         "1,000 distributions doubled until converged, up to 16,000): a GPU's work",
         epochs=1000, batch_size=100, n_eval=None, iwae_k=5000, iwae_chunk=1000,
         ais_n=1000, ais_chains=16, ais_steps=1000, ais_max_steps=16000, hmc_leapfrog=10,
-        bdmc_n=100,
+        bdmc_n=100, infer_pairs=32768, infer_iwae_n=None,
         parzen_samples=10000, parzen_n=10000, n_quality=10000, kid_subsets=100,
         kid_subset_size=1000, feature_epochs=20, obs_val_n=100, obs_val_steps=1000,
     ),

@@ -24,6 +24,8 @@ two models on the same images, paired.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from genbench import register_metric
@@ -41,11 +43,11 @@ from genbench.metrics.estimates import (  # noqa: F401  (re-exported for callers
     save_per_image,
     with_bpd,
 )
-from genbench.metrics.inference import InferenceEncoder, SleepBudget, SleepFit, finish, fit_inference
+from genbench.metrics.inference import LinearGaussianQ, SimulatedMoments, finish, fits, simulate_moments
 from genbench.metrics.iwae import iwae_bound, iwae_group
-from genbench.metrics.obsmodel import Kind, ObservationModel, choose_noise, noise_bounds
+from genbench.metrics.obsmodel import Kind, ObservationModel, choose_noise
 from genbench.metrics.parzen import choose_sigma, parzen_log_density
-from genbench.metrics.sampling import labels_for, require_finite, seed_from
+from genbench.metrics.sampling import derive_seed, labels_for, require_finite, seed_from
 from genbench.metrics.shards import map_images, map_subsets
 
 SALT_OBS, SALT_IWAE, SALT_AIS, SALT_BDMC, SALT_PARZEN, SALT_INFER = 21, 22, 23, 24, 25, 26
@@ -98,7 +100,7 @@ def shared_observation(ctx: EvalContext) -> tuple[ObservationModel, dict[str, fl
         p = ctx.preset
         x, y = _split(ctx, "val", p.obs_val_n)
         seed = seed_from(ctx.generator(SALT_OBS))
-        fit = None if has_density_encoder(model) or not _sleeps(model) else _sleep_fit(ctx, kind)
+        fit = None if has_density_encoder(model) or not _sleeps(model, ctx) else _sleep_fit(ctx, kind)
         if has_density_encoder(model) or fit is not None:
 
             def objective(obs: ObservationModel) -> float:
@@ -117,7 +119,7 @@ def shared_observation(ctx: EvalContext) -> tuple[ObservationModel, dict[str, fl
 
         ctx.results[key], ctx.results["_obs_evaluations"] = choose_noise(kind, objective)
         if fit is not None:
-            ctx.inference[SHARED_Q] = finish(fit, float(ctx.results[key]), _budget(ctx))
+            _finish_fit(ctx, fit, float(ctx.results[key]))
     noise = float(ctx.results[key])
     return ObservationModel(kind, noise), {key: noise, **_inference_values(ctx)}
 
@@ -127,33 +129,34 @@ def shared_observation(ctx: EvalContext) -> tuple[ObservationModel, dict[str, fl
 SHARED_Q = "shared"  # ctx.inference's key of the shared family's q(z|x)
 
 
-def _sleeps(model: torch.nn.Module) -> bool:
+def _sleeps(model: torch.nn.Module, ctx: EvalContext) -> bool:
     """Whether an inference network is fitted for the model: it has a prior and a generator
-    but no density encoder; a conditional one is left out (its simulations need labels)."""
+    but no density encoder; a conditional one is left out (its simulations need labels), and
+    so are images too wide for a pixel covariance (they anneal from the prior)."""
     return (not has_density_encoder(model) and not getattr(model, "conditional", False)
-            and {"prior", "generate"} <= capabilities(model))
+            and {"prior", "generate"} <= capabilities(model) and fits(math.prod(ctx.data.info.shape)))
 
 
-def _budget(ctx: EvalContext) -> SleepBudget:
-    p = ctx.preset
-    return SleepBudget(pairs=p.infer_pairs, steps=p.infer_steps, refine_steps=p.infer_refine_steps,
-                       batch=p.infer_batch, hidden=p.infer_hidden)
-
-
-def _sleep_fit(ctx: EvalContext, kind: Kind) -> SleepFit:
+def _sleep_fit(ctx: EvalContext, kind: Kind) -> SimulatedMoments:
     ctx.progress(0, 1, "inference network fits")
-    fit = fit_inference(ctx.model, kind, _budget(ctx), seed=seed_from(ctx.generator(SALT_INFER)),
-                        bounds=noise_bounds(kind))
+    fit = simulate_moments(ctx.model, kind, ctx.preset.infer_pairs, seed=seed_from(ctx.generator(SALT_INFER)))
     ctx.progress(1, 1, "inference network fits")
     return fit
 
 
-def shared_inference(ctx: EvalContext) -> InferenceEncoder | None:
+def _finish_fit(ctx: EvalContext, fit: SimulatedMoments, level: float) -> None:
+    ctx.inference[SHARED_Q] = finish(fit, ctx.model, level,
+                                     seed=derive_seed(seed_from(ctx.generator(SALT_INFER)), 1))
+
+
+def shared_inference(ctx: EvalContext) -> LinearGaussianQ | None:
     """The shared family's q(z|x) of a model without a density encoder, at the chosen level
     (None for a model with one, or none fitted); fitted once, by :func:`shared_observation`."""
-    if not _sleeps(ctx.model):
+    if not _sleeps(ctx.model, ctx):
         return None
-    shared_observation(ctx)
+    obs, _ = shared_observation(ctx)
+    if SHARED_Q not in ctx.inference:  # the level was given (ctx.results), not chosen here
+        _finish_fit(ctx, _sleep_fit(ctx, obs.kind), float(obs.noise))
     return ctx.inference[SHARED_Q].encoder
 
 
@@ -165,7 +168,7 @@ def _inference_values(ctx: EvalContext) -> dict[str, float]:
             "infer_gain_shared": fitted.log_q - fitted.log_prior}
 
 
-def _ais_init(ctx: EvalContext, obs: ObservationModel | None = None) -> bool | InferenceEncoder:
+def _ais_init(ctx: EvalContext, obs: ObservationModel | None = None) -> bool | LinearGaussianQ:
     """Where AIS (and BDMC, with the same start) anneal from: the model's q(z|x) (True), the
     inference network fitted under the shared family ``obs``, or the prior (False)."""
     if ctx.preset.ais_init not in ("prior", "encoder"):
@@ -179,7 +182,7 @@ def _ais_init(ctx: EvalContext, obs: ObservationModel | None = None) -> bool | I
     return shared_inference(ctx) or False
 
 
-def _proposal(ctx: EvalContext, obs: ObservationModel) -> InferenceEncoder | None:
+def _proposal(ctx: EvalContext, obs: ObservationModel) -> LinearGaussianQ | None:
     """IWAE's proposal: None (the model's encoder) or the fitted inference network."""
     if has_density_encoder(ctx.model) or obs.kind == "decoder":
         return None
@@ -193,12 +196,12 @@ def _proposal(ctx: EvalContext, obs: ObservationModel) -> InferenceEncoder | Non
 # -- the three estimators, under a given observation model -----------------------------
 
 def _iwae(ctx: EvalContext, obs: ObservationModel, suffix: str) -> dict[str, float]:
-    x, y = _split(ctx, "test", ctx.preset.n_eval)
-    bound = map_images(iwae_bound, ctx.model, x, y, k=ctx.preset.iwae_k,
-                       seed=seed_from(ctx.generator(SALT_IWAE)), align=iwae_group(ctx.preset.iwae_k,
-                                                                                  ctx.preset.iwae_chunk),
-                       chunk=ctx.preset.iwae_chunk, obs=obs, progress=ctx.tracker("images"),
-                       encoder=_proposal(ctx, obs))
+    p, q = ctx.preset, _proposal(ctx, obs)
+    n = p.n_eval if q is None or p.infer_iwae_n is None else min(p.n_eval or p.infer_iwae_n, p.infer_iwae_n)
+    x, y = _split(ctx, "test", n)
+    bound = map_images(iwae_bound, ctx.model, x, y, k=p.iwae_k, seed=seed_from(ctx.generator(SALT_IWAE)),
+                       align=iwae_group(p.iwae_k, p.iwae_chunk), chunk=p.iwae_chunk, obs=obs,
+                       progress=ctx.tracker("images"), encoder=q)
     save_per_image(ctx, f"test_iwae{suffix}", bound)
     return with_bpd(ctx, f"test_iwae{suffix}", bound)
 
@@ -229,7 +232,7 @@ def _paired_with_iwae(ctx: EvalContext, x: torch.Tensor, y: torch.Tensor | None,
     stochastic lower bounds of the same log p(x), and the paired difference on the same images,
     with its own small standard error, is what says whether AIS was run long enough.
     """
-    if not has_density_encoder(ctx.model) and (obs.kind == "decoder" or not _sleeps(ctx.model)):
+    if not has_density_encoder(ctx.model) and (obs.kind == "decoder" or not _sleeps(ctx.model, ctx)):
         return {}
     bound = map_images(iwae_bound, ctx.model, x, y, k=ctx.preset.iwae_k,
                        seed=seed_from(ctx.generator(SALT_IWAE)), align=iwae_group(ctx.preset.iwae_k,
@@ -328,7 +331,9 @@ def bdmc_metric(ctx: EvalContext) -> dict[str, float]:
     # generate, not decode: a generator without p(x|z) (VAE-GAN) is scored too; no encoder
     # needed: a model without a density encoder is scored through its inference network
     needs={"generate", "prior"},
-    produces={"test_iwae_shared": f"importance-weighted bound on log p(x) {SHARED}, nats/image",
+    produces={"test_iwae_shared": f"importance-weighted bound on log p(x) {SHARED}, nats/image "
+                                  "(through the inference network on the first infer_iwae_n test images "
+                                  "for a model without a density encoder)",
               "test_iwae_shared_bpd": f"test_iwae_shared in {BPD}"},
     higher_is_better={"test_iwae_shared": True, "test_iwae_shared_bpd": False},
     description=f"IWAE bound on the test split {SHARED}, through the model's q(z|x) or, "
