@@ -60,7 +60,8 @@ NOISE_KEYS = {
 }  # declared by `ais_shared` (every generator has it); `iwae_shared` and `bdmc_shared` record it too
 INFER_KEYS = {
     "infer_seconds_shared": "seconds spent fitting the inference network q(z|x) of a model without "
-                            "a density encoder (simulating its pool and training; once per evaluation)",
+                            "a density encoder (decoding its simulated codes and the closed-form fit, "
+                            "once per evaluation; the noise choice through it is not counted)",
     "infer_log_q_shared": "mean log q(z*|x) of the inference network on fresh pairs z* ~ p(z), "
                           "x ~ p(x|z*) at the chosen noise level, nats per code (higher: a better fit)",
     "infer_gain_shared": "infer_log_q_shared minus the mean log p(z*): nats about z that q reads from x "
