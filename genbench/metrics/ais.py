@@ -30,6 +30,7 @@ from torch.distributions import Distribution, Independent, MultivariateNormal, N
 from genbench.metrics.iwae import retain_large_allocations
 from genbench.metrics.obsmodel import ObservationModel
 from genbench.metrics.sampling import (
+    Encoder,
     counter_normal,
     counter_uniform,
     derive_seed,
@@ -104,9 +105,6 @@ def _log_prob_and_grad(dist: Distribution, z: torch.Tensor, need_value: bool = T
             (grad,) = torch.autograd.grad(lp.sum(), zr)
         return lp.detach(), grad
     return (dist.log_prob(z) if need_value else None), grad
-
-
-Encoder = Callable[[torch.Tensor, "torch.Tensor | None"], Distribution]  # (x, y) -> q(z|x)
 
 
 def start_proposal(model: torch.nn.Module, from_encoder: bool | Encoder, x: torch.Tensor,

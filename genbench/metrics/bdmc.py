@@ -16,7 +16,6 @@ import torch
 
 from genbench.metrics.ais import (
     AISPath,
-    Encoder,
     HMCConfig,
     closed_form_start,
     run_ais,
@@ -24,7 +23,7 @@ from genbench.metrics.ais import (
     start_proposal,
 )
 from genbench.metrics.obsmodel import ObservationModel
-from genbench.metrics.sampling import counter_normal, derive_seed, reparameterize
+from genbench.metrics.sampling import Encoder, counter_normal, derive_seed, reparameterize
 
 
 @dataclass

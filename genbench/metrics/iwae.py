@@ -24,7 +24,7 @@ import torch
 from torch.distributions import Distribution, Independent, Normal
 
 from genbench.metrics.obsmodel import ObservationModel
-from genbench.metrics.sampling import counter_normal, encode, reparameterize
+from genbench.metrics.sampling import Encoder, counter_normal, encode, reparameterize
 
 
 @functools.cache
@@ -148,8 +148,7 @@ def importance_bound(prior: Distribution, proposal: Proposal, log_lik: LogLik, n
 def iwae_bound(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None = None, *,
                k: int, seed: int, chunk: int, obs: ObservationModel | None = None,
                progress: Callable[[int, int], None] | None = None, offset: int = 0,
-               encoder: Callable[[torch.Tensor, torch.Tensor | None], Distribution] | None = None
-               ) -> torch.Tensor:
+               encoder: Encoder | None = None) -> torch.Tensor:
     """L_k(x) per image, (N,) float64, in nats.
 
     ``chunk`` bounds the (draw, image) rows decoded at once: memory, never the answer.
