@@ -76,6 +76,13 @@ class Preset:
     # ais_max_steps distributions, AIS runs once at pilot_steps and the number is not certified
     pilot_steps: int = nonnegative(0)
     pilot_n: int = positive(4)
+    # inference network q(z|x) for a model without a density encoder (metrics/inference.py):
+    # fitted on infer_pairs codes z ~ p(z) the model decodes (its cost); the defaults are
+    # quick's, which a run recorded before these settings existed gets
+    infer_pairs: int = positive(8192)
+    # test images of IWAE through an inference network (None: n_eval), whose generators
+    # (DCGAN's convolutions) cost far more per draw than a VAE's decoder
+    infer_iwae_n: int | None = positive(100)
 
     def with_overrides(self, **changes: object) -> Preset:
         return dataclasses.replace(self, **changes)
@@ -88,6 +95,7 @@ PRESETS: dict[str, Preset] = {
         ais_n=8, ais_chains=4, ais_steps=20, ais_max_steps=80, hmc_leapfrog=5, bdmc_n=6,
         parzen_samples=256, parzen_n=64, n_quality=256, kid_subsets=10, kid_subset_size=64,
         feature_epochs=1, obs_val_n=4, obs_val_steps=10,
+        infer_pairs=256, infer_iwae_n=None,
     ),
     "quick": Preset(
         "quick", "minutes on a laptop CPU (the default): real training, modest evaluations",
@@ -102,7 +110,7 @@ PRESETS: dict[str, Preset] = {
         "1,000 distributions doubled until converged, up to 16,000): a GPU's work",
         epochs=1000, batch_size=100, n_eval=None, iwae_k=5000, iwae_chunk=1000,
         ais_n=1000, ais_chains=16, ais_steps=1000, ais_max_steps=16000, hmc_leapfrog=10,
-        bdmc_n=100,
+        bdmc_n=100, infer_pairs=32768, infer_iwae_n=None,
         parzen_samples=10000, parzen_n=10000, n_quality=10000, kid_subsets=100,
         kid_subset_size=1000, feature_epochs=20, obs_val_n=100, obs_val_steps=1000,
     ),

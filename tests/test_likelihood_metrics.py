@@ -107,8 +107,9 @@ def test_adapters_on_vae_ae_and_a_generator(variant):
     # no p(x|z) of its own: the own-model columns are n/a, the shared family scores it
     assert "test_ais" in gen_na and "test_elbo" in gen_na and "bdmc_gap" in gen_na
     assert math.isfinite(gen_values["test_ais_shared"])
-    assert gen_na["test_iwae_shared"].startswith("no encoder")
-    assert gen_values["ais_from_encoder_shared"] == 0.0
+    # no encoder: IWAE and AIS go through the inference network fitted on its own simulations
+    assert math.isfinite(gen_values["test_iwae_shared"]) and gen_values["infer_seconds_shared"] > 0
+    assert gen_values["ais_from_encoder_shared"] == 1.0
     assert ("obs_flip" if variant == "dynamic" else "obs_sigma") in gen_values
 
 

@@ -30,6 +30,7 @@ from torch.distributions import Distribution, Independent, MultivariateNormal, N
 from genbench.metrics.iwae import retain_large_allocations
 from genbench.metrics.obsmodel import ObservationModel
 from genbench.metrics.sampling import (
+    Encoder,
     counter_normal,
     counter_uniform,
     derive_seed,
@@ -117,6 +118,13 @@ def _log_density(dist: Distribution, z: torch.Tensor) -> torch.Tensor:
         return dist.log_prob(z)
     lp = dist.log_prob(torch.where(finite.unsqueeze(-1), z, torch.zeros_like(z)))
     return torch.where(finite, lp, torch.full_like(lp, math.nan))
+
+
+def start_proposal(model: torch.nn.Module, from_encoder: bool | Encoder, x: torch.Tensor,
+                   y: torch.Tensor | None) -> Distribution:
+    """q(z|x) to anneal from: ``from_encoder`` itself where it is an encoder (a fitted
+    inference network, :mod:`genbench.metrics.inference`), else the model's ``encode``."""
+    return from_encoder(x, y) if callable(from_encoder) else encode(model, x, y)
 
 
 START_DRAWS = 64  # draws of q per image that fix a Gaussian start (see closed_form_start)
@@ -279,7 +287,7 @@ def ais_block(chains: int, x: torch.Tensor) -> int:
 
 def ais_log_likelihood(model: torch.nn.Module, obs: ObservationModel, x: torch.Tensor,
                        y: torch.Tensor | None = None, *, chains: int, steps: int, hmc: HMCConfig,
-                       seed: int, from_encoder: bool = False,
+                       seed: int, from_encoder: bool | Encoder = False,
                        progress: Callable[[int, int], None] | None = None, offset: int = 0
                        ) -> tuple[torch.Tensor, float]:
     """AIS estimates of log p(x) per image (N,) float64, and the mean acceptance rate.
@@ -288,6 +296,7 @@ def ais_log_likelihood(model: torch.nn.Module, obs: ObservationModel, x: torch.T
     noise is addressed by image index, so the batching does not change the draws.
     ``progress(steps done, steps)`` counts AIS steps over all batches of images.
     ``offset`` is the global index of x[0] (its noise's address), for a shard of the images.
+    ``from_encoder``: anneal from the model's q(z|x) (True) or from the given encoder's.
     """
     retain_large_allocations()
     per_batch = ais_block(chains, x)
@@ -304,7 +313,8 @@ def ais_log_likelihood(model: torch.nn.Module, obs: ObservationModel, x: torch.T
         init = None
         if from_encoder:
             with torch.no_grad():
-                init = closed_form_start(encode(model, xb, yb), derive_seed(seed, 2), images)
+                init = closed_form_start(start_proposal(model, from_encoder, xb, yb), derive_seed(seed, 2),
+                                         images)
         path = AISPath(model, obs.images(start, start + xb.shape[0]), xb, yb, prior, init)
         done = block * (len(betas) - 1)
         res = run_ais(path, path.start(chains, derive_seed(seed, 0), images), betas, hmc=hmc,
@@ -359,7 +369,7 @@ class ScheduleResult:
 
 def ais_until_converged(model: torch.nn.Module, obs: ObservationModel, x: torch.Tensor,
                         y: torch.Tensor | None = None, *, chains: int, start: int, max_steps: int,
-                        tol: float, hmc: HMCConfig, seed: int, from_encoder: bool = False,
+                        tol: float, hmc: HMCConfig, seed: int, from_encoder: bool | Encoder = False,
                         progress: Callable[[int, int], None] | None = None) -> ScheduleResult:
     """AIS with ``start`` distributions, doubled until two successive runs agree.
 

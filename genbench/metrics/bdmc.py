@@ -21,11 +21,12 @@ from genbench.metrics.ais import (
     pooled_estimate,
     run_ais,
     sigmoid_schedule,
+    start_proposal,
 )
 from genbench.metrics.certify import certified, gap_floor, hopeless
 from genbench.metrics.estimates import mean_stderr
 from genbench.metrics.obsmodel import ObservationModel
-from genbench.metrics.sampling import counter_normal, derive_seed, encode, reparameterize
+from genbench.metrics.sampling import Encoder, counter_normal, derive_seed, reparameterize
 from genbench.metrics.shards import MIN_SHARD, map_subsets
 
 
@@ -54,15 +55,16 @@ def simulate(model: torch.nn.Module, obs: ObservationModel, n: int, shape: tuple
 
 def bdmc(model: torch.nn.Module, obs: ObservationModel, *, n: int, shape: tuple[int, ...],
          chains: int, steps: int, hmc: HMCConfig, seed: int, y: torch.Tensor | None = None,
-         progress: Callable[[int, int], None] | None = None, from_encoder: bool = False,
+         progress: Callable[[int, int], None] | None = None, from_encoder: bool | Encoder = False,
          subset: tuple[int, int] | None = None, pooled_with: tuple[int, ...] = ()) -> BDMCResult:
     """Forward and reverse AIS (``steps`` distributions, ``chains`` chains each) on n
     images simulated from the model. ``progress(steps done, steps)`` counts the forward
     then the reverse run's AIS steps.
 
     The path is the test AIS's: from the prior, or (``from_encoder``) from q(z|x) of each
-    simulated image; the reverse run starts at the exact posterior sample z* and anneals
-    back to the same pi_0, so its negated log-weight is a stochastic upper bound either way.
+    simulated image (the model's encoder, or the encoder given: the test AIS's start); the
+    reverse run starts at the exact posterior sample z* and anneals back to the same pi_0, so
+    its negated log-weight is a stochastic upper bound either way.
 
     ``subset=(a, b)`` anneals only simulated images a..b (all n are simulated, so each has
     the data and noise it has in the whole run): a shard (:mod:`genbench.metrics.shards`).
@@ -82,7 +84,7 @@ def bdmc(model: torch.nn.Module, obs: ObservationModel, *, n: int, shape: tuple[
     images = torch.arange(a, b, device=x.device)
     if from_encoder:
         with torch.no_grad():
-            init = closed_form_start(encode(model, x, y), derive_seed(seed, 5), images)
+            init = closed_form_start(start_proposal(model, from_encoder, x, y), derive_seed(seed, 5), images)
     path = AISPath(model, obs, x, y, prior, init)
     betas = sigmoid_schedule(steps)
     forward = run_ais(path, path.start(chains, derive_seed(seed, 2), images), betas, hmc=hmc,

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import torch
 
 from genbench.metrics.obsmodel import FLIP_BOUNDS, NOISE_XATOL, ObservationModel
-from genbench.metrics.sampling import counter_normal, decode, generate, reparameterize
+from genbench.metrics.sampling import Encoder, counter_normal, decode, generate, reparameterize
 
 
 def certified(gap: float, stderr: float, tol: float) -> bool:
@@ -117,7 +117,7 @@ class AISRun:
 
     obs: ObservationModel
     schedules: tuple[int, ...]
-    from_encoder: bool
+    from_encoder: bool | Encoder  # the model's q(z|x) (True), an inference network's, or the prior
     pilot: Pilot | None = None
     reused_own: bool = False
 

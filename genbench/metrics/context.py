@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 import torch
 
 from genbench.data.bundle import DataBundle
+from genbench.metrics.inference import Inference
 from genbench.presets import Preset
 
 # a metric's result may hold this key: {result key: reason} for the keys it could not measure
@@ -56,6 +57,9 @@ class EvalContext:
     run_dir: Path | None = None
     # values computed earlier in the same evaluation (e.g. a chosen observation variance)
     results: dict[str, Any] = field(default_factory=dict)
+    # the inference network q(z|x) of a model without a density encoder, by observation model
+    # ("shared"): fitted once per evaluation, shared by IWAE, AIS and BDMC (metrics/inference.py)
+    inference: dict[str, Inference] = field(default_factory=dict)
     watch: EvalProgress = field(default_factory=EvalProgress)  # progress display
     metric: str = ""  # the metric being evaluated (set by the runner)
     # the results of the metrics run so far in this evaluation, by metric name (set by the

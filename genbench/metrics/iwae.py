@@ -24,7 +24,7 @@ import torch
 from torch.distributions import Distribution, Independent, Normal
 
 from genbench.metrics.obsmodel import ObservationModel
-from genbench.metrics.sampling import counter_normal, encode, reparameterize
+from genbench.metrics.sampling import Encoder, counter_normal, encode, reparameterize
 
 
 @functools.cache
@@ -147,7 +147,8 @@ def importance_bound(prior: Distribution, proposal: Proposal, log_lik: LogLik, n
 @torch.no_grad()
 def iwae_bound(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None = None, *,
                k: int, seed: int, chunk: int, obs: ObservationModel | None = None,
-               progress: Callable[[int, int], None] | None = None, offset: int = 0) -> torch.Tensor:
+               progress: Callable[[int, int], None] | None = None, offset: int = 0,
+               encoder: Encoder | None = None) -> torch.Tensor:
     """L_k(x) per image, (N,) float64, in nats.
 
     ``chunk`` bounds the (draw, image) rows decoded at once: memory, never the answer.
@@ -155,14 +156,17 @@ def iwae_bound(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None =
     ``progress(images done, images)`` is called after each group of images.
     ``offset`` is the global index of x[0] (its noise's address): a shard of the test images
     (:mod:`genbench.metrics.shards`) draws what the whole set would for the same images.
+    ``encoder(x, y)`` is the proposal q(z|x) (default: the model's ``encode``): any normalized
+    q gives a lower bound, e.g. a fitted inference network (:mod:`genbench.metrics.inference`).
     """
     obs = obs or ObservationModel("decoder")
+    encoder = encoder or (lambda xs, ys: encode(model, xs, ys))
 
     def labels(a: int, b: int) -> torch.Tensor | None:
         return None if y is None else y[a:b]
 
     def proposal(a: int, b: int) -> Distribution:  # each image encoded once
-        return encode(model, x[a:b], labels(a, b))
+        return encoder(x[a:b], labels(a, b))
 
     def log_lik(z: torch.Tensor, a: int, b: int) -> torch.Tensor:
         return obs.images(a, b).log_lik(model, z, labels(a, b), x[a:b])

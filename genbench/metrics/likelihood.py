@@ -10,7 +10,10 @@ Every number is a log-likelihood under one named observation model p(x|z):
   et al. (2017) around ``generate(z)``: a spherical Gaussian with std ``obs_sigma`` on
   continuous data, a Bernoulli of the mean image with flip probability ``obs_flip`` on
   binarized data; the level is chosen per model by bounded Brent on validation images. This
-  is how models without a decoder are compared with those that have one.
+  is how models without a decoder are compared with those that have one. A model without a
+  density encoder (a GAN, the AE) gets an inference network q(z|x) fitted on its own
+  simulations (:mod:`genbench.metrics.inference`), fitted once and used by all three: the
+  proposal of IWAE, the start of AIS and BDMC, and the validation IWAE that picks the level.
 
 Estimates are in nats per image, higher is better, with the standard error over images;
 ``*_bpd`` gives bits per dimension beside them. AIS doubles its schedule until two runs
@@ -26,6 +29,7 @@ can compare two models on the same images, paired.
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 
 import torch
@@ -54,15 +58,16 @@ from genbench.metrics.estimates import (  # noqa: F401  (re-exported for callers
     save_per_image,
     with_bpd,
 )
+from genbench.metrics.inference import LinearGaussianQ, SimulatedMoments, finish, fits, simulate_moments
 from genbench.metrics.iwae import iwae_bound, iwae_group
-from genbench.metrics.obsmodel import ObservationModel, choose_noise
+from genbench.metrics.obsmodel import Kind, ObservationModel, choose_noise
 from genbench.metrics.parzen import choose_sigma, parzen_log_density
-from genbench.metrics.sampling import labels_for, require_finite, seed_from
+from genbench.metrics.sampling import Encoder, derive_seed, labels_for, require_finite, seed_from
 from genbench.metrics.shards import map_images, map_subsets
 from genbench.registry import ResultKey, own_and_shared, register_metric
 from genbench.store import read_json, write_json
 
-SALT_OBS, SALT_IWAE, SALT_AIS, SALT_BDMC, SALT_PARZEN, SALT_PILOT = 21, 22, 23, 24, 25, 26
+SALT_OBS, SALT_IWAE, SALT_AIS, SALT_BDMC, SALT_PARZEN, SALT_PILOT, SALT_INFER = 21, 22, 23, 24, 25, 26, 27
 OBS_VAL_K = 100  # importance samples per validation image when choosing the shared noise
 NOISE_KEYS = {
     "obs_sigma": "shared family: std of the spherical Gaussian p(x|z) around generate(z), chosen "
@@ -70,6 +75,15 @@ NOISE_KEYS = {
     "obs_flip": "shared family: flip probability of the Bernoulli of generate(z), chosen by "
                 "bounded Brent on validation (binarized data)",
 }  # declared by `ais_shared` (every generator has it); `iwae_shared` and `bdmc_shared` record it too
+INFER_KEYS = {
+    "infer_seconds_shared": "seconds spent fitting the inference network q(z|x) of a model without "
+                            "a density encoder (decoding its simulated codes and the closed-form fit, "
+                            "once per evaluation; the noise choice through it is not counted)",
+    "infer_log_q_shared": "mean log q(z*|x) of the inference network on fresh pairs z* ~ p(z), "
+                          "x ~ p(x|z*) at the chosen noise level, nats per code (higher: a better fit)",
+    "infer_gain_shared": "infer_log_q_shared minus the mean log p(z*): nats about z that q reads from x "
+                         "(a lower bound on the mutual information I(z; x), Barber & Agakov 2003)",
+}  # declared by `ais_shared` beside the noise level; the other shared metrics record them too
 OWN = "under the model's own p(x|z) (n/a without decode, or if its support does not fit the data)"
 SHARED = ("under the shared family of Wu et al. 2017 (spherical Gaussian, std obs_sigma, on "
           "continuous data; flip-Bernoulli of the mean image, obs_flip, on binarized data)")
@@ -85,12 +99,15 @@ def _hmc(ctx: EvalContext) -> HMCConfig:
 
 
 def shared_observation(ctx: EvalContext) -> tuple[ObservationModel, dict[str, float]]:
-    """The shared-family p(x|z) of this model and its recorded noise level.
+    """The shared-family p(x|z) of this model and its recorded noise level (and, for a model
+    without a density encoder, its inference network's cost and fit).
 
     The level maximizes the validation log-likelihood, found once per evaluation (reused
-    through ``ctx.results``) by bounded Brent in log space; the objective is the IWAE bound
-    (k = ``OBS_VAL_K``) where the model has a density encoder, else a short AIS run, each
-    with fixed noise so that it is a deterministic function of the level.
+    through ``ctx.results``) by bounded Brent in log space. The objective is the IWAE bound
+    (k = ``OBS_VAL_K``) through the model's density encoder, or through the inference
+    network fitted for a model without one (:func:`shared_inference`); a short AIS run only
+    where neither exists (a conditional generator). Each uses fixed noise so that it is a
+    deterministic function of the level.
     """
     model = ctx.model
     if "generate" not in capabilities(model):
@@ -101,10 +118,13 @@ def shared_observation(ctx: EvalContext) -> tuple[ObservationModel, dict[str, fl
         p = ctx.preset
         x, y = _split(ctx, "val", p.obs_val_n)
         seed = seed_from(ctx.generator(SALT_OBS))
-        if has_density_encoder(model):
+        fit = None if has_density_encoder(model) or not _sleeps(model, ctx) else _sleep_fit(ctx, kind)
+        if has_density_encoder(model) or fit is not None:
+
             def objective(obs: ObservationModel) -> float:
                 return float(iwae_bound(model, x, y, k=OBS_VAL_K, seed=seed, chunk=p.iwae_chunk,
-                                        obs=obs).mean())
+                                        obs=obs, encoder=None if fit is None else fit.at(float(obs.noise))
+                                        ).mean())
         else:
             # short runs: the step size adapts 5x faster than in the reported AIS (1.1 / 0.9)
             hmc = HMCConfig(leapfrog=p.hmc_leapfrog, inc=1.1, dec=0.9)
@@ -116,29 +136,95 @@ def shared_observation(ctx: EvalContext) -> tuple[ObservationModel, dict[str, fl
                                                 progress=track)[0].mean())
 
         ctx.results[key], ctx.results["_obs_evaluations"] = choose_noise(kind, objective)
+        if fit is not None:
+            _finish_fit(ctx, fit, float(ctx.results[key]))
     noise = float(ctx.results[key])
-    return ObservationModel(kind, noise), {key: noise}
+    return ObservationModel(kind, noise), {key: noise, **_inference_values(ctx)}
 
 
-def _ais_init(ctx: EvalContext) -> bool:
+# -- the inference network of a model without a density encoder -------------------------
+
+SHARED_Q = "shared"  # ctx.inference's key of the shared family's q(z|x)
+
+
+def _sleeps(model: torch.nn.Module, ctx: EvalContext) -> bool:
+    """Whether an inference network is fitted for the model: it has a prior and a generator
+    but no density encoder; a conditional one is left out (its simulations need labels), and
+    so are images too wide for a pixel covariance (they anneal from the prior)."""
+    return (not has_density_encoder(model) and not getattr(model, "conditional", False)
+            and {"prior", "generate"} <= capabilities(model) and fits(math.prod(ctx.data.info.shape)))
+
+
+def _sleep_fit(ctx: EvalContext, kind: Kind) -> SimulatedMoments:
+    ctx.progress(0, 1, "inference network fits")
+    fit = simulate_moments(ctx.model, kind, ctx.preset.infer_pairs, seed=seed_from(ctx.generator(SALT_INFER)))
+    ctx.progress(1, 1, "inference network fits")
+    return fit
+
+
+def _finish_fit(ctx: EvalContext, fit: SimulatedMoments, level: float) -> None:
+    ctx.inference[SHARED_Q] = finish(fit, ctx.model, level,
+                                     seed=derive_seed(seed_from(ctx.generator(SALT_INFER)), 1))
+
+
+def shared_inference(ctx: EvalContext) -> LinearGaussianQ | None:
+    """The shared family's q(z|x) of a model without a density encoder, at the chosen level
+    (None for a model with one, or none fitted); fitted once, by :func:`shared_observation`."""
+    if not _sleeps(ctx.model, ctx):
+        return None
+    obs, _ = shared_observation(ctx)
+    if SHARED_Q not in ctx.inference:  # the level was given (ctx.results), not chosen here
+        _finish_fit(ctx, _sleep_fit(ctx, obs.kind), float(obs.noise))
+    return ctx.inference[SHARED_Q].encoder
+
+
+def _inference_values(ctx: EvalContext) -> dict[str, float]:
+    fitted = ctx.inference.get(SHARED_Q)
+    if fitted is None:
+        return {}
+    return {"infer_seconds_shared": fitted.seconds, "infer_log_q_shared": fitted.log_q,
+            "infer_gain_shared": fitted.log_q - fitted.log_prior}
+
+
+def _ais_init(ctx: EvalContext, obs: ObservationModel | None = None) -> bool | LinearGaussianQ:
+    """Where AIS (and BDMC, with the same start) anneal from: the model's q(z|x) (True), the
+    inference network fitted under the shared family ``obs``, or the prior (False)."""
     if ctx.preset.ais_init not in ("prior", "encoder"):
         raise GenbenchError(f"ais_init must be 'prior' or 'encoder', not {ctx.preset.ais_init!r}")
-    return ctx.preset.ais_init == "encoder" and has_density_encoder(ctx.model)
+    if ctx.preset.ais_init != "encoder":
+        return False
+    if has_density_encoder(ctx.model):
+        return True
+    if obs is None or obs.kind == "decoder":
+        return False
+    return shared_inference(ctx) or False
+
+
+def _proposal(ctx: EvalContext, obs: ObservationModel) -> LinearGaussianQ | None:
+    """IWAE's proposal: None (the model's encoder) or the fitted inference network."""
+    if has_density_encoder(ctx.model) or obs.kind == "decoder":
+        return None
+    q = shared_inference(ctx)
+    if q is None:
+        raise GenbenchError("no encoder, and no inference network for a conditional generator: "
+                            "add encode(x, y) -> Distribution")
+    return q
 
 
 # -- the three estimators, under a given observation model -----------------------------
 
 def _iwae(ctx: EvalContext, obs: ObservationModel, suffix: str) -> dict[str, float]:
-    x, y = _split(ctx, "test", ctx.preset.n_eval)
-    bound = map_images(iwae_bound, ctx.model, x, y, k=ctx.preset.iwae_k,
-                       seed=seed_from(ctx.generator(SALT_IWAE)), align=iwae_group(ctx.preset.iwae_k,
-                                                                                  ctx.preset.iwae_chunk),
-                       chunk=ctx.preset.iwae_chunk, obs=obs, progress=ctx.tracker("images"))
+    p, q = ctx.preset, _proposal(ctx, obs)
+    n = p.n_eval if q is None or p.infer_iwae_n is None else min(p.n_eval or p.infer_iwae_n, p.infer_iwae_n)
+    x, y = _split(ctx, "test", n)
+    bound = map_images(iwae_bound, ctx.model, x, y, k=p.iwae_k, seed=seed_from(ctx.generator(SALT_IWAE)),
+                       align=iwae_group(p.iwae_k, p.iwae_chunk), chunk=p.iwae_chunk, obs=obs,
+                       progress=ctx.tracker("images"), encoder=q)
     save_per_image(ctx, f"test_iwae{suffix}", bound)
     return with_bpd(ctx, f"test_iwae{suffix}", bound)
 
 
-def _pilot(ctx: EvalContext, obs: ObservationModel, from_encoder: bool) -> Pilot | None:
+def _pilot(ctx: EvalContext, obs: ObservationModel, from_encoder: bool | Encoder) -> Pilot | None:
     """BDMC with ``pilot_steps`` and with half as many distributions on ``pilot_n`` simulated
     images (None where the preset runs no pilot, or its schedule would not be shorter than
     AIS's first); the two gaps give the decay the extrapolation uses
@@ -189,7 +275,7 @@ def _ais(ctx: EvalContext, obs: ObservationModel, suffix: str) -> MetricResult:
     """
     p = ctx.preset
     x, y = _split(ctx, "test", p.ais_n)
-    from_encoder = _ais_init(ctx)
+    from_encoder = _ais_init(ctx, obs)
     pilot = _pilot(ctx, obs, from_encoder)
     start, most = p.ais_steps, max(p.ais_max_steps, p.ais_steps)
     if pilot is not None and not pilot.reachable:
@@ -203,7 +289,8 @@ def _ais(ctx: EvalContext, obs: ObservationModel, suffix: str) -> MetricResult:
     values = {**with_bpd(ctx, f"test_ais{suffix}", res.estimate), f"ais_accept{suffix}": res.accept_rate,
               f"ais_distributions{suffix}": float(res.distributions),
               f"ais_converged{suffix}": float(res.converged), f"ais_tolerance{suffix}": res.tolerance,
-              f"ais_from_encoder{suffix}": float(from_encoder), f"ais_runs{suffix}": float(len(res.means)),
+              f"ais_from_encoder{suffix}": float(bool(from_encoder)),
+              f"ais_runs{suffix}": float(len(res.means)),
               **_pilot_values(pilot, suffix),
               **_paired_with_iwae(ctx, x, y, obs, res.estimate, suffix)}
     return MetricResult(values, AISRun(obs, res.schedules, from_encoder, pilot))
@@ -218,13 +305,13 @@ def _paired_with_iwae(ctx: EvalContext, x: torch.Tensor, y: torch.Tensor | None,
     stochastic lower bounds of the same log p(x), and the paired difference on the same images,
     with its own small standard error, is what says whether AIS was run long enough.
     """
-    if not has_density_encoder(ctx.model):
+    if not has_density_encoder(ctx.model) and (obs.kind == "decoder" or not _sleeps(ctx.model, ctx)):
         return {}
     bound = map_images(iwae_bound, ctx.model, x, y, k=ctx.preset.iwae_k,
                        seed=seed_from(ctx.generator(SALT_IWAE)), align=iwae_group(ctx.preset.iwae_k,
                                                                                   ctx.preset.iwae_chunk),
                        chunk=ctx.preset.iwae_chunk, obs=obs,
-                       progress=ctx.tracker("images (IWAE on AIS's images)"))
+                       progress=ctx.tracker("images (IWAE on AIS's images)"), encoder=_proposal(ctx, obs))
     diff, diff_se = mean_stderr(ais.double() - bound)
     return {f"ais_minus_iwae{suffix}": diff, f"ais_minus_iwae{suffix}_stderr": diff_se}
 
@@ -255,7 +342,7 @@ def _bdmc(ctx: EvalContext, obs: ObservationModel, suffix: str, run: AISRun | No
     cert = bdmc_until_certified(
         ctx.model, obs, n=p.bdmc_n, first=p.bdmc_first, tol=p.certify_tol, shape=ctx.data.info.shape,
         chains=p.ais_chains, steps=steps, hmc=_hmc(ctx), seed=seed_from(ctx.generator(SALT_BDMC)), y=y,
-        from_encoder=run.from_encoder if run is not None else _ais_init(ctx),
+        from_encoder=run.from_encoder if run is not None else _ais_init(ctx, obs),
         pooled_with=run.schedules[:-1] if run is not None else (),
         progress=ctx.tracker(f"AIS steps x {p.ais_chains} chains x images, forward + reverse"))
     res = cert.result
@@ -314,7 +401,9 @@ def _ais_keys(suffix: str, which: str) -> dict[str, str]:
                                       "doubles from ais_steps up to ais_max_steps)",
         f"ais_converged{suffix}": "1 if the last two AIS runs' means agreed within ais_tolerance, else 0",
         f"ais_tolerance{suffix}": "the agreement asked of two successive AIS runs, nats/image",
-        f"ais_from_encoder{suffix}": "1 if AIS annealed from q(z|x) (ais_init=encoder), 0 from the prior",
+        f"ais_from_encoder{suffix}": "1 if AIS annealed from q(z|x) (ais_init=encoder: the model's encoder, "
+                                     "or in the shared family the inference network fitted for a model "
+                                     "without one), 0 from the prior",
         f"ais_runs{suffix}": "AIS runs of the doubling, pooled into the estimate (weights proportional to "
                              "their distributions)",
         f"ais_pilot_gap{suffix}": "the pilot's BDMC gap (pilot_steps distributions, pilot_n simulated "
@@ -480,12 +569,16 @@ def bdmc_metric(ctx: EvalContext) -> MetricResult:
 @register_metric(
     "iwae_shared",
     keys=(IWAE_SHARED_KEY,),
-    # generate, not decode: a generator without p(x|z) (VAE-GAN) is scored too
-    needs={"encode", "generate", "prior", "density_encoder"},
-    produces={"test_iwae_shared": f"importance-weighted bound on log p(x) {SHARED}, nats/image",
+    # generate, not decode: a generator without p(x|z) (VAE-GAN) is scored too; no encoder
+    # needed: a model without a density encoder is scored through its inference network
+    needs={"generate", "prior"},
+    produces={"test_iwae_shared": f"importance-weighted bound on log p(x) {SHARED}, nats/image "
+                                  "(through the inference network on the first infer_iwae_n test images "
+                                  "for a model without a density encoder)",
               "test_iwae_shared_bpd": f"test_iwae_shared in {BPD}", **_from_own("iwae_shared")},
     higher_is_better={"test_iwae_shared": True, "test_iwae_shared_bpd": False},
-    description=f"IWAE bound on the test split {SHARED}",
+    description=f"IWAE bound on the test split {SHARED}, through the model's q(z|x) or, "
+                "without one, the inference network fitted on its own simulations",
     after=("iwae",),
 )
 def iwae_shared_metric(ctx: EvalContext) -> dict[str, float]:
@@ -503,7 +596,7 @@ def iwae_shared_metric(ctx: EvalContext) -> dict[str, float]:
     "ais_shared",
     keys=(AIS_SHARED_KEY, AIS_MINUS_IWAE_SHARED_KEY, *NOISE_RESULT_KEYS),
     needs={"prior", "generate"},
-    produces={**_ais_keys("_shared", SHARED), **NOISE_KEYS, **_from_own("ais_shared")},
+    produces={**_ais_keys("_shared", SHARED), **NOISE_KEYS, **INFER_KEYS, **_from_own("ais_shared")},
     higher_is_better={"test_ais_shared": True, "test_ais_shared_bpd": False},
     description=f"AIS with HMC on the test split {SHARED}: how GANs get a log-likelihood",
     after=("ais",),

@@ -186,6 +186,36 @@ class ObservationModel:
             x = torch.bernoulli(flip_bernoulli_probs(out, self._level(out, (-1, 1))), generator=gen)
         return x.view(-1, *shape)
 
+    @torch.no_grad()
+    def simulation_params(self, model: torch.nn.Module, z: torch.Tensor, y: torch.Tensor | None = None
+                          ) -> torch.Tensor:
+        """What x ~ p(x|z) is drawn from, for codes z (n, D): the mean image or the
+        decoder's logits (n, P), or a Gaussian decoder's mean and std stacked (n, 2, P).
+
+        Noise-free and level-free, so data simulated many times over (the inference
+        network's sleep phase, :mod:`genbench.metrics.inference`) runs the decoder once.
+        """
+        out = self._output(model, z.unsqueeze(0), y)
+        if isinstance(out, Distribution):
+            base = out.base_dist if isinstance(out, Independent) else out
+            if not isinstance(base, Normal):
+                raise GenbenchError("simulating data needs a Bernoulli or Gaussian decoder")
+            return torch.stack([base.loc.flatten(1), base.scale.flatten(1)], 1)
+        return out[0]
+
+    def draw(self, params: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        """x ~ p(x|z) (n, P) from :meth:`simulation_params`; a per-image noise (n,) gives
+        each row its own level."""
+        if params.dim() == 3:  # a Gaussian decoder's (mean, std)
+            return params[:, 0] + params[:, 1] * torch.randn(params[:, 0].shape, generator=gen,
+                                                             device=params.device)
+        if self.kind == "decoder":
+            return torch.bernoulli(torch.sigmoid(params), generator=gen)
+        level = self._level(params, (-1, 1))
+        if self.kind == "gaussian":
+            return params + level * torch.randn(params.shape, generator=gen, device=params.device)
+        return torch.bernoulli(flip_bernoulli_probs(params, level), generator=gen)
+
     def describe(self) -> str:
         if self.kind == "decoder":
             return "the model's own decoder"
@@ -203,6 +233,11 @@ FLIP_BOUNDS = (1e-6, 0.5)  # Bernoulli flip probability
 NOISE_XATOL = 1e-2
 
 
+def noise_bounds(kind: Kind) -> tuple[float, float]:
+    """The range the shared family's noise level is searched in."""
+    return SIGMA_BOUNDS if kind == "gaussian" else FLIP_BOUNDS
+
+
 def choose_noise(kind: Kind, objective: Callable[[ObservationModel], float],
                  bounds: tuple[float, float] | None = None, xatol: float = NOISE_XATOL
                  ) -> tuple[float, int]:
@@ -214,7 +249,7 @@ def choose_noise(kind: Kind, objective: Callable[[ObservationModel], float],
     grid point. ``objective`` should use fixed noise (common random numbers) so that it is
     a deterministic function of the level. A level at a bound is returned as it is.
     """
-    lo, hi = bounds or (SIGMA_BOUNDS if kind == "gaussian" else FLIP_BOUNDS)
+    lo, hi = bounds or noise_bounds(kind)
 
     def loss(log_level: float) -> float:
         value = objective(ObservationModel(kind, math.exp(log_level)))

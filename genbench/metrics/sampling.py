@@ -13,6 +13,7 @@ Helpers at the bottom call a model with or without labels (``conditional = True`
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch.distributions import Distribution, Independent, MultivariateNormal, Normal
@@ -119,6 +120,11 @@ def counter_uniform(seed: int, images: torch.Tensor, samples: torch.Tensor) -> t
 
 
 # -- calling a model with or without labels --------------------------------------------
+
+# (x, y) -> q(z|x): what IWAE draws from and AIS starts at; a model's ``encode``, or the
+# inference network fitted for a model without one (genbench.metrics.inference)
+Encoder = Callable[[torch.Tensor, "torch.Tensor | None"], Distribution]
+
 
 def encode(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None) -> Distribution:
     return model.encode(x) if y is None else model.encode(x, y=y)
