@@ -196,7 +196,8 @@ def compression_adapter(ctx: EvalContext) -> dict[str, float]:
 def _declared() -> tuple[list[ResultKey], dict[str, str], dict[str, bool]]:
     """The curve's families (``compression_bits_<t>``, ... for t = 1, 2, ...: prefix
     declarations, so a model without an encoder records one n/a per key it could have, not
-    one per step) and the budget keys, with their texts and directions."""
+    one per step) and the budget keys, with their texts and directions. No report section:
+    the report's own Compression section (report/compression.py) draws and tabulates them."""
     what: dict[str, tuple[str, bool | None]] = {
         "bits": ("bits per image of the first t steps' latents (t = 1 for a one-shot encoder): "
                  "the bits-back rate KL(q||p) / ln 2, not a file size", None),
@@ -207,12 +208,12 @@ def _declared() -> tuple[list[ResultKey], dict[str, str], dict[str, bool]]:
     direction = {True: "higher", False: "lower", None: "unranked"}
     families = [ResultKey(f"compression_{kind}_", label=f"{kind} at step {{a}}",
                           text=f"{text} (t = 1, 2, ...)", direction=direction[up],  # type: ignore[arg-type]
-                          section="Compression", prefix=True)
+                          prefix=True)
                 for kind, (text, up) in what.items()]
     families += [ResultKey(f"compression_{name}_{kind}_", label=f"{name} {kind} at step {{a}}",
                            text=(f"{desc} of the same test images at the model's rate of step t: "
                                  f"{'file size in bits, headers included' if kind == 'bits' else kind}"),
-                           direction=direction[up], section="Compression", prefix=True)  # type: ignore[arg-type]
+                           direction=direction[up], prefix=True)  # type: ignore[arg-type]
                  for name, desc in codec.items() for kind, (_, up) in what.items()]
     produces = {"compression_raw_bits": "bits of a test image stored raw (1 a pixel binarized, 8 continuous)",
                 "compression_budget_bits": f"the deck's budget: {DECK_FRACTION:.0%} of the raw bits"}

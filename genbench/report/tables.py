@@ -264,7 +264,7 @@ def uncertified_reason(runs: pd.DataFrame, key: str) -> str:
                 f"{fmt_number(steps)} distributions; about {fmt_number(needed)} needed to reach "
                 f"{tol_text}: run `--preset paper` on a GPU")
     if num(f"bdmc_gap{suffix}") is not None:
-        return f"BDMC gap {gap_text(f'bdmc_gap{suffix}')} > {tol_text}"
+        return f"BDMC gap {gap_text(f'bdmc_gap{suffix}')}: gap + 2 s.e. > {tol_text}"
     return "no BDMC run to certify it"
 
 
