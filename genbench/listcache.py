@@ -23,7 +23,9 @@ Sections = list[tuple[str, list[tuple[str, str]]]]
 
 def cache_dir() -> Path:
     """``$GENBENCH_CACHE/listing`` (default ``~/.cache/genbench/listing``)."""
-    return Path(os.environ.get("GENBENCH_CACHE", Path.home() / ".cache" / "genbench")) / "listing"
+    from genbench.store import cache_root  # no torch: `genbench list` stays fast
+
+    return cache_root() / "listing"
 
 
 def _files(folder: Path) -> Iterable[str]:

@@ -136,13 +136,6 @@ CODE_HASH = hashlib.sha1("".join(inspect.getsource(f) for f in (
     _hires_binary, _moments, _extent, _thickness, measure)).encode()).hexdigest()[:12]
 
 
-def cache_dir() -> Path:
-    """``$GENBENCH_CACHE`` or ``~/.cache/genbench`` (the evaluator's cache root)."""
-    from genbench.store import cache_root
-
-    return cache_root()
-
-
 def measure_cached(images: torch.Tensor, cache: Path | None = None) -> torch.Tensor:
     """:func:`measure` of uint8 images, cached by the sha1 of their bytes and of this code."""
     from genbench import store
@@ -150,7 +143,7 @@ def measure_cached(images: torch.Tensor, cache: Path | None = None) -> torch.Ten
     x = images.detach().cpu().contiguous()
     h = hashlib.sha1(f"{CODE_HASH}:{tuple(x.shape)}:{x.dtype}".encode())
     h.update(x.numpy().tobytes())
-    path = Path(cache or cache_dir()) / "morpho" / f"{h.hexdigest()[:20]}.pt"
+    path = Path(cache or store.cache_root()) / "morpho" / f"{h.hexdigest()[:20]}.pt"
     if path.exists():
         try:
             return torch.load(path, weights_only=True)
