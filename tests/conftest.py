@@ -53,3 +53,23 @@ def ray_cluster():
     yield ray
     if started:
         ray.shutdown()
+
+
+# -- shared data and a model whose likelihood is known in closed form ---------------------
+@pytest.fixture(scope="module")
+def continuous():
+    """The continuous synthetic set (the test of every estimator against PPCA runs on it)."""
+    from genbench.data import DataRequest, load_dataset
+
+    return load_dataset(DataRequest("synthetic", variant="continuous"))
+
+
+@pytest.fixture(scope="module")
+def ppca(continuous):
+    """Probabilistic PCA fitted in closed form to ``continuous`` (tests/ppca_plugin.py): exact
+    log p(x), exact posterior, its own Gaussian decoder."""
+    from ppca_plugin import PPCA
+
+    model = PPCA(PPCA.Config(latent_dim=5), continuous.info)
+    model.fit(continuous.eval_x("train"))
+    return model.eval().requires_grad_(False)

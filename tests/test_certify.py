@@ -35,18 +35,6 @@ GAUSS = ObservationModel("decoder")
 
 
 @pytest.fixture(scope="module")
-def continuous():
-    return load_dataset(DataRequest("synthetic", variant="continuous"))
-
-
-@pytest.fixture(scope="module")
-def ppca(continuous):
-    model = PPCA(PPCA.Config(latent_dim=5), continuous.info)
-    model.fit(continuous.eval_x("train"))
-    return model.eval().requires_grad_(False)
-
-
-@pytest.fixture(scope="module")
 def sharp(continuous):
     """PPCA with 20x smaller noise: a posterior 20x narrower than the prior in every
     direction, which a short prior-started schedule cannot reach."""

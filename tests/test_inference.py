@@ -20,7 +20,6 @@ from torch import nn
 from torch.distributions import MultivariateNormal
 
 from genbench.contract import capabilities
-from genbench.data import DataRequest, load_dataset
 from genbench.metrics import evaluate_metrics
 from genbench.metrics.ais import HMCConfig, ais_log_likelihood
 from genbench.metrics.context import EvalContext
@@ -56,14 +55,7 @@ class GeneratorOnly(nn.Module):
 
 
 @pytest.fixture(scope="module")
-def continuous():
-    return load_dataset(DataRequest("synthetic", variant="continuous"))
-
-
-@pytest.fixture(scope="module")
-def generator(continuous):
-    ppca = PPCA(PPCA.Config(latent_dim=5), continuous.info)
-    ppca.fit(continuous.eval_x("train"))
+def generator(ppca):
     return GeneratorOnly(ppca).eval().requires_grad_(False)
 
 

@@ -28,18 +28,6 @@ OWN = ["elbo", "iwae", "ais", "bdmc"]
 SHARED = ["iwae_shared", "ais_shared", "bdmc_shared"]
 
 
-@pytest.fixture(scope="module")
-def continuous():
-    return load_dataset(DataRequest("synthetic", variant="continuous"))
-
-
-@pytest.fixture(scope="module")
-def ppca(continuous):
-    model = PPCA(PPCA.Config(latent_dim=5), continuous.info)
-    model.fit(continuous.eval_x("train"))
-    return model.eval().requires_grad_(False)
-
-
 def _ctx(model, data, run_dir: Path | None = None, **overrides) -> EvalContext:
     preset = get_preset("smoke").with_overrides(**{"n_eval": 100, "iwae_k": 32, "ais_n": 16,
                                                    "ais_chains": 8, **overrides})
