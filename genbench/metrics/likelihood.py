@@ -95,7 +95,7 @@ def _split(ctx: EvalContext, split: str, n: int | None) -> tuple[torch.Tensor, t
 
 
 def _hmc(ctx: EvalContext) -> HMCConfig:
-    return HMCConfig(leapfrog=ctx.preset.hmc_leapfrog)
+    return HMCConfig(leapfrog=ctx.preset.hmc_leapfrog, persistence=ctx.preset.hmc_persistence)
 
 
 def shared_observation(ctx: EvalContext) -> tuple[ObservationModel, dict[str, float]]:
@@ -127,7 +127,7 @@ def shared_observation(ctx: EvalContext) -> tuple[ObservationModel, dict[str, fl
                                         ).mean())
         else:
             # short runs: the step size adapts 5x faster than in the reported AIS (1.1 / 0.9)
-            hmc = HMCConfig(leapfrog=p.hmc_leapfrog, inc=1.1, dec=0.9)
+            hmc = dataclasses.replace(_hmc(ctx), inc=1.1, dec=0.9)
             track = ctx.tracker("AIS steps choosing the noise")
 
             def objective(obs: ObservationModel) -> float:
