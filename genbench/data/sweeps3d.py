@@ -61,8 +61,8 @@ def sweep_set(bases: int, length: int, seed: int = SWEEP_SEED, size: int = rende
     """The rendered, cached sweep set: ``x`` (N, 1, size, size) uint8, ``y`` objects (N,),
     ``measures`` factors (N, 3) float, ``sweep`` (N,) sweep ids, ``varied`` (S,).
 
-    64 draws of 12 values (2,496 images) took 49 s to render on one core of a busy 2-core
-    machine; a cached load takes milliseconds.
+    dcign's quick set, 96 draws of 12 values (3,744 images), took 21 s to render on one core
+    of a 2-core machine at a load of about 4; a cached load takes 2 ms.
     """
     from genbench import store
 

@@ -6,7 +6,7 @@ The edit is the one ``edits`` measures (:mod:`genbench.edits`): a model with its
 hook moves what it assigned to the factor (DC-IGN: the factor's latent unit alone); a VAE or
 AE moves its code along the latent-arithmetic vector found from the training images'
 factors; a CVAE does the same with its condition held. The first column is the input; the
-row's label says the factor and how it was edited.
+labels under a row's first two tiles say the factor and how it was edited.
 """
 
 from __future__ import annotations
@@ -45,12 +45,12 @@ def factors(run: LoadedRun, out_path: Path, *, generator: torch.Generator, n: in
     x = data.eval_x("test")[idx]
     y = None if data.test.y is None else data.eval_y("test")[idx]
     m = data.test.measures[idx]
-    deltas = torch.linspace(-2, 2, steps).tolist()
+    deltas = [round(d, 6) + 0.0 for d in torch.linspace(-2, 2, steps).tolist()]  # no "-0.0"
     rows, labels = [], []
     for name in render3d.FACTORS:
         how = HOW[editor.method(name)]
         edits = [editor.edit(x, name, d, y=y, measures=m).clamp(0, 1) for d in deltas]
         rows.append(torch.stack([x, *edits], 1))  # (n, K, C, H, W)
-        labels += [[f"{name[:5]}: {how}"] + [""] * steps for _ in range(n)]
+        labels += [[name, how] + [""] * (steps - 1) for _ in range(n)]
     headers = ["input"] + [f"{d:+.1f} sd" for d in deltas]
     return save_image(labelled_grid(torch.cat(rows), labels, headers, scale=3), out_path)
