@@ -167,9 +167,10 @@ class DCIGN(nn.Module):
         else:  # data without the set factors: the sweeps' own spread is the unit
             self.sweeps["sd"] = self.sweeps["measures"].std(0)
 
-    def _kind_batch(self, kind: int, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(x, group, clamped) of one step: ``sweeps_per_batch`` sweeps varying VARIED[kind]
-        (object sweeps: as many as hold the same number of images), drawn by the step."""
+    def sweep_batch(self, kind: int, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(rows of the sweep set, their sweep in the batch 0..G-1, clamped units (D,) bool) of
+        one step: ``sweeps_per_batch`` sweeps varying ``VARIED[kind]`` (object sweeps: about
+        as many images), drawn by the step number."""
         sw = self.sweeps
         ids = torch.nonzero(sw["varied"] == kind).flatten()
         per = self.config.sweeps_per_batch
@@ -179,21 +180,22 @@ class DCIGN(nn.Module):
         chosen = ids[torch.randperm(len(ids), generator=gen, device=ids.device)[:per]]
         rows = torch.nonzero(torch.isin(sw["sweep"], chosen)).flatten()
         group = torch.searchsorted(chosen.sort().values, sw["sweep"][rows])
-        x = transform(sw["x"][rows], self.info.variant, gen.manual_seed(step), train=True,
-                      static_seed=STEP_SEED, index=rows)
-        clamped = torch.ones(self.config.latent_dim, dtype=torch.bool, device=x.device)
+        clamped = torch.ones(self.config.latent_dim, dtype=torch.bool, device=rows.device)
         if kind == len(FACTORS):
             clamped[len(FACTORS):] = False  # object sweeps: the intrinsic units are free
         else:
             clamped[kind] = False  # a factor sweep: only the factor's unit is free
-        return x, group, clamped
+        return rows, group, clamped
 
     def training_step(self, batch: Batch) -> dict[str, torch.Tensor]:
         if self.sweeps is None:
             raise GenbenchError("dcign trains on its sweeps, which on_train_start loads")
         step = int(self.steps_done)
         kind = step % len(sweeps3d.VARIED)  # azimuth, elevation, light, object, azimuth, ...
-        x, group, clamped = self._kind_batch(kind, step)
+        rows, group, clamped = self.sweep_batch(kind, step)
+        gen = torch.Generator(device=rows.device).manual_seed(step)
+        x = transform(self.sweeps["x"][rows], self.info.variant, gen, train=True,
+                      static_seed=STEP_SEED, index=rows)
         mu, logvar = self.encoder(x).chunk(2, dim=-1)
         z = clamp_units(reparameterize(mu, logvar), clamped, group)
         recon = observation_log_prob(self.info.observation, self.decoder(z), x, self.log_std)

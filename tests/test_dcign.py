@@ -131,3 +131,41 @@ def test_factors_gallery_writes_its_file(smoke_run):
 
     out = render(smoke_run, "factors")
     assert out.exists() and out.stat().st_size > 0
+
+
+def test_training_steps_cycle_the_varied_factor_and_clamp_the_rest(dcign_module, tmp_path, monkeypatch):
+    """Step t varies VARIED[t % 4]: its rows come from sweeps of that kind only, grouped by
+    sweep, with every unit clamped but the factor's (object sweeps: the factor units)."""
+    from genbench.contract import Batch, DataInfo
+
+    monkeypatch.setenv("GENBENCH_CACHE", str(tmp_path))
+    cls = dcign_module.DCIGN
+    info = DataInfo("synthetic-3d", "continuous", (1, 32, 32), num_classes=3)
+    model = cls(cls.Config(hidden=(16,), latent_dim=5, sweep_bases=3, sweep_length=4,
+                           sweeps_per_batch=2), info)
+    model.on_train_start(_no_factors())
+    sw = model.sweeps
+    for step in range(8):
+        kind = step % 4
+        rows, group, clamped = model.sweep_batch(kind, step)
+        assert (sw["varied"][sw["sweep"][rows]] == kind).all()  # sweeps of the step's kind
+        assert int(group.max()) + 1 == 2  # two sweeps (object sweeps: 2 * 4 // 3 of them)
+        for g in range(2):
+            m, o = sw["measures"][rows[group == g]], sw["y"][rows[group == g]]
+            others = [j for j in range(3) if j != kind]
+            assert (m[:, others] == m[0, others]).all()  # only the named factor varies
+            assert (o == o[0]).all() if kind < 3 else sorted(o.tolist()) == [0, 1, 2]
+            assert kind == 3 or len(set(m[:, kind].tolist())) == 4
+        free = [kind] if kind < 3 else [3, 4]
+        assert [j for j in range(5) if not clamped[j]] == free
+        out = model.training_step(Batch(x=torch.zeros(1, 1, 32, 32)))
+        assert out["loss"].requires_grad
+    assert int(model.steps_done) == 8
+
+
+def _no_factors():
+    """A stand-in bundle without set factors: dcign then scales by the sweeps' own spread."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(train=SimpleNamespace(measures=None), measure_names=None,
+                           info=SimpleNamespace(name="none"))
