@@ -131,6 +131,11 @@ def test_factors_gallery_writes_its_file(smoke_run):
 
     out = render(smoke_run, "factors")
     assert out.exists() and out.stat().st_size > 0
+    # the Morpho sweeps gallery says where set factors are drawn, not a traceback
+    from genbench.galleries import NotApplicable
+
+    with pytest.raises(NotApplicable, match="--kind factors"):
+        render(smoke_run, "sweeps")
 
 
 def test_training_steps_cycle_the_varied_factor_and_clamp_the_rest(dcign_module, tmp_path, monkeypatch):
