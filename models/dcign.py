@@ -212,7 +212,7 @@ class DCIGN(nn.Module):
         x = transform(sw["x"], self.info.variant, torch.Generator(device=sw["x"].device).manual_seed(0),
                       train=False)
         codes = torch.cat([self.encode(x[i:i + 500]).mean for i in range(0, len(x), 500)])
-        for j, _ in enumerate(FACTORS):
+        for j in range(len(FACTORS)):
             rows = torch.nonzero(sw["varied"][sw["sweep"]] == j).flatten()
             group = sw["sweep"][rows]
             group = torch.unique(group, return_inverse=True)[1]
