@@ -42,7 +42,7 @@ from genbench.errors import GenbenchError
 from genbench.latent import gaussian_kl, reparameterize, split_gaussian, standard_normal_prior
 from genbench.nn import ACTIVATIONS, adam, build_decoder, build_encoder
 from genbench.observation import learned_log_std, observation_log_prob, observation_model
-from genbench.settings import one_of, positive
+from genbench.settings import between, one_of, positive
 
 STEP_SEED = 7919  # mixed with the step number: which sweeps a step draws (resumable)
 
@@ -56,7 +56,7 @@ class DCIGNConfig:
     activation: str = one_of("relu", ACTIVATIONS)
     lr: float = positive(1e-3)
     sweep_bases: int = positive(96)  # base draws of the sweep set (each gives 4 sweeps)
-    sweep_length: int = positive(12)  # images of a factor sweep
+    sweep_length: int = between(12, 2, None)  # images of a factor sweep (2 or more: it varies)
     sweeps_per_batch: int = positive(8)  # sweeps of one kind in a training batch
 
 
