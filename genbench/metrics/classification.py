@@ -57,7 +57,8 @@ CLASSIFICATION_KEYS = (
               unit="fraction",
               section="Classification",
               stderr=True,
-              headline=6),
+              headline=6,
+              best_text="test error"),
     ResultKey("labelled_examples",
               label="labelled_examples",
               caveat=("How many training images a semi-supervised model saw with their label. Compare "
