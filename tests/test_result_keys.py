@@ -155,3 +155,21 @@ def test_a_bad_result_keys_file_costs_labels_never_the_run(tmp_path: Path) -> No
     store.update_result_keys(tmp_path, [ResultKey("b").to_json()])
     assert [ResultKey.from_json(d) for d in store.read_result_keys(tmp_path)] == [ResultKey("a", label="A"),
                                                                                   ResultKey("b")]
+
+
+def test_every_key_the_likelihood_metrics_record_has_a_section() -> None:
+    """The AIS, BDMC, pilot and inference-network bookkeeping is declared (not left to "Other
+    recorded values"): each key these metrics record sits in a section, its flags counted."""
+    import genbench.metrics  # noqa: F401 - registers the built-in metrics
+    from genbench.report import glossary
+
+    for name in ("iwae", "ais", "bdmc", "iwae_shared", "ais_shared", "bdmc_shared", "parzen", "exact"):
+        for key in registry.METRICS[name].produces:
+            declared = registry.result_key(key)
+            if key.endswith("_bpd"):  # shown inside its log-likelihood's cell
+                continue
+            assert declared is not None and declared.section and declared.label, (name, key)
+    flags = {k for s in glossary.SECTIONS for k in s.keys if glossary.is_flag(k)}
+    assert {"ais_converged", "ais_certified_shared", "ais_pilot_stopped", "bdmc_shared_from_own"} <= flags
+    assert glossary.certification_flag("test_ais_shared") == "ais_certified_shared"
+    assert not glossary.is_flag("ais_distributions") and not glossary.is_flag("test_ais")
