@@ -103,10 +103,10 @@ PRESETS: dict[str, Preset] = {
     "quick": Preset(
         "quick", "minutes on a laptop CPU (the default): real training, modest evaluations",
         epochs=30, batch_size=128, n_eval=1000, iwae_k=1000, iwae_chunk=500,
-        ais_n=20, ais_chains=16, ais_steps=100, ais_max_steps=200, hmc_leapfrog=10, bdmc_n=16,
-        pilot_steps=50,
+        ais_n=20, ais_chains=16, ais_steps=500, ais_max_steps=1000, hmc_leapfrog=1,
+        hmc_persistence=0.9, bdmc_n=16, pilot_steps=250,
         parzen_samples=2000, parzen_n=500, n_quality=2000, kid_subsets=50,
-        kid_subset_size=500, feature_epochs=5, obs_val_n=10, obs_val_steps=50,
+        kid_subset_size=500, feature_epochs=5, obs_val_n=10, obs_val_steps=500,
     ),
     "paper": Preset(
         "paper", "the published protocols (IWAE k=5000 on the full test set; AIS 16 chains, "
