@@ -272,13 +272,15 @@ def _print_changes(before: dict[str, Any], after: dict[str, Any]) -> None:
     console.print(table)
 
 
-def _cell(metrics: dict[str, Any], key: str, converged: str = "") -> str:
+def _cell(metrics: dict[str, Any], key: str, converged: str = "", certified: str = "") -> str:
     v = metrics.get(key)
     if not isinstance(v, (int, float)) or isinstance(v, bool):
         return "–"
     se = metrics.get(f"{key}_stderr")
-    # an estimate whose declared convergence flag is 0 (AIS) is shown flagged, as in the report
-    flag = bool(converged) and metrics.get(converged) == 0
+    # an estimate that is not certified (its declared flag 0) or, without a certificate, did
+    # not converge is shown flagged, as the report ranks it: a certificate outranks agreement
+    cert = metrics.get(certified) if certified else None
+    flag = cert == 0 or (cert != 1 and bool(converged) and metrics.get(converged) == 0)
     return (_fmt(float(v)) + (f"±{se:.2g}" if isinstance(se, (int, float)) else "")
             + (" ⚠" if flag else ""))
 
@@ -313,7 +315,8 @@ def summary_table(outcomes: list[Any], width: int) -> tuple[Table, list[str]]:
     headers = {k: k + {True: " ↑", False: " ↓", None: ""}[direction(k)] for k in present}
     columns = {"model": [r[0] for r in rows], "seed": [r[1] for r in rows],
                "status": [r[2] for r in rows],
-               **{headers[k]: [_cell(o.metrics, k, heads[k].converged) for o in outcomes] for k in present}}
+               **{headers[k]: [_cell(o.metrics, k, heads[k].converged, heads[k].certified)
+                               for o in outcomes] for k in present}}
 
     def need(cols: list[str]) -> int:  # cell widths + padding 1 each side + the borders
         return sum(max(Text.from_markup(c).cell_len for c in [col, *columns[col]]) + 2

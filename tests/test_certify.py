@@ -82,10 +82,14 @@ def test_a_short_schedule_on_a_sharp_posterior_is_stopped_by_the_pilot(sharp, co
     assert tables.ais_status(runs, "test_ais") == "not converged"
     why = tables.uncertified_reason(runs, "test_ais")
     assert why.startswith("stopped by the pilot: BDMC gap") and "--preset paper" in why
-    # with the encoder's exact posterior the same pilot lets AIS go on, and it certifies
+    # with the encoder's exact posterior the same pilot lets AIS go on, and it certifies; the
+    # pilot's own gap was certified already, so AIS ran once, at ais_steps, without doubling
     on, _ = evaluate_metrics(_ctx(sharp, continuous, pilot_steps=6, ais_steps=12, ais_max_steps=24),
                              ["ais", "bdmc"])
-    assert on["ais_pilot_stopped"] == 0.0 and on["ais_certified"] == 1.0 and on["ais_distributions"] == 24
+    assert on["ais_pilot_stopped"] == 0.0 and on["ais_certified"] == 1.0
+    assert on["ais_pilot_gap"] + 2 * on["ais_pilot_gap_stderr"] <= 1.0
+    assert on["ais_distributions"] == on["bdmc_distributions"] == 12 and on["ais_runs"] == 1
+    assert tables.ais_status(pd.DataFrame([{"model": "ppca", **on}]), "test_ais") == "certified"
 
 
 def test_needed_distributions_extrapolate_optimistically():
