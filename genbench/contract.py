@@ -102,6 +102,10 @@ HOOKS: tuple[Hook, ...] = (
          "the model steps its own optimizers (GAN, DCGAN, VAE-GAN)", attribute=True),
     Hook("presets", "dict[str, dict[str, Any]]  e.g. {'quick': {'epochs': 60}}", None,
          "per-preset TRAINING settings: config fields, epochs, batch_size, max_train", attribute=True),
+    Hook("on_evaluator", "(extractor: Extractor) -> None", None,
+         "called before on_train_start with the evaluator the sample metrics use under the "
+         "run's preset (genbench.metrics.features.preset_extractor): the fooling generator "
+         "optimizes images against it"),
     Hook("on_train_start", "(data: DataBundle) -> None", None,
          "called once before the first epoch (e.g. M2 picks its labelled subset)"),
     Hook("on_epoch_end", "(epoch: int, stats: dict[str, float]) -> None", None,
