@@ -93,8 +93,9 @@ def coordinates(h: int, w: int, scale: float) -> torch.Tensor:
 
 @register_model("fooling")
 class Fooling(nn.Module):
-    """Fooling images (Nguyen et al. 2015): noise optimized until genbench's evaluator
-    classifier is >99% sure of each class; no model of the data (an adversary of IS)."""
+    """Fooling images (Nguyen et al. 2015): noise optimized until the evaluator is >99% sure.
+
+    No model of the data: an adversary of the Inception Score and mode coverage."""
 
     Config = FoolingConfig
     manual_optimization = True  # one Adam step on the bank, skipped once every image is done

@@ -28,7 +28,7 @@ import pandas as pd
 
 from genbench.errors import GenbenchError
 from genbench.registry import MODELS
-from genbench.report import configs, glossary, published
+from genbench.report import adversarial, configs, glossary, published
 from genbench.report.document import Cell, Table
 from genbench.store import load_results, read_config, read_json
 
@@ -109,6 +109,8 @@ def is_conditional(runs: pd.DataFrame, model: str) -> bool:
 def model_label(name: str, df: pd.DataFrame) -> str:
     if "external" in df and bool(df.loc[df["model"] == name, "external"].astype(bool).any()):
         return f"{name} (outside samples)"
+    if (note := adversarial.reference_note(df, name)) is not None:
+        return f"{name} (reference row — {note})"
     return f"{name} †" if is_conditional(df, name) else name
 
 
@@ -444,6 +446,7 @@ def comparison_table(runs: pd.DataFrame, keys: list[str], caption: str = "",
     used = []
     flagged = False
     ranked_rows = 0  # the most rows ranked in one column: the bold caption states its z
+    references, gamed_any = adversarial.references(runs), False
     for key in keys:
         per = {m: stats(runs[runs["model"] == m], key) for m in models}
         means = {m: s.mean for m, s in per.items() if s is not None}
@@ -452,7 +455,8 @@ def comparison_table(runs: pd.DataFrame, keys: list[str], caption: str = "",
         # log p(x | y) is easier than log p(x): conditional models are never "best" on likelihood;
         # an AIS that BDMC did not certify is never ranked
         ranked = {m: v for m, v in means.items()
-                  if not (key in LIKELIHOOD_KEYS and is_conditional(runs, m)) and m not in stalled}
+                  if not (key in LIKELIHOOD_KEYS and is_conditional(runs, m)) and m not in stalled
+                  and m not in references}  # a reference row (an adversary) is never ranked
         best = significant_best(runs, key, ranked) if rank else set()
         if best:
             ranked_rows = max(ranked_rows, len(ranked))
@@ -473,6 +477,9 @@ def comparison_table(runs: pd.DataFrame, keys: list[str], caption: str = "",
                 flagged = True
             elif m in status and status[m] == "certified":
                 text += " ✓ certified"
+            if s is not None and key in adversarial.gamed(runs, m):
+                text += f" {adversarial.GAMED}"
+                gamed_any = True
             cells[m, key] = Cell(text, best=m in best)
     if not used:
         return None
@@ -492,6 +499,10 @@ def comparison_table(runs: pd.DataFrame, keys: list[str], caption: str = "",
             "agreed, but BDMC did not certify them. ⚠ not converged: they disagreed by more than "
             "the tolerance up to `ais_max_steps`, or the pilot stopped AIS early. An uncertified "
             "number is a lower bound of unknown looseness and is not ranked.")
+    if gamed_any:
+        caption = (caption + " " if caption else "") + (
+            "A reference row is never ranked; ⚠ gamed marks a number its model optimized the "
+            "evaluator classifier for (see 'What the metrics say, and what they do not').")
     if ranked_rows:
         caption = (caption + " " if caption else "") + bold_caption(ranked_rows)
     columns = ["model", "seeds"] + [_header(k) if rank else k for k in used]
@@ -612,6 +623,7 @@ def headlines(runs: pd.DataFrame, floor: dict[str, float] | None = None,
             pool = fin[~fin["conditional"].astype(bool)]
         else:  # sample quality only within one feature space
             pool = in_space(fin, space) if key == "fid" else fin
+        pool = pool[~pool["model"].isin(adversarial.references(pool))]  # adversaries never lead
         means = {m: s for m in set(pool["model"]) if (s := stats(pool[pool["model"] == m], key))}
         if len(means) < 2 or glossary.direction(key) is None:
             continue
