@@ -151,6 +151,11 @@ HOOKS: tuple[Hook, ...] = (
     Hook("label_log_prob", "(z, y) -> Tensor (S, N) log p(y|z) for z (S, N, latent_dim); whatever "
          "else the model generates beside x and y marginalized", "joint",
          "iwae_given_y: the label term of both parts"),
+    # -- a reference row that is an adversary of the metrics (the fooling generator) ---------
+    Hook("reference_row", "str: why the row is a reference, not a competitor", None,
+         "the report labels the row with it and never ranks it", attribute=True),
+    Hook("games", "tuple[str, ...]: the result keys the model optimizes for (inception_score)",
+         None, "the report flags those numbers and says which metrics it fooled", attribute=True),
     # -- model-specific pictures ----------------------------------------------------------
     Hook("complete", "(x, rows: int, generator, y=None) -> Tensor: x's first rows kept, the "
          "rest sampled", None, "the completions gallery (autoregressive models)"),
