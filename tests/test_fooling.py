@@ -182,7 +182,7 @@ def test_the_report_marks_the_row_and_says_what_it_fooled(runs, tmp_path) -> Non
 
     build_report(runs["results"], tmp_path, galleries=False)
     text = (tmp_path / "report.md").read_text()
-    row = next(line for line in text.splitlines() if line.startswith("| fooling (reference row"))
+    row = next(line for line in text.splitlines() if line.startswith("| fooling — reference row"))
     assert "adversarial: games the classifier" in row and "⚠ gamed" in row
     assert "**" not in row  # a reference row is never bold
     said = text[text.index("## What the metrics say, and what they do not"):]

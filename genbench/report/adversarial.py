@@ -97,6 +97,9 @@ def fooled_sentences(df: pd.DataFrame) -> list[str]:
                 beats += [value > means[best] if higher else value < means[best]] if best else []
                 said = [f"real images {_fmt(key, floor[key])}"] if key in floor else []
                 said += [f"best trained model {best} {_fmt(key, means[best])}"] if best else []
+                worse = sum(v < value if higher else v > value for v in means.values())
+                if best and not any(beats) and worse:  # held against the best, not against all
+                    said.append(f"better than {worse} of {len(means)} trained models")
                 part = f"{glossary.label(key)} {_fmt(key, value)} ({'; '.join(said)})"
                 (fooled if any(beats) else held).append(part)
                 (fooled_keys if any(beats) else held_keys).append(key)

@@ -310,7 +310,7 @@ def add_glossary(doc: Document, df: pd.DataFrame) -> None:
     from genbench.report.adversarial import fooled_sentences
 
     if fooled := fooled_sentences(df):  # an adversary in the folder: what it fooled, from its numbers
-        doc.add(Para(" ".join(fooled)))
+        doc.add(*(Para(text) for text in fooled))
     items = []
     names = df[configs.NAME] if configs.NAME in df else df["model"]
     for m in tables.model_order(set(names)):

@@ -110,7 +110,7 @@ def model_label(name: str, df: pd.DataFrame) -> str:
     if "external" in df and bool(df.loc[df["model"] == name, "external"].astype(bool).any()):
         return f"{name} (outside samples)"
     if (note := adversarial.reference_note(df, name)) is not None:
-        return f"{name} (reference row — {note})"
+        return f"{name} — reference row, {note}"
     return f"{name} †" if is_conditional(df, name) else name
 
 
