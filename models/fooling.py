@@ -37,6 +37,7 @@ and flags the numbers it games (``games``).
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -45,7 +46,7 @@ from torch import nn
 
 from genbench import register_model
 from genbench.contract import Batch, DataInfo
-from genbench.errors import GenbenchError
+from genbench.errors import GenbenchError, GenbenchWarning
 from genbench.nn import adam
 from genbench.settings import between, one_of, positive
 
@@ -161,6 +162,16 @@ class Fooling(nn.Module):
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return adam(self.parameters(), lr=self.config.lr)
+
+    def on_train_end(self, train_x: torch.Tensor) -> None:
+        """Say so when the budget ran out before every image reached the target (the run
+        still finishes: its numbers are what such images score)."""
+        if not bool(self.done) and self._evaluator:
+            short = int((self.reached < self.config.confidence).sum())
+            warnings.warn(f"fooling: {short} of {self.reached.numel()} images are below "
+                          f"{100 * self.config.confidence:g}% after the step budget; raise --epochs, or "
+                          "the evaluator is too unsure to be fooled (smoke: --set feature_epochs=5)",
+                          GenbenchWarning, stacklevel=2)
 
     def aim(self) -> float:
         """The log-confidence the hinge pulls toward: halfway from the target to certainty, so

@@ -21,7 +21,7 @@ import torch
 from genbench import api
 from genbench.contract import capabilities, optimizer_dict
 from genbench.data import DataRequest, load_dataset
-from genbench.errors import GenbenchError
+from genbench.errors import GenbenchError, GenbenchWarning
 from genbench.metrics.features import default_cache_dir, find_extractor, preset_extractor
 from genbench.plugins import load_plugins
 from genbench.presets import PRESETS
@@ -175,6 +175,9 @@ def test_it_refuses_what_it_cannot_fool_in_one_line() -> None:
     model, _, _ = _model_and_evaluator("direct")
     with pytest.raises(GenbenchError, match="on_evaluator"):
         model.training_step(None, optimizer_dict(model.configure_optimizers()))
+    _optimize(model, _model_and_evaluator("direct")[1], 1)  # one step: far from 99%
+    with pytest.warns(GenbenchWarning, match="20 of 20 images are below 99% after the step budget"):
+        model.on_train_end(torch.zeros(0))
 
 
 def test_the_report_marks_the_row_and_says_what_it_fooled(runs, tmp_path) -> None:
