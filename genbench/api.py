@@ -39,9 +39,6 @@ TIDY_COLUMNS = ("dataset", "variant", "preset", "model", "label", "config_id", "
 _META = frozenset({"dataset", "model", "preset", "variant", "seed", "run_dir", "status", "reason",
                    "feature_space", "eval_preset", "obs_sigma", "obs_flip", "model_name",
                    "config_key", "config_id", "superseded"})
-# metrics that depend on the observation model p(x|z)
-_OBS_PREFIXES = ("test_elbo", "test_recon_term", "test_kl_term", "test_iwae", "test_ais", "bdmc_",
-                 "ais_minus_iwae", "ais_accept")
 
 
 def _load_plugins(plugins: Iterable[str | Path] = ()) -> None:
@@ -209,16 +206,20 @@ def _is_log_likelihood(key: str) -> bool:
 
 def _observation(key: str, metrics: Mapping[str, Any], shared_scheme: bool
                  ) -> tuple[str | None, float | None]:
-    """The p(x|z) a likelihood key was measured under, and its noise level."""
-    if key == "parzen":
-        return "parzen window", _number(metrics.get("parzen_sigma"))
-    if not key.startswith(_OBS_PREFIXES):
+    """The p(x|z) a likelihood key was measured under, and its noise level, as its metric
+    declares (``ResultKey.observation``)."""
+    from genbench.registry import result_key
+
+    declared = result_key(key)
+    under = declared.observation if declared is not None else ""
+    if under == "parzen window":
+        return under, _number(metrics.get(f"{key}_sigma"))
+    if not under:
         return None, None
     sigma, flip = _number(metrics.get("obs_sigma")), _number(metrics.get("obs_flip"))
     chosen = ("shared gaussian", sigma) if sigma is not None else (
         ("shared bernoulli", flip) if flip is not None else None)
-    own_only = key.startswith(("test_elbo", "test_recon_term", "test_kl_term"))
-    if "_shared" in key or (not shared_scheme and not own_only and chosen is not None):
+    if under == "shared" or (under == "model" and not shared_scheme and chosen is not None):
         return chosen or ("shared", None)
     return "own p(x|z)", None
 

@@ -152,11 +152,22 @@ def _check_presets(cls: type) -> str:
 
 
 def _capability_checks(model: Any, data: DataBundle, result: CheckResult) -> None:
-    info, have, n = data.info, result.capabilities, N_CHECK
+    """Call each hook the model has on a few test images and say what came back. One
+    generator runs through the checks in order (the prior's draw, then the importance
+    weights), so the numbers shown are the same on every call."""
+    have = result.capabilities
     gen = torch.Generator(device="cpu").manual_seed(0)
-    x = data.eval_x("test", n)
-    y = data.eval_y("test", n) if "condition" in have else None
+    x = data.eval_x("test", N_CHECK)
+    y = data.eval_y("test", N_CHECK) if "condition" in have else None
     cond = {} if y is None else {"y": y}
+    _generative_checks(model, data, result, gen, y, cond)
+    _inference_checks(model, x, cond, gen, result)
+
+
+def _generative_checks(model: Any, data: DataBundle, result: CheckResult, gen: torch.Generator,
+                       y: torch.Tensor | None, cond: dict[str, torch.Tensor]) -> None:
+    """prior, sample, generate and decode: the hooks that go from z (or nothing) to images."""
+    info, have, n = data.info, result.capabilities, N_CHECK
     shape = (n, *info.shape)
     z = None
     if "prior" in have:
@@ -173,6 +184,12 @@ def _capability_checks(model: Any, data: DataBundle, result: CheckResult) -> Non
     if z is not None and "decode" in have:
         _attempt(result, "decode", lambda: _distribution(model.decode(z, **cond), (n,),
                                                          tuple(info.shape), "decode(z)"))
+
+
+def _inference_checks(model: Any, x: torch.Tensor, cond: dict[str, torch.Tensor],
+                      gen: torch.Generator, result: CheckResult) -> None:
+    """encode, classify, log_prob and log_importance_weights: the hooks that read images."""
+    have, n = result.capabilities, N_CHECK
     if "encode" in have:
         _attempt(result, "encode", lambda: _distribution(model.encode(x, **cond), (n,), None,
                                                          "encode(x)"))

@@ -39,8 +39,8 @@ def summary(df: pd.DataFrame, *, long: bool = False, bookkeeping: bool = False) 
     Only finished runs count, as in the report, and an older run of a configuration and seed
     that was run again is left out (a warning says so). Sample-quality numbers are kept
     apart by ``feature_space`` and likelihoods by ``observation``. Bookkeeping keys (AIS
-    acceptance rates, schedule lengths, BDMC's bounds, timings: the report's "Other recorded
-    values" and "Cost") are left out unless ``bookkeeping=True``.
+    acceptance rates, schedule lengths, BDMC's bounds, timings: the report's diagnostics
+    sections, "Other recorded values" and "Cost") are left out unless ``bookkeeping=True``.
     """
 
     missing = [c for c in ("status", "metric", "value") if c not in df]
@@ -68,10 +68,11 @@ def summary(df: pd.DataFrame, *, long: bool = False, bookkeeping: bool = False) 
 
 
 def _reported_keys() -> set[str]:
-    """The metrics of the report's main tables (not its "Other recorded values" or "Cost")."""
+    """The metrics of the report's main tables (not its diagnostics, "Other recorded values"
+    or "Cost")."""
     from genbench.report import glossary
 
-    return {k for section in glossary.SECTIONS for k in section.keys}
+    return {k for section in glossary.SECTIONS if not section.diagnostic for k in section.keys}
 
 
 def _long_summary(fin: pd.DataFrame) -> pd.DataFrame:
@@ -154,7 +155,7 @@ def _conditional_labels(fin: pd.DataFrame) -> dict[str, bool]:
 
 
 def _key_of(header: str) -> str:
-    """A table header ("IWAE ↑") back to its result key ("test_iwae")."""
+    """A table header ("IWAE ↑") back to its result key (test_iwae)."""
     from genbench.report import glossary
 
     plain = header.removesuffix(" ↑").removesuffix(" ↓")

@@ -17,12 +17,18 @@ from __future__ import annotations
 import contextlib
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from rich.console import Console
 from rich.table import Table
 
 from genbench.training import Plan
+
+if TYPE_CHECKING:
+    from genbench.contract import Batch
+    from genbench.data import DataBundle
+    from genbench.presets import Preset
 
 BACKWARD = 2.0  # a backward pass costs about twice its forward
 
@@ -79,14 +85,29 @@ class Cost:
 
 def estimate(plan: Plan) -> Cost:
     """The FLOPs of one planned run (its model built on the CPU, nothing trained)."""
-    from genbench.metrics.sampling import encode, generate
-
     torch.manual_seed(0)
     model = plan.model_cls(plan.model_config, plan.data.info)
     params = sum(p.numel() for p in model.parameters())
     p, data = plan.preset, plan.data
     batch = next(iter(data.train_batches(p.batch_size, seed=0, epoch=0)))
-    train_batch = batch.x.shape[0]
+    per_image_train = _train_flops_per_image(model, batch, params)
+    model.eval()
+    enc, dec = _pass_flops(model, data, params)
+    n_test = len(data.test) if p.n_eval is None else min(p.n_eval, len(data.test))
+    evals = _eval_flops(p, _applicable(model, plan.spec.metrics or p.metrics), n_test, enc, dec)
+    likelihood = sum(v for k, v in evals.items() if k.startswith(("ais", "bdmc")))
+    if callable(getattr(model, "sample", None)) or callable(getattr(model, "generate", None)):
+        evals["samples"] = p.n_quality * dec
+    worst = likelihood * _worst_steps(p) / max(p.ais_steps, 1)
+    train = per_image_train * len(data.train) * p.epochs
+    s = plan.spec
+    label = f"{s.model} {data.info.name}/{data.info.variant} seed {s.seed}"
+    return Cost(label, params, train, evals, worst)
+
+
+def _train_flops_per_image(model: torch.nn.Module, batch: Batch, params: int) -> float:
+    """FLOPs of one training step per image, counted on one real batch; a model the counter
+    cannot follow is charged three forward passes' worth (6 FLOPs per parameter)."""
     try:
         optimizers = model.configure_optimizers()
         optimizers = optimizers if isinstance(optimizers, dict) else {"opt": optimizers}
@@ -104,10 +125,16 @@ def estimate(plan: Plan) -> Cost:
             if loss is not None and loss.requires_grad:
                 loss.backward()
 
-        per_image_train = _count(step) / train_batch
+        return _count(step) / batch.x.shape[0]
     except Exception:  # a model the counter cannot follow: 3 forward passes' worth
-        per_image_train = 6.0 * params
-    model.eval()
+        return 6.0 * params
+
+
+def _pass_flops(model: torch.nn.Module, data: DataBundle, params: int) -> tuple[float, float]:
+    """FLOPs of one image through the encoder and through the generator, counted where the
+    model has them (else 2 per parameter): what every evaluation is priced in."""
+    from genbench.metrics.sampling import encode, generate
+
     x = data.eval_x("test", 1)
     y = data.eval_y("test", 1) if getattr(model, "conditional", False) else None
     dec = enc = 2.0 * params
@@ -119,14 +146,18 @@ def estimate(plan: Plan) -> Cost:
         if callable(getattr(model, "encode", None)):
             with contextlib.suppress(Exception):
                 enc = _count(lambda: encode(model, x, y))
-    n_test = len(data.test) if p.n_eval is None else min(p.n_eval, len(data.test))
+    return enc, dec
+
+
+def _eval_flops(p: Preset, applies: set[str], n_test: int, enc: float, dec: float) -> dict[str, float]:
+    """FLOPs of each likelihood evaluation that applies, at the preset's first AIS schedule;
+    own and shared observation models are separate evaluations."""
     hmc = dec * (1 + BACKWARD)  # a leapfrog step: decoder forward and backward
-    applies = _applicable(model, plan.spec.metrics or p.metrics)
     evals: dict[str, float] = {}
     if "elbo" in applies:
         evals["elbo"] = n_test * (enc + dec)
     ais_one = p.ais_n * p.ais_chains * p.ais_steps * p.hmc_leapfrog * hmc
-    for name in applies:  # own and shared observation models are separate evaluations
+    for name in applies:
         kind = name.removesuffix("_shared")
         if kind == "iwae":
             evals[name] = n_test * (enc + p.iwae_k * dec)
@@ -134,20 +165,19 @@ def estimate(plan: Plan) -> Cost:
             evals[name] = ais_one
         elif kind == "bdmc":
             evals[name] = 2 * p.bdmc_n / max(p.ais_n, 1) * ais_one
-    likelihood = sum(v for k, v in evals.items() if k.startswith(("ais", "bdmc")))
-    if callable(getattr(model, "sample", None)) or callable(getattr(model, "generate", None)):
-        evals["samples"] = p.n_quality * dec
+    return evals
+
+
+def _worst_steps(p: Preset) -> int:
+    """Distributions of every AIS run if the schedule doubles all the way to ``ais_max_steps``:
+    the worst case the likelihood cost scales to."""
     worst_steps = p.ais_steps
     max_steps = getattr(p, "ais_max_steps", p.ais_steps)
     s = p.ais_steps
     while 2 * s <= max_steps:
         s *= 2
         worst_steps += s
-    worst = likelihood * worst_steps / max(p.ais_steps, 1)
-    train = per_image_train * len(data.train) * p.epochs
-    s = plan.spec
-    label = f"{s.model} {data.info.name}/{data.info.variant} seed {s.seed}"
-    return Cost(label, params, train, evals, worst)
+    return worst_steps
 
 
 def _applicable(model: torch.nn.Module, names: tuple[str, ...] = ()) -> set[str]:

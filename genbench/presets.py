@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from genbench.errors import ContractError
-from genbench.ranges import nonnegative, one_of, positive
+from genbench.ranges import between, nonnegative, one_of, positive
 from genbench.registry import closest
 
 
@@ -36,7 +36,10 @@ class Preset:
     ais_n: int = positive(100)  # test images for AIS
     ais_chains: int = positive(16)
     ais_steps: int = positive(1000)  # intermediate distributions
-    hmc_leapfrog: int = positive(10)
+    hmc_leapfrog: int = positive(10)  # leapfrog steps (gradients) per intermediate distribution
+    # momentum kept from one distribution to the next (Hamiltonian AIS, Sohl-Dickstein &
+    # Culpepper 2012); 0 refreshes it at every distribution, as Wu et al.'s HMC does
+    hmc_persistence: float = between(0.0, 0.0, 0.99)
     bdmc_n: int = positive(20)  # images simulated from the model for BDMC
     parzen_samples: int = positive(10000)  # model samples in the Parzen window
     parzen_n: int = positive(1000)  # test images scored by Parzen

@@ -62,22 +62,43 @@ class ResultKey:
     prefix: bool = False  # ``name`` is a prefix: every <name><attribute> key is one of these
     estimates: str = ""  # the quantity it estimates or bounds, e.g. "log p(x)" (NLL, bits/dim)
     variant_of: str = ""  # the own-observation key this shared-family key is a variant of
+    # what the number is to ``estimates``: "exact", "estimate" (AIS: consistent, a stochastic
+    # lower bound), "bound" (ELBO, IWAE), "legacy" (Parzen: neither, and it can rank wrongly)
+    kind: str = ""
+    stands_for: int = 0  # > 0: may stand for its model's log p(x) (quality plane, headline); lowest wins
+    paired: int = 0  # > 0: per-image values in per_image.json; the paired plot shows the lowest two have
+    best_text: str = ""  # the headline sentence's name for it ("IWAE bound (own p(x|z))"); "": no sentence
+    flag: bool = False  # a 0/1 record: counted over seeds ("1 of 2"), never averaged
+    certified: str = ""  # companion flag key, 1 when BDMC certified this estimate
+    # the p(x|z) it is measured under: "own" (always the model's), "model" (the one its metric was
+    # given: own, or the shared family in a run from before the shared keys), "shared", or
+    # "parzen window" (its width recorded as <name>_sigma); "": it does not depend on one
+    observation: str = ""
 
     @property
     def higher_is_better(self) -> bool | None:
         return {"higher": True, "lower": False}.get(self.direction)
 
     @property
+    def family(self) -> str:
+        """How the report marks an estimate of log p(x) among the others: "exact", "legacy"
+        (Parzen), "shared" (the shared observation family) or "own" (the model's p(x|z))."""
+        if self.kind in ("exact", "legacy"):
+            return self.kind
+        return "shared" if self.variant_of else "own"
+
+    @property
     def companions(self) -> tuple[str, ...]:
         """The keys reported beside this one."""
         return tuple(k for k, on in ((f"{self.name}_stderr", self.stderr), (f"{self.name}_bpd", self.bpd),
-                                     (self.converged, bool(self.converged))) if on)
+                                     (self.converged, bool(self.converged)),
+                                     (self.certified, bool(self.certified))) if on)
 
     def bpd_key(self) -> ResultKey:
         """The bits/dim companion as a key of its own (lower is better)."""
         return ResultKey(f"{self.name}_bpd", f"{self.label or self.name} (bits/dim)",
                          f"{self.name} in bits/dim: -log p(x) / (D ln 2), plus 8 on continuous data",
-                         direction="lower", unit="bits/dim")
+                         direction="lower", unit="bits/dim", observation=self.observation)
 
     def to_json(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
@@ -96,16 +117,23 @@ class ResultKey:
 
 
 def own_and_shared(key: ResultKey, shared_caveat: str = "", shared_text: str = "",
-                   shared_headline: int = 0) -> tuple[ResultKey, ResultKey]:
+                   shared_headline: int = 0, shared_section: str = SHARED_SECTION,
+                   shared_stands_for: int = 0, shared_paired: int = 0,
+                   shared_best_text: str = "") -> tuple[ResultKey, ResultKey]:
     """A likelihood key under the model's own p(x|z) and its variant under the shared
     observation family of Wu et al. (2017): ``<name>_shared`` (``ais_minus_iwae`` ->
-    ``ais_minus_iwae_shared``), labelled "(shared)", in the shared-family section, with its
-    own convergence flag."""
+    ``ais_minus_iwae_shared``), labelled "(shared)", in the shared-family section (or
+    ``shared_section``: a diagnostic's), with its own convergence and certification flags.
+    Where the variant ranks among a model's estimates (``stands_for``, ``paired``) and its
+    headline sentence are its own, never the own key's."""
     label = key.label.replace("(", "(shared, ", 1) if "(" in key.label else f"{key.label} (shared)"
     shared = dataclasses.replace(
-        key, name=f"{key.name}_shared", label=label, section=SHARED_SECTION, variant_of=key.name,
+        key, name=f"{key.name}_shared", label=label, section=shared_section, variant_of=key.name,
         text=shared_text or key.text, caveat=shared_caveat or key.caveat, headline=shared_headline,
-        converged=f"{key.converged}_shared" if key.converged else "")
+        converged=f"{key.converged}_shared" if key.converged else "",
+        certified=f"{key.certified}_shared" if key.certified else "",
+        observation="shared" if key.observation else "", stands_for=shared_stands_for,
+        paired=shared_paired, best_text=shared_best_text)
     return key, shared
 
 

@@ -336,13 +336,7 @@ def run_epoch(plan: Plan, model: torch.nn.Module, optimizers: dict[str, torch.op
             stats = step_model(model, batch, optimizers)
             if plan.logger is not None:
                 logged.append({k: v.detach().clone() for k, v in stats.items()})
-            for k, v in stats.items():
-                if k in sums:
-                    sums[k] = sums[k] + v
-                elif k in carried:
-                    sums[k] = torch.tensor(carried[k], dtype=v.dtype, device=v.device) + v.detach()
-                else:
-                    sums[k] = v.detach().clone()
+            _accumulate(sums, carried, stats)
             progress.step += 1
             progress.steps_done += 1
             interrupt_point()  # the step is complete: a deferred Ctrl-C is honoured here
@@ -372,6 +366,20 @@ def run_epoch(plan: Plan, model: torch.nn.Module, optimizers: dict[str, torch.op
     fold()
     progress.seconds += time.perf_counter() - started
 
+
+
+def _accumulate(sums: dict[str, torch.Tensor], carried: Mapping[str, float],
+                stats: Mapping[str, torch.Tensor]) -> None:
+    """Add one step's losses to the epoch's sums on the device (no host sync per step). A sum
+    carried over from a resume starts from its saved value in the step's dtype, so the
+    resumed epoch's means are bit-identical to an uninterrupted epoch's."""
+    for k, v in stats.items():
+        if k in sums:
+            sums[k] = sums[k] + v
+        elif k in carried:
+            sums[k] = torch.tensor(carried[k], dtype=v.dtype, device=v.device) + v.detach()
+        else:
+            sums[k] = v.detach().clone()
 
 
 # -- Ctrl-C between steps -------------------------------------------------------------

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+import genbench
 from genbench import registry
 from genbench.registry import ResultKey, own_and_shared, register_metric
 
@@ -26,14 +27,23 @@ PLUGIN = textwrap.dedent('''
     BRIGHTNESS = ResultKey(
         "sample_brightness", label="brightness", text="mean pixel of 64 samples",
         caveat="The mean pixel value of the model's samples: a toy plugin metric.",
-        direction="higher", unit="fraction", section="Sample quality", stderr=True, headline=9)
+        direction="higher", unit="fraction", section="Sample quality", stderr=True, headline=9,
+        best_text="sample brightness")
+    DARK = ResultKey(
+        "sample_dark", label="any dark sample", caveat="1 if a sample's mean pixel is below 0.9.",
+        flag=True, section="Brightness checks")
+    TOY = ResultKey(
+        "toy_loglik", label="toy bound", caveat="A toy lower bound on log p(x) under the own p(x|z).",
+        direction="higher", unit="nats/image", section="Likelihood", estimates="log p(x)",
+        kind="bound", stands_for=7, observation="own")
 
 
-    @register_metric("brightness", needs={"sample"}, keys=(BRIGHTNESS,), default=False)
+    @register_metric("brightness", needs={"sample"}, keys=(BRIGHTNESS, DARK, TOY), default=False)
     def brightness(ctx):
         with torch.no_grad():
             x = sample_from(ctx.model, 64, ctx.generator(7)).flatten(1).mean(1)
-        return {"sample_brightness": float(x.mean()), "sample_brightness_stderr": float(x.std() / 8)}
+        return {"sample_brightness": float(x.mean()), "sample_brightness_stderr": float(x.std() / 8),
+                "sample_dark": float(bool((x < 0.9).any())), "toy_loglik": -1000.0 * float(x.mean())}
 ''')
 
 
@@ -68,12 +78,32 @@ def test_a_plugin_metric_is_labelled_directed_and_placed_from_its_declaration(
     assert "brightness ↑" in quality  # labelled and directed, in the section it declares
     assert "brightness ↑" not in report.split("### Sample quality", 1)[0]
     assert "**brightness** (`sample_brightness`): The mean pixel value of the model's samples" in report
+    # a flag in a section of its own, counted over seeds; a log-likelihood among the estimates
+    checks = _section(report, "Brightness checks")
+    assert "any dark sample" in checks and re.search(r"\| [01] of 1 \|", checks)
+    assert "toy bound ↑" in _section(report, "Likelihood")
+    other = _section(report, "Other recorded values") if "### Other recorded values" in report else ""
+    assert "sample_dark" not in other and "toy_loglik" not in other
+    from genbench.report import glossary, plots
+
+    brightest = ("sample_brightness", "highest sample brightness", "sample_brightness")
+    assert brightest in glossary.headline_sentences()
+    assert ("toy_loglik", "toy bound", "own") in plots.estimators()
+    assert ("toy_loglik", "own toy bound", "own") in plots.nll_source_order()
+    df = genbench.load_results(results)
+    toy = df[df["metric"] == "toy_loglik"].iloc[0]
+    assert toy["observation"] == "own p(x|z)" and toy["nll"] == -toy["value"] and toy["higher_is_better"]
 
 
 def test_own_and_shared_variants_come_from_one_declaration() -> None:
     own, shared = own_and_shared(ResultKey("test_thing", label="THING (paired)", direction="higher",
                                            section="Likelihood", converged="thing_converged", headline=2,
-                                           estimates="log p(x)"), shared_caveat="Under the shared family.")
+                                           estimates="log p(x)", certified="thing_certified",
+                                           observation="model", stands_for=2, best_text="THING"),
+                                 shared_caveat="Under the shared family.", shared_stands_for=4)
+    assert shared.certified == "thing_certified_shared" and shared.observation == "shared"
+    assert (own.family, shared.family) == ("own", "shared") and shared.stands_for == 4
+    assert shared.best_text == "" and "thing_certified" in own.companions
     assert (shared.name, shared.label, shared.section) == ("test_thing_shared", "THING (shared, paired)",
                                                            registry.SHARED_SECTION)
     assert shared.converged == "thing_converged_shared" and shared.variant_of == "test_thing"
@@ -125,3 +155,21 @@ def test_a_bad_result_keys_file_costs_labels_never_the_run(tmp_path: Path) -> No
     store.update_result_keys(tmp_path, [ResultKey("b").to_json()])
     assert [ResultKey.from_json(d) for d in store.read_result_keys(tmp_path)] == [ResultKey("a", label="A"),
                                                                                   ResultKey("b")]
+
+
+def test_every_key_the_likelihood_metrics_record_has_a_section() -> None:
+    """The AIS, BDMC, pilot and inference-network bookkeeping is declared (not left to "Other
+    recorded values"): each key these metrics record sits in a section, its flags counted."""
+    import genbench.metrics  # noqa: F401 - registers the built-in metrics
+    from genbench.report import glossary
+
+    for name in ("iwae", "ais", "bdmc", "iwae_shared", "ais_shared", "bdmc_shared", "parzen", "exact"):
+        for key in registry.METRICS[name].produces:
+            declared = registry.result_key(key)
+            if key.endswith("_bpd"):  # shown inside its log-likelihood's cell
+                continue
+            assert declared is not None and declared.section and declared.label, (name, key)
+    flags = {k for s in glossary.SECTIONS for k in s.keys if glossary.is_flag(k)}
+    assert {"ais_converged", "ais_certified_shared", "ais_pilot_stopped", "bdmc_shared_from_own"} <= flags
+    assert glossary.certification_flag("test_ais_shared") == "ais_certified_shared"
+    assert not glossary.is_flag("ais_distributions") and not glossary.is_flag("test_ais")

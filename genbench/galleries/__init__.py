@@ -38,6 +38,7 @@ MODULES = [
     "compression",  # models with an encoder: the model beside JPEG and JPEG 2000 at its bits
     "pyramid",  # pyramid models (LAPGAN)
     "sweeps",  # attribute edits on data with attributes
+    "factors",  # factor sweeps on data with set factors (DC-IGN's units, others' arithmetic)
     "copies",  # samples beside their nearest training images (memorization)
 ]
 

@@ -79,6 +79,9 @@ def sweeps(run: LoadedRun, out_path: Path, *, generator: torch.Generator, n: int
         edit_method(run.model)
     except GenbenchError as err:
         raise NotApplicable(str(err)) from None
+    if data.measure_names and not set(data.measure_names) <= set(morpho.MEASURES):
+        raise NotApplicable("sweeps prints Morpho-MNIST measures; set factors (synthetic-3d) "
+                            "are in the factors gallery (--kind factors)")
     editor = make_editor(run.model, data)
     names = editor.attributes.names
     attribute = target or names[0]  # the CLI passes --attribute as target

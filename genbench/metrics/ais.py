@@ -50,6 +50,10 @@ class HMCConfig:
     min_step: float = 1e-4
     max_step: float = 0.5
     slowness: float = 0.9  # weight of the old value in the acceptance moving average
+    # momentum kept between transitions (Hamiltonian AIS, Sohl-Dickstein & Culpepper 2012):
+    # p <- persistence p + sqrt(1 - persistence^2) xi before each trajectory; 0 draws it
+    # afresh (Wu et al.'s HMC, bit for bit)
+    persistence: float = 0.0
 
 
 def sigmoid_schedule(n: int, rad: float = 4.0) -> torch.Tensor:
@@ -209,11 +213,25 @@ class StepSize:
 
 
 def hmc_step(path: AISPath, state: PathState, beta: float, step: StepSize, seed: int,
-             images: torch.Tensor) -> tuple[PathState, torch.Tensor]:
-    """One HMC trajectory leaving f_beta invariant; returns (new state, accepted (C, n))."""
+             images: torch.Tensor, momentum: torch.Tensor | None = None
+             ) -> tuple[PathState, torch.Tensor, torch.Tensor | None]:
+    """One HMC trajectory leaving f_beta(z) N(p; 0, I) invariant; returns (new state,
+    accepted (C, n), the momentum to carry into the next transition or None).
+
+    With ``momentum`` (Hamiltonian AIS) the trajectory starts from it partially refreshed,
+    which leaves N(0, I) invariant, and a rejected trajectory negates it: the composition is
+    then the reversible HMC move followed by a momentum flip, so the extended target is kept
+    and the AIS weights, which see only z, stay exact while one trajectory's direction
+    persists across many distributions.
+    """
     c, n, d = state.z.shape
     chains = torch.arange(c, device=state.z.device)
-    p0 = counter_normal(derive_seed(seed, 0), images, chains, d)  # momentum (C, n, D)
+    xi = counter_normal(derive_seed(seed, 0), images, chains, d)  # momentum (C, n, D)
+    if momentum is None:
+        p0 = xi
+    else:
+        a = step.config.persistence
+        p0 = a * momentum + math.sqrt(1.0 - a * a) * xi
     eps = step.size
     p = p0 + 0.5 * eps * state.grad_log_f(beta)
     new = state
@@ -226,7 +244,8 @@ def hmc_step(path: AISPath, state: PathState, beta: float, step: StepSize, seed:
     u = counter_uniform(derive_seed(seed, 1), images, chains)
     accept = torch.log(u) < (h0 - h1)  # NaN energies are rejected
     step.update(accept)
-    return state.where(accept, new), accept
+    carried = None if momentum is None else torch.where(accept.unsqueeze(-1), p, -p0)
+    return state.where(accept, new), accept, carried
 
 
 @dataclass
@@ -260,13 +279,16 @@ def run_ais(path: AISPath, z0: torch.Tensor, betas: torch.Tensor, *, hmc: HMCCon
     log_w = torch.zeros(state.log_lik.shape, dtype=torch.float64, device=z0.device)
     b = betas.tolist()
     accepted, moves = 0.0, 0
+    c, n, d = z0.shape
+    momentum = None if hmc.persistence == 0 else counter_normal(
+        derive_seed(seed, 0), images, torch.arange(c, device=z0.device), d)  # exact N(0, I) at t = 0
     for t in range(1, len(b)):
         log_w += (b[t] - b[t - 1]) * state.log_lik.double()
         if progress is not None:
             progress(t, len(b) - 1)
         if t == len(b) - 1:
             break  # the last transition would not change the weights
-        state, accept = hmc_step(path, state, b[t], step, derive_seed(seed, t), images)
+        state, accept, momentum = hmc_step(path, state, b[t], step, derive_seed(seed, t), images, momentum)
         accepted, moves = accepted + float(accept.float().mean()), moves + 1
     return AISResult(log_w, state.z, accepted / max(moves, 1), step.size.view(-1))
 

@@ -57,7 +57,8 @@ CLASSIFICATION_KEYS = (
               unit="fraction",
               section="Classification",
               stderr=True,
-              headline=6),
+              headline=6,
+              best_text="test error"),
     ResultKey("labelled_examples",
               label="labelled_examples",
               caveat=("How many training images a semi-supervised model saw with their label. Compare "
@@ -65,6 +66,12 @@ CLASSIFICATION_KEYS = (
               direction="unranked",
               unit="images",
               section="Classification"),
+    *(ResultKey(f"labelled_per_class_{end}",
+                label=f"labels per class ({end})",
+                caveat=(f"The {'fewest' if end == 'min' else 'most'} labelled training images of one "
+                        "class: a check that the labelled set is balanced."),
+                unit="images",
+                section="Classification") for end in ("min", "max")),
 )
 
 

@@ -124,7 +124,8 @@ IWAE_GIVEN_Y_KEYS = (
               section="Likelihood given the label",
               stderr=True,
               bpd=True,
-              estimates="log p(x|y)"),
+              estimates="log p(x|y)",
+              observation="model"),
     ResultKey("test_iwae_joint",
               label="log p(x, y) (IWAE)",
               caveat=("The IWAE bound on log p(x, y), the image and its label together, with the joint"
@@ -133,7 +134,8 @@ IWAE_GIVEN_Y_KEYS = (
               unit="nats/image",
               section="Likelihood given the label",
               stderr=True,
-              estimates="log p(x, y)"),
+              estimates="log p(x, y)",
+              observation="model"),
     ResultKey("test_iwae_labels",
               label="log p(y) (IWAE)",
               caveat=("The IWAE bound on log p(y), the label alone, with the label encoder q(z|y) (or "
@@ -143,7 +145,8 @@ IWAE_GIVEN_Y_KEYS = (
               unit="nats/image",
               section="Likelihood given the label",
               stderr=True,
-              estimates="log p(y)"),
+              estimates="log p(y)",
+              observation="model"),
 )
 
 

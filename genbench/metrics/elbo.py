@@ -128,7 +128,11 @@ ELBO_KEYS = (
               stderr=True,
               bpd=True,
               headline=7,
-              estimates="log p(x)"),
+              estimates="log p(x)",
+              kind="bound",
+              stands_for=6,
+              best_text="ELBO",
+              observation="own"),
     ResultKey("test_recon_term",
               label="E[log p(x|z)]",
               caveat=("The ELBO's reconstruction term E_q[log p(x|z)] on the test set. Higher means "
@@ -136,7 +140,9 @@ ELBO_KEYS = (
               direction="higher",
               unit="nats/image",
               section="Reconstruction",
-              stderr=True),
+              stderr=True,
+              estimates="log p(x|z)",
+              observation="own"),
     ResultKey("test_kl_term",
               label="KL(q||p)",
               caveat=("KL(q(z|x) || p(z)), the ELBO's rate: the nats the code carries about x. Neither"
@@ -144,7 +150,8 @@ ELBO_KEYS = (
               direction="unranked",
               unit="nats/image",
               section="Reconstruction",
-              stderr=True),
+              stderr=True,
+              observation="own"),
 )
 
 

@@ -44,7 +44,11 @@ EXACT_KEYS = (
               stderr=True,
               bpd=True,
               headline=1,
-              estimates="log p(x)"),
+              estimates="log p(x)",
+              kind="exact",
+              stands_for=1,
+              paired=3,
+              best_text="exact log-likelihood"),
 )
 
 

@@ -64,7 +64,7 @@ from genbench.metrics.obsmodel import Kind, ObservationModel, choose_noise
 from genbench.metrics.parzen import choose_sigma, parzen_log_density
 from genbench.metrics.sampling import Encoder, derive_seed, labels_for, require_finite, seed_from
 from genbench.metrics.shards import map_images, map_subsets
-from genbench.registry import ResultKey, own_and_shared, register_metric
+from genbench.registry import Direction, ResultKey, own_and_shared, register_metric
 from genbench.store import read_json, write_json
 
 SALT_OBS, SALT_IWAE, SALT_AIS, SALT_BDMC, SALT_PARZEN, SALT_PILOT, SALT_INFER = 21, 22, 23, 24, 25, 26, 27
@@ -95,7 +95,7 @@ def _split(ctx: EvalContext, split: str, n: int | None) -> tuple[torch.Tensor, t
 
 
 def _hmc(ctx: EvalContext) -> HMCConfig:
-    return HMCConfig(leapfrog=ctx.preset.hmc_leapfrog)
+    return HMCConfig(leapfrog=ctx.preset.hmc_leapfrog, persistence=ctx.preset.hmc_persistence)
 
 
 def shared_observation(ctx: EvalContext) -> tuple[ObservationModel, dict[str, float]]:
@@ -127,7 +127,7 @@ def shared_observation(ctx: EvalContext) -> tuple[ObservationModel, dict[str, fl
                                         ).mean())
         else:
             # short runs: the step size adapts 5x faster than in the reported AIS (1.1 / 0.9)
-            hmc = HMCConfig(leapfrog=p.hmc_leapfrog, inc=1.1, dec=0.9)
+            hmc = dataclasses.replace(_hmc(ctx), inc=1.1, dec=0.9)
             track = ctx.tracker("AIS steps choosing the noise")
 
             def objective(obs: ObservationModel) -> float:
@@ -449,10 +449,16 @@ IWAE_KEY, IWAE_SHARED_KEY = own_and_shared(
               stderr=True,
               bpd=True,
               headline=5,
-              estimates="log p(x)"),
+              estimates="log p(x)",
+              kind="bound",
+              stands_for=3,
+              paired=1,
+              best_text="IWAE bound (own p(x|z))",
+              observation="model"),
     shared_caveat=("The IWAE bound with the model's encoder as proposal, but p(x|z) replaced by the"
                    " shared family around generate(z). It lets a model without a decoder of its own"
-                   " (VAE-GAN) be bounded; it needs a density encoder."))
+                   " (VAE-GAN) be bounded; it needs a density encoder."),
+    shared_stands_for=5, shared_paired=4, shared_best_text="IWAE bound under the shared family")
 AIS_KEY, AIS_SHARED_KEY = own_and_shared(
     ResultKey("test_ais",
               label="AIS",
@@ -466,11 +472,19 @@ AIS_KEY, AIS_SHARED_KEY = own_and_shared(
               stderr=True,
               bpd=True,
               converged="ais_converged",
+              certified="ais_certified",
               headline=2,
-              estimates="log p(x)"),
+              estimates="log p(x)",
+              kind="estimate",
+              stands_for=2,
+              paired=2,
+              best_text="AIS estimate of the log-likelihood (own p(x|z))",
+              observation="model"),
     shared_caveat=("AIS under the shared family of Wu et al. (2017): how a GAN gets a "
                    "log-likelihood at all. It ranks generators, not their own observation models, "
-                   "and depends on the noise level chosen on validation."), shared_headline=3)
+                   "and depends on the noise level chosen on validation."), shared_headline=3,
+    shared_stands_for=4, shared_paired=5,
+    shared_best_text="log-likelihood under the shared family (AIS)")
 AIS_MINUS_IWAE_KEY, AIS_MINUS_IWAE_SHARED_KEY = own_and_shared(
     ResultKey("ais_minus_iwae",
               label="AIS - IWAE (paired)",
@@ -480,7 +494,8 @@ AIS_MINUS_IWAE_KEY, AIS_MINUS_IWAE_SHARED_KEY = own_and_shared(
               direction="unranked",
               unit="nats/image",
               section="Likelihood",
-              stderr=True),
+              stderr=True,
+              observation="model"),
     shared_caveat="AIS minus IWAE under the shared family, paired on AIS's images.")
 BDMC_KEY, BDMC_SHARED_KEY = own_and_shared(
     ResultKey("bdmc_gap",
@@ -492,7 +507,8 @@ BDMC_KEY, BDMC_SHARED_KEY = own_and_shared(
               direction="lower",
               unit="nats/image",
               section="Likelihood",
-              stderr=True),
+              stderr=True,
+              observation="model"),
     shared_caveat=("The BDMC gap of the shared-family AIS on data simulated from the generator plus"
                    " the shared noise; large gaps mean the AIS number is loose."))
 NOISE_RESULT_KEYS = (
@@ -509,6 +525,62 @@ NOISE_RESULT_KEYS = (
               direction="unranked",
               section="Likelihood, shared family"),
 )
+# -- bookkeeping of the AIS, its pilot, BDMC and the inference network: own and shared ------
+AIS_SECTION, BDMC_SECTION = "AIS diagnostics", "BDMC certificates"
+
+
+def _diagnostic(name: str, label: str, unit: str = "", *, flag: bool = False,
+                direction: Direction = "unranked",
+                observation: str = "", section: str = AIS_SECTION) -> tuple[ResultKey, ResultKey]:
+    """A recorded value that says how an estimate was made, not how good the model is: in its
+    diagnostics section, own and shared, a 0/1 ``flag`` counted over seeds; the glossary reads
+    the line its metric records it with."""
+    own, shared = ({**_ais_keys(suffix, which), **_bdmc_keys(suffix, which)}
+                   for suffix, which in (("", OWN), ("_shared", SHARED)))
+    return own_and_shared(ResultKey(name, label=label, unit=unit, flag=flag, direction=direction,
+                                    observation=observation, section=section, caveat=own[name]),
+                          shared_caveat=shared[f"{name}_shared"], shared_section=f"{section}, shared family")
+
+
+AIS_DIAGNOSTICS = (
+    _diagnostic("ais_accept", "HMC acceptance", "fraction", observation="model"),
+    _diagnostic("ais_distributions", "AIS distributions", "count"),
+    _diagnostic("ais_runs", "AIS runs pooled", "count"),
+    _diagnostic("ais_converged", "AIS converged", flag=True),
+    _diagnostic("ais_tolerance", "AIS tolerance", "nats/image"),
+    _diagnostic("ais_from_encoder", "AIS from encoder", flag=True),
+    _diagnostic("ais_pilot_gap", "pilot gap", "nats/image"),
+    _diagnostic("ais_pilot_distributions", "pilot distributions", "count"),
+    _diagnostic("ais_pilot_decay", "pilot decay"),
+    _diagnostic("ais_needed_distributions", "needed distributions", "count"),
+    _diagnostic("ais_pilot_stopped", "pilot stopped", flag=True),
+)
+BDMC_DIAGNOSTICS = (
+    _diagnostic("bdmc_lower", "BDMC forward AIS", "nats/image", observation="model", section=BDMC_SECTION),
+    _diagnostic("bdmc_upper", "BDMC reverse AIS", "nats/image", observation="model", section=BDMC_SECTION),
+    _diagnostic("bdmc_distributions", "BDMC distributions", "count", observation="model",
+                section=BDMC_SECTION),
+    _diagnostic("bdmc_images", "BDMC images", "count", observation="model", section=BDMC_SECTION),
+    _diagnostic("ais_certified", "AIS certified", flag=True, section=BDMC_SECTION),
+    _diagnostic("certify_tolerance", "certify tolerance", "nats/image", section=BDMC_SECTION),
+)
+SHARED_AIS_SECTION, SHARED_BDMC_SECTION = f"{AIS_SECTION}, shared family", f"{BDMC_SECTION}, shared family"
+INFER_RESULT_KEYS = tuple(
+    ResultKey(name, label=label, caveat=INFER_KEYS[name], unit=unit, direction=direction,
+              section=SHARED_AIS_SECTION)
+    for name, label, unit, direction in (
+        ("infer_seconds_shared", "inference network (s)", "seconds", "unranked"),
+        ("infer_log_q_shared", "inference log q", "nats/code", "higher"),
+        ("infer_gain_shared", "inference gain", "nats/code", "higher")))
+FROM_OWN_KEYS = {  # the shared family's member is the model's own decoder: its numbers reused
+    metric: ResultKey(f"{metric}_from_own", label=label, caveat=_from_own(metric)[f"{metric}_from_own"],
+                      flag=True, section=section, observation=observation)
+    for metric, label, section, observation in (
+        ("iwae_shared", "IWAE reused own", SHARED_AIS_SECTION, ""),
+        ("ais_shared", "AIS reused own", SHARED_AIS_SECTION, ""),
+        ("bdmc_shared", "BDMC reused own", SHARED_BDMC_SECTION, "shared"))}
+PARZEN_SIGMA_KEY = ResultKey("parzen_sigma", label="Parzen sigma", section="Likelihood, shared family",
+                             caveat="The width of the Parzen window, chosen on validation.")
 PARZEN_KEY = ResultKey("parzen",
                        label="Parzen",
                        caveat=("A Gaussian kernel density estimate on model samples (Goodfellow et al. "
@@ -519,7 +591,9 @@ PARZEN_KEY = ResultKey("parzen",
                        unit="nats/image",
                        section="Likelihood, shared family",
                        stderr=True,
-                       estimates="log p(x)")
+                       estimates="log p(x)",
+                       kind="legacy",
+                       observation="parzen window")
 
 
 @register_metric(
@@ -538,7 +612,7 @@ def iwae_metric(ctx: EvalContext) -> dict[str, float]:
 
 @register_metric(
     "ais",
-    keys=(AIS_KEY, AIS_MINUS_IWAE_KEY),
+    keys=(AIS_KEY, AIS_MINUS_IWAE_KEY, *(own for own, _ in AIS_DIAGNOSTICS)),
     needs={"prior", "decode"},
     produces=_ais_keys("", OWN),
     higher_is_better={"test_ais": True, "test_ais_bpd": False},
@@ -551,7 +625,7 @@ def ais_metric(ctx: EvalContext) -> MetricResult:
 
 @register_metric(
     "bdmc",
-    keys=(BDMC_KEY,),
+    keys=(BDMC_KEY, *(own for own, _ in BDMC_DIAGNOSTICS)),
     needs={"prior", "decode"},
     produces=_bdmc_keys("", OWN),
     higher_is_better={"bdmc_gap": False},
@@ -568,7 +642,7 @@ def bdmc_metric(ctx: EvalContext) -> MetricResult:
 
 @register_metric(
     "iwae_shared",
-    keys=(IWAE_SHARED_KEY,),
+    keys=(IWAE_SHARED_KEY, FROM_OWN_KEYS["iwae_shared"]),
     # generate, not decode: a generator without p(x|z) (VAE-GAN) is scored too; no encoder
     # needed: a model without a density encoder is scored through its inference network
     needs={"generate", "prior"},
@@ -594,7 +668,8 @@ def iwae_shared_metric(ctx: EvalContext) -> dict[str, float]:
 
 @register_metric(
     "ais_shared",
-    keys=(AIS_SHARED_KEY, AIS_MINUS_IWAE_SHARED_KEY, *NOISE_RESULT_KEYS),
+    keys=(AIS_SHARED_KEY, AIS_MINUS_IWAE_SHARED_KEY, *NOISE_RESULT_KEYS,
+          *(shared for _, shared in AIS_DIAGNOSTICS), *INFER_RESULT_KEYS, FROM_OWN_KEYS["ais_shared"]),
     needs={"prior", "generate"},
     produces={**_ais_keys("_shared", SHARED), **NOISE_KEYS, **INFER_KEYS, **_from_own("ais_shared")},
     higher_is_better={"test_ais_shared": True, "test_ais_shared_bpd": False},
@@ -615,7 +690,7 @@ def ais_shared_metric(ctx: EvalContext) -> MetricResult:
 
 @register_metric(
     "bdmc_shared",
-    keys=(BDMC_SHARED_KEY,),
+    keys=(BDMC_SHARED_KEY, *(shared for _, shared in BDMC_DIAGNOSTICS), FROM_OWN_KEYS["bdmc_shared"]),
     needs={"prior", "generate"},
     produces={**_bdmc_keys("_shared", SHARED), **_from_own("bdmc_shared")},
     higher_is_better={"bdmc_gap_shared": False},
@@ -642,7 +717,7 @@ def model_samples(model: torch.nn.Module, n: int, gen: torch.Generator, batch: i
 
 @register_metric(
     "parzen",
-    keys=(PARZEN_KEY,),
+    keys=(PARZEN_KEY, PARZEN_SIGMA_KEY),
     needs={"sample"},
     produces={"parzen": "Parzen-window log-likelihood, nats/image (legacy; unreliable in high dimension)",
               "parzen_sigma": "window width chosen on validation"},

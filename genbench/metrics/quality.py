@@ -243,7 +243,8 @@ QUALITY_KEYS = (
               direction="lower",
               section="Sample quality",
               stderr=True,
-              headline=4),
+              headline=4,
+              best_text="FID"),
     ResultKey("kid",
               label="KID",
               caveat=("The kernel inception distance (Binkowski et al. 2018): an unbiased MMD with a "

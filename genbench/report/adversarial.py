@@ -18,6 +18,8 @@ from genbench.report import configs, glossary
 
 DECISION = frozenset({"inception_score", "classes_covered", "mode_kl"})  # read argmax/softmax only
 GAMED = "⚠ gamed: optimized against this very classifier"
+GAMED_CAPTION = ("A reference row is never ranked; ⚠ gamed marks a number its model optimized the "
+                 "evaluator classifier for (see 'What the metrics say, and what they do not').")
 # the sample metrics the sentence weighs, in the order it names them
 WEIGHED = ("inception_score", "classes_covered", "mode_kl", "fid", "kid", "precision", "density",
            "coverage")

@@ -27,6 +27,7 @@ def _declared() -> dict[str, ResultKey]:
 class Section:
     title: str
     intro: str
+    diagnostic: bool = False  # how numbers were measured, not how good a model is (after the rest)
 
     @property
     def keys(self) -> tuple[str, ...]:
@@ -90,6 +91,21 @@ _SECTIONS = (
             "reconstruction. Slopes are not ranked: above 1 an edit overshoots."),
     Section("Classification",
             "Semi-supervised models also classify; the error depends on how many labels they had."),
+    # how the likelihoods were measured: bookkeeping, after every ranked number
+    Section("AIS diagnostics",
+            "How each AIS under the model's own p(x|z) ran: its schedule (doubled until two runs "
+            "agree), HMC acceptance, its start, and the pilot BDMC that sized the schedule. "
+            "0/1 records are counted over seeds (k of n).", diagnostic=True),
+    Section("BDMC certificates",
+            "The BDMC runs on data simulated from the model that certify its AIS: the forward "
+            "(lower) and reverse (upper) bounds whose gap is the BDMC gap, and whether it was "
+            "within the tolerance.", diagnostic=True),
+    Section("AIS diagnostics, shared family",
+            "The same for the AIS under the shared family, with the inference network fitted for "
+            "a model without a density encoder, and whether the own-decoder numbers were reused.",
+            diagnostic=True),
+    Section("BDMC certificates, shared family", "The BDMC certificates of the shared-family AIS.",
+            diagnostic=True),
 )
 
 
@@ -112,6 +128,55 @@ def convergence_flag(key: str) -> str | None:
     """The key of the flag that is 0 when ``key``'s estimate did not converge (AIS), or None."""
     declared = result_key(key) if _declared() else None
     return declared.converged or None if declared is not None else None
+
+
+def certification_flag(key: str) -> str | None:
+    """The key of the flag that is 1 when BDMC certified ``key``'s estimate (AIS), or None."""
+    declared = result_key(key) if _declared() else None
+    return declared.certified or None if declared is not None else None
+
+
+def is_flag(key: str) -> bool:
+    """A 0/1 record (did AIS converge, start from the encoder): counted over seeds, never averaged."""
+    declared = result_key(key) if _declared() else None
+    return declared is not None and declared.flag
+
+
+def estimators() -> list[ResultKey]:
+    """The declared estimates of log p(x) (exact, AIS, IWAE, ELBO, shared family, Parzen)."""
+    return [k for k in _declared().values() if k.estimates == "log p(x)"]
+
+
+def given_label_is_easier(key: str) -> bool:
+    """A log-likelihood (or its reconstruction term) that a conditional model measures given its
+    label, log p(x | y): easier than log p(x), so such a model is never ranked on it."""
+    declared = result_key(key) if _declared() else None
+    return declared is not None and declared.estimates in ("log p(x)", "log p(x|z)")
+
+
+def headline_sentences() -> list[tuple[str, str, str]]:
+    """(key, what, group) for the report's headline sentences, from the keys that declare a
+    ``best_text``: one sentence per group, from its first key that can be said. The estimates
+    of log p(x) are grouped by family (exact, own p(x|z), shared), the closest first
+    (``stands_for``); any other key is a group of its own, after them in declaration order."""
+    said = [k for k in _declared().values() if k.best_text and k.higher_is_better is not None]
+    rank = {k.name: (0, k.stands_for) if k.stands_for else (1, i) for i, k in enumerate(said)}
+
+    def group(k: ResultKey) -> str:
+        return k.family if k.estimates == "log p(x)" else k.name
+
+    first: dict[str, tuple[int, int]] = {}
+    for k in said:
+        first[group(k)] = min(first.get(group(k), rank[k.name]), rank[k.name])
+    ordered = sorted(said, key=lambda k: (first[group(k)], rank[k.name]))
+    return [(k.name, f"{'highest' if k.higher_is_better else 'lowest'} {k.best_text}", group(k))
+            for k in ordered]
+
+
+def section_of(key: str) -> str:
+    """The report section ``key`` is declared in ("" if it is not declared)."""
+    declared = result_key(key) if _declared() else None
+    return declared.section if declared is not None else ""
 
 
 def log_likelihood_keys(shared: bool = True) -> list[str]:

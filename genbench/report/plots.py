@@ -18,6 +18,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from genbench.figures import save_figure  # noqa: E402
+from genbench.registry import ResultKey  # noqa: E402
 from genbench.report import glossary, tables  # noqa: E402
 from genbench.store import HISTORY  # noqa: E402
 
@@ -175,12 +176,16 @@ def training_curves(runs: pd.DataFrame, path: Path) -> Path | None:
     return save_small(fig, path, tight=False)
 
 
-# estimator, legend label, kind (own p(x|z), shared family, exact, Parzen window)
-ESTIMATORS = (("test_exact", "exact log p(x)", "exact"), ("test_elbo", "ELBO", "own"),
-              ("test_iwae", "IWAE", "own"), ("test_ais", "AIS", "own"),
-              ("test_iwae_shared", "IWAE (shared)", "shared"),
-              ("test_ais_shared", "AIS (shared)", "shared"), ("parzen", "Parzen", "parzen"))
-KIND_MARKER = {"exact": "*", "own": "o", "shared": "s", "parzen": "x"}
+KIND_MARKER = {"exact": "*", "own": "o", "shared": "s", "legacy": "x"}  # by ResultKey.family
+_FAMILIES = tuple(KIND_MARKER)
+
+
+def estimators() -> list[tuple[str, str, str]]:
+    """(key, legend label, family) of every declared estimate of log p(x): exact, then the
+    model's own p(x|z), the shared family and the legacy Parzen window, the loosest of a
+    family first (ELBO, IWAE, AIS), as their metrics declare them."""
+    keys = sorted(glossary.estimators(), key=lambda k: (_FAMILIES.index(k.family), -k.stands_for))
+    return [(k.name, k.label or k.name, k.family) for k in keys]
 
 
 def likelihood_estimators(runs: pd.DataFrame, path: Path) -> Path | None:
@@ -188,7 +193,7 @@ def likelihood_estimators(runs: pd.DataFrame, path: Path) -> Path | None:
     the model's own p(x|z) (●: ELBO <= IWAE <= AIS), under the shared family (■: the GANs'
     AIS), Parzen (×); the BDMC gap under each name."""
     fin = tables.finished(runs)
-    present = [(k, lab, kind) for k, lab, kind in ESTIMATORS if seed_values(fin, k)]
+    present = [(k, lab, kind) for k, lab, kind in estimators() if seed_values(fin, k)]
     if not present:
         return None
     order = [m for m in tables.model_order(set(fin["model"]))
@@ -214,21 +219,30 @@ def likelihood_estimators(runs: pd.DataFrame, path: Path) -> Path | None:
     return save_small(fig, path)
 
 
-# a model's log-likelihood for the quality plane: the best estimate it has, and its kind
-NLL_SOURCES = (("test_exact", "exact"), ("test_ais", "own AIS"), ("test_iwae", "own IWAE"),
-               ("test_ais_shared", "shared-family AIS"), ("test_iwae_shared", "shared-family IWAE"),
-               ("test_elbo", "own ELBO"))
-SOURCE_MARKER = {"exact": "*", "own AIS": "o", "own IWAE": "o", "own ELBO": "o",
-                 "shared-family AIS": "s", "shared-family IWAE": "s"}
+def nll_source_order() -> list[tuple[str, str, str]]:
+    """(key, kind, family) of the estimates that may stand for a model's log-likelihood on the
+    quality plane, the preferred first (``ResultKey.stands_for``): "exact", "own AIS", ...,
+    "shared-family IWAE", "own ELBO"."""
+    keys = sorted((k for k in glossary.estimators() if k.stands_for), key=lambda k: k.stands_for)
+    return [(k.name, _source_kind(k), k.family) for k in keys]
+
+
+def _source_kind(key: ResultKey) -> str:
+    """ "exact", or the family and the estimator's own label ("shared-family AIS")."""
+    if key.family == "exact":
+        return "exact"
+    own = glossary.label(key.variant_of) if key.variant_of else key.label
+    return f"{'shared-family' if key.family == 'shared' else key.family} {own}"
 
 
 def nll_sources(runs: pd.DataFrame) -> dict[str, tuple[str, str]]:
     """model -> (key, kind) of the log-likelihood the quality plane uses for it: exact, else
     its own AIS, IWAE, else the shared family's AIS, IWAE, else its ELBO."""
     out = {}
+    order = nll_source_order()
     for m in tables.model_order(set(runs["model"])):
         part = runs[runs["model"] == m]
-        for key, kind in NLL_SOURCES:
+        for key, kind, _ in order:
             if tables.stats(part, key) is not None:
                 out[m] = (key, kind)
                 break
@@ -247,6 +261,8 @@ def quality_vs_nll(runs: pd.DataFrame, path: Path, space: str | None) -> tuple[P
         return None
     fig, ax = plt.subplots(figsize=(4.6, 3.4))
     colours = palette(list(sources))
+    order = nll_source_order()
+    marker = {kind: KIND_MARKER[family] for _, kind, family in order}
     for m, (key, kind) in sources.items():
         part = fin[fin["model"] == m]
         sl, sq = tables.stats(part, key), tables.stats(part, q)
@@ -254,11 +270,11 @@ def quality_vs_nll(runs: pd.DataFrame, path: Path, space: str | None) -> tuple[P
         ax.scatter(-pairs[key], pairs[q], s=9, color=colours[m], alpha=0.6, linewidths=0)
         ex, ey = tables.mean_stderr(sl), tables.mean_stderr(sq)
         ax.errorbar(-sl.mean, sq.mean, xerr=ex if math.isfinite(ex) else None,
-                    yerr=ey if math.isfinite(ey) else None, fmt=SOURCE_MARKER[kind], color=colours[m],
+                    yerr=ey if math.isfinite(ey) else None, fmt=marker[kind], color=colours[m],
                     capsize=2, markersize=7 if kind == "exact" else 5, label=f"{m} ({kind})")
     ax.set(xlabel="NLL, nats (lower is better)", ylabel=f"{glossary.label(q)} (lower is better)")
     ax.legend(fontsize=6, loc="best")
-    kinds = sorted({k for _, k in sources.values()}, key=[k for _, k in NLL_SOURCES].index)
+    kinds = sorted({k for _, k in sources.values()}, key=[k for _, k, _ in order].index)
     caption = (f"Sample quality ({glossary.label(q)}) against NLL for every model with both, "
                f"{len(sources)} in all: each model's NLL is the best estimate it has "
                f"({', '.join(kinds)}; ● own p(x|z), ■ shared family, ★ exact); small dots are seeds, "
@@ -300,8 +316,10 @@ def precision_recall(runs: pd.DataFrame, path: Path, space: str | None) -> Path 
     return save_small(fig, path)
 
 
-# the headline comparisons a paired plot can show, in order: the first with two models wins
-PAIRED_KEYS = ("test_iwae", "test_ais", "test_exact", "test_iwae_shared", "test_ais_shared")
+def paired_keys() -> list[str]:
+    """The comparisons a paired plot can show, in the order their metrics declare
+    (``ResultKey.paired``): the first with two models wins."""
+    return [k.name for k in sorted((k for k in glossary.estimators() if k.paired), key=lambda k: k.paired)]
 
 
 def paired_images(runs: pd.DataFrame, path: Path) -> tuple[Path, str] | None:
@@ -311,7 +329,7 @@ def paired_images(runs: pd.DataFrame, path: Path) -> tuple[Path, str] | None:
     its caption, or None when no estimator has per-image values for two models."""
     fin = tables.finished(runs)
     pool = fin[~fin["conditional"].astype(bool)] if "conditional" in fin else fin
-    for key in PAIRED_KEYS:
+    for key in paired_keys():
         per = {m: p for m in tables.model_order(set(pool["model"]))
                if (p := tables.per_image(pool[pool["model"] == m], key))}
         if len(per) < 2:

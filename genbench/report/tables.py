@@ -200,11 +200,6 @@ def best_models(means: dict[str, float], key: str) -> set[str]:
     return {m for m, v in means.items() if v == target}
 
 
-LIKELIHOOD_KEYS = frozenset({"test_exact", "test_elbo", "test_iwae", "test_ais", "parzen", "test_recon_term",
-                             "test_iwae_shared", "test_ais_shared"})
-# an AIS number and the flags that say whether its schedule converged and BDMC certified it
-CONVERGED = {"test_ais": "ais_converged", "test_ais_shared": "ais_converged_shared"}
-CERTIFIED = {"test_ais": "ais_certified", "test_ais_shared": "ais_certified_shared"}
 PER_IMAGE = "per_image.json"  # written by genbench.metrics.likelihood
 Z = 2.0  # a difference is real when it exceeds Z standard errors
 
@@ -224,7 +219,8 @@ def ais_status(runs: pd.DataFrame, key: str) -> str | None:
     Certified: every run's BDMC gap + 2 s.e. was within its ``certify_tolerance``
     (``ais_certified = 1``). Converged: the doubling runs agreed, with no certificate.
     """
-    cert, conv = _flags(runs, key, CERTIFIED.get(key)), _flags(runs, key, CONVERGED.get(key))
+    cert = _flags(runs, key, glossary.certification_flag(key))
+    conv = _flags(runs, key, glossary.convergence_flag(key))
     if cert.dropna().empty and conv.dropna().empty:
         return None
     if not cert.empty and bool((cert == 1).all()):
@@ -421,11 +417,6 @@ def significant_best(runs: pd.DataFrame, key: str, means: dict[str, float]) -> s
     return best_set(runs, key, means)
 
 
-# 0/1 records (did AIS converge, did it start from the encoder): counted, never averaged
-FLAGS = frozenset({"ais_converged", "ais_converged_shared", "ais_from_encoder",
-                   "ais_from_encoder_shared"})
-
-
 def fmt_flag(runs: pd.DataFrame, key: str) -> str:
     """A 0/1 record over seeds as "k of n" (1 of 2 converged), not "0.50 ± 0.71"."""
     vals = pd.to_numeric(runs[key], errors="coerce").dropna()
@@ -442,48 +433,84 @@ def comparison_table(runs: pd.DataFrame, keys: list[str], caption: str = "",
     """Models as rows, ``keys`` as columns; None when no model has any of the keys."""
     runs = finished(runs)
     models = model_order(set(runs["model"]))
-    cells: dict[tuple[str, str], Cell] = {}
-    used = []
-    flagged = False
-    ranked_rows = 0  # the most rows ranked in one column: the bold caption states its z
-    references, gamed_any = adversarial.references(runs), False
-    for key in keys:
-        per = {m: stats(runs[runs["model"] == m], key) for m in models}
-        means = {m: s.mean for m, s in per.items() if s is not None}
-        status = {m: ais_status(runs[runs["model"] == m], key) for m in means}
-        stalled = {m for m in means if status[m] in ("converged", "not converged")}
-        # log p(x | y) is easier than log p(x): conditional models are never "best" on likelihood;
-        # an AIS that BDMC did not certify is never ranked
-        ranked = {m: v for m, v in means.items()
-                  if not (key in LIKELIHOOD_KEYS and is_conditional(runs, m)) and m not in stalled
-                  and m not in references}  # a reference row (an adversary) is never ranked
-        best = significant_best(runs, key, ranked) if rank else set()
-        if best:
-            ranked_rows = max(ranked_rows, len(ranked))
-        reasons = {m: na_reason(runs[runs["model"] == m], key) for m in models}
-        if not means:  # nobody measured it: a column of n/a teaches nothing
-            continue
-        used.append(key)
-        for m in models:
-            part = runs[runs["model"] == m]
-            seeds = int((runs["model"] == m).sum())
-            s = per[m]
-            if s is None:
-                text = f"n/a — {reasons[m]}" if reasons[m] else "—"
-            else:
-                text = fmt_flag(part, key) if key in FLAGS else fmt_stats(s, seeds) + _bpd_text(part, key)
-            if m in stalled:
-                text += f" ⚠ {status[m]}, not certified: {uncertified_reason(part, key)}"
-                flagged = True
-            elif m in status and status[m] == "certified":
-                text += " ✓ certified"
-            if s is not None and key in adversarial.gamed(runs, m):
-                text += f" {adversarial.GAMED}"
-                gamed_any = True
-            cells[m, key] = Cell(text, best=m in best)
-    if not used:
+    columns = {key: col for key in keys if (col := _column(runs, models, key, rank)) is not None}
+    if not columns:
         return None
-    for m in models:  # a reason repeated along a row is said once, at its first cell
+    used = list(columns)
+    cells = _said_once({(m, k): col.cells[m] for k, col in columns.items() for m in models}, models, used)
+    if any(col.flagged for col in columns.values()):
+        caption = (caption + " " if caption else "") + CERTIFIED_CAPTION
+    if any(adversarial.GAMED in c.text for c in cells.values()):
+        caption = (caption + " " if caption else "") + adversarial.GAMED_CAPTION
+    ranked_rows = max(col.ranked_rows for col in columns.values())  # the bold caption states its z
+    if ranked_rows:
+        caption = (caption + " " if caption else "") + bold_caption(ranked_rows)
+    headers = ["model", "seeds"] + [_header(k) if rank else k for k in used]
+    rows = [[Cell(model_label(m, runs)), Cell(str(int((runs["model"] == m).sum())))]
+            + [cells[m, k] for k in used] for m in models]
+    if floor and any(k in floor for k in used):
+        rows.append([Cell("real vs real (floor)"), Cell("—")]
+                    + [Cell(fmt_number(floor[k]) if k in floor else "") for k in used])
+    return Table(headers, rows, caption)
+
+
+CERTIFIED_CAPTION = (
+    "✓ certified: the BDMC gap (+ 2 s.e.) on data simulated from the model, with the AIS's "
+    "own start and schedule, is within `certify_tol`; only certified AIS numbers are ranked. "
+    "⚠ converged, not certified: two AIS runs, the second with twice the distributions, "
+    "agreed, but BDMC did not certify them. ⚠ not converged: they disagreed by more than "
+    "the tolerance up to `ais_max_steps`, or the pilot stopped AIS early. An uncertified "
+    "number is a lower bound of unknown looseness and is not ranked.")
+
+
+@dataclass(frozen=True)
+class _Column:
+    cells: dict[str, Cell]  # model -> its cell
+    ranked_rows: int  # rows ranked when some are bold, else 0
+    flagged: bool  # some cell carries an uncertified AIS's warning
+
+
+def _column(runs: pd.DataFrame, models: list[str], key: str, rank: bool) -> _Column | None:
+    """One column of a comparison table; None when nobody measured ``key`` (a column of n/a
+    teaches nothing). Log p(x | y) is easier than log p(x): conditional models are never
+    "best" on a likelihood; an AIS that BDMC did not certify is never ranked."""
+    per = {m: stats(runs[runs["model"] == m], key) for m in models}
+    means = {m: s.mean for m, s in per.items() if s is not None}
+    if not means:
+        return None
+    status = {m: ais_status(runs[runs["model"] == m], key) for m in means}
+    stalled = {m for m in means if status[m] in ("converged", "not converged")}
+    references = adversarial.references(runs)  # a reference row (an adversary) is never ranked
+    ranked = {m: v for m, v in means.items()
+              if not (glossary.given_label_is_easier(key) and is_conditional(runs, m)) and m not in stalled
+              and m not in references}
+    best = significant_best(runs, key, ranked) if rank else set()
+    cells = {}
+    for m in models:
+        part = runs[runs["model"] == m]
+        text = _cell_text(part, key, per[m], int((runs["model"] == m).sum()))
+        if m in stalled:
+            text += f" ⚠ {status[m]}, not certified: {uncertified_reason(part, key)}"
+        elif status.get(m) == "certified":
+            text += " ✓ certified"
+        if per[m] is not None and key in adversarial.gamed(runs, m):
+            text += f" {adversarial.GAMED}"
+        cells[m] = Cell(text, best=m in best)
+    return _Column(cells, len(ranked) if best else 0, bool(stalled))
+
+
+def _cell_text(part: pd.DataFrame, key: str, s: Stats | None, seeds: int) -> str:
+    """A model's number on ``key``: its flag count, mean and spread, or why there is none."""
+    if s is None:
+        reason = na_reason(part, key)
+        return f"n/a — {reason}" if reason else "—"
+    return fmt_flag(part, key) if glossary.is_flag(key) else fmt_stats(s, seeds) + _bpd_text(part, key)
+
+
+def _said_once(cells: dict[tuple[str, str], Cell], models: list[str],
+               used: list[str]) -> dict[tuple[str, str], Cell]:
+    """A reason repeated along a row is said once, at its first cell."""
+    for m in models:
         last = None
         for key in used:
             text = cells[m, key].text
@@ -491,27 +518,7 @@ def comparison_table(runs: pd.DataFrame, keys: list[str], caption: str = "",
             if reason is not None and reason == last:
                 cells[m, key] = Cell("n/a (same reason)")
             last = reason
-    if flagged:
-        caption = (caption + " " if caption else "") + (
-            "✓ certified: the BDMC gap (+ 2 s.e.) on data simulated from the model, with the AIS's "
-            "own start and schedule, is within `certify_tol`; only certified AIS numbers are ranked. "
-            "⚠ converged, not certified: two AIS runs, the second with twice the distributions, "
-            "agreed, but BDMC did not certify them. ⚠ not converged: they disagreed by more than "
-            "the tolerance up to `ais_max_steps`, or the pilot stopped AIS early. An uncertified "
-            "number is a lower bound of unknown looseness and is not ranked.")
-    if gamed_any:
-        caption = (caption + " " if caption else "") + (
-            "A reference row is never ranked; ⚠ gamed marks a number its model optimized the "
-            "evaluator classifier for (see 'What the metrics say, and what they do not').")
-    if ranked_rows:
-        caption = (caption + " " if caption else "") + bold_caption(ranked_rows)
-    columns = ["model", "seeds"] + [_header(k) if rank else k for k in used]
-    rows = [[Cell(model_label(m, runs)), Cell(str(int((runs["model"] == m).sum())))]
-            + [cells[m, k] for k in used] for m in models]
-    if floor and any(k in floor for k in used):
-        rows.append([Cell("real vs real (floor)"), Cell("—")]
-                    + [Cell(fmt_number(floor[k]) if k in floor else "") for k in used])
-    return Table(columns, rows, caption)
+    return cells
 
 
 def _header(key: str) -> str:
@@ -589,43 +596,30 @@ def _int(x: object) -> int | None:
         return None
 
 
-# (key, what, group): one sentence per group, from its first key that can be said
-HEADLINES = (("test_exact", "highest exact log-likelihood", "exact"),
-             ("test_ais", "highest AIS estimate of the log-likelihood (own p(x|z))", "own"),
-             ("test_iwae", "highest IWAE bound (own p(x|z))", "own"),
-             ("test_elbo", "highest ELBO", "own"),
-             ("test_ais_shared", "highest log-likelihood under the shared family (AIS)", "shared"),
-             ("test_iwae_shared", "highest IWAE bound under the shared family", "shared"),
-             ("fid", "lowest FID", "fid"), ("test_error", "lowest test error", "error"))
-
-
 def headlines(runs: pd.DataFrame, floor: dict[str, float] | None = None,
               space: str | None = None) -> list[str]:
     """One sentence per headline group: who is best, by how much, with the uncertainty.
 
-    Conditional models are left out of the likelihood sentences: log p(x | y) is easier
-    than log p(x), so "best" would compare different quantities. An AIS that BDMC did not
-    certify is never named: the certified ones compete if two remain (else the next estimator
-    speaks), and one sentence says who was left out and why. When the top two
-    are within two standard errors the sentence says they are indistinguishable.
+    The groups and their sentences are declared with the keys (``ResultKey.best_text``,
+    :func:`glossary.headline_sentences`). Conditional models are left out of the likelihood
+    sentences: log p(x | y) is easier than log p(x), so "best" would compare different
+    quantities. An AIS that BDMC did not certify is never named: the certified ones compete
+    if two remain (else the next estimator speaks), and one sentence says who was left out
+    and why. When the top two are within two standard errors the sentence says they are
+    indistinguishable.
     """
     fin = finished(runs)
     out, said = [], set()
-    skipped_ais = []
+    skipped_ais: list[tuple[str, list[tuple[str, str, str]]]] = []
     if (lone := exact_beside_bounds(fin)) is not None:
         out.append(lone)
         said.add("exact")
-    for key, what, group in HEADLINES:
+    for key, what, group in glossary.headline_sentences():
         if group in said:
             continue
-        likelihood = key in LIKELIHOOD_KEYS
-        if likelihood:
-            pool = fin[~fin["conditional"].astype(bool)]
-        else:  # sample quality only within one feature space
-            pool = in_space(fin, space) if key == "fid" else fin
-        pool = pool[~pool["model"].isin(adversarial.references(pool))]  # adversaries never lead
+        pool = _headline_pool(fin, key, space)
         means = {m: s for m in set(pool["model"]) if (s := stats(pool[pool["model"] == m], key))}
-        if len(means) < 2 or glossary.direction(key) is None:
+        if len(means) < 2:
             continue
         stalled = sorted(m for m in means if uncertified(pool[pool["model"] == m], key))
         if stalled:  # an uncertified AIS is never named: the others compete if two remain
@@ -634,40 +628,62 @@ def headlines(runs: pd.DataFrame, floor: dict[str, float] | None = None,
             means = {m: s for m, s in means.items() if m not in stalled}
             if len(means) < 2:
                 continue
-        ranked = sorted(means.items(), key=lambda kv: kv[1].mean, reverse=glossary.direction(key) is True)
-        (m1, s1), (m2, s2) = ranked[0], ranked[1]
-        diff = difference(pool, key, m1, m2)
-        where = f" (paired on {diff.paired_images} test images)" if diff and diff.paired_images else ""
-        head = f"{what[0].upper()}{what[1:]}"
-        if diff is None or not math.isfinite(diff.stderr):
-            text = (f"{head}: {m1} at {fmt_stats(s1, s1.n)}, then {m2} at {fmt_stats(s2, s2.n)}; "
-                    "the uncertainty of the difference is unknown, so neither is called best.")
-        elif not diff.significant():
-            text = (f"{head}: {m1} ({fmt_stats(s1, s1.n)}) and {m2} ({fmt_stats(s2, s2.n)}) are "
-                    f"indistinguishable: they differ by {diff.text()}{where}.")
-        else:
-            below = "below" if glossary.direction(key) is True else "above"
-            text = (f"{head}: **{m1}** at {fmt_stats(s1, s1.n)}; {m2} is {diff.text()} {below} it{where}.")
-        if floor and key in floor:
-            text += f" The real-vs-real floor is {fmt_number(floor[key])}."
-        out.append(text)
+        out.append(_best_sentence(pool, key, what, means, floor))
         said.add(group)
-    for key, stalled in skipped_ais:
-        parts = []
-        for verb, pick in (("the pilot stopped it early for", lambda st, why: why.startswith("stopped")),
-                           ("it did not converge for",
-                            lambda st, why: st == "not converged" and not why.startswith("stopped")),
-                           ("it converged but is not certified for", lambda st, why: st == "converged")):
-            who = [f"{m} ({why.removeprefix('stopped by the pilot: ')})" for m, st, why in stalled
-                   if pick(st, why)]
-            if who:
-                parts.append(f"{verb} {'; '.join(who)}")
-        out.append(f"{glossary.label(key)} ranks certified numbers only: {'; '.join(parts)} "
-                   "(flagged in the table).")
+    out += [_left_out_sentence(key, stalled) for key, stalled in skipped_ais]
     if out and not fin.empty and int(fin.groupby("model").size().max()) == 1:
         out.append("One seed per model: the seed-to-seed spread is unknown, so differences are judged "
                    "against the estimators' own errors only.")
     return out
+
+
+def _headline_pool(fin: pd.DataFrame, key: str, space: str | None) -> pd.DataFrame:
+    """The runs a headline ranks on ``key``: no conditional model on a likelihood (log p(x | y)
+    is easier), and sample quality only within one feature space (FIDs in two are no ranking);
+    never a reference row (an adversary of the metrics)."""
+    fin = fin[~fin["model"].isin(adversarial.references(fin))]
+    if glossary.given_label_is_easier(key):
+        return fin[~fin["conditional"].astype(bool)]
+    return in_space(fin, space) if glossary.section_of(key) == "Sample quality" else fin
+
+
+def _best_sentence(pool: pd.DataFrame, key: str, what: str, means: dict[str, Stats],
+                   floor: dict[str, float] | None) -> str:
+    """Who leads on ``key`` and by how much, said only as strongly as the paired difference
+    of the top two allows (unknown, indistinguishable, or ahead)."""
+    higher = glossary.direction(key) is True
+    (m1, s1), (m2, s2) = sorted(means.items(), key=lambda kv: kv[1].mean, reverse=higher)[:2]
+    diff = difference(pool, key, m1, m2)
+    where = f" (paired on {diff.paired_images} test images)" if diff and diff.paired_images else ""
+    head = f"{what[0].upper()}{what[1:]}"
+    if diff is None or not math.isfinite(diff.stderr):
+        text = (f"{head}: {m1} at {fmt_stats(s1, s1.n)}, then {m2} at {fmt_stats(s2, s2.n)}; "
+                "the uncertainty of the difference is unknown, so neither is called best.")
+    elif not diff.significant():
+        text = (f"{head}: {m1} ({fmt_stats(s1, s1.n)}) and {m2} ({fmt_stats(s2, s2.n)}) are "
+                f"indistinguishable: they differ by {diff.text()}{where}.")
+    else:
+        below = "below" if higher else "above"
+        text = (f"{head}: **{m1}** at {fmt_stats(s1, s1.n)}; {m2} is {diff.text()} {below} it{where}.")
+    if floor and key in floor:
+        text += f" The real-vs-real floor is {fmt_number(floor[key])}."
+    return text
+
+
+def _left_out_sentence(key: str, stalled: list[tuple[str, str, str]]) -> str:
+    """Why the uncertified AIS numbers of ``stalled`` (model, status, reason) were not ranked:
+    stopped by the pilot, not converged, or converged without a certificate."""
+    parts = []
+    for verb, pick in (("the pilot stopped it early for", lambda st, why: why.startswith("stopped")),
+                       ("it did not converge for",
+                        lambda st, why: st == "not converged" and not why.startswith("stopped")),
+                       ("it converged but is not certified for", lambda st, why: st == "converged")):
+        who = [f"{m} ({why.removeprefix('stopped by the pilot: ')})" for m, st, why in stalled
+               if pick(st, why)]
+        if who:
+            parts.append(f"{verb} {'; '.join(who)}")
+    return (f"{glossary.label(key)} ranks certified numbers only: {'; '.join(parts)} "
+            "(flagged in the table).")
 
 
 def exact_beside_bounds(fin: pd.DataFrame) -> str | None:
