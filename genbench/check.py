@@ -230,7 +230,7 @@ def check_model(name: str, *, dataset: str = "synthetic") -> CheckResult:
 
     def build() -> str:
         config, preset = resolve(cls.Config, getattr(cls, "presets", {}), PRESETS["smoke"], {})
-        holder["model"] = cls(config, data.info)
+        holder["model"], holder["preset"] = cls(config, data.info), preset
         count = sum(p.numel() for p in holder["model"].parameters())
         return f"{cls.__name__}({type(config).__name__}) on {data.info.name}, {count:,} parameters"
 
@@ -240,6 +240,11 @@ def check_model(name: str, *, dataset: str = "synthetic") -> CheckResult:
     result.capabilities = capabilities(model)
     result.derived = frozenset(c for c in DERIVED if c in result.capabilities
                                and not callable(getattr(model, c, None)))
+    if callable(getattr(model, "on_evaluator", None)):
+        from genbench.metrics.features import default_cache_dir, preset_extractor
+
+        _attempt(result, "on_evaluator", lambda: model.on_evaluator(
+            preset_extractor(data, holder["preset"], default_cache_dir())) or "ran")
     if callable(getattr(model, "on_train_start", None)):
         _attempt(result, "on_train_start", lambda: model.on_train_start(data) or "ran")
     model.train()

@@ -102,6 +102,10 @@ HOOKS: tuple[Hook, ...] = (
          "the model steps its own optimizers (GAN, DCGAN, VAE-GAN)", attribute=True),
     Hook("presets", "dict[str, dict[str, Any]]  e.g. {'quick': {'epochs': 60}}", None,
          "per-preset TRAINING settings: config fields, epochs, batch_size, max_train", attribute=True),
+    Hook("on_evaluator", "(extractor: Extractor) -> None", None,
+         "called before on_train_start with the evaluator the sample metrics use under the "
+         "run's preset (genbench.metrics.features.preset_extractor): the fooling generator "
+         "optimizes images against it"),
     Hook("on_train_start", "(data: DataBundle) -> None", None,
          "called once before the first epoch (e.g. M2 picks its labelled subset)"),
     Hook("on_epoch_end", "(epoch: int, stats: dict[str, float]) -> None", None,
@@ -147,6 +151,11 @@ HOOKS: tuple[Hook, ...] = (
     Hook("label_log_prob", "(z, y) -> Tensor (S, N) log p(y|z) for z (S, N, latent_dim); whatever "
          "else the model generates beside x and y marginalized", "joint",
          "iwae_given_y: the label term of both parts"),
+    # -- a reference row that is an adversary of the metrics (the fooling generator) ---------
+    Hook("reference_row", "str: why the row is a reference, not a competitor", None,
+         "the report labels the row with it and never ranks it", attribute=True),
+    Hook("games", "tuple[str, ...]: the result keys the model optimizes for (inception_score)",
+         None, "the report flags those numbers and says which metrics it fooled", attribute=True),
     # -- model-specific pictures ----------------------------------------------------------
     Hook("complete", "(x, rows: int, generator, y=None) -> Tensor: x's first rows kept, the "
          "rest sampled", None, "the completions gallery (autoregressive models)"),

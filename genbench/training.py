@@ -252,6 +252,10 @@ def _train_and_evaluate(plan: Plan, reporter: Reporter) -> RunOutcome:
         reporter.note(f"resuming {folder} at epoch {progress.epoch + 1}, step {progress.step}")
     if not progress.trained:
         with deferred_sigint():  # Ctrl-C lands between steps, never inside one
+            if callable(getattr(model, "on_evaluator", None)):  # the network IS and modes read
+                from genbench.metrics.features import default_cache_dir, preset_extractor
+
+                model.on_evaluator(preset_extractor(plan.data, plan.preset, default_cache_dir()))
             if callable(getattr(model, "on_train_start", None)):
                 model.on_train_start(plan.data)
             train_loop(plan, model, optimizers, progress, reporter)

@@ -426,6 +426,19 @@ def get_extractor(data: DataBundle, *, kind: str, epochs: int, cache_dir: Path,
                         "inception-fid or dinov2")
 
 
+def preset_extractor(data: DataBundle, preset: object, cache_dir: Path,
+                     progress: Callable[[str], None] | None = None) -> Extractor:
+    """The extractor the sample metrics use for ``data`` under ``preset`` (its
+    ``feature_extractor``, ``feature_epochs`` and weights settings): one call, so a model that
+    is handed the evaluator (``on_evaluator``, the fooling generator) gets the very network,
+    from the same cache entry, that measures it."""
+    return get_extractor(data, kind=getattr(preset, "feature_extractor", "classifier"),
+                         epochs=preset.feature_epochs, cache_dir=cache_dir,  # type: ignore[attr-defined]
+                         inception_weights=getattr(preset, "inception_weights", None),
+                         feature_weights=getattr(preset, "feature_weights", None),
+                         progress=progress)
+
+
 # -- the literature's feature spaces, through the libraries that define them -------------
 #
 # Published FIDs use the TF-ported "pt_inception-2015-12-05" network that pytorch-fid,

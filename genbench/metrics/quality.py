@@ -29,7 +29,7 @@ from genbench.errors import GenbenchError
 from genbench.metrics import floor, reference
 from genbench.metrics.bootstrap import fid_bootstrap
 from genbench.metrics.context import EvalContext
-from genbench.metrics.features import Extractor, fixed_subset, get_extractor, mean_images
+from genbench.metrics.features import Extractor, fixed_subset, mean_images, preset_extractor
 from genbench.metrics.frechet import fid_features_to_statistics, fid_statistics_to_metric
 from genbench.metrics.kid import kid_features_to_metric
 from genbench.metrics.modes import class_histogram, classes_covered, inception_score, mode_kl
@@ -143,13 +143,10 @@ def class_probabilities(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
 
 def _extractor(ctx: EvalContext) -> Extractor:
     epochs = iter(range(1, ctx.preset.feature_epochs + 1))  # its progress: one call per epoch
-    return get_extractor(ctx.data, kind=getattr(ctx.preset, "feature_extractor", "classifier"),
-                         epochs=ctx.preset.feature_epochs, cache_dir=ctx.cache_dir,
-                         inception_weights=getattr(ctx.preset, "inception_weights", None),
-                         feature_weights=getattr(ctx.preset, "feature_weights", None),
-                         progress=lambda _: ctx.progress(next(epochs, ctx.preset.feature_epochs),
-                                                         ctx.preset.feature_epochs,
-                                                         "epochs training the evaluator (once)"))
+    return preset_extractor(ctx.data, ctx.preset, ctx.cache_dir,
+                            progress=lambda _: ctx.progress(next(epochs, ctx.preset.feature_epochs),
+                                                            ctx.preset.feature_epochs,
+                                                            "epochs training the evaluator (once)"))
 
 
 def _class_probs(ctx: EvalContext) -> torch.Tensor | None:

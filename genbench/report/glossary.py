@@ -218,6 +218,11 @@ MODEL_TEXT = {
     "m2": "The semi-supervised M2 of Kingma et al. (2014): a classifier q(y|x) beside q(z|x, y) and "
           "p(x|y, z), trained with few labels. Its test error is the headline; its likelihood "
           "marginalises over the predicted label.",
+    "fooling": "Fooling images (Nguyen et al. 2015), a reference row, not a competitor: no model of "
+               "the data, only noise optimized (pixels, or a CPPN's patterns) until genbench's own "
+               "evaluator classifier is over 99% sure of each class. It games the metrics that read "
+               "the classifier's decision (IS, classes covered) and should lose on those that read "
+               "its features (FID, precision, density); it has no likelihood.",
 }
 
 CONDITIONAL_NOTE = ("conditional: likelihoods are log p(x | y) given the true label, not comparable "

@@ -28,7 +28,7 @@ import pandas as pd
 
 from genbench.errors import GenbenchError
 from genbench.registry import MODELS
-from genbench.report import configs, glossary, published
+from genbench.report import adversarial, configs, glossary, published
 from genbench.report.document import Cell, Table
 from genbench.store import load_results, read_config, read_json
 
@@ -109,6 +109,8 @@ def is_conditional(runs: pd.DataFrame, model: str) -> bool:
 def model_label(name: str, df: pd.DataFrame) -> str:
     if "external" in df and bool(df.loc[df["model"] == name, "external"].astype(bool).any()):
         return f"{name} (outside samples)"
+    if (note := adversarial.reference_note(df, name)) is not None:
+        return f"{name} — reference row, {note}"
     return f"{name} †" if is_conditional(df, name) else name
 
 
@@ -438,6 +440,8 @@ def comparison_table(runs: pd.DataFrame, keys: list[str], caption: str = "",
     cells = _said_once({(m, k): col.cells[m] for k, col in columns.items() for m in models}, models, used)
     if any(col.flagged for col in columns.values()):
         caption = (caption + " " if caption else "") + CERTIFIED_CAPTION
+    if any(adversarial.GAMED in c.text for c in cells.values()):
+        caption = (caption + " " if caption else "") + adversarial.GAMED_CAPTION
     ranked_rows = max(col.ranked_rows for col in columns.values())  # the bold caption states its z
     if ranked_rows:
         caption = (caption + " " if caption else "") + bold_caption(ranked_rows)
@@ -476,8 +480,10 @@ def _column(runs: pd.DataFrame, models: list[str], key: str, rank: bool) -> _Col
         return None
     status = {m: ais_status(runs[runs["model"] == m], key) for m in means}
     stalled = {m for m in means if status[m] in ("converged", "not converged")}
+    references = adversarial.references(runs)  # a reference row (an adversary) is never ranked
     ranked = {m: v for m, v in means.items()
-              if not (glossary.given_label_is_easier(key) and is_conditional(runs, m)) and m not in stalled}
+              if not (glossary.given_label_is_easier(key) and is_conditional(runs, m)) and m not in stalled
+              and m not in references}
     best = significant_best(runs, key, ranked) if rank else set()
     cells = {}
     for m in models:
@@ -487,6 +493,8 @@ def _column(runs: pd.DataFrame, models: list[str], key: str, rank: bool) -> _Col
             text += f" ⚠ {status[m]}, not certified: {uncertified_reason(part, key)}"
         elif status.get(m) == "certified":
             text += " ✓ certified"
+        if per[m] is not None and key in adversarial.gamed(runs, m):
+            text += f" {adversarial.GAMED}"
         cells[m] = Cell(text, best=m in best)
     return _Column(cells, len(ranked) if best else 0, bool(stalled))
 
@@ -631,7 +639,9 @@ def headlines(runs: pd.DataFrame, floor: dict[str, float] | None = None,
 
 def _headline_pool(fin: pd.DataFrame, key: str, space: str | None) -> pd.DataFrame:
     """The runs a headline ranks on ``key``: no conditional model on a likelihood (log p(x | y)
-    is easier), and sample quality only within one feature space (FIDs in two are no ranking)."""
+    is easier), and sample quality only within one feature space (FIDs in two are no ranking);
+    never a reference row (an adversary of the metrics)."""
+    fin = fin[~fin["model"].isin(adversarial.references(fin))]
     if glossary.given_label_is_easier(key):
         return fin[~fin["conditional"].astype(bool)]
     return in_space(fin, space) if glossary.section_of(key) == "Sample quality" else fin
