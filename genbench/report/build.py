@@ -307,7 +307,7 @@ def add_glossary(doc: Document, df: pd.DataFrame) -> None:
     doc.add(Heading(2, "What the metrics say, and what they do not"),
             Bullets(tuple(f"**{glossary.label(k)}** (`{k}`): {glossary.metric_text(k)}" for k in keys
                           if not owns(k)) + glossary_items(keys)))
-    from genbench.report.adversarial import fooled_sentences
+    from genbench.report.fooled import fooled_sentences
 
     if fooled := fooled_sentences(df):  # an adversary in the folder: what it fooled, from its numbers
         doc.add(*(Para(text) for text in fooled))
