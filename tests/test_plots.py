@@ -46,6 +46,8 @@ def test_the_quality_plane_holds_every_model_with_a_likelihood_marked_by_kind(tm
     path, caption = plots.quality_vs_nll(runs, tmp_path / "q.png", SPACE)
     assert path.exists() and "3 in all" in caption and "shared-family AIS" in caption
     assert "exact" in caption and "GANs win" not in caption
+    # the VAE's AIS did not converge on seed 0 and has no certificate: drawn hollow, said so
+    assert "Hollow: an AIS that BDMC did not certify (vae)" in caption
     assert plots.precision_recall(runs, tmp_path / "pr.png", SPACE).exists()
     assert plots.likelihood_estimators(runs, tmp_path / "ll.png").exists()
     assert plots.metric_panels(runs, ["fid", "test_ais"], tmp_path / "m.png").exists()

@@ -263,15 +263,20 @@ def quality_vs_nll(runs: pd.DataFrame, path: Path, space: str | None) -> tuple[P
     colours = palette(list(sources))
     order = nll_source_order()
     marker = {kind: KIND_MARKER[family] for _, kind, family in order}
+    loose = []  # models whose NLL is an AIS that BDMC did not certify: drawn hollow
     for m, (key, kind) in sources.items():
         part = fin[fin["model"] == m]
         sl, sq = tables.stats(part, key), tables.stats(part, q)
         pairs = part[[key, q]].apply(pd.to_numeric, errors="coerce").dropna()
         ax.scatter(-pairs[key], pairs[q], s=9, color=colours[m], alpha=0.6, linewidths=0)
         ex, ey = tables.mean_stderr(sl), tables.mean_stderr(sq)
+        hollow = tables.uncertified(part, key)
+        loose += [m] if hollow else []
         ax.errorbar(-sl.mean, sq.mean, xerr=ex if math.isfinite(ex) else None,
                     yerr=ey if math.isfinite(ey) else None, fmt=marker[kind], color=colours[m],
-                    capsize=2, markersize=7 if kind == "exact" else 5, label=f"{m} ({kind})")
+                    markerfacecolor="none" if hollow else colours[m], capsize=2,
+                    markersize=7 if kind == "exact" else 5,
+                    label=f"{m} ({kind}{', not certified' if hollow else ''})")
     ax.set(xlabel="NLL, nats (lower is better)", ylabel=f"{glossary.label(q)} (lower is better)")
     ax.legend(fontsize=6, loc="best")
     kinds = sorted({k for _, k in sources.values()}, key=[k for _, k, _ in order].index)
@@ -280,6 +285,9 @@ def quality_vs_nll(runs: pd.DataFrame, path: Path, space: str | None) -> tuple[P
                f"({', '.join(kinds)}; ● own p(x|z), ■ shared family, ★ exact); small dots are seeds, "
                "bars standard errors. Own-model and shared-family NLLs are under different "
                "observation models, so compare them with care.")
+    if loose:
+        caption += (f" Hollow: an AIS that BDMC did not certify ({', '.join(loose)}), a lower bound "
+                    "of unknown looseness, so its NLL may sit too far right.")
     missing = sorted(set(fin["model"]) - set(sources))
     if missing:
         caption += f" Not shown (no log-likelihood or no {glossary.label(q)}): {', '.join(missing)}."
