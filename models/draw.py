@@ -132,13 +132,21 @@ class SequentialPosterior(Distribution):
         m = math.prod(lead)
         return self.x.unsqueeze(0).expand(m, *self.x.shape).reshape(m * self.x.shape[0], *self.x.shape[1:])
 
-    def rsample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:
-        lead = torch.Size(sample_shape)
+    def _draw(self, lead: torch.Size, noise: torch.Tensor | None) -> torch.Tensor:
         with torch.set_grad_enabled(self._grad):
-            out = self.model.infer(self._rows(lead))
+            out = self.model.infer(self._rows(lead), noise=noise)
         z = out["z"].view(*lead, *self.batch_shape, -1)
         self._last = (z, out["log_q"].view(*lead, *self.batch_shape))
         return z
+
+    def rsample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:
+        return self._draw(torch.Size(sample_shape), None)
+
+    def reparameterize(self, eps: torch.Tensor) -> torch.Tensor:
+        """z for standard-normal noise eps (..., N, D): z_t = mu_t(x, z_<t) + sigma_t eps_t.
+        genbench's ``sampling.reparameterize`` calls it with counter-based noise addressed by
+        (image, draw), so IWAE and the ELBO do not depend on how draws are chunked."""
+        return self._draw(eps.shape[:-2], eps.reshape(-1, eps.shape[-1]))
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         if self._last is not None and value is self._last[0]:  # the draw just made: no rerun
