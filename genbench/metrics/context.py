@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 import torch
 
 from genbench.data.bundle import DataBundle
-from genbench.metrics.inference import Inference
+from genbench.metrics.inference import Inference, SimulatedMoments
 from genbench.presets import Preset
 
 # a metric's result may hold this key: {result key: reason} for the keys it could not measure
@@ -60,6 +60,9 @@ class EvalContext:
     # the inference network q(z|x) of a model without a density encoder, by observation model
     # ("shared"): fitted once per evaluation, shared by IWAE, AIS and BDMC (metrics/inference.py)
     inference: dict[str, Inference] = field(default_factory=dict)
+    # the simulated (z, generate(z)) moments those networks are fitted from, by observation
+    # kind: simulated once, refitted at any level (the shared family's, the own decoder's)
+    simulations: dict[str, SimulatedMoments] = field(default_factory=dict)
     watch: EvalProgress = field(default_factory=EvalProgress)  # progress display
     metric: str = ""  # the metric being evaluated (set by the runner)
     # the results of the metrics run so far in this evaluation, by metric name (set by the
