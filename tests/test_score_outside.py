@@ -83,3 +83,19 @@ def test_the_python_api_says_the_same(outside):
     df = genbench.load_results(outside.parents[2])  # what needs no model works
     assert set(df["model"]) == {"their-gan"}
     assert torch.isfinite(torch.tensor(df["value"].dropna().to_numpy())).all()
+
+
+def test_the_reports_galleries_say_outside_samples_have_no_model(outside, tmp_path):
+    from types import SimpleNamespace
+
+    from genbench.report import tables
+    from genbench.report.document import Document, to_markdown
+    from genbench.report.galleries import add_galleries
+
+    (_, runs), = tables.groups(tables.load(outside.parents[2]))
+    doc = Document("report")
+    summary = SimpleNamespace(say=lambda *_: None, images=[])
+    add_galleries(doc, runs, tmp_path / "img", tmp_path, summary)
+    text = " ".join(to_markdown(doc).split())
+    assert "Outside samples scored by `genbench score`: no model to decode galleries from" in text
+    assert "checkpoint" not in text
