@@ -6,8 +6,10 @@ Prints the time split into loading (reading and checking the samples, loading th
 features (the samples' evaluator features, in blocks), real features (read from the
 reference statistics `genbench stats` cached) and metrics (FID, KID, precision/recall,
 density/coverage, FID's bootstrap, mode coverage, memorization), against the target of
-30 s on 2 cores; then the peak memory of one scoring per N in a fresh process, which stays
-flat in N because features are extracted a block at a time and distances are chunked.
+30 s on 2 cores, with the CPU-seconds of all threads (``time.process_time``) and the float32
+matmul rate measured just before and after (how busy the machine was); then the peak
+memory of one scoring per N in a fresh process, which stays flat in N because features
+are extracted a block at a time and distances are chunked.
 The samples are training digits with noise (uint8), scored at n_quality = N. The first
 pass (untimed) trains or loads the evaluator, caches the statistics and stores the floor.
 """
