@@ -99,3 +99,18 @@ def test_the_reports_galleries_say_outside_samples_have_no_model(outside, tmp_pa
     text = " ".join(to_markdown(doc).split())
     assert "Outside samples scored by `genbench score`: no model to decode galleries from" in text
     assert "checkpoint" not in text
+
+
+def test_outside_samples_are_never_filed_beside_trained_runs_of_the_same_name(tmp_path):
+    """A label that names trained runs (a plugin's, say, not loaded now) is refused before
+    anything is written: the report and `genbench run`'s resume would mistake one for the other."""
+    trained = tmp_path / "r" / "synthetic" / "myplugin" / "smoke-dynamic-seed0-abc"
+    trained.mkdir(parents=True)
+    (trained / "config.json").write_text('{"model": "myplugin"}')
+    images = load_dataset(DataRequest("synthetic")).test.x[:20]
+    with pytest.raises(GenbenchError, match=r"--name 'myplugin': .*myplugin holds runs genbench "
+                                            r"trained \(smoke-dynamic-seed0-abc\); name the outside "
+                                            r"samples apart \(e.g. --name myplugin-external\)"):
+        genbench.score(images, dataset="synthetic", name="myplugin", preset="smoke",
+                       overrides={"n_quality": "20"}, results=tmp_path / "r", device="cpu")
+    assert [p.name for p in trained.parent.iterdir()] == [trained.name]
