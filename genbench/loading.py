@@ -75,6 +75,17 @@ def refuse_outside(run_dir: Path, config: dict[str, Any], verb: str, instead: st
                             f"no model to {verb}; {instead}")
 
 
+def refuse_beside_outside(model_dir: Path, model: str) -> None:
+    """`genbench run MODEL` where ``genbench score`` filed outside samples under the name
+    MODEL (a plugin named after them later): one line, before anything is trained or written,
+    rather than runs of two kinds in one model folder."""
+    for path in sorted(Path(model_dir).glob(f"*/{store.CONFIG}")):
+        if store.read_json(path).get("external"):
+            raise GenbenchError(f"{model_dir} holds outside samples scored by `genbench score` under "
+                                f"the name {model!r} ({path.parent.name}); train {model} into "
+                                "another --results folder, or move those samples' folder away")
+
+
 def rescore_hint(config: dict[str, Any]) -> str:
     """How to score an outside run's samples again: its recorded command."""
     command = config.get("command") or "genbench score SAMPLES --dataset NAME --name LABEL"

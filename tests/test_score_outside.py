@@ -114,3 +114,21 @@ def test_outside_samples_are_never_filed_beside_trained_runs_of_the_same_name(tm
         genbench.score(images, dataset="synthetic", name="myplugin", preset="smoke",
                        overrides={"n_quality": "20"}, results=tmp_path / "r", device="cpu")
     assert [p.name for p in trained.parent.iterdir()] == [trained.name]
+
+
+@pytest.mark.parametrize("force", [False, True])
+def test_genbench_run_refuses_a_model_folder_of_outside_samples(tmp_path, force):
+    """A model named like outside samples scored earlier (a plugin registered later): `genbench
+    run` (resume or --force) says so in one line before training or writing anything."""
+    theirs = tmp_path / "r" / "synthetic" / "vae" / "quick-dynamic-seed0-abc"
+    theirs.mkdir(parents=True)
+    (theirs / "config.json").write_text('{"model": "vae", "external": true}')
+    out = _cli("run", "vae", "--dataset", "synthetic", "--preset", "smoke", "--results",
+               str(tmp_path / "r"), "--device", "cpu", *(["--force"] if force else []))
+    assert out.exit_code == 2, out.output
+    assert ("holds outside samples scored by `genbench score` under the name 'vae' "
+            "(quick-dynamic-seed0-abc); train vae into another --results folder"
+            in " ".join(out.output.split())), out.output
+    assert [p.name for p in theirs.parent.iterdir()] == [theirs.name]
+    with pytest.raises(GenbenchError, match="holds outside samples"):
+        genbench.run("vae", dataset="synthetic", preset="smoke", results=tmp_path / "r", device="cpu")
