@@ -180,3 +180,25 @@ def test_outside_samples_in_inception_fid_space_get_the_librarys_inception_score
     assert "mode_kl" not in m and "classes_covered" not in m
     assert "ImageNet" in m["not_applicable"]["mode_kl"] and "classes_covered" in m["not_applicable"]
     assert "inception_score" not in m["not_applicable"]
+    # the same images in the default (classifier) space: its own IS, in its own report table
+    monkeypatch.undo()
+    own = genbench.score(images, dataset="synthetic", name="their-gan-own", preset="smoke",
+                         overrides={"n_quality": "100"}, results=tmp_path / "r", device="cpu").metrics
+    assert own["feature_space"].startswith("cnn28-classes:") and own["inception_score"] > 1
+    from genbench.report import tables
+    from genbench.report.build import add_tables
+    from genbench.report.document import Document, to_markdown
+
+    (key, runs), = tables.groups(tables.load(tmp_path / "r"))
+    doc = Document("report")
+    add_tables(doc, key, runs, tmp_path / "r")
+    text = to_markdown(doc)
+    for space, label, value in ((m["feature_space"], "their-gan", m["inception_score"]),
+                                (own["feature_space"], "their-gan-own", own["inception_score"])):
+        table = text[text.index(f"### Sample quality — feature space `{space}`"):]
+        table = table[:table.index("\n\n", table.index("| "))]  # one feature space's table
+        rows = [line.split("|")[1:-1] for line in table.splitlines() if line.startswith("| ")]
+        column = [c.strip() for c in rows[0]].index("IS ↑")
+        (row,) = [r for r in rows if r[0].strip().startswith("their-gan")]  # one space's row only
+        assert row[0].strip() == f"{label} (outside samples)"
+        assert float(row[column].split()[0]) == pytest.approx(value, rel=1e-3)
