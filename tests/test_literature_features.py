@@ -202,3 +202,4 @@ def test_outside_samples_in_inception_fid_space_get_the_librarys_inception_score
         (row,) = [r for r in rows if r[0].strip().startswith("their-gan")]  # one space's row only
         assert row[0].strip() == f"{label} (outside samples)"
         assert float(row[column].split()[0]) == pytest.approx(value, rel=1e-3)
+        assert ("evaluator classifier genbench trains" in table) == space.startswith("cnn")
