@@ -346,6 +346,7 @@ MODES_KEYS = (
     keys=MODES_KEYS,
     description="classifier Inception Score and mode coverage of the samples (labelled data)")
 def modes(ctx: EvalContext) -> dict[str, float | str]:
+    ext = None  # the classifier is loaded (or trained) only where it can serve
     if getattr(ctx.preset, "feature_extractor", "classifier") != "classifier":
         ext = _extractor(ctx)
         if ext.score_logits is not None:  # inception-fid: the Inception Score as papers report it
@@ -353,7 +354,7 @@ def modes(ctx: EvalContext) -> dict[str, float | str]:
     probs = _class_probs(ctx)
     if probs is None:
         raise GenbenchError(f"mode coverage needs class labels; {ctx.data.info.name} has none")
-    ext = _extractor(ctx)
+    ext = ext or _extractor(ctx)
     if ext.task != "classes":
         raise GenbenchError("mode coverage needs the dataset's own classifier; "
                             "use feature_extractor=classifier")
