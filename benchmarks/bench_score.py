@@ -6,8 +6,10 @@ Prints the time split into loading (reading and checking the samples, loading th
 features (the samples' evaluator features, in blocks), real features (read from the
 reference statistics `genbench stats` cached) and metrics (FID, KID, precision/recall,
 density/coverage, FID's bootstrap, mode coverage, memorization), against the target of
-30 s on 2 cores; then the peak memory of one scoring per N in a fresh process, which stays
-flat in N because features are extracted a block at a time and distances are chunked.
+30 s on 2 cores, with the CPU-seconds of all threads (``time.process_time``) and the float32
+matmul rate measured just before and after (how busy the machine was); then the peak
+memory of one scoring per N in a fresh process, which stays flat in N because features
+are extracted a block at a time and distances are chunked.
 The samples are training digits with noise (uint8), scored at n_quality = N. The first
 pass (untimed) trains or loads the evaluator, caches the statistics and stores the floor.
 """
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import resource
 import subprocess
 import sys
@@ -70,14 +73,28 @@ def score_once(samples: Path, dataset: str, n: int, results: Path) -> dict[str, 
     timed(genbench.data, "load_dataset", "loading", clock)
     timed(quality, "generated_features", "features", clock)
     timed(quality, "real_features", "real features (cached)", clock)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     out = genbench.score(samples, dataset=dataset, name="bench", overrides={"n_quality": n},
                          results=results, device="cpu")
     total = time.perf_counter() - start
     clock["metrics"] = total - sum(clock.values())
     clock["total"] = total
+    clock["cpu seconds (all threads)"] = time.process_time() - cpu
     assert out.metrics["status"] == "finished" and not out.metrics.get("not_applicable")
     return dict(clock)
+
+
+def matmul_gflops(threads: int, size: int = 1024, repeats: int = 20) -> float:
+    """This machine's float32 matmul rate now (GFLOP/s, best of ``repeats``) at ``threads``:
+    the yardstick that says how busy the machine was while the scoring was timed."""
+    torch.set_num_threads(threads)
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    best = math.inf
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best / 1e9
 
 
 def vm_hwm_mb() -> float:
@@ -104,7 +121,8 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=10_000)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--dataset", default="mnist-5k")
-    parser.add_argument("--memory", default="2000,5000,10000", help="N values for peak memory")
+    parser.add_argument("--memory", default="2000,5000,10000",
+                        help="N values for peak memory (empty: skip)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     from genbench.scoring import make_stats
@@ -115,11 +133,16 @@ def main() -> None:
         make_samples(args.dataset, args.n, samples)
         make_stats(args.dataset, overrides={"n_quality": str(args.n)})  # cached statistics
         score_once(samples, args.dataset, args.n, folder / "results")  # warm: evaluator, floor
+        before = matmul_gflops(args.threads)
         clock = score_once(samples, args.dataset, args.n, folder / "results")
+        after = matmul_gflops(args.threads)
         print(json.dumps({k: round(v, 2) for k, v in clock.items()}, indent=1))
-        print(f"{args.n} samples in {clock['total']:.1f} s on {args.threads} thread(s) "
-              f"(target: under 30 s on 2 cores)")
-        for n in (int(v) for v in args.memory.split(",")):
+        print(f"{args.n} samples in {clock['total']:.1f} s on {args.threads} thread(s), "
+              f"{clock['cpu seconds (all threads)']:.1f} CPU-seconds (target: under 30 s on 2 cores)")
+        print(f"matmul peak now: {before:.1f} GFLOP/s before, {after:.1f} after (1024^2 float32, "
+              f"{args.threads} thread(s)); the scoring took {clock['total'] * (before + after) / 2:.0f} "
+              "GFLOP of matmul time at that rate (comparable across loads)")
+        for n in (int(v) for v in args.memory.split(",") if v):
             make_stats(args.dataset, overrides={"n_quality": str(n)})
             np.save(folder / f"s{n}.npy", np.load(samples)[:n])
             rss = peak_rss_mb(folder / f"s{n}.npy", args.dataset, n, folder / "results")

@@ -213,6 +213,19 @@ def _inference_checks(model: Any, x: torch.Tensor, cond: dict[str, torch.Tensor]
         _attempt(result, "log_importance_weights", importance)
 
 
+def _no_outside(name: str) -> None:
+    """A run folder of outside samples given for a model name: nothing to check, say so."""
+    from pathlib import Path
+
+    from genbench.loading import refuse_outside
+    from genbench.store import read_config
+
+    if (Path(name) / "config.json").is_file():
+        refuse_outside(Path(name), read_config(Path(name)), "check",
+                       "`genbench check MODEL` smoke-checks a genbench model or plugin "
+                       "(`genbench list models`)")
+
+
 def check_model(name: str, *, dataset: str = "synthetic") -> CheckResult:
     """Build ``name`` on ``dataset`` (smoke settings), train one step, check its capabilities.
 
@@ -220,6 +233,7 @@ def check_model(name: str, *, dataset: str = "synthetic") -> CheckResult:
     """
     import genbench.metrics  # noqa: F401  (registers the metrics to list)
 
+    _no_outside(name)
     entry = get_model(name)
     module = sys.modules.get(entry.cls.__module__)
     result = CheckResult(name, getattr(module, "__file__", None) or entry.source)

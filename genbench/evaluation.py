@@ -12,7 +12,7 @@ import torch
 from genbench import store
 from genbench.data import DataBundle
 from genbench.errors import GenbenchError
-from genbench.loading import LoadedRun, load_run  # noqa: F401  (LoadedRun: re-exported)
+from genbench.loading import LoadedRun, load_run, refuse_outside, rescore_hint  # noqa: F401  (LoadedRun: re-exported)
 from genbench.metrics import EvalContext, evaluate_metrics
 from genbench.metrics.classification import LABELLED_FILE, labelled_subset
 from genbench.metrics.context import EvalProgress
@@ -84,7 +84,8 @@ def check_run_folder(run_dir: Path) -> Path:
     if not (run_dir / store.CONFIG).is_file():
         raise GenbenchError(f"{run_dir} is not a run folder (no config.json); pass "
                             "results/<dataset>/<model>/<run-id>")
-    store.read_config(run_dir)  # its schema, before anything is locked or loaded
+    config = store.read_config(run_dir)  # its schema, before anything is locked or loaded
+    refuse_outside(run_dir, config, "evaluate", rescore_hint(config))
     store.read_metrics(run_dir)
     return run_dir
 

@@ -29,6 +29,7 @@ def export_results(results: str | Path = "results", format: str = "csv",
         from genbench.store import check_output_file
 
         check_output_file(Path(out))
+    _not_a_run(Path(results))
     df = load_results(results)
     if df.empty:
         raise GenbenchError(f"no runs under {results}; nothing to export")
@@ -50,3 +51,17 @@ def export_results(results: str | Path = "results", format: str = "csv",
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def _not_a_run(results: Path) -> None:
+    """A run folder (a trained one or outside samples) given for the results folder: one line
+    naming the folder to export instead."""
+    from genbench.store import CONFIG, read_config, results_root
+
+    if (results / CONFIG).is_file():
+        config = read_config(results)
+        kind = "outside samples scored by `genbench score`" if config.get("external") else "one run"
+        root = results_root(results, config)
+        where = f"`genbench export {root}`" if root is not None else "`genbench export RESULTS`"
+        raise GenbenchError(f"{results} is a run folder ({kind}), not a results folder; export "
+                            f"the results folder that holds it: {where}")

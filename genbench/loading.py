@@ -38,6 +38,8 @@ def load_run(run_dir: Path, device: torch.device | str = "cpu", data_dir: str | 
     if not config:
         raise GenbenchError(f"{run_dir} is not a run folder (no config.json); pass "
                             "results/<dataset>/<model>/<run-id>")
+    refuse_outside(run_dir, config, "load", f"its numbers are in {run_dir / store.METRICS} "
+                   "(genbench.load_results)")
     ckpt = run_dir / store.CHECKPOINT
     if not ckpt.exists():
         raise GenbenchError(f"{run_dir} has no checkpoint.pt; run training first")
@@ -62,6 +64,32 @@ def load_run(run_dir: Path, device: torch.device | str = "cpu", data_dir: str | 
                             ) from None
     model.to(device).eval()
     return LoadedRun(model, data, config, preset, int(config.get("seed", 0)))
+
+
+def refuse_outside(run_dir: Path, config: dict[str, Any], verb: str, instead: str) -> None:
+    """One line for a command that needs a model, pointed at a run folder of outside samples
+    (``genbench score``'s, ``"external": true``): there is no model, so say what can be done
+    instead rather than ask for a checkpoint that will never exist."""
+    if config.get("external"):
+        raise GenbenchError(f"{run_dir} holds outside samples scored by `genbench score`: it has "
+                            f"no model to {verb}; {instead}")
+
+
+def refuse_beside_outside(model_dir: Path, model: str) -> None:
+    """`genbench run MODEL` where ``genbench score`` filed outside samples under the name
+    MODEL (a plugin named after them later): one line, before anything is trained or written,
+    rather than runs of two kinds in one model folder."""
+    for path in sorted(Path(model_dir).glob(f"*/{store.CONFIG}")):
+        if store.read_json(path).get("external"):
+            raise GenbenchError(f"{model_dir} holds outside samples scored by `genbench score` under "
+                                f"the name {model!r} ({path.parent.name}); train {model} into "
+                                "another --results folder, or move those samples' folder away")
+
+
+def rescore_hint(config: dict[str, Any]) -> str:
+    """How to score an outside run's samples again: its recorded command."""
+    command = config.get("command") or "genbench score SAMPLES --dataset NAME --name LABEL"
+    return f"rescore them with `{command}` (add --preset or --set for other counts)"
 
 
 def stored_preset(config: dict[str, Any], path: Path) -> Preset:

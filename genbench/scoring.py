@@ -110,6 +110,7 @@ def score(samples: Any, *, dataset: str, name: str, variant: str | None = None,
     extractor_for(data, p)  # a missing library or weights file fails here, before any folder
     given_stats = _given_stats(reference_stats, data, p) if reference_stats is not None else None
     folder = run_folder(results, data, p, name, seed, laid, resize)
+    _not_beside_trained(folder.parent, name)
     config = _config(data, p, name, seed, laid, resize, command, dev)
     if given_stats is not None:
         config["reference_stats"] = {"path": str(reference_stats), "kind": given_stats[0],
@@ -127,6 +128,17 @@ def score(samples: Any, *, dataset: str, name: str, variant: str | None = None,
                    **values, "not_applicable": na}
         store.write_json(folder / store.METRICS, metrics)
     return RunOutcome("finished", folder, metrics)
+
+
+def _not_beside_trained(model_dir: Path, name: str) -> None:
+    """Refuse to file outside samples beside runs genbench trained under the same name (a
+    plugin's, say): the report would take them all for outside samples, and `genbench run`
+    would resume or --force a folder of the other kind."""
+    for config in sorted(model_dir.glob(f"*/{store.CONFIG}")):
+        if not store.read_json(config).get(EXTERNAL):
+            raise GenbenchError(f"--name {name!r}: {model_dir} holds runs genbench trained "
+                                f"({config.parent.name}); name the outside samples apart "
+                                f"(e.g. --name {name}-external)")
 
 
 def _note(line: str, note: Callable[[str], None] | None) -> None:

@@ -165,6 +165,9 @@ def plan_run(spec: RunSpec, data: DataBundle | None = None) -> Plan:
                 "variant": data.info.variant, "splits": data.info.splits}
     rid = store.run_id(preset.name, data.info.variant, spec.seed, identity)
     folder = store.run_dir(spec.results, data.info.name, spec.model, rid)
+    from genbench.loading import refuse_beside_outside
+
+    refuse_beside_outside(folder.parent, spec.model)  # a label of `genbench score`'s, taken
     return Plan(spec, entry.cls, config, preset, data, device, folder)
 
 

@@ -123,3 +123,83 @@ def test_dinov2_through_timm_with_a_local_weights_file(tmp_path, monkeypatch):
     with pytest.raises(GenbenchError, match="huggingface.co/timm/vit_large_patch14_dinov2.lvd142m "
                                             "and pass --set feature_weights=PATH"):
         dinov2_extractor(None)
+
+
+def test_inception_score_equals_torch_fidelity_isc_with_the_same_weights(tmp_path):
+    """In the inception-fid space the Inception Score is torch-fidelity's own: its 1008-way
+    logits_unbiased, 10 shuffled splits; equal to ``calculate_metrics(isc=True)``."""
+    from genbench.metrics.modes import inception_score
+
+    path = random_fid_inception(tmp_path / "random-inception.pth")
+    state = torch.load(path, weights_only=True)
+    state["fc.weight"] = state["fc.weight"] / 10  # logits of O(1) spread (x 1 they overflow softmax)
+    torch.save(state, path)
+    n = 20  # two images per split: a split of one scores exactly 1
+    data = load_dataset(DataRequest("synthetic"))
+    x = torch.cat([data.test.x[:n // 2], 255 - data.train.x[:n // 2]])
+    ext = inception_fid_extractor(str(path))
+    logits = ext(x.float() / 255)[1]
+    assert logits.shape == (n, 1008)
+    ours, stderr = ext.score_logits(logits)
+    theirs = fidelity.calculate_metrics(
+        input1=_Images(x), cuda=False, isc=True, feature_extractor_weights_path=str(path),
+        verbose=False, cache=False, save_cpu_ram=True)
+    assert ours > 1.01  # not the trivial 1 (at most 2 with two images a split)
+    assert ours == pytest.approx(theirs["inception_score_mean"], rel=1e-6)
+    assert stderr * 3 == pytest.approx(theirs["inception_score_std"], rel=1e-6)  # sqrt(10 - 1)
+    # the shuffled splits' mean, not genbench's own all-sample score (the classifier space's)
+    assert abs(inception_score(logits)[0] - ours) > 1e-3
+
+
+def test_outside_samples_in_inception_fid_space_get_the_librarys_inception_score(tmp_path, monkeypatch):
+    """`genbench score --set feature_extractor=inception-fid` records the library's IS of the
+    samples' logits (and of the floor's training images) in that feature space; mode KL and
+    classes covered are n/a with the reason. A small random network stands in for the 299x299
+    Inception so the whole path runs in seconds."""
+    import genbench
+    from genbench.metrics import features, quality
+    from genbench.metrics.features import EvaluatorCNN, Extractor, fidelity_inception_score
+
+    torch.manual_seed(0)
+    net = EvaluatorCNN((1, 28, 28), 1008).eval()
+    with torch.no_grad():
+        net.head.weight.mul_(30)
+    ext = Extractor("inception-fid-2048", net, "f" * 40, "imagenet", preprocessing="stand-in",
+                    score_logits=fidelity_inception_score)
+    monkeypatch.setattr(features, "get_extractor", lambda *a, **k: ext)
+    monkeypatch.setattr(quality, "get_extractor", lambda *a, **k: ext)
+    images = load_dataset(DataRequest("synthetic")).test.x[:100]
+    out = genbench.score(images, dataset="synthetic", name="their-gan", preset="smoke",
+                         overrides={"n_quality": "100", "feature_extractor": "inception-fid"},
+                         results=tmp_path / "r", device="cpu")
+    m = out.metrics
+    want, want_err = fidelity_inception_score(ext(images.float() / 255)[1])
+    assert m["inception_score"] == pytest.approx(want, rel=1e-12) and want > 1.02
+    assert m["inception_score_stderr"] == pytest.approx(want_err, rel=1e-12)
+    assert m["floor_inception_score"] > 1 and m["feature_space"] == "inception-fid-2048:ffffffffffff"
+    assert "mode_kl" not in m and "classes_covered" not in m
+    assert "ImageNet" in m["not_applicable"]["mode_kl"] and "classes_covered" in m["not_applicable"]
+    assert "inception_score" not in m["not_applicable"]
+    # the same images in the default (classifier) space: its own IS, in its own report table
+    monkeypatch.undo()
+    own = genbench.score(images, dataset="synthetic", name="their-gan-own", preset="smoke",
+                         overrides={"n_quality": "100"}, results=tmp_path / "r", device="cpu").metrics
+    assert own["feature_space"].startswith("cnn28-classes:") and own["inception_score"] > 1
+    from genbench.report import tables
+    from genbench.report.build import add_tables
+    from genbench.report.document import Document, to_markdown
+
+    (key, runs), = tables.groups(tables.load(tmp_path / "r"))
+    doc = Document("report")
+    add_tables(doc, key, runs, tmp_path / "r")
+    text = to_markdown(doc)
+    for space, label, value in ((m["feature_space"], "their-gan", m["inception_score"]),
+                                (own["feature_space"], "their-gan-own", own["inception_score"])):
+        table = text[text.index(f"### Sample quality — feature space `{space}`"):]
+        table = table[:table.index("\n\n", table.index("| "))]  # one feature space's table
+        rows = [line.split("|")[1:-1] for line in table.splitlines() if line.startswith("| ")]
+        column = [c.strip() for c in rows[0]].index("IS ↑")
+        (row,) = [r for r in rows if r[0].strip().startswith("their-gan")]  # one space's row only
+        assert row[0].strip() == f"{label} (outside samples)"
+        assert float(row[column].split()[0]) == pytest.approx(value, rel=1e-3)
+        assert ("evaluator classifier genbench trains" in table) == space.startswith("cnn")

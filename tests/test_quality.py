@@ -396,3 +396,37 @@ def test_sample_metrics_draw_the_samples_once_and_agree_with_separate_draws(synt
         alone = CountingSampler(_vae(data))
         assert metric(_ctx(alone, data, cache, tmp_path)) == value
         assert alone.drawn == n
+
+
+def test_prdc_at_several_k_in_one_pass_equals_one_call_per_k():
+    """precision/recall (k=3) and density/coverage (k=5) share their distance passes; the
+    numbers are those of one call per k, to the bit (and k-NN radii at once likewise)."""
+    from genbench.metrics.prdc import knn_radii, knn_radii_at, prdc_at, prdc_features_to_metric
+
+    g = torch.Generator().manual_seed(3)
+    real, fake = torch.randn(300, 8, generator=g), 1.2 * torch.randn(450, 8, generator=g) + 0.2
+    both = prdc_at(real, fake, ks=(3, 5), chunk=64)
+    for k in (3, 5):
+        assert both[k] == prdc_features_to_metric(real, fake, k=k, chunk=64)
+        assert torch.equal(knn_radii_at(fake, (3, 5), 64)[k], knn_radii(fake, k, 64))
+    assert 0 < both[3]["precision"] < 1 and 0 < both[5]["coverage"] < 1
+
+
+def test_fid_eigendecompositions_run_on_one_thread_and_leave_the_thread_count_alone():
+    """The D x D eigendecompositions run single-threaded (MKL's threaded syevd spins on a busy
+    machine); the caller's thread count is restored, and the FID is the same either way."""
+    from genbench.metrics.frechet import trace_sqrt_product
+
+    g = torch.Generator().manual_seed(0)
+    a, b = (torch.randn(500, 64, generator=g, dtype=torch.float64) for _ in range(2))
+    s1, s2 = torch.cov(a.T), torch.cov(b.T)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        two = trace_sqrt_product(s1, s2)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(two, trace_sqrt_product(s1, s2))
+    want = float(scipy.linalg.sqrtm(s1.numpy() @ s2.numpy()).real.trace())
+    assert float(two) == pytest.approx(want, rel=1e-9)

@@ -22,8 +22,8 @@ import torch
 
 from genbench.errors import GenbenchError
 from genbench.galleries.core import GALLERIES, Gallery, NotApplicable, register_gallery, unmet
-from genbench.loading import LoadedRun, load_run
-from genbench.store import check_output_file, read_metrics
+from genbench.loading import LoadedRun, load_run, refuse_outside
+from genbench.store import check_output_file, read_config, read_metrics
 
 __all__ = ["GALLERIES", "Gallery", "NotApplicable", "RunGalleries", "kinds", "register_gallery",
            "render", "render_across", "render_all"]
@@ -87,6 +87,7 @@ def render(run_dir: Path, kind: str, out_path: Path | None = None, *, seed: int 
     if strength is not None and not math.isfinite(strength):
         raise GenbenchError(f"--strength {strength}: use a finite number")
     run_dir = Path(run_dir)
+    _no_outside(run_dir)
     if out_path is not None:
         check_output_file(Path(out_path))
     run = load_run(run_dir)
@@ -96,6 +97,13 @@ def render(run_dir: Path, kind: str, out_path: Path | None = None, *, seed: int 
                             f"try --kind {' or '.join(fits) or '(none applies)'}")
     space = read_metrics(run_dir).get("feature_space")
     return _draw(run, gallery, Path(out_path or run_dir / f"gallery_{kind}.png"), seed, space, options)
+
+
+def _no_outside(run_dir: Path) -> None:
+    """Outside samples (``genbench score``) have no model to decode: say where their samples are."""
+    if (run_dir / "config.json").is_file():
+        refuse_outside(run_dir, read_config(run_dir), "decode galleries from",
+                       f"its first 64 samples are in {run_dir / 'samples.png'}")
 
 
 @dataclass
@@ -125,6 +133,7 @@ def render_all(run_dir: Path, out_dir: Path, *, seed: int = 0, **options: Any) -
     them (e.g. ``n=8, steps=10, manifold_n=15``). A run that cannot be loaded raises.
     """
     run_dir = Path(run_dir)
+    _no_outside(run_dir)
     run = load_run(run_dir)
     space = read_metrics(run_dir).get("feature_space")
     done = RunGalleries(run.config["model"], run.seed)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from genbench.metrics.frechet import sqrtm_psd
+from genbench.metrics.frechet import one_thread, sqrtm_psd
 
 DRAWS = 50
 
@@ -34,7 +34,9 @@ def fid_bootstrap(generated: torch.Tensor, real: torch.Tensor, *, generator: tor
         s = g[idx]
         mu, cov = s.mean(0), torch.cov(s.T)
         middle = root @ cov @ root
-        tr_sqrt = torch.linalg.eigvalsh(0.5 * (middle + middle.T)).clamp_min(0).sqrt().sum()
+        with one_thread():
+            vals = torch.linalg.eigvalsh(0.5 * (middle + middle.T))
+        tr_sqrt = vals.clamp_min(0).sqrt().sum()
         fid = (mu - mu_r).square().sum() + cov.trace() + cov_r.trace() - 2 * tr_sqrt
         reps.append(float(fid.clamp_min(0)))
     values = torch.tensor(reps, dtype=torch.float64)

@@ -133,6 +133,9 @@ class Extractor:
     trained: bool = False  # trained by this call (False: loaded from the cache)
     # how images in [0, 1] reach the network (part of reference statistics' key)
     preprocessing: str = "as given: [0, 1] at the dataset's size, no resize"
+    # the Inception Score of this space's logits as the library that defines the space computes
+    # it, (score, standard error); None: genbench's own (the dataset's classifier) or none
+    score_logits: Callable[[torch.Tensor], tuple[float, float]] | None = None
 
     @property
     def feature_space(self) -> str:
@@ -513,7 +516,24 @@ def inception_fid_extractor(weights: str | None, device: torch.device | str = "c
     model = FidelityInception(net.eval(), logits).to(device).eval()
     return Extractor(f"inception-fid-{layer}", model, weights_digest(net), "imagenet",
                      preprocessing="round(255 x) to uint8, grey to RGB; torch-fidelity's "
-                                   "TF-compatible bilinear resize to 299x299, (x - 128) / 128")
+                                   "TF-compatible bilinear resize to 299x299, (x - 128) / 128",
+                     score_logits=fidelity_inception_score if logits else None)
+
+
+def fidelity_inception_score(logits: torch.Tensor) -> tuple[float, float]:
+    """The Inception Score as papers report it: torch-fidelity's own of its 1008-way
+    ``logits_unbiased`` (``calculate_metrics(isc=True)``: the mean of its default 10 splits'
+    scores, the samples shuffled with its seed), and that mean's standard error (the split
+    scores' standard deviation over sqrt(splits); torch-fidelity reports the deviation itself,
+    ``inception_score_std`` = standard error x sqrt(splits - 1), the ± of papers)."""
+    fid_isc = _library("torch_fidelity.metric_isc", "the Inception Score in feature_extractor=inception-fid")
+    from torch_fidelity.helpers import get_kwarg
+
+    out = fid_isc.isc_featuresdict_to_metric({"logits_unbiased": logits.detach().cpu()},
+                                             "logits_unbiased", verbose=False)
+    splits = get_kwarg("isc_splits", {})
+    return (float(out[fid_isc.KEY_METRIC_ISC_MEAN]),
+            float(out[fid_isc.KEY_METRIC_ISC_STD]) / math.sqrt(max(splits - 1, 1)))
 
 
 DINOV2_MODEL = "vit_large_patch14_dinov2.lvd142m"  # FD-DINOv2 (Stein et al. 2023): ViT-L/14

@@ -27,14 +27,24 @@ DEFAULT_CHUNK = 1024
 
 def knn_radii(features: torch.Tensor, k: int, chunk: int = DEFAULT_CHUNK) -> torch.Tensor:
     """Distance from each row (N, D) to its k-th nearest other row: (N,)."""
+    return knn_radii_at(features, (k,), chunk)[k]
+
+
+def knn_radii_at(features: torch.Tensor, ks: tuple[int, ...], chunk: int = DEFAULT_CHUNK
+                 ) -> dict[int, torch.Tensor]:
+    """k -> the distance from each row (N, D) to its k-th nearest other row (N,), for every k
+    in ``ks`` from one pass over the distances (the k-th of the largest k's sorted neighbours
+    is the k-th neighbour itself)."""
     f = features.to(torch.float64)
-    if f.shape[0] <= k:
-        raise ValueError(f"k-NN radii with k={k} need more than {k} points, got {f.shape[0]}")
+    top = max(ks)
+    if f.shape[0] <= top:
+        raise ValueError(f"k-NN radii with k={top} need more than {top} points, got {f.shape[0]}")
     out = []
     for start in range(0, f.shape[0], chunk):
         d = torch.cdist(f[start : start + chunk], f)  # (c, N), includes the 0 to itself
-        out.append(d.topk(k + 1, dim=1, largest=False).values[:, k])
-    return torch.cat(out)
+        out.append(d.topk(top + 1, dim=1, largest=False).values)
+    near = torch.cat(out)  # (N, top + 1), ascending
+    return {k: near[:, k].contiguous() for k in ks}
 
 
 def prdc_features_to_metric(
@@ -46,32 +56,43 @@ def prdc_features_to_metric(
 ) -> dict[str, float]:
     """precision, recall, density and coverage for one k (the prdc package's definitions);
     refuses NaN or inf features (a NaN is inside no ball: coverage would be a silent 0)."""
+    return prdc_at(real, generated, ks=(k,), chunk=chunk)[k]
+
+
+def prdc_at(real: torch.Tensor, generated: torch.Tensor, *, ks: tuple[int, ...],
+            chunk: int = DEFAULT_CHUNK) -> dict[int, dict[str, float]]:
+    """k -> :func:`prdc_features_to_metric` at k, for every k in ``ks`` from one pass over
+    each distance matrix (the same numbers, to the bit, as one call per k)."""
     require_finite(real, "real feature rows")
     require_finite(generated, "generated feature rows")
     r, g = real.to(torch.float64), generated.to(torch.float64)
-    radius_r = knn_radii(r, k, chunk)  # (Nr,)
-    radius_g = knn_radii(g, k, chunk)  # (Ng,)
-    inside_real: list[torch.Tensor] = []  # per generated point: how many real balls hold it
-    recalled = torch.zeros(r.shape[0], dtype=torch.bool, device=r.device)
+    radii_r = knn_radii_at(r, ks, chunk)  # k -> (Nr,)
+    radii_g = knn_radii_at(g, ks, chunk)  # k -> (Ng,)
+    inside_real: dict[int, list[torch.Tensor]] = {k: [] for k in ks}  # real balls holding each sample
+    recalled = {k: torch.zeros(r.shape[0], dtype=torch.bool, device=r.device) for k in ks}
     nearest = torch.full((r.shape[0],), float("inf"), dtype=torch.float64, device=r.device)
     for start in range(0, g.shape[0], chunk):
         d = torch.cdist(r, g[start : start + chunk])  # (Nr, c)
-        inside_real.append((d < radius_r[:, None]).sum(0))
-        recalled |= (d < radius_g[None, start : start + chunk]).any(1)
+        for k in ks:
+            inside_real[k].append((d < radii_r[k][:, None]).sum(0))
+            recalled[k] |= (d < radii_g[k][None, start : start + chunk]).any(1)
         nearest = torch.minimum(nearest, d.min(1).values)
-    counts = torch.cat(inside_real).to(torch.float64)  # (Ng,)
-    return {
-        "precision": float((counts > 0).double().mean()),
-        "recall": float(recalled.double().mean()),
-        "density": float(counts.mean() / k),
-        "coverage": float((nearest < radius_r).double().mean()),
-    }
+    out = {}
+    for k in ks:
+        counts = torch.cat(inside_real[k]).to(torch.float64)  # (Ng,)
+        out[k] = {
+            "precision": float((counts > 0).double().mean()),
+            "recall": float(recalled[k].double().mean()),
+            "density": float(counts.mean() / k),
+            "coverage": float((nearest < radii_r[k]).double().mean()),
+        }
+    return out
 
 
 def prdc_standard(real: torch.Tensor, generated: torch.Tensor, chunk: int = DEFAULT_CHUNK
                   ) -> dict[str, float]:
     """genbench's convention: precision/recall at k = 3, density/coverage at k = 5."""
-    pr = prdc_features_to_metric(real, generated, k=PR_K, chunk=chunk)
-    dc = prdc_features_to_metric(real, generated, k=DC_K, chunk=chunk)
+    both = prdc_at(real, generated, ks=(PR_K, DC_K), chunk=chunk)
+    pr, dc = both[PR_K], both[DC_K]
     return {"precision": pr["precision"], "recall": pr["recall"],
             "density": dc["density"], "coverage": dc["coverage"]}

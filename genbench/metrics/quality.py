@@ -28,7 +28,7 @@ from genbench.contract import sample_from
 from genbench.errors import GenbenchError
 from genbench.metrics import floor, reference
 from genbench.metrics.bootstrap import fid_bootstrap
-from genbench.metrics.context import EvalContext
+from genbench.metrics.context import NOT_APPLICABLE, EvalContext
 from genbench.metrics.features import Extractor, fixed_subset, mean_images, preset_extractor
 from genbench.metrics.frechet import fid_features_to_statistics, fid_statistics_to_metric
 from genbench.metrics.kid import kid_features_to_metric
@@ -192,6 +192,9 @@ def _floor(ctx: EvalContext, ext: Extractor, real: FeatureSet) -> dict[str, floa
         probs = _class_probs(ctx)
         if probs is not None and ext.task == "classes":
             values.update(mode_metrics(train, probs))
+        elif ext.score_logits is not None:  # the library's own Inception Score (inception-fid)
+            values.update(zip(("inception_score", "inception_score_stderr"),
+                              ext.score_logits(train.logits), strict=True))
         return {"feature_space": ext.feature_space, "dataset": data.info.name,
                 "variant": data.info.variant, "n_train": n_train,
                 "n_reference": real.features.shape[0], "counts": counts,
@@ -212,7 +215,8 @@ _DESCRIBE = {
     "recall": "share of real images inside the samples' k=3 NN manifold",
     "density": "mean real k=5 NN balls holding a sample, over k (Naeem et al. 2020)",
     "coverage": "share of real images whose k=5 NN ball holds a sample (Naeem et al. 2020)",
-    "inception_score": "exp E KL(p(y|x) || p(y)) with the dataset's own classifier",
+    "inception_score": "exp E KL(p(y|x) || p(y)) with the dataset's own classifier (inception-fid: "
+                       "torch-fidelity's, of its Inception logits, mean of 10 splits)",
     "inception_score_stderr": "standard error of inception_score over 10 splits",
     "mode_kl": "KL(predicted-class histogram of samples || data class distribution), nats",
     "classes_covered": "classes with at least 10% of their data share among the samples",
@@ -312,8 +316,9 @@ MODES_KEYS = (
     ResultKey("inception_score",
               label="IS",
               caveat=("exp E[KL(p(y|x) || p(y))] with genbench's own classifier standing in for "
-                      "Inception (Salimans et al. 2016). It rewards confident, varied classes and "
-                      "ignores whether samples look like the data."),
+                      "Inception (Salimans et al. 2016; in the inception-fid feature space, "
+                      "torch-fidelity's Inception Score, as papers report it). It rewards "
+                      "confident, varied classes and ignores whether samples look like the data."),
               direction="higher",
               section="Sample quality",
               stderr=True),
@@ -339,10 +344,15 @@ MODES_KEYS = (
     keys=MODES_KEYS,
     description="classifier Inception Score and mode coverage of the samples (labelled data)")
 def modes(ctx: EvalContext) -> dict[str, float | str]:
+    ext = None  # the classifier is loaded (or trained) only where it can serve
+    if getattr(ctx.preset, "feature_extractor", "classifier") != "classifier":
+        ext = _extractor(ctx)
+        if ext.score_logits is not None:  # inception-fid: the Inception Score as papers report it
+            return library_inception_score(ctx, ext)
     probs = _class_probs(ctx)
     if probs is None:
         raise GenbenchError(f"mode coverage needs class labels; {ctx.data.info.name} has none")
-    ext = _extractor(ctx)
+    ext = ext or _extractor(ctx)
     if ext.task != "classes":
         raise GenbenchError("mode coverage needs the dataset's own classifier; "
                             "use feature_extractor=classifier")
@@ -350,3 +360,18 @@ def modes(ctx: EvalContext) -> dict[str, float | str]:
     floors = _floor(ctx, ext, _reference(ctx, ext))
     values.update({k: v for k, v in floors.items() if k[len("floor_"):] in MODE_KEYS})
     return {**values, "feature_space": ext.feature_space}
+
+
+def library_inception_score(ctx: EvalContext, ext: Extractor) -> dict[str, object]:
+    """The Inception Score of the samples (and of the floor's training images) as the
+    library behind the feature space computes it (torch-fidelity for inception-fid); the
+    mode metrics need the dataset's classes, which ImageNet's are not, so they are n/a."""
+    score, err = ext.score_logits(_samples(ctx, ext).logits)
+    values: dict[str, object] = {"inception_score": score, "inception_score_stderr": err}
+    floors = _floor(ctx, ext, _reference(ctx, ext))
+    values.update({k: v for k, v in floors.items() if k[len("floor_"):] in MODE_KEYS})
+    why = (f"needs the dataset's own classes (feature_extractor=classifier); {ext.feature_space} "
+           "predicts ImageNet's")
+    gone = ("mode_kl", "classes_covered")
+    return {**values, "feature_space": ext.feature_space,
+            NOT_APPLICABLE: {k: why for k in (*gone, *(f"floor_{g}" for g in gone))}}

@@ -215,7 +215,13 @@ def add_tables(doc: Document, key: tables.GroupKey, runs: pd.DataFrame, results:
         for space in tables.feature_spaces(tables.finished(runs)):
             sub = tables.in_space(runs, space)
             floor = floor_values(sub, results, key[0], key[1], space)
-            if table := tables.comparison_table(sub, cols, section.intro, floor):
+            intro = section.intro
+            if space and not space.startswith("cnn"):  # a literature network, not the evaluator
+                intro = (f"Measured in the features of {space.split(':')[0]} (the library's own "
+                         "network and weights, as papers report; see the README), not the "
+                         "evaluator classifier's; the real-versus-real floor row is the best a "
+                         "metric can say.")
+            if table := tables.comparison_table(sub, cols, intro, floor):
                 where = f" — feature space `{space}`" if space else ""
                 doc.add(Heading(3, f"Sample quality{where}"), table)
     from genbench.report.compression import owns

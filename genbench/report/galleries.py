@@ -81,6 +81,11 @@ def add_galleries(doc: Document, runs: pd.DataFrame, img: Path, out: Path, summa
         run_dir = representative(runs, model)
         doc.add(Heading(4, model))
         add_progress(doc, runs, model, img, out, summary)
+        if run_dir is None and "external" in runs and runs.loc[runs["model"] == model,
+                                                               "external"].astype(bool).all():
+            doc.add(Para("Outside samples scored by `genbench score`: no model to decode galleries "
+                         "from; the first 64 samples are in each run folder's samples.png."))
+            continue
         if run_dir is None:
             doc.add(Para("No checkpoint.pt among its finished runs, so no galleries."))
             continue
