@@ -157,7 +157,7 @@ def test_outside_samples_in_inception_fid_space_get_the_librarys_inception_score
     classes covered are n/a with the reason. A small random network stands in for the 299x299
     Inception so the whole path runs in seconds."""
     import genbench
-    from genbench.metrics import features, quality
+    from genbench.metrics import features
     from genbench.metrics.features import EvaluatorCNN, Extractor, fidelity_inception_score
 
     torch.manual_seed(0)
@@ -167,7 +167,6 @@ def test_outside_samples_in_inception_fid_space_get_the_librarys_inception_score
     ext = Extractor("inception-fid-2048", net, "f" * 40, "imagenet", preprocessing="stand-in",
                     score_logits=fidelity_inception_score)
     monkeypatch.setattr(features, "get_extractor", lambda *a, **k: ext)
-    monkeypatch.setattr(quality, "get_extractor", lambda *a, **k: ext)
     images = load_dataset(DataRequest("synthetic")).test.x[:100]
     out = genbench.score(images, dataset="synthetic", name="their-gan", preset="smoke",
                          overrides={"n_quality": "100", "feature_extractor": "inception-fid"},
