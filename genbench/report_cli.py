@@ -75,7 +75,8 @@ def gallery_command(
                                         "`genbench report` shows of this results folder (each "
                                         "model's galleries, the pictures across models)"),
 ) -> None:
-    """Decode one gallery from a run's checkpoint and write it as a PNG."""
+    """Decode one gallery from a run's checkpoint and write it as a PNG (or, with --results,
+    every gallery the report shows that is not drawn yet)."""
     from genbench.galleries import GALLERIES, render
     from genbench.plugins import load_plugins
 

@@ -106,3 +106,6 @@ def test_the_report_says_how_to_draw_missing_galleries_and_gallery_results_takes
     bad = CliRunner().invoke(app, ["gallery", str(run), "--results", str(results)])
     assert bad.exit_code == 2 and "without RUN_DIR" in bad.output
     assert not (run / "galleries").exists()
+    (run / "checkpoint.pt").unlink()  # ae: nothing to draw from; one model cannot be compared
+    text = (build_report(results, tmp_path / "report2").out / "report.md").read_text()
+    assert text.count(hint) == 1 and text.count("no checkpoint.pt among its finished runs") == 1

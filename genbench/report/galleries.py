@@ -43,6 +43,13 @@ def representative(runs: pd.DataFrame, model: str) -> Path | None:
     return None
 
 
+def has_checkpoint(runs: pd.DataFrame, model: str) -> bool:
+    """Whether a finished run of ``model`` still has its checkpoint (the file, never opened):
+    then ``genbench gallery --results`` can draw what is missing."""
+    fin = tables.finished(runs)
+    return any((Path(d) / store.CHECKPOINT).is_file() for d in fin[fin["model"] == model]["run_dir"])
+
+
 def _place(src: Path, target: Path, out: Path) -> Path | None:
     """Copy a stored picture into the report's folder (the report stays one folder)."""
     if not src.is_file():
@@ -90,7 +97,7 @@ def add_across(doc: Document, runs: pd.DataFrame, results: Path, img: Path, out:
         caption = what.get(item.get("kind"), str(item.get("kind")))
         doc.add(Image(path.relative_to(out), f"{caption}; rows, top to bottom: "
                       f"{', '.join(map(str, item.get('rows', [])))}.", zoom=2))
-    if not placed:
+    if not placed and sum(has_checkpoint(runs, m) for m in set(tables.finished(runs)["model"])) >= 2:
         doc.add(Para(f"No pictures across models in the results folder: {_draw_hint(results)}."))
 
 
@@ -109,8 +116,9 @@ def add_run_galleries(doc: Document, runs: pd.DataFrame, model: str, results: Pa
                       out: Path, summary) -> None:
     run_dir = representative(runs, model)
     if run_dir is None:
-        doc.add(Para(f"No galleries in the results folder for its finished runs: "
-                     f"{_draw_hint(results)} (from a checkpoint)."))
+        doc.add(Para(f"No galleries in the results folder for its finished runs: {_draw_hint(results)}."
+                     if has_checkpoint(runs, model) else
+                     "No galleries, and no checkpoint.pt among its finished runs to draw them from."))
         return
     index = store.read_index(run_dir / store.GALLERIES / store.GALLERY_INDEX)
     doc.add(Para(f"From run `{run_dir.name}` (seed {index.get('seed', '?')})."))
