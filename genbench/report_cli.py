@@ -117,9 +117,9 @@ def draw_for_report(results: Path, progress: Callable[[str], None] = lambda _: N
     has galleries already) and, per group, the pictures across models. Returns the PNGs."""
     import time
 
-    from genbench.galleries.stored import draw_across, draw_run
+    from genbench.galleries.stored import draw_across, draw_run, drawn, record_failure
     from genbench.report import tables
-    from genbench.store import CHECKPOINT, GALLERIES, GALLERY_INDEX, across_dir
+    from genbench.store import CHECKPOINT, across_dir
 
     results = Path(results)
     if not results.is_dir():
@@ -133,13 +133,13 @@ def draw_for_report(results: Path, progress: Callable[[str], None] = lambda _: N
             run_dir = next((d for d in seeds if (d / CHECKPOINT).is_file()), None)
             if run_dir is not None:
                 loadable[label] = run_dir
-            if run_dir is None or any((d / GALLERIES / GALLERY_INDEX).is_file() for d in seeds):
+            if run_dir is None or any(drawn(d) for d in seeds):
                 continue  # drawn at evaluation (or before), or nothing to draw from
             started = time.perf_counter()
             try:
                 run = draw_run(run_dir)
             except Exception as err:  # noqa: BLE001  (one broken checkpoint must not cost the rest)
-                progress(f"{label} ({group}): could not load {run_dir.name}: {type(err).__name__}: {err}")
+                progress(f"{label} ({group}): could not load {run_dir.name}: {record_failure(run_dir, err)}")
                 continue
             made += run.images.values()
             progress(f"galleries of {label} ({group}): {len(run.images)} "

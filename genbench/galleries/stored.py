@@ -35,6 +35,20 @@ def draw_run(run_dir: Path, run: LoadedRun | None = None, seed: int = 0) -> RunG
     return made
 
 
+def record_failure(run_dir: Path, err: BaseException) -> str:
+    """A run that could not be loaded: its galleries.json says why (the report shows it), and
+    the next ``genbench gallery --results`` tries again."""
+    why = f"{type(err).__name__}: {err}"
+    store.write_json(Path(run_dir) / store.GALLERIES / store.GALLERY_INDEX, {"error": why})
+    return why
+
+
+def drawn(run_dir: Path) -> bool:
+    """Whether the run's galleries are in the store (an index that records no failure)."""
+    index = store.read_index(Path(run_dir) / store.GALLERIES / store.GALLERY_INDEX)
+    return bool(index) and "error" not in index
+
+
 def draw_at_evaluation(run_dir: Path, run: LoadedRun, note: Callable[[str], None]) -> None:
     """The runner's gallery step (skipped by the presets in
     :data:`genbench.presets.NO_GALLERIES_AT_EVALUATION`): after the metrics are written, never

@@ -34,13 +34,13 @@ def _draw_hint(results: Path) -> str:
 
 
 def representative(runs: pd.DataFrame, model: str) -> Path | None:
-    """The first finished seed of ``model`` whose galleries are in the store."""
+    """The first finished seed of ``model`` whose galleries are in the store, else the first
+    whose index records why they could not be drawn."""
     fin = tables.finished(runs)
     fin = fin[fin["model"] == model].sort_values("seed")
-    for d in fin["run_dir"]:
-        if (Path(d) / store.GALLERIES / store.GALLERY_INDEX).is_file():
-            return Path(d)
-    return None
+    indexed = [Path(d) for d in fin["run_dir"] if (Path(d) / store.GALLERIES / store.GALLERY_INDEX).is_file()]
+    good = [d for d in indexed if "error" not in store.read_index(d / store.GALLERIES / store.GALLERY_INDEX)]
+    return (good or indexed or [None])[0]
 
 
 def has_checkpoint(runs: pd.DataFrame, model: str) -> bool:
@@ -121,6 +121,9 @@ def add_run_galleries(doc: Document, runs: pd.DataFrame, model: str, results: Pa
                      "No galleries, and no checkpoint.pt among its finished runs to draw them from."))
         return
     index = store.read_index(run_dir / store.GALLERIES / store.GALLERY_INDEX)
+    if "error" in index:  # recorded by `genbench gallery --results`
+        doc.add(Para(f"Could not load `{run_dir.name}`: {index['error']}"))
+        return
     doc.add(Para(f"From run `{run_dir.name}` (seed {index.get('seed', '?')})."))
     for item in index.get("images", []):
         kind = str(item.get("kind"))
