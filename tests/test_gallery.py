@@ -277,7 +277,6 @@ def test_the_report_says_only_what_a_reader_would_not_expect(tmp_path: Path) -> 
     attributes, arithmetic of a conditional model) are recorded as not applicable and left out of
     the report; a gallery that fails is still named under "Not shown" with its error."""
     import json
-
     import shutil
 
     from genbench.galleries import GALLERIES, register_gallery, render_all

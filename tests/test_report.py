@@ -230,7 +230,6 @@ def test_html_renders_in_chromium_with_every_image(results: Path, tmp_path: Path
     from run_folders import make_vae_run
 
     from genbench.report.build import build_report
-
     from genbench.report_cli import draw_for_report
 
     make_vae_run(results / "synthetic" / "vae" / "smoke-dynamic-seed7-ckpt", steps=5, seed=7)
