@@ -100,9 +100,12 @@ def test_the_report_says_how_to_draw_missing_galleries_and_gallery_results_takes
     for model in ("vae", "ae"):
         run = make_run(results / "synthetic" / model / f"smoke-dynamic-seed0-{model}", model, steps=1)
         (run / "metrics.json").write_text(json.dumps({"status": "finished", "test_elbo": -300.0}))
-    text = (build_report(results, tmp_path / "report").out / "report.md").read_text()
+    summary = build_report(results, tmp_path / "report")
+    text = (summary.out / "report.md").read_text()
     hint = f"`genbench gallery --results {results.as_posix()}` draws them"
     assert text.count(hint) == 3  # the pictures across models, and each model's galleries
+    assert summary.notes == ["some galleries are not drawn yet: genbench gallery --results "
+                             f"{results.as_posix()}"]  # and a warning on the command line
     bad = CliRunner().invoke(app, ["gallery", str(run), "--results", str(results)])
     assert bad.exit_code == 2 and "without RUN_DIR" in bad.output
     assert not (run / "galleries").exists()

@@ -29,7 +29,12 @@ def folder_name(label: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "-" for c in label).strip("-")
 
 
-def _draw_hint(results: Path) -> str:
+def _draw_hint(results: Path, summary) -> str:
+    """The one line that says which command draws what the store lacks (and, once, a warning
+    on the command line)."""
+    note = f"some galleries are not drawn yet: genbench gallery --results {results.as_posix()}"
+    if note not in summary.notes:
+        summary.notes.append(note)
     return f"`genbench gallery --results {results.as_posix()}` draws them"
 
 
@@ -98,7 +103,7 @@ def add_across(doc: Document, runs: pd.DataFrame, results: Path, img: Path, out:
         doc.add(Image(path.relative_to(out), f"{caption}; rows, top to bottom: "
                       f"{', '.join(map(str, item.get('rows', [])))}.", zoom=2))
     if not placed and sum(has_checkpoint(runs, m) for m in set(tables.finished(runs)["model"])) >= 2:
-        doc.add(Para(f"No pictures across models in the results folder: {_draw_hint(results)}."))
+        doc.add(Para(f"No pictures across models in the results folder: {_draw_hint(results, summary)}."))
 
 
 def add_galleries(doc: Document, runs: pd.DataFrame, results: Path, img: Path, out: Path,
@@ -116,8 +121,8 @@ def add_run_galleries(doc: Document, runs: pd.DataFrame, model: str, results: Pa
                       out: Path, summary) -> None:
     run_dir = representative(runs, model)
     if run_dir is None:
-        doc.add(Para(f"No galleries in the results folder for its finished runs: {_draw_hint(results)}."
-                     if has_checkpoint(runs, model) else
+        doc.add(Para(f"No galleries in the results folder for its finished runs: "
+                     f"{_draw_hint(results, summary)}." if has_checkpoint(runs, model) else
                      "No galleries, and no checkpoint.pt among its finished runs to draw them from."))
         return
     index = store.read_index(run_dir / store.GALLERIES / store.GALLERY_INDEX)
