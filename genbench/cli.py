@@ -390,7 +390,7 @@ def _register_optional() -> None:
     except ImportError:  # pragma: no cover
         pass
     try:
-        from genbench.report.commands import gallery_command, report_command
+        from genbench.report_cli import gallery_command, report_command
 
         app.command("report")(friendly(report_command))
         app.command("gallery")(friendly(gallery_command))

@@ -120,6 +120,10 @@ PRESETS: dict[str, Preset] = {
 }
 
 DEFAULT_PRESET = "quick"
+# presets whose runs skip the galleries at the end of evaluation (genbench.galleries.stored):
+# smoke is seconds, for tests, and the galleries would double it; `genbench gallery --results`
+# draws them afterwards
+NO_GALLERIES_AT_EVALUATION = frozenset({"smoke"})
 PRESET_KEYS = tuple(f.name for f in dataclasses.fields(Preset) if f.name not in ("name", "description"))
 TRAINING_KEYS = tuple(f.name for f in dataclasses.fields(Preset) if f.metadata.get("training"))
 

@@ -10,7 +10,13 @@
 - ``history.csv``: one row per epoch (``epoch``, ``seconds``, ``images_per_s`` and the
   model's mean training losses);
 - ``checkpoint.pt``: weights, optimizers, RNG states, progress; ``weights_only=True`` loads;
-- ``samples.png``, ``reconstructions.png`` and ``samples/epoch_XXX.png`` (fixed noise).
+- ``samples.png``, ``reconstructions.png`` and ``samples/epoch_XXX.png`` (fixed noise);
+- ``galleries/<kind>.png`` and ``galleries/galleries.json`` (seed, captions, what was not
+  drawn): the galleries decoded where the model was loaded (evaluation, ``genbench gallery``).
+
+``results/<dataset>/_across/<variant>-<preset>/`` holds the pictures across a group's models
+(``across_<kind>.png`` and ``across.json``, the row labels), made by ``genbench gallery
+--results``. The report reads these files; it never loads a checkpoint.
 
 Writes are atomic (temp file in the same folder + ``os.replace``). A run folder is locked
 while a process writes it, so two runs never write the same folder.
@@ -283,6 +289,24 @@ def read_result_keys(folder: Path) -> list[Any]:
     except GenbenchError:
         return []  # labels are a courtesy: a bad file costs them, never the run's numbers
     return keys if isinstance(keys, list) else []
+
+
+GALLERIES, GALLERY_INDEX = "galleries", "galleries.json"  # <run>/galleries/: decoded pictures
+ACROSS, ACROSS_INDEX = "_across", "across.json"  # <results>/<dataset>/_across/<variant>-<preset>/
+
+
+def across_dir(results: Path, dataset: str, variant: str, preset: str) -> Path:
+    """Where the pictures across one group's models go (a folder no run folder can be)."""
+    return Path(results) / dataset / ACROSS / f"{variant}-{preset}"
+
+
+def read_index(path: Path) -> dict[str, Any]:
+    """A galleries.json or across.json ({} if absent or unreadable: pictures are a courtesy,
+    a bad index costs them, never the report)."""
+    try:
+        return read_json(path) if Path(path).is_file() else {}
+    except GenbenchError:
+        return {}
 
 
 def write_history(path: Path, rows: list[Mapping[str, Any]]) -> None:

@@ -31,7 +31,7 @@ from genbench.contract import capabilities, optimizer_dict, sample_from, step_mo
 from genbench.data import DataBundle, DataRequest, load_dataset
 from genbench.errors import Diverged, GenbenchError
 from genbench.plugins import provenance
-from genbench.presets import Preset, get_preset
+from genbench.presets import NO_GALLERIES_AT_EVALUATION, Preset, get_preset
 from genbench.registry import get_model
 from genbench.settings import resolve
 
@@ -288,7 +288,14 @@ def _train_and_evaluate(plan: Plan, reporter: Reporter) -> RunOutcome:
                "not_applicable": na}
     if plan.logger is not None:
         plan.logger.final(plan.config_json(), values, step=len(progress.history))
-    return RunOutcome("finished", folder, store.update_metrics(folder, summary))
+    recorded = store.update_metrics(folder, summary)
+    if plan.preset.name not in NO_GALLERIES_AT_EVALUATION:  # the report places what it draws
+        from genbench.galleries.stored import draw_at_evaluation
+        from genbench.loading import LoadedRun
+
+        draw_at_evaluation(folder, LoadedRun(model, plan.data, plan.config_json(), plan.preset,
+                                             spec.seed), reporter.note)
+    return RunOutcome("finished", folder, recorded)
 
 
 def train_loop(plan: Plan, model: torch.nn.Module, optimizers: dict[str, torch.optim.Optimizer],

@@ -392,10 +392,14 @@ def test_a_bad_checkpoint_is_one_line_in_eval_and_gallery(results, damage, phras
 def test_report_on_a_bad_checkpoint_never_suggests_weights_only_false(results, tmp_path) -> None:
     root, folder = results
     _pickled_code(folder / store.CHECKPOINT)
+    # the galleries are drawn where checkpoints are loaded; the report only places them
+    drawn = _cli("gallery", "--results", str(root))
+    assert drawn.exit_code == 0, drawn.output
     out = _cli("report", "--results", str(root), "--out", str(tmp_path / "rep"))
     assert out.exit_code == 0, out.output
     text = (tmp_path / "rep" / "report.md").read_text()
-    assert "not a plain tensor checkpoint" in text and "weights_only" not in text + out.output
+    assert "not a plain tensor checkpoint" in drawn.output and "not a plain tensor checkpoint" in text
+    assert "weights_only" not in text + out.output + drawn.output
 
 
 def test_a_corrupt_evaluator_cache_is_rebuilt_with_a_warning(tmp_path: Path) -> None:

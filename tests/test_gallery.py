@@ -277,9 +277,11 @@ def test_the_report_says_only_what_a_reader_would_not_expect(tmp_path: Path) -> 
     attributes, arithmetic of a conditional model) are recorded as not applicable and left out of
     the report; a gallery that fails is still named under "Not shown" with its error."""
     import json
+    import shutil
 
     from genbench.galleries import GALLERIES, register_gallery, render_all
     from genbench.report.build import build_report
+    from genbench.report_cli import draw_for_report
 
     root = tmp_path / "results"
     runs = {m: make_run(root / "synthetic" / m / f"smoke-dynamic-seed0-{m}", m, steps=2)
@@ -291,16 +293,21 @@ def test_the_report_says_only_what_a_reader_would_not_expect(tmp_path: Path) -> 
     assert {"manifold", "sweeps", "arithmetic"} <= set(made.not_applicable)
     na = made.not_applicable
     assert "2-D latent" in na["manifold"] and "no attributes" in na["sweeps"]
+    draw_for_report(root)  # where models are loaded; the report places the files
     text = (build_report(root, tmp_path / "quiet").out / "report.md").read_text()
     assert "Galleries" in text and "Not shown" not in text and "2-D latent" not in text
+    assert "galleries/cvae/analogies.png" in text and "galleries/vae/samples.png" in text
 
     @register_gallery("test-broken", needs=frozenset({"sample"}), description="fails for a test")
     def broken(run, out_path, *, generator):
         raise RuntimeError("decoder exploded")
 
     try:
-        text = (build_report(root, tmp_path / "loud").out / "report.md").read_text()
+        for run in runs.values():
+            shutil.rmtree(run / "galleries")  # drawn again, with the broken gallery registered
+        draw_for_report(root)
     finally:
         GALLERIES.pop("test-broken", None)
+    text = (build_report(root, tmp_path / "loud").out / "report.md").read_text()
     assert text.count("Not shown: test-broken: failed — RuntimeError: decoder exploded.") == 2
     assert "2-D latent" not in text

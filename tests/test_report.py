@@ -230,12 +230,14 @@ def test_html_renders_in_chromium_with_every_image(results: Path, tmp_path: Path
     from run_folders import make_vae_run
 
     from genbench.report.build import build_report
+    from genbench.report_cli import draw_for_report
 
     make_vae_run(results / "synthetic" / "vae" / "smoke-dynamic-seed7-ckpt", steps=5, seed=7)
+    draw_for_report(results)  # where the checkpoints are loaded; the report places the files
     report = build_report(results, tmp_path / "report")
     html = (report.out / "index.html").read_text()
     assert "src=\"img/" not in html and html.count("data:image/png;base64,") == len(report.images)
-    assert any("galleries" in str(p) for p in report.images)  # the checkpointed run got galleries
+    assert any(p.name == "samples.png" and "galleries" in p.parts for p in report.images)
     probe = tmp_path / "probe.html"
     probe.write_text(html.replace("</body>", PROBE + "</body>"))
     exe, profile = chromium(), f"--user-data-dir={tmp_path / 'profile'}"
@@ -280,9 +282,12 @@ def test_a_conditional_model_is_never_marked_best_on_likelihood() -> None:
 def test_two_identical_report_calls_draw_identical_galleries(tmp_path: Path) -> None:
     """The galleries (the latent scatter's PCA too) come from explicit generators: the same
     results give the same pictures whatever the global RNG holds."""
+    import shutil
+
     from run_folders import make_vae_run
 
     from genbench.report.build import build_report
+    from genbench.report_cli import draw_for_report
 
     run = make_vae_run(tmp_path / "res" / "synthetic" / "vae" / "smoke-dynamic-seed0-x", latent_dim=4,
                        steps=2)
@@ -290,6 +295,8 @@ def test_two_identical_report_calls_draw_identical_galleries(tmp_path: Path) -> 
     pictures = []
     for i in (1, 2):
         torch.manual_seed(i)
+        shutil.rmtree(run / "galleries", ignore_errors=True)  # drawn afresh each time
+        draw_for_report(tmp_path / "res")
         out = build_report(tmp_path / "res", tmp_path / f"report{i}")
         pictures.append({p.relative_to(out.out): p.read_bytes() for p in out.images
                          if "galleries" in p.parts})

@@ -2,8 +2,9 @@
 latent arithmetic, the 2-D manifold, a latent scatter, analogies, ...).
 
 The one way in is :func:`render` (one gallery to one PNG) or :func:`render_all` (every gallery
-that applies to a run, for the report). Both load the plugins and the checkpoint here, so
-``genbench.report`` never does.
+that applies to a run). Both load the plugins and the checkpoint here; :mod:`.stored` writes
+what the report shows into the store (at the end of evaluation, or ``genbench gallery
+--results``), so ``genbench.report`` only places files.
 
 A new gallery is a new module in this package whose function is decorated with
 :func:`register_gallery`, plus one entry in ``MODULES`` below.
@@ -122,7 +123,8 @@ class RunGalleries:
     not_applicable: dict[str, str] = field(default_factory=dict)
 
 
-def render_all(run_dir: Path, out_dir: Path, *, seed: int = 0, **options: Any) -> RunGalleries:
+def render_all(run_dir: Path, out_dir: Path, *, seed: int = 0, run: LoadedRun | None = None,
+               **options: Any) -> RunGalleries:
     """Every gallery that applies to the run's model, as ``out_dir/<kind>.png``.
 
     Galleries whose capabilities the model lacks are left out; one that raises
@@ -130,11 +132,12 @@ def render_all(run_dir: Path, out_dir: Path, *, seed: int = 0, **options: Any) -
     without labels) goes to ``not_applicable`` with its reason; one that cannot be drawn for a
     reason a reader would not expect (another GenbenchError, e.g. no evaluator classifier) or
     that fails goes to ``skipped``, and does not cost the others. ``options`` go to every gallery that takes
-    them (e.g. ``n=8, steps=10, manifold_n=15``). A run that cannot be loaded raises.
+    them (e.g. ``n=8, steps=10, manifold_n=15``). A run that cannot be loaded raises; ``run``,
+    the run already in memory (the runner's model at the end of evaluation), spares the load.
     """
     run_dir = Path(run_dir)
     _no_outside(run_dir)
-    run = load_run(run_dir)
+    run = run if run is not None else load_run(run_dir)
     space = read_metrics(run_dir).get("feature_space")
     done = RunGalleries(run.config["model"], run.seed)
     for kind, gallery in GALLERIES.items():

@@ -1,8 +1,8 @@
 """``genbench report``: results/ -> report.md + index.html + small PNGs.
 
-It reads only the store (config.json, metrics.json, history.csv, sample PNGs) and has
-galleries decoded from checkpoints by :mod:`genbench.galleries`; it never trains. One section
-per (dataset, variant, preset):
+It reads only the store (config.json, metrics.json, history.csv, sample PNGs, and the
+galleries drawn where the models were loaded); it never loads a checkpoint or trains. One
+section per (dataset, variant, preset):
 the unit inside which numbers are comparable.
 """
 
@@ -163,7 +163,7 @@ def add_group(doc: Document, key: tables.GroupKey, runs: pd.DataFrame, results: 
     if galleries:
         from genbench.report.galleries import add_galleries
 
-        add_galleries(doc, runs, img / "galleries", out, summary)
+        add_galleries(doc, runs, results, img / "galleries", out, summary)
 
 
 def add_configurations(doc: Document, key: tables.GroupKey, runs: pd.DataFrame,
