@@ -95,7 +95,7 @@ def test_the_reports_galleries_say_outside_samples_have_no_model(outside, tmp_pa
     (_, runs), = tables.groups(tables.load(outside.parents[2]))
     doc = Document("report")
     summary = SimpleNamespace(say=lambda *_: None, images=[])
-    add_galleries(doc, runs, tmp_path / "img", tmp_path, summary)
+    add_galleries(doc, runs, outside.parents[2], tmp_path / "img", tmp_path, summary)
     text = " ".join(to_markdown(doc).split())
     assert "Outside samples scored by `genbench score`: no model to decode galleries from" in text
     assert "checkpoint" not in text
