@@ -35,12 +35,12 @@ from rich.console import Console
 
 def sweep(results: Path, executor, epochs: int, metrics: tuple[str, ...], dataset: str
           ) -> tuple[float, list]:
-    from genbench.runs import run_all
+    from genbench.runs import RunRequest, run_all
 
     t = time.perf_counter()
-    out = run_all(models=["vae", "ae"], dataset=dataset, variant=None, preset="quick", epochs=epochs,
-                  seeds=[0, 1], device="cpu", overrides=[], results=results, metrics=metrics, data_dir=None,
-                  force=True, console=Console(file=io.StringIO()), executor=executor)
+    request = RunRequest(("vae", "ae"), dataset=dataset, preset="quick", epochs=epochs, seeds=(0, 1),
+                         device="cpu", results=results, metrics=metrics, force=True, executor=executor)
+    out = run_all(request, Console(file=io.StringIO()))
     seconds = time.perf_counter() - t
     assert all(o.status == "finished" for o in out), [(o.status, o.message) for o in out]
     return seconds, out

@@ -320,7 +320,7 @@ def run(models: str | Sequence[str], *, dataset: str = "mnist", variant: str | N
     """
     from rich.console import Console
 
-    from genbench.runs import run_all
+    from genbench.runs import RunRequest, run_all
 
     _load_plugins(plugins)
     names = [models] if isinstance(models, str) else list(models)
@@ -335,13 +335,13 @@ def run(models: str | Sequence[str], *, dataset: str = "mnist", variant: str | N
             else list(overrides))
     console = Console(quiet=True) if quiet else Console()
     logs = (log,) if isinstance(log, str) else tuple(log)
-    return run_all(models=names, dataset=dataset, variant=variant, preset=preset, epochs=epochs,
-                   seeds=seed_list, device=device, overrides=sets, results=Path(results),
-                   metrics=_metric_names(metrics), data_dir=data_dir, force=force,
-                   console=console,
-                   command=_command(names, dataset, variant, preset, seed_list, epochs, sets,
-                                    _metric_names(metrics), results, logs, device),
-                   log=logs)
+    request = RunRequest(tuple(names), dataset=dataset, variant=variant, preset=preset,
+                         seeds=tuple(seed_list), epochs=epochs, device=device, overrides=tuple(sets),
+                         results=Path(results), metrics=_metric_names(metrics), data_dir=data_dir,
+                         force=force, log=logs,
+                         command=_command(names, dataset, variant, preset, seed_list, epochs, sets,
+                                          _metric_names(metrics), results, logs, device))
+    return run_all(request, console)
 
 
 def _whole(value: Any, what: str, example: str) -> int:

@@ -132,7 +132,7 @@ def run(
 ) -> None:
     """Train MODELs on a dataset, evaluate them, and print a table of their metrics."""
     from genbench.executors import options_for
-    from genbench.runs import run_all
+    from genbench.runs import RunRequest, run_all
 
     _load(plugins)
     opts = options_for(executor, address=address, cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run,
@@ -140,10 +140,11 @@ def run(
                        time_limit=slurm_time, cluster=slurm_cluster, dry_run=dry_run,
                        plugins=tuple(str(p) for p in plugins))
     started = time.perf_counter()
-    outcomes = run_all(models=models, dataset=dataset, variant=variant, preset=preset,
-                       epochs=epochs, seeds=seed, device=device, overrides=set_,
-                       results=results, metrics=_names(metrics), data_dir=data_dir, force=force,
-                       console=console, executor=opts, plan_only=plan, log=tuple(log))
+    request = RunRequest(tuple(models), dataset=dataset, variant=variant, preset=preset,
+                         seeds=tuple(seed), epochs=epochs, device=device, overrides=tuple(set_),
+                         results=results, metrics=_names(metrics), data_dir=data_dir, force=force,
+                         log=tuple(log), executor=opts)
+    outcomes = run_all(request, console, plan_only=plan)
     if plan or dry_run and not outcomes:
         return
     print_summary(outcomes, results, seconds=time.perf_counter() - started)

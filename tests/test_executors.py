@@ -27,7 +27,7 @@ from typer.testing import CliRunner
 from genbench import store
 from genbench.errors import GenbenchError
 from genbench.executors import RayOptions, RunOptions, SlurmOptions, check_options, options_for
-from genbench.runs import run_all
+from genbench.runs import RunRequest, run_all
 
 pytestmark = pytest.mark.usefixtures("one_thread", "plugins_loaded")
 RAY = RayOptions(cpus_per_run=1, max_retries=2, live=False)
@@ -39,10 +39,10 @@ def _quiet() -> Console:
 
 def _sweep(results: Path, executor: RunOptions | None, models=("vae", "ae"), seeds=(0, 1),
            epochs: int | None = None, metrics=("elbo", "iwae")) -> list:
-    return run_all(models=list(models), dataset="synthetic", variant=None, preset="smoke", epochs=epochs,
-                   seeds=list(seeds), device="cpu", overrides=[], results=results, metrics=tuple(metrics),
-                   data_dir=None, force=False, console=_quiet(), command="genbench run (test)",
-                   executor=executor)
+    request = RunRequest(tuple(models), dataset="synthetic", preset="smoke", epochs=epochs,
+                         seeds=tuple(seeds), device="cpu", results=results, metrics=tuple(metrics),
+                         command="genbench run (test)", executor=executor)
+    return run_all(request, _quiet())
 
 
 def _tensors_equal(a, b, where: str) -> None:
@@ -391,9 +391,8 @@ def test_sweep_view_reads_the_run_folders(tmp_path: Path) -> None:
 
 def test_plan_prints_costs_and_runs_nothing(tmp_path: Path) -> None:
     buf = io.StringIO()
-    out = run_all(models=["vae", "gan"], dataset="synthetic", variant=None, preset="smoke", epochs=None,
-                  seeds=[0, 1], device="cpu", overrides=[], results=tmp_path, metrics=(), data_dir=None,
-                  force=False, console=Console(file=buf, width=200), plan_only=True)
+    out = run_all(RunRequest(("vae", "gan"), dataset="synthetic", preset="smoke", seeds=(0, 1),
+                             device="cpu", results=tmp_path), Console(file=buf, width=200), plan_only=True)
     assert out == []
     text = buf.getvalue()
     assert text.count("synthetic/dynamic seed") == 4 and "GFLOP/s" in text
