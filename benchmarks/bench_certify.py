@@ -27,11 +27,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import time
 from pathlib import Path
 
 import torch
+from peak import matmul_peak  # benchmarks/peak.py, beside this script
 
 from genbench.loading import load_run
 from genbench.metrics.ais import HMCConfig
@@ -40,16 +40,6 @@ from genbench.metrics.estimates import mean_stderr
 from genbench.metrics.inference import finish, simulate_moments
 from genbench.metrics.obsmodel import ObservationModel
 from genbench.nn import fuse_batchnorm
-
-
-def matmul_peak(n: int = 2048, repeats: int = 5) -> float:
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    best = math.inf
-    for _ in range(repeats):
-        t = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - t)
-    return 2 * n**3 / best / 1e9
 
 
 def gradient_gflop(model: torch.nn.Module, obs: ObservationModel, x: torch.Tensor, chains: int) -> float:

@@ -26,15 +26,8 @@ import statistics
 import time
 
 import torch
+from peak import matmul_peak  # benchmarks/peak.py, beside this script
 from torch import nn
-
-
-def matmul_peak(repeats: int = 5, n: int = 2048) -> float:
-    """fp32 GFLOP/s of a square matmul, the best of ``repeats``."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    a @ b
-    best = min(_timed(lambda: a @ b) for _ in range(repeats))
-    return 2 * n**3 / best / 1e9
 
 
 def _timed(f) -> float:

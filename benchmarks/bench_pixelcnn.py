@@ -27,23 +27,12 @@ import time
 
 import torch
 from genbench_models.pixelcnn import PixelCNN
+from peak import matmul_peak  # benchmarks/peak.py, beside this script
 from torch import nn
 from torch.distributions import Bernoulli, Categorical
 
 from genbench.contract import DataInfo
 from genbench.metrics.exact import exact_log_likelihood
-
-
-def matmul_peak(n: int = 2048, repeats: int = 5) -> float:
-    """Best sgemm rate in GFLOP/s over ``repeats`` products of two n x n matrices."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    a @ b  # warm-up
-    best = math.inf
-    for _ in range(repeats):
-        start = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - start)
-    return 2 * n**3 / best / 1e9
 
 
 def model_for(observation: str) -> PixelCNN:

@@ -38,20 +38,11 @@ from genbench.metrics.exact import exact_log_likelihood
 # isort: split
 # (genbench_models sorts as first- or third-party depending on the checkout)
 from genbench_models import pixelrnn
+from peak import matmul_peak  # benchmarks/peak.py, beside this script
 
 TRAIN_IMAGES = 4000  # mnist-5k's training split
 
 
-def matmul_peak(n: int = 2048, repeats: int = 5) -> float:
-    """Best sgemm rate in GFLOP/s over ``repeats`` products of two n x n matrices."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    a @ b  # warm-up
-    best = math.inf
-    for _ in range(repeats):
-        start = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - start)
-    return 2 * n**3 / best / 1e9
 
 
 def model_for(layer: str) -> pixelrnn.PixelRNN:

@@ -30,21 +30,12 @@ import time
 from pathlib import Path
 
 import torch
+from peak import matmul_peak  # benchmarks/peak.py, beside this script
 
 DEBIAN = Path("/usr/share/datasets/fashion-mnist")
 D, H, Z, BATCH = 784, 400, 20, 128
 
 
-def matmul_peak(n: int = 2048, repeats: int = 10) -> float:
-    """fp32 GFLOP/s of a large square matmul: this machine's practical peak."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    a @ b
-    best = float("inf")
-    for _ in range(repeats):
-        t = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - t)
-    return 2 * n**3 / best / 1e9
 
 
 def flops_per_image() -> float:
@@ -140,7 +131,7 @@ def main() -> None:
     args = parser.parse_args()
     if not DEBIAN.exists():
         raise SystemExit("needs Debian's Fashion-MNIST: apt-get install dataset-fashion-mnist")
-    peak = matmul_peak()
+    peak = matmul_peak(repeats=10)
     tutorial = run_arm(tutorial_arm, args.epochs)
     ours = run_arm(genbench_arm, args.epochs)
     flops_epoch = flops_per_image() * 60_000
