@@ -31,17 +31,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch import nn
-from torch.distributions import Distribution
+from genbench_models.vae import VAE
 
 from genbench import register_model
 from genbench.contract import Batch, DataInfo, model_device
 from genbench.data import DataBundle, sweeps3d, transform
 from genbench.data.render3d import FACTORS
 from genbench.errors import GenbenchError
-from genbench.latent import gaussian_kl, reparameterize, split_gaussian, standard_normal_prior
-from genbench.nn import ACTIVATIONS, adam, build_decoder, build_encoder
-from genbench.observation import learned_log_std, observation_log_prob, observation_model
+from genbench.latent import gaussian_kl, reparameterize
+from genbench.nn import ACTIVATIONS
+from genbench.observation import observation_log_prob
 from genbench.settings import between, one_of, positive
 
 STEP_SEED = 7919  # mixed with the step number: which sweeps a step draws (resumable)
@@ -96,8 +95,11 @@ def clamp_units(z: torch.Tensor, clamped: torch.Tensor, group: torch.Tensor | No
 
 
 @register_model("dcign")
-class DCIGN(nn.Module):
-    """DC-IGN (Kulkarni et al. 2015): a VAE trained on one-factor batches with clamped units."""
+class DCIGN(VAE):
+    """DC-IGN (Kulkarni et al. 2015): a VAE trained on one-factor batches with clamped units.
+
+    Its networks, prior, encoder, decoder and optimizer are the VAE's (inherited), so the
+    plain VAE on the same data is the baseline that differs only in how it is trained."""
 
     Config = DCIGNConfig
     presets = {
@@ -107,34 +109,15 @@ class DCIGN(nn.Module):
     }
 
     def __init__(self, config: DCIGNConfig, info: DataInfo) -> None:
-        super().__init__()
         if config.latent_dim <= len(FACTORS):
             raise GenbenchError(f"dcign needs latent_dim > {len(FACTORS)}: one unit per factor "
                                 f"({', '.join(FACTORS)}) and at least one intrinsic unit")
-        self.config, self.info = config, info
-        self.encoder = build_encoder(info.shape, config.hidden, 2 * config.latent_dim,
-                                     config.activation)
-        self.decoder = build_decoder(info.shape, tuple(reversed(config.hidden)),
-                                     config.latent_dim, config.activation)
-        self.log_std = learned_log_std(info)
+        super().__init__(config, info)  # the VAE's encoder, decoder and log_std, in its order
         self.factor_units = {f: j for j, f in enumerate(FACTORS)}  # factor -> its latent unit
         self.register_buffer("steps_done", torch.zeros((), dtype=torch.int64))
         # latent units per training sd of each factor (on_train_end), for edits
         self.register_buffer("unit_per_sd", torch.zeros(len(FACTORS)))
         self.sweeps: dict[str, torch.Tensor] | None = None  # on_train_start
-
-    # -- the VAE's capabilities -----------------------------------------------------------
-    def prior(self) -> Distribution:
-        return standard_normal_prior(self.config.latent_dim, like=self.log_std)
-
-    def encode(self, x: torch.Tensor) -> Distribution:
-        return split_gaussian(self.encoder(x))
-
-    def decode(self, z: torch.Tensor) -> Distribution:
-        return observation_model(self.info.observation, self.decoder(z), self.log_std)
-
-    def generate(self, z: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.decoder(z))
 
     @torch.no_grad()
     def edit(self, x: torch.Tensor, attribute: str, delta: float, y: torch.Tensor | None = None
@@ -149,9 +132,6 @@ class DCIGN(nn.Module):
         return self.generate(z)
 
     # -- training -------------------------------------------------------------------------
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        return adam(self.parameters(), lr=self.config.lr)
-
     def on_train_start(self, data: DataBundle) -> None:
         """Load (render once, then cached) the sweeps at the data's image size."""
         c, h, w = self.info.shape
