@@ -160,6 +160,8 @@ def plan_run(spec: RunSpec, data: DataBundle | None = None) -> Plan:
     settings = dataclasses.asdict(preset)
     if settings.get("feature_weights") is None:  # added later: unset, it moves no run folder
         settings.pop("feature_weights", None)
+    if settings.get("hmc_persistence") == 0.0:  # added later: Wu et al.'s HMC, as before it
+        settings.pop("hmc_persistence", None)
     identity = {"model": spec.model, "config": dataclasses.asdict(config),
                 "preset": settings, "dataset": data.info.name,
                 "variant": data.info.variant, "splits": data.info.splits}
