@@ -140,7 +140,19 @@ class Plan:
             "command": self.spec.command,
             "capabilities": sorted(capabilities(self.model_cls)),
             **({"plugins": source} if (source := provenance(self.spec.model)) else {}),
+            **report_declarations(self.model_cls),
         }
+
+
+def report_declarations(cls: type) -> dict[str, Any]:
+    """What the report needs to know of the model class, kept in config.json so that it
+    reads the store alone: whether it is conditional (log p(x|y), marked †), and a reference
+    row's ``reference_row`` note with the keys it ``games`` (the fooling generator)."""
+    out: dict[str, Any] = {"conditional_model": bool(getattr(cls, "conditional", False))}
+    note = getattr(cls, "reference_row", None)
+    if isinstance(note, str):
+        out |= {"reference_row": note, "games": [str(k) for k in getattr(cls, "games", ())]}
+    return out
 
 
 def plan_run(spec: RunSpec, data: DataBundle | None = None) -> Plan:

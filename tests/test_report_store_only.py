@@ -112,3 +112,24 @@ def test_the_report_says_how_to_draw_missing_galleries_and_gallery_results_takes
     (run / "checkpoint.pt").unlink()  # ae: nothing to draw from; one model cannot be compared
     text = (build_report(results, tmp_path / "report2").out / "report.md").read_text()
     assert text.count(hint) == 1 and text.count("no checkpoint.pt among its finished runs") == 1
+
+
+def test_a_reference_row_is_marked_from_its_config_alone(tmp_path):
+    """An adversary's row is marked and its gamed numbers flagged from what the runner wrote
+    into config.json, with no model registered under its name (a plugin not loaded now)."""
+    import json
+
+    from genbench.report import adversarial, tables
+
+    for model, extra in (("someadv", {"reference_row": "adversarial: games the classifier",
+                                      "games": ["inception_score"]}), ("vae", {})):
+        run = tmp_path / "mnist-5k" / model / "quick-dynamic-seed0-abcdef"
+        run.mkdir(parents=True)
+        (run / "config.json").write_text(json.dumps({
+            "model": model, "seed": 0, "model_config": {}, "preset": {"name": "quick"},
+            "dataset": {"name": "mnist-5k", "variant": "dynamic"}, **extra}))
+        (run / "metrics.json").write_text(json.dumps({"status": "finished", "inception_score": 9.0}))
+    runs = tables.load(tmp_path)
+    assert adversarial.references(runs) == {"someadv"}
+    assert adversarial.gamed(runs, "someadv") == {"inception_score"}
+    assert adversarial.gamed(runs, "vae") == frozenset()

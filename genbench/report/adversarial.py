@@ -13,9 +13,6 @@ from __future__ import annotations
 
 import pandas as pd
 
-from genbench.registry import MODELS
-from genbench.report import configs
-
 DECISION = frozenset({"inception_score", "classes_covered", "mode_kl"})  # read argmax/softmax only
 GAMED = "⚠ gamed: optimized against this very classifier"
 GAMED_CAPTION = ("A reference row is never ranked; ⚠ gamed marks a number its model optimized the "
@@ -25,29 +22,24 @@ WEIGHED = ("inception_score", "classes_covered", "mode_kl", "fid", "kid", "preci
            "coverage")
 
 
-def _names(runs: pd.DataFrame, label: str) -> set[str]:
-    """The registry names behind a row label (``fooling (encoding=cppn)`` -> {"fooling"})."""
-    col = configs.NAME if configs.NAME in runs else "model"
-    return {str(n) for n in runs.loc[runs["model"] == label, col]}
+def _declared(runs: pd.DataFrame, label: str, column: str) -> list:
+    """The row's recorded declarations in ``column`` (config.json, written by the runner)."""
+    if column not in runs:
+        return []
+    return [v for v in runs.loc[runs["model"] == label, column] if isinstance(v, (str, tuple)) and v]
 
 
 def reference_note(runs: pd.DataFrame, label: str) -> str | None:
     """The row's ``reference_row`` declaration, or None for a competing model."""
-    for name in sorted(_names(runs, label)):
-        entry = MODELS.get(name)
-        if entry is not None and isinstance(note := getattr(entry.cls, "reference_row", None), str):
-            return note
-    return None
+    notes = sorted(str(n) for n in _declared(runs, label, "reference_row"))
+    return notes[0] if notes else None
 
 
 def gamed(runs: pd.DataFrame, label: str) -> frozenset[str]:
     """The result keys the row's model declares it games."""
-    keys: set[str] = set()
-    for name in _names(runs, label):
-        entry = MODELS.get(name)
-        if entry is not None and reference_note(runs, label):
-            keys |= set(getattr(entry.cls, "games", ()))
-    return frozenset(keys)
+    if reference_note(runs, label) is None:
+        return frozenset()
+    return frozenset(k for keys in _declared(runs, label, "games") for k in keys)
 
 
 def references(runs: pd.DataFrame) -> set[str]:

@@ -41,6 +41,16 @@ MODEL_ORDER = ("vae", "ae", "gan", "dcgan", "vaegan", "cvae", "m2")
 GroupKey = tuple[str, str, str]  # (dataset, variant, preset)
 
 
+def _conditional(model: str, config: dict) -> bool:
+    """Conditional by class (CVAE; recorded in config.json as ``conditional_model``, or for a
+    run recorded before that, by the registered class) or by its config (a PixelCNN with
+    conditional=true)."""
+    by_class = config.get("conditional_model")
+    if by_class is None:
+        by_class = bool(getattr(MODELS[model].cls, "conditional", False)) if model in MODELS else False
+    return bool(by_class) or bool(config.get("model_config", {}).get("conditional", False))
+
+
 def load(results: Path) -> pd.DataFrame:
     """The store's results frame plus ``latent_dim`` and ``conditional`` from each run's config,
     grouped by configuration (:mod:`genbench.report.configs`): ``model`` is the row label
@@ -54,11 +64,10 @@ def load(results: Path) -> pd.DataFrame:
     df["latent_dim"] = [c.get("model_config", {}).get("latent_dim") for c in cfgs]
     df["command"] = [c.get("command") for c in cfgs]
     df["external"] = [bool(c.get("external", False)) for c in cfgs]  # `genbench score` samples
+    df["reference_row"] = [c.get("reference_row") for c in cfgs]  # an adversary's declaration
+    df["games"] = [tuple(c.get("games") or ()) for c in cfgs]
     # a model is conditional by class (CVAE) or by its config (a PixelCNN with conditional=true)
-    df["conditional"] = [
-        (bool(getattr(MODELS[m].cls, "conditional", False)) if m in MODELS else False)
-        or bool(c.get("model_config", {}).get("conditional", False))
-        for m, c in zip(df["model"], cfgs, strict=True)]
+    df["conditional"] = [_conditional(m, c) for m, c in zip(df["model"], cfgs, strict=True)]
     if "status" not in df:
         df["status"] = None
     if "reason" not in df:
