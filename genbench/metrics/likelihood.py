@@ -438,8 +438,9 @@ def _ais_keys(suffix: str, which: str) -> dict[str, str]:
         f"ais_pilot_gap{suffix}": "the pilot's BDMC gap (pilot_steps distributions, pilot_n simulated "
                                   "images), nats/image",
         f"ais_pilot_distributions{suffix}": "distributions of the pilot's BDMC",
-        f"ais_pilot_decay{suffix}": "the exponent a of gap ~ T^-a the pilot extrapolated with: the larger "
-                                    "of 1 and the decay between half its schedule and its schedule",
+        f"ais_pilot_decay{suffix}": "the exponent a of gap ~ T^-a the pilot extrapolated with: the decay "
+                                    "between half its schedule and its schedule, kept within 3 to 4 "
+                                    "(optimistic: certify.MIN_DECAY, MAX_DECAY)",
         f"ais_needed_distributions{suffix}": "distributions the pilot's gap, extrapolated optimistically "
                                              "(ais_pilot_decay), needs to reach certify_tolerance",
         f"ais_pilot_stopped{suffix}": "1 if the pilot judged certification unreachable within "
