@@ -389,9 +389,9 @@ def evaluate(run_dir: str | Path, metrics: str | Sequence[str] = (), *, preset: 
     retraining, as ``genbench eval`` does; returns the run's updated metrics.json."""
     from rich.console import Console
 
+    from genbench.display import EvalDisplay
     from genbench.evaluation import evaluate_run
     from genbench.presets import get_preset
-    from genbench.progress import EvalDisplay
     from genbench.training import resolve_device
 
     _load_plugins(plugins)

@@ -180,9 +180,9 @@ def eval_cmd(
                                           help="score an unfinished run's last checkpoint"),
 ) -> None:
     """Add metrics to finished runs without retraining."""
+    from genbench.display import EvalDisplay
     from genbench.evaluation import check_run_folder, evaluate_run
     from genbench.executors import eval_sharding, options_for
-    from genbench.progress import EvalDisplay
     from genbench.store import CONFIG, METRICS, read_json
     from genbench.training import resolve_device
 

@@ -59,7 +59,7 @@ def score_command(
     """Score samples from a model genbench did not train (FID, KID, precision/recall, mode
     coverage, memorization), stored as an external run beside the trained models."""
     from genbench.api import score
-    from genbench.progress import EvalDisplay
+    from genbench.display import EvalDisplay
 
     console = Console()
     watch = EvalDisplay(console)

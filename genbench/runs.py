@@ -81,7 +81,7 @@ def run_all(request: RunRequest, console: Console, *, plan_only: bool = False) -
         console.print(f"[bold yellow]warning:[/] {note}", highlight=False)
     plans: list[Plan] = [plan_run(spec, data) for spec in request.specs()]
     if plan_only:  # `--plan`: the estimated cost of each run, nothing run
-        from genbench.plan import print_costs
+        from genbench.costs import print_costs
 
         print_costs(plans, console, threads=request.executor.cpus_per_run if request.executor else None)
         return []

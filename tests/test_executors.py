@@ -400,7 +400,7 @@ def test_plan_prints_costs_and_runs_nothing(tmp_path: Path) -> None:
 
 
 def test_plan_counts_a_linear_decoder_exactly() -> None:
-    from genbench.plan import _count
+    from genbench.costs import _count
 
     layer = torch.nn.Linear(20, 30)
     assert _count(lambda: layer(torch.zeros(7, 20))) == 2 * 7 * 20 * 30

@@ -23,12 +23,12 @@ LAYERS: list[tuple[str, tuple[str, ...], str]] = [
                    "genbench.commands", "genbench.report_cli"),
      "front doors (command line, Python API): parse, call one library function, print; "
      "nothing below imports them"),
-    ("runs", ("genbench.runs", "genbench.executors", "genbench.plan", "genbench.check",
+    ("runs", ("genbench.runs", "genbench.executors", "genbench.costs", "genbench.check",
               "genbench.scoring"),
      "schedule work: sweeps of seeds and models, Ray/SLURM executors, cost plans, the one-step "
      "model check; they drive training"),
     ("training", ("genbench.training", "genbench.tblog", "genbench.wandblog", "genbench.loggers",
-                  "genbench.progress"),
+                  "genbench.display"),
      "the runner (loop, checkpoints, resume) and what it shows or logs; it calls evaluation "
      "at the end of a run"),
     ("evaluation", ("genbench.evaluation", "genbench.outside"),

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from genbench.progress import RichReporter
+from genbench.display import RichReporter
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -75,7 +75,7 @@ def test_a_smoke_runs_evaluation_names_each_metric_with_its_progress(tmp_path: P
     import re
 
     from genbench.data import DataRequest, load_dataset
-    from genbench.progress import RichReporter
+    from genbench.display import RichReporter
     from genbench.training import RunSpec, execute, plan_run
 
     out = io.StringIO()
@@ -142,7 +142,7 @@ def test_iwae_and_sample_progress_reach_the_total() -> None:
 
 
 def test_terminal_display_keeps_one_bar_per_metric_and_restarts_on_a_new_phase() -> None:
-    from genbench.progress import EvalDisplay
+    from genbench.display import EvalDisplay
 
     display = EvalDisplay(Console(file=io.StringIO(), force_terminal=True, width=100))
     assert not display.plain
@@ -165,7 +165,7 @@ def test_plain_lines_count_passes_when_a_loop_starts_again() -> None:
     """A loop that runs again (AIS doubling its schedule, a noise search) is a new pass:
     the time left restarts and the lines say which pass; a metric asked for by name but
     not applicable is named with its reason."""
-    from genbench.progress import EvalDisplay
+    from genbench.display import EvalDisplay
 
     out = io.StringIO()
     display = EvalDisplay(Console(file=out, width=200), interval=0.0)
@@ -190,7 +190,7 @@ def test_eval_bars_keep_count_and_time_left_at_80_columns() -> None:
 
     from rich.console import Console
 
-    from genbench.progress import EvalDisplay
+    from genbench.display import EvalDisplay
 
     for width in (80, 120):
         display = EvalDisplay(Console(file=io.StringIO(), width=width, force_terminal=True), plain=False)

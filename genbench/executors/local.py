@@ -8,8 +8,8 @@ from pathlib import Path
 
 from rich.console import Console
 
+from genbench.display import RichReporter
 from genbench.executors.base import LocalOptions, Sharder
-from genbench.progress import RichReporter
 from genbench.store import Busy
 from genbench.training import Plan, RunOutcome, execute
 
