@@ -19,7 +19,7 @@ z = [z_1..z_T] is N(0, I) and the decoder a deterministic function of it: ``prio
 multi-layer "conceptual" hierarchy of the paper is not built (one layer of latents).
 
 ``encode(x)`` is the sequential q(z_1..T | x) as one distribution over the concatenation
-(:class:`ConvSequentialPosterior`), so ELBO (Monte Carlo KL), IWAE, reconstructions and AIS
+(DRAW's :class:`SequentialPosterior`), so ELBO (Monte Carlo KL), IWAE, reconstructions and AIS
 from q apply as to DRAW; ``log_importance_weights`` gives the IWAE weights in one pass per draw.
 Its ``reparameterize(eps)`` maps standard-normal noise to q's draws (z_t = mu_t + sigma_t eps_t
 along the sequence), so genbench's counter-based noise makes IWAE and the ELBO independent of
@@ -35,8 +35,9 @@ import math
 from dataclasses import dataclass
 
 import torch
+from genbench_models.draw import SequentialPosterior
 from torch import nn
-from torch.distributions import Distribution, constraints
+from torch.distributions import Distribution
 
 from genbench import register_model
 from genbench.contract import Batch, DataInfo
@@ -79,58 +80,6 @@ class ConvLSTMCell(nn.Module):
 def effective_stride(height: int, width: int, stride: int) -> int:
     """The largest s <= stride dividing both sides, so read and write map h x w exactly."""
     return max(s for s in range(1, max(1, stride) + 1) if height % s == 0 and width % s == 0)
-
-
-class ConvSequentialPosterior(Distribution):
-    """q(z_1..T | x) = prod_t N(z_t; mu_t, sigma_t) over the concatenation (event (T * D_t,)).
-
-    As DRAW's: ``rsample`` runs the encoder drawing step by step, ``log_prob(z)`` runs it fed
-    the given z (differentiable in z, for HMC), ``mean`` is the path of means. In addition
-    ``reparameterize(eps)`` is the draw for given standard-normal noise eps (..., N, D), which
-    genbench's ``sampling.reparameterize`` calls so that counter-based noise fixes the draws.
-    """
-
-    arg_constraints: dict = {}
-    support = constraints.real_vector
-    has_rsample = True
-
-    def __init__(self, model: ConvDRAW, x: torch.Tensor) -> None:
-        self.model, self.x = model, x
-        super().__init__(x.shape[:1], torch.Size([model.latent_dim]), validate_args=False)
-        self._last: tuple[torch.Tensor, torch.Tensor] | None = None  # (z, log q) of the last draw
-        self._grad = torch.is_grad_enabled()  # draws made later behave as if made now
-
-    def _rows(self, lead: torch.Size) -> torch.Tensor:
-        """x repeated for every leading sample: (prod(lead) * N, C, H, W)."""
-        m = math.prod(lead)
-        return self.x.unsqueeze(0).expand(m, *self.x.shape).reshape(m * self.x.shape[0], *self.x.shape[1:])
-
-    def _draw(self, lead: torch.Size, eps: torch.Tensor | None) -> torch.Tensor:
-        with torch.set_grad_enabled(self._grad):
-            out = self.model.infer(self._rows(lead), eps=eps)
-        z = out["z"].view(*lead, *self.batch_shape, -1)
-        self._last = (z, out["log_q"].view(*lead, *self.batch_shape))
-        return z
-
-    def rsample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:
-        return self._draw(torch.Size(sample_shape), None)
-
-    def reparameterize(self, eps: torch.Tensor) -> torch.Tensor:
-        """z for standard-normal noise eps (..., N, D): z_t = mu_t(x, z_<t) + sigma_t eps_t."""
-        lead = eps.shape[:-2]
-        return self._draw(lead, eps.reshape(-1, eps.shape[-1]))
-
-    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
-        if self._last is not None and value is self._last[0]:  # the draw just made: no rerun
-            return self._last[1]
-        lead = value.shape[:-2]
-        out = self.model.infer(self._rows(lead), z=value.reshape(-1, value.shape[-1]))
-        return out["log_q"].view(*lead, *self.batch_shape)
-
-    @property
-    def mean(self) -> torch.Tensor:
-        with torch.set_grad_enabled(self._grad):
-            return self.model.infer(self.x, mean=True)["z"]
 
 
 @register_model("convdraw")
@@ -207,15 +156,16 @@ class ConvDRAW(nn.Module):
 
     # -- the inference side ---------------------------------------------------------------
     def encode(self, x: torch.Tensor) -> Distribution:
-        """q(z_1..T | x) over the concatenation (see :class:`ConvSequentialPosterior`)."""
-        return ConvSequentialPosterior(self, x)
+        """q(z_1..T | x) over the concatenation: DRAW's sequential q, which runs this model's
+        :meth:`infer` (see :class:`genbench_models.draw.SequentialPosterior`)."""
+        return SequentialPosterior(self, x)
 
     def infer(self, x: torch.Tensor, generator: torch.Generator | None = None, *,
-              z: torch.Tensor | None = None, eps: torch.Tensor | None = None,
+              z: torch.Tensor | None = None, noise: torch.Tensor | None = None,
               mean: bool = False) -> dict[str, torch.Tensor]:
         """One pass of encoder and decoder with z_t ~ q(z_t | x, z_<t), reparameterized.
 
-        ``z`` (B, T * step_dim) fixes the latents (to evaluate q at them); ``eps`` (B, same)
+        ``z`` (B, T * step_dim) fixes the latents (to evaluate q at them); ``noise`` (B, same)
         fixes the noise; ``mean`` takes z_t = mu_t at every step. Returns per image:
         ``log_lik`` log p(x | z), ``kl_steps`` (T, B) KL(q(z_t | .) || N(0, I)) in closed
         form, ``kl`` their sum, ``log_q``, ``log_w`` log p(x, z) - log q(z | x), ``z`` and
@@ -234,8 +184,8 @@ class ConvDRAW(nn.Module):
                 z_t = z[:, t * d:(t + 1) * d]
                 e = (z_t - mu) * (-0.5 * logvar).exp()
             else:
-                if eps is not None:
-                    e = eps[:, t * d:(t + 1) * d]
+                if noise is not None:
+                    e = noise[:, t * d:(t + 1) * d]
                 elif mean:
                     e = torch.zeros_like(mu)
                 else:
@@ -275,7 +225,7 @@ class ConvDRAW(nn.Module):
         for the first t steps, the prior's mean (0) for the rest)."""
         s, n = eps.shape[:2]
         xr = x.unsqueeze(0).expand(s, *x.shape).reshape(s * n, *x.shape[1:])
-        kl = self.infer(xr, eps=eps.reshape(s * n, -1))["kl_steps"].view(-1, s, n).mean(1)
+        kl = self.infer(xr, noise=eps.reshape(s * n, -1))["kl_steps"].view(-1, s, n).mean(1)
         z = self.infer(x, mean=True)["z"]  # (N, T * D_t)
         d, steps = self.step_dim, self.config.steps
         keep = torch.arange(self.latent_dim, device=z.device) // d  # each coordinate's step

@@ -104,7 +104,8 @@ def write_patch(patch: torch.Tensor, fx: torch.Tensor, fy: torch.Tensor) -> torc
 
 class SequentialPosterior(Distribution):
     """DRAW's q(z_1..T | x) = prod_t N(z_t; mu_t, sigma_t), as one distribution over the
-    concatenation z (event shape (T * z_dim,), batch shape (N,)).
+    concatenation z (event shape (T * z_dim,), batch shape (N,)); Conv DRAW's too, whose
+    ``infer`` takes the same ``z``, ``noise`` and ``mean``.
 
     mu_t and sigma_t depend on x and on z_<t (through the decoder's state), so there is no
     closed form beyond the sequence itself: ``rsample`` runs the encoder drawing z_t step by

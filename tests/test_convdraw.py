@@ -105,7 +105,7 @@ def test_compression_steps_add_up_to_the_kl_and_end_at_the_mean_reconstruction()
     kl, means = model.compression_steps(x, eps)
     assert kl.shape == (3, 4) and means.shape == (3, 4, 1, 4, 4) and (kl >= 0).all()
     with torch.no_grad():
-        full = model.infer(x.repeat(6, 1, 1, 1), eps=eps.reshape(24, -1))["kl"].view(6, 4).mean(0)
+        full = model.infer(x.repeat(6, 1, 1, 1), noise=eps.reshape(24, -1))["kl"].view(6, 4).mean(0)
         torch.testing.assert_close(kl.sum(0), full)
         torch.testing.assert_close(means[-1], model.generate(model.encode(x).mean))
         first = model.encode(x).mean.clone()
