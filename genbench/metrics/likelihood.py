@@ -494,8 +494,9 @@ AIS_KEY, AIS_SHARED_KEY = own_and_shared(
               label="AIS",
               caveat=("Annealed importance sampling (Neal 2001) with HMC from q(z|x) (or the prior, "
                       "without an encoder) to the posterior under the model's own p(x|z). Its schedule"
-                      " doubles until two runs agree within ais_tolerance; one that did not is flagged"
-                      " and not ranked. A stochastic lower bound whose tightness the BDMC gap probes."),
+                      " doubles until two runs agree within ais_tolerance (one run where the pilot "
+                      "certified already); only a number BDMC certified is ranked. A stochastic lower"
+                      " bound whose tightness the BDMC gap probes."),
               direction="higher",
               unit="nats/image",
               section="Likelihood",
