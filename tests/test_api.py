@@ -380,3 +380,14 @@ def test_history_and_per_image_loaders_are_tidy(smoke_results) -> None:
     assert mine["image"].tolist() == stored[key]["indices"]
     assert mine["value"].tolist() == pytest.approx(stored[key]["values"])
     assert not paired.duplicated(["run_dir", "metric", "image"]).any()
+
+
+def test_bad_input_raises_the_error_genbench_exports(tmp_path) -> None:
+    """`genbench.GenbenchError` is the class the API raises, so a script can catch it without
+    knowing the module it lives in; nothing is written."""
+    import genbench
+
+    with pytest.raises(genbench.GenbenchError, match="hmc_persistence must be at least 0.0"):
+        genbench.run("vae", dataset="synthetic", preset="smoke", overrides={"hmc_persistence": -0.5},
+                     results=tmp_path / "r", quiet=True)
+    assert not (tmp_path / "r").exists()
