@@ -8,13 +8,16 @@ import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from genbench.errors import GenbenchError, GenbenchWarning, os_error_line
+
+if TYPE_CHECKING:
+    from genbench.registry import ResultKey
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="genbench: train generative models side by side and measure them alike.")
@@ -273,17 +276,15 @@ def _print_changes(before: dict[str, Any], after: dict[str, Any]) -> None:
     console.print(table)
 
 
-def _cell(metrics: dict[str, Any], key: str, converged: str = "", certified: str = "") -> str:
+def _cell(metrics: dict[str, Any], key: str, declared: ResultKey | None = None) -> str:
     v = metrics.get(key)
     if not isinstance(v, (int, float)) or isinstance(v, bool):
         return "–"
     se = metrics.get(f"{key}_stderr")
-    # an estimate that is not certified (its declared flag 0) or, without a certificate, did
-    # not converge is shown flagged, as the report ranks it: a certificate outranks agreement
-    cert = metrics.get(certified) if certified else None
-    flag = cert == 0 or (cert != 1 and bool(converged) and metrics.get(converged) == 0)
+    # flagged as the report flags it: an estimate with flags that BDMC did not certify
+    trust = declared.trust(metrics) if declared is not None else None
     return (_fmt(float(v)) + (f"±{se:.2g}" if isinstance(se, (int, float)) else "")
-            + (" ⚠" if flag else ""))
+            + (" ⚠" if trust not in (None, "certified") else ""))
 
 
 def _same_as_own(outcomes: list[Any], key: str) -> bool:
@@ -316,7 +317,7 @@ def summary_table(outcomes: list[Any], width: int) -> tuple[Table, list[str]]:
     headers = {k: k + {True: " ↑", False: " ↓", None: ""}[direction(k)] for k in present}
     columns = {"model": [r[0] for r in rows], "seed": [r[1] for r in rows],
                "status": [r[2] for r in rows],
-               **{headers[k]: [_cell(o.metrics, k, heads[k].converged, heads[k].certified)
+               **{headers[k]: [_cell(o.metrics, k, heads[k])
                                for o in outcomes] for k in present}}
 
     def need(cols: list[str]) -> int:  # cell widths + padding 1 each side + the borders

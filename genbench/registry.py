@@ -94,6 +94,25 @@ class ResultKey:
                                      (self.converged, bool(self.converged)),
                                      (self.certified, bool(self.certified))) if on)
 
+    def trust(self, values: Mapping[str, Any]) -> str | None:
+        """How far one run's ``values`` (its metrics.json) vouch for this estimate: "certified"
+        (BDMC's gap within tolerance: ``certified`` is 1), "converged" (the doubling runs
+        agreed, with no certificate), "not converged", or None where this key has neither flag
+        or the run recorded none. Only "certified" is ranked; the closing table of ``genbench
+        run`` and the report both read this one rule.
+        """
+        def flag(key: str) -> float | None:
+            v = values.get(key) if key else None
+            ok = isinstance(v, (int, float)) and not isinstance(v, bool) and v == v
+            return float(v) if ok else None
+
+        cert, conv = flag(self.certified), flag(self.converged)
+        if cert is None and conv is None:
+            return None
+        if cert == 1:
+            return "certified"
+        return "converged" if conv == 1 else "not converged"
+
     def bpd_key(self) -> ResultKey:
         """The bits/dim companion as a key of its own (lower is better)."""
         return ResultKey(f"{self.name}_bpd", f"{self.label or self.name} (bits/dim)",

@@ -324,21 +324,30 @@ def test_closing_table_shows_each_runs_seed_negative_ones_included() -> None:
 
 
 def test_closing_table_flags_an_unconverged_ais() -> None:
-    """As the report does: an AIS whose doubling schedule did not converge is never shown bare."""
+    """As the report does (one rule, ``ResultKey.trust``): an AIS is shown bare only when BDMC
+    certified it; one that did not converge, or converged with no certificate, is flagged."""
     import io
 
     from rich.console import Console
 
     from genbench.cli import print_summary
+    from genbench.report import tables
     from genbench.training import RunOutcome
 
     base = {"status": "finished", "test_ais_shared": -139.16, "test_ais_shared_stderr": 6.3}
+    flags = {"dcgan": {"ais_converged_shared": 0}, "gan": {"ais_converged_shared": 1},
+             "vae": {"ais_converged_shared": 1, "ais_certified_shared": 1},
+             "ae": {"ais_converged_shared": 1, "ais_certified_shared": 0}}
     outcomes = [RunOutcome("finished", Path(f"results/mnist/{m}/quick-dynamic-seed0-abcdef"),
-                           {**base, "ais_converged_shared": ok}) for m, ok in (("dcgan", 0), ("vae", 1))]
+                           {**base, **f}) for m, f in flags.items()]
     buf = io.StringIO()
     print_summary(outcomes, Path("results"), Console(file=buf, width=120))
     rows = {line.split("│")[1].strip(): line for line in buf.getvalue().splitlines() if "│" in line}
     assert "-139.2±6.3 ⚠" in rows["dcgan"] and "⚠" not in rows["vae"]
+    assert "⚠" in rows["gan"] and "⚠" in rows["ae"]  # converged, not certified: not ranked
+    runs = pd.DataFrame([{"model": m, **base, **f} for m, f in flags.items()])
+    report = {m: tables.ais_status(runs[runs["model"] == m], "test_ais_shared") for m in flags}
+    assert report == {"dcgan": "not converged", "gan": "converged", "vae": "certified", "ae": "converged"}
 
 
 def test_summary_is_the_reports_wide_table_with_bold_in_its_html(smoke_results) -> None:

@@ -171,5 +171,5 @@ def test_every_key_the_likelihood_metrics_record_has_a_section() -> None:
             assert declared is not None and declared.section and declared.label, (name, key)
     flags = {k for s in glossary.SECTIONS for k in s.keys if glossary.is_flag(k)}
     assert {"ais_converged", "ais_certified_shared", "ais_pilot_stopped", "bdmc_shared_from_own"} <= flags
-    assert glossary.certification_flag("test_ais_shared") == "ais_certified_shared"
+    assert glossary.declared("test_ais_shared").certified == "ais_certified_shared"
     assert not glossary.is_flag("ais_distributions") and not glossary.is_flag("test_ais")

@@ -124,16 +124,9 @@ def headline_keys() -> list[ResultKey]:
     return sorted(heads, key=lambda k: order.get(k.section, len(order)))
 
 
-def convergence_flag(key: str) -> str | None:
-    """The key of the flag that is 0 when ``key``'s estimate did not converge (AIS), or None."""
-    declared = result_key(key) if _declared() else None
-    return declared.converged or None if declared is not None else None
-
-
-def certification_flag(key: str) -> str | None:
-    """The key of the flag that is 1 when BDMC certified ``key``'s estimate (AIS), or None."""
-    declared = result_key(key) if _declared() else None
-    return declared.certified or None if declared is not None else None
+def declared(key: str) -> ResultKey | None:
+    """``key``'s declaration (the store's, or a built-in metric's), or None if nobody declared it."""
+    return result_key(key) if _declared() else None
 
 
 def is_flag(key: str) -> bool:

@@ -213,28 +213,23 @@ PER_IMAGE = "per_image.json"  # written by genbench.metrics.likelihood
 Z = 2.0  # a difference is real when it exceeds Z standard errors
 
 
-def _flags(runs: pd.DataFrame, key: str, flag: str | None) -> pd.Series:
-    """The flag's values on the runs that recorded ``key`` (NaN where a run did not record it)."""
-    if flag is None or flag not in runs:
-        return pd.Series(dtype=float)
-    vals = pd.to_numeric(runs[flag], errors="coerce")
-    return vals[pd.to_numeric(runs[key], errors="coerce").notna()] if key in runs else vals
+_TRUST_ORDER = ("not converged", "converged", "certified")
 
 
 def ais_status(runs: pd.DataFrame, key: str) -> str | None:
-    """"certified", "converged" or "not converged" for an AIS column over these runs (the
-    worst of their seeds); None for any other column, or runs that recorded no flag at all.
-
-    Certified: every run's BDMC gap + 2 s.e. was within its ``certify_tolerance``
-    (``ais_certified = 1``). Converged: the doubling runs agreed, with no certificate.
+    """"certified", "converged" or "not converged" for an AIS column over these runs: the
+    worst of their seeds by :meth:`ResultKey.trust` (the rule the closing table of
+    ``genbench run`` reads too); None for any other column, or runs that recorded no flag.
+    A run without flags beside runs with them counts as not converged.
     """
-    cert = _flags(runs, key, glossary.certification_flag(key))
-    conv = _flags(runs, key, glossary.convergence_flag(key))
-    if cert.dropna().empty and conv.dropna().empty:
+    declared = glossary.declared(key)
+    if declared is None or key not in runs:
         return None
-    if not cert.empty and bool((cert == 1).all()):
-        return "certified"
-    return "not converged" if bool((conv == 0).any()) or conv.dropna().empty else "converged"
+    measured = runs[pd.to_numeric(runs[key], errors="coerce").notna()]
+    seen = [declared.trust(row) for row in measured.to_dict("records")]
+    if not any(seen):
+        return None
+    return min((s or "not converged" for s in seen), key=_TRUST_ORDER.index)
 
 
 def unconverged(runs: pd.DataFrame, key: str) -> bool:
