@@ -35,15 +35,14 @@ import math
 from dataclasses import dataclass
 
 import torch
-from genbench_models.draw import SequentialPosterior
+from genbench_models.draw import SequentialCanvas, SequentialPosterior
 from torch import nn
 from torch.distributions import Distribution
 
 from genbench import register_model
 from genbench.contract import Batch, DataInfo
-from genbench.latent import standard_normal_prior
 from genbench.nn import adam
-from genbench.observation import learned_log_std, observation_log_prob, observation_model
+from genbench.observation import learned_log_std, observation_log_prob
 from genbench.settings import nonnegative, positive
 
 HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
@@ -83,7 +82,7 @@ def effective_stride(height: int, width: int, stride: int) -> int:
 
 
 @register_model("convdraw")
-class ConvDRAW(nn.Module):
+class ConvDRAW(SequentialCanvas, nn.Module):
     """Convolutional DRAW (Gregor et al. 2016): convolutional LSTMs and a latent feature map per step."""
 
     Config = ConvDRAWConfig
@@ -127,10 +126,7 @@ class ConvDRAW(nn.Module):
         z = like.new_zeros(b, self.config.hidden, *self.grid)
         return z, z
 
-    # -- the generative side: over the concatenation z = [z_1..z_T] -----------------------
-    def prior(self) -> Distribution:
-        return standard_normal_prior(self.latent_dim, self)
-
+    # -- the generative side: over the concatenation z = [z_1..z_T] (and SequentialCanvas) --
     def canvases(self, z: torch.Tensor) -> list[torch.Tensor]:
         """The canvas logits c_1..c_T (each (..., C, H, W)) for z (..., T * step_dim)."""
         lead = z.shape[:-1]
@@ -143,16 +139,6 @@ class ConvDRAW(nn.Module):
             canvas = canvas + self.writer(dec[0])
             out.append(canvas.view(*lead, *self.info.shape))
         return out
-
-    def decode(self, z: torch.Tensor) -> Distribution:
-        return observation_model(self.info.observation, self.canvases(z)[-1], self.log_std)
-
-    def generate(self, z: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.canvases(z)[-1])
-
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        z = torch.randn(n, self.latent_dim, generator=generator, device=self.log_std.device)
-        return self.generate(z)
 
     # -- the inference side ---------------------------------------------------------------
     def encode(self, x: torch.Tensor) -> Distribution:

@@ -37,6 +37,7 @@ convolutions and the latents with feature maps: it is the ``convdraw`` plugin.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -162,8 +163,34 @@ class SequentialPosterior(Distribution):
             return self.model.infer(self.x, mean=True)["z"]
 
 
+class SequentialCanvas:
+    """The generative side DRAW and Conv DRAW share once ``canvases(z)`` gives the canvas
+    logits after each of the T steps: a standard normal prior over the concatenation
+    z = [z_1..z_T], and the last canvas read through the observation model (the decoder's
+    distribution, its mean image, samples). A model mixing it in has ``latent_dim``,
+    ``info``, ``log_std`` and ``canvases``."""
+
+    latent_dim: int
+    info: DataInfo
+    log_std: torch.Tensor
+    canvases: Callable[[torch.Tensor], list[torch.Tensor]]
+
+    def prior(self) -> Distribution:
+        return standard_normal_prior(self.latent_dim, self)
+
+    def decode(self, z: torch.Tensor) -> Distribution:
+        return observation_model(self.info.observation, self.canvases(z)[-1], self.log_std)
+
+    def generate(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.canvases(z)[-1])
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        z = torch.randn(n, self.latent_dim, generator=generator, device=self.log_std.device)
+        return self.generate(z)
+
+
 @register_model("draw")
-class DRAW(nn.Module):
+class DRAW(SequentialCanvas, nn.Module):
     """DRAW (Gregor et al. 2015): recurrent VAE with Gaussian read/write attention on a canvas."""
 
     Config = DRAWConfig
@@ -222,10 +249,7 @@ class DRAW(nn.Module):
         patch = self.write_head(h_dec).view(-1, c, n, n)
         return write_patch(patch, fx, fy) / gamma[:, None, None, None]
 
-    # -- the generative side: over the concatenation z = [z_1..z_T] -----------------------
-    def prior(self) -> Distribution:
-        return standard_normal_prior(self.latent_dim, self)
-
+    # -- the generative side: over the concatenation z = [z_1..z_T] (and SequentialCanvas) --
     def canvases(self, z: torch.Tensor) -> list[torch.Tensor]:
         """The canvas logits c_1..c_T (each (..., C, H, W)) for z (..., T * z_dim)."""
         lead = z.shape[:-1]
@@ -239,16 +263,6 @@ class DRAW(nn.Module):
             canvas = canvas + self.write(state[0])
             out.append(canvas.view(*lead, *self.info.shape))
         return out
-
-    def decode(self, z: torch.Tensor) -> Distribution:
-        return observation_model(self.info.observation, self.canvases(z)[-1], self.log_std)
-
-    def generate(self, z: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.canvases(z)[-1])
-
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        z = torch.randn(n, self.latent_dim, generator=generator, device=self.log_std.device)
-        return self.generate(z)
 
     # -- the inference side ---------------------------------------------------------------
     def encode(self, x: torch.Tensor) -> Distribution:
