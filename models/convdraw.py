@@ -35,16 +35,16 @@ import math
 from dataclasses import dataclass
 
 import torch
-from genbench_models.draw import SequentialPosterior
 from torch import nn
 from torch.distributions import Distribution
 
 from genbench import register_model
 from genbench.contract import Batch, DataInfo
-from genbench.latent import standard_normal_prior
-from genbench.nn import adam
-from genbench.observation import learned_log_std, observation_log_prob, observation_model
+from genbench.kit.latent import standard_normal_prior
+from genbench.kit.nn import adam
+from genbench.kit.observation import learned_log_std, observation_log_prob, observation_model
 from genbench.settings import nonnegative, positive
+from genbench_models.draw import SequentialPosterior
 
 HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 IMPORTANCE_ROWS = 2048  # (draw, image) rows run at once by log_importance_weights: memory only
