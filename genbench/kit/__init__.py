@@ -1,6 +1,7 @@
 """The model-building kit: the parts a model plugin builds itself from.
 
-- :mod:`~genbench.kit.nn`: layers, encoder/decoder stacks, initialisation, optimizers;
+- :mod:`~genbench.kit.nn`: network building blocks (MLP and convolutional stacks, DCGAN's
+  initialisation, the Adam every model builds);
 - :mod:`~genbench.kit.latent`: Gaussian latents, the KL, label inputs of conditional models;
 - :mod:`~genbench.kit.observation`: observation models p(x|z) as torch.distributions;
 - :mod:`~genbench.kit.adversarial`: the GAN step, its losses and its divergence check;
