@@ -35,6 +35,7 @@ import math
 from dataclasses import dataclass
 
 import torch
+from genbench_models.draw import SequentialPosterior
 from torch import nn
 from torch.distributions import Distribution
 
@@ -44,7 +45,6 @@ from genbench.kit.latent import standard_normal_prior
 from genbench.kit.nn import adam
 from genbench.kit.observation import learned_log_std, observation_log_prob, observation_model
 from genbench.settings import nonnegative, positive
-from genbench_models.draw import SequentialPosterior
 
 HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 IMPORTANCE_ROWS = 2048  # (draw, image) rows run at once by log_importance_weights: memory only

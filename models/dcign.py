@@ -31,6 +31,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from genbench_models.vae import VAE
 
 from genbench import register_model
 from genbench.contract import Batch, DataInfo, model_device
@@ -41,7 +42,6 @@ from genbench.kit.latent import gaussian_kl, reparameterize
 from genbench.kit.nn import ACTIVATIONS
 from genbench.kit.observation import observation_log_prob
 from genbench.settings import between, one_of, positive
-from genbench_models.vae import VAE
 
 STEP_SEED = 7919  # mixed with the step number: which sweeps a step draws (resumable)
 
