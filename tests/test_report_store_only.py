@@ -133,3 +133,33 @@ def test_a_reference_row_is_marked_from_its_config_alone(tmp_path):
     assert adversarial.references(runs) == {"someadv"}
     assert adversarial.gamed(runs, "someadv") == {"inception_score"}
     assert adversarial.gamed(runs, "vae") == frozenset()
+
+
+def test_the_models_section_reads_descriptions_and_conditioning_from_the_store(tmp_path: Path) -> None:
+    """A plugin model not registered now is described by what its run recorded (config.json's
+    ``model_description``, written by the runner), and marked conditional (†) from its
+    recorded ``conditional_model``; a run recorded before either falls back to the registry."""
+    from genbench.report import tables
+    from genbench.report.build import build_report
+    from genbench.training import report_declarations
+
+    class Cond:
+        conditional = True
+
+    declared = report_declarations(Cond, "My conditional flow, from a plugin.")
+    assert declared == {"conditional_model": True, "model_description": "My conditional flow, from a plugin."}
+    for model, extra in (("myflow", declared), ("cvae", {})):
+        run = tmp_path / "mnist-5k" / model / "quick-dynamic-seed0-abcdef"
+        run.mkdir(parents=True)
+        (run / "config.json").write_text(json.dumps({
+            "model": model, "seed": 0, "model_config": {}, "preset": {"name": "quick"},
+            "dataset": {"name": "mnist-5k", "variant": "dynamic"}, **extra}))
+        (run / "metrics.json").write_text(json.dumps({"status": "finished", "test_elbo": -100.0}))
+    runs = tables.load(tmp_path)
+    assert set(runs.loc[runs["conditional"], "model"]) == {"myflow", "cvae"}
+    text = (build_report(tmp_path, tmp_path / "report").out / "report.md").read_text()
+    models = text[text.index("## The models"):]
+    flow = next(line for line in models.splitlines() if line.startswith("- **myflow**"))
+    assert "My conditional flow, from a plugin." in flow and "†" in flow
+    cvae = next(line for line in models.splitlines() if line.startswith("- **cvae**"))
+    assert "†" in cvae  # recorded before conditional_model: the registry's class says so

@@ -304,8 +304,6 @@ def add_plots(doc: Document, runs: pd.DataFrame, img: Path, out: Path, summary: 
 
 
 def add_glossary(doc: Document, df: pd.DataFrame) -> None:
-    from genbench.registry import MODELS
-
     fin = tables.finished(df)
     keys = tables.metric_keys(fin) if not fin.empty else []
     from genbench.report.compression import glossary_items, owns  # one entry for its many keys
@@ -320,9 +318,10 @@ def add_glossary(doc: Document, df: pd.DataFrame) -> None:
     items = []
     names = df[configs.NAME] if configs.NAME in df else df["model"]
     for m in tables.model_order(set(names)):
-        entry = MODELS.get(m)
-        text = f"**{m}**: {glossary.model_text(m, entry.description if entry else '')}"
-        if entry is not None and getattr(entry.cls, "conditional", False):
+        runs = df[names == m]
+        described = [d for d in runs.get("model_description", ()) if d]
+        text = f"**{m}**: {glossary.model_text(m, described[0] if described else '')}"
+        if bool(runs["conditional_model"].any()):
             text += f" († {glossary.CONDITIONAL_NOTE}.)"
         items.append(text)
     doc.add(Heading(2, "The models"), Bullets(tuple(items)))

@@ -33,7 +33,8 @@ from genbench.report.document import Cell, Table
 from genbench.store import load_results, read_config, read_json
 
 META = {"dataset", "model", "preset", "variant", "seed", "run_dir", "status", "reason",
-        "feature_space", "latent_dim", "conditional", "external", configs.NAME, configs.KEY,
+        "feature_space", "latent_dim", "conditional", "conditional_model", "external",
+        "model_description", configs.NAME, configs.KEY,
         configs.SETTINGS, configs.SUPERSEDED}
 # run bookkeeping the runner records beside the metrics: shown as cost, never ranked
 COST = ("epochs", "train_seconds", "eval_seconds")
@@ -41,14 +42,22 @@ MODEL_ORDER = ("vae", "ae", "gan", "dcgan", "vaegan", "cvae", "m2")
 GroupKey = tuple[str, str, str]  # (dataset, variant, preset)
 
 
-def _conditional(model: str, config: dict) -> bool:
-    """Conditional by class (CVAE; recorded in config.json as ``conditional_model``, or for a
-    run recorded before that, by the registered class) or by its config (a PixelCNN with
-    conditional=true)."""
+def _conditional_class(model: str, config: dict) -> bool:
+    """Conditional by class (CVAE): recorded in config.json as ``conditional_model``, or for
+    a run recorded before that, by the registered class."""
     by_class = config.get("conditional_model")
     if by_class is None:
         by_class = bool(getattr(MODELS[model].cls, "conditional", False)) if model in MODELS else False
-    return bool(by_class) or bool(config.get("model_config", {}).get("conditional", False))
+    return bool(by_class)
+
+
+def _description(model: str, config: dict) -> str:
+    """The model's registered one-line description, as its run recorded it (for a run
+    recorded before that, the registry's, where the model is registered)."""
+    recorded = config.get("model_description")
+    if isinstance(recorded, str):
+        return recorded
+    return MODELS[model].description if model in MODELS else ""
 
 
 def load(results: Path) -> pd.DataFrame:
@@ -66,8 +75,11 @@ def load(results: Path) -> pd.DataFrame:
     df["external"] = [bool(c.get("external", False)) for c in cfgs]  # `genbench score` samples
     df["reference_row"] = [c.get("reference_row") for c in cfgs]  # an adversary's declaration
     df["games"] = [tuple(c.get("games") or ()) for c in cfgs]
+    df["model_description"] = [_description(m, c) for m, c in zip(df["model"], cfgs, strict=True)]
     # a model is conditional by class (CVAE) or by its config (a PixelCNN with conditional=true)
-    df["conditional"] = [_conditional(m, c) for m, c in zip(df["model"], cfgs, strict=True)]
+    df["conditional_model"] = [_conditional_class(m, c) for m, c in zip(df["model"], cfgs, strict=True)]
+    by_config = [bool(c.get("model_config", {}).get("conditional", False)) for c in cfgs]
+    df["conditional"] = [a or b for a, b in zip(df["conditional_model"], by_config, strict=True)]
     if "status" not in df:
         df["status"] = None
     if "reason" not in df:

@@ -140,15 +140,18 @@ class Plan:
             "command": self.spec.command,
             "capabilities": sorted(capabilities(self.model_cls)),
             **({"plugins": source} if (source := provenance(self.spec.model)) else {}),
-            **report_declarations(self.model_cls),
+            **report_declarations(self.model_cls, get_model(self.spec.model).description),
         }
 
 
-def report_declarations(cls: type) -> dict[str, Any]:
+def report_declarations(cls: type, description: str = "") -> dict[str, Any]:
     """What the report needs to know of the model class, kept in config.json so that it
-    reads the store alone: whether it is conditional (log p(x|y), marked †), and a reference
-    row's ``reference_row`` note with the keys it ``games`` (the fooling generator)."""
+    reads the store alone: its registered one-line description (a plugin's too), whether it
+    is conditional (log p(x|y), marked †), and a reference row's ``reference_row`` note with
+    the keys it ``games`` (the fooling generator)."""
     out: dict[str, Any] = {"conditional_model": bool(getattr(cls, "conditional", False))}
+    if description:
+        out["model_description"] = description
     note = getattr(cls, "reference_row", None)
     if isinstance(note, str):
         out |= {"reference_row": note, "games": [str(k) for k in getattr(cls, "games", ())]}
