@@ -1,3 +1,3 @@
-from genbench.cli import app
+from genbench.interfaces.cli import app
 
 app(prog_name="genbench")

@@ -1,7 +1,7 @@
 """Rebuild a finished run from its folder: the model from ``checkpoint.pt``, the data from
 ``config.json``.
 
-Kept apart from :mod:`genbench.evaluation` so the galleries (below evaluation in the layer
+Kept apart from :mod:`genbench.running.evaluation` so the galleries (below evaluation in the layer
 order) and evaluation share one loader.
 """
 

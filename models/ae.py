@@ -14,8 +14,8 @@ from torch.distributions import Distribution, MultivariateNormal
 
 from genbench import register_model
 from genbench.contract import Batch, DataInfo, Delta
-from genbench.nn import AUTOENCODER_PRESETS, AutoencoderConfig, adam, build_decoder, build_encoder
-from genbench.observation import learned_log_std, observation_log_prob, observation_model
+from genbench.kit.nn import AUTOENCODER_PRESETS, AutoencoderConfig, adam, build_decoder, build_encoder
+from genbench.kit.observation import learned_log_std, observation_log_prob, observation_model
 
 
 @register_model("ae")

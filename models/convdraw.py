@@ -41,8 +41,8 @@ from torch.distributions import Distribution
 
 from genbench import register_model
 from genbench.contract import Batch, DataInfo
-from genbench.nn import adam
-from genbench.observation import learned_log_std, observation_log_prob
+from genbench.kit.nn import adam
+from genbench.kit.observation import learned_log_std, observation_log_prob
 from genbench.settings import nonnegative, positive
 
 HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)

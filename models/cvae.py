@@ -26,7 +26,7 @@ from genbench import register_model
 from genbench.contract import Batch, DataInfo
 from genbench.data import DataBundle
 from genbench.errors import GenbenchError
-from genbench.latent import (
+from genbench.kit.latent import (
     LabelledEncoder,
     gaussian_kl,
     label_features,
@@ -37,8 +37,8 @@ from genbench.latent import (
     split_gaussian,
     standard_normal_prior,
 )
-from genbench.nn import AUTOENCODER_PRESETS, AutoencoderConfig, adam, build_decoder
-from genbench.observation import learned_log_std, observation_log_prob, observation_model
+from genbench.kit.nn import AUTOENCODER_PRESETS, AutoencoderConfig, adam, build_decoder
+from genbench.kit.observation import learned_log_std, observation_log_prob, observation_model
 
 
 @register_model("cvae")

@@ -6,7 +6,7 @@ weights from N(0, 0.02); Adam with lr 2e-4 and beta1 0.5 (the paper's Section 4)
 [-1, 1] (tanh's range), so real images are mapped there and ``generate`` maps back to [0, 1].
 
 Two shapes: 28x28 one-channel (MNIST-like, three layers a side) and the paper's 64x64 RGB
-(CelebA, four layers a side, :class:`genbench.nn.ConvDecoder64`/``ConvEncoder64``).
+(CelebA, four layers a side, :class:`genbench.kit.nn.ConvDecoder64`/``ConvEncoder64``).
 No ``decode``: the likelihood evaluator puts a Gaussian around ``generate(z)``.
 """
 
@@ -18,9 +18,9 @@ import torch
 from torch import nn
 
 from genbench import register_model
-from genbench.adversarial import AdversarialHooks, adversarial_step
 from genbench.contract import Batch, DataInfo
-from genbench.nn import conv_pair, dcgan_init
+from genbench.kit.adversarial import AdversarialHooks, adversarial_step
+from genbench.kit.nn import conv_pair, dcgan_init
 from genbench.settings import positive, probability
 
 

@@ -38,9 +38,9 @@ from genbench.contract import Batch, DataInfo, model_device
 from genbench.data import DataBundle, sweeps3d, transform
 from genbench.data.render3d import FACTORS
 from genbench.errors import GenbenchError
-from genbench.latent import gaussian_kl, reparameterize
-from genbench.nn import ACTIVATIONS
-from genbench.observation import observation_log_prob
+from genbench.kit.latent import gaussian_kl, reparameterize
+from genbench.kit.nn import ACTIVATIONS
+from genbench.kit.observation import observation_log_prob
 from genbench.settings import between, one_of, positive
 
 STEP_SEED = 7919  # mixed with the step number: which sweeps a step draws (resumable)

@@ -46,9 +46,9 @@ from torch.distributions import Distribution, constraints
 
 from genbench import register_model
 from genbench.contract import Batch, DataInfo
-from genbench.latent import gaussian_kl, standard_normal_prior
-from genbench.nn import adam
-from genbench.observation import learned_log_std, observation_log_prob, observation_model
+from genbench.kit.latent import gaussian_kl, standard_normal_prior
+from genbench.kit.nn import adam
+from genbench.kit.observation import learned_log_std, observation_log_prob, observation_model
 from genbench.settings import nonnegative, positive
 
 HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)

@@ -47,7 +47,7 @@ from torch import nn
 from genbench import register_model
 from genbench.contract import Batch, DataInfo
 from genbench.errors import GenbenchError, GenbenchWarning
-from genbench.nn import adam
+from genbench.kit.nn import adam
 from genbench.settings import between, one_of, positive
 
 ACTIVATIONS = ("sin", "tanh", "gaussian")  # the CPPN's hidden units, cycled layer by layer

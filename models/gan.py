@@ -6,7 +6,7 @@ minimizes -[log D(x) + log(1 - D(G(z)))]; G minimizes the non-saturating -log D(
 the paper's Section 3. Each network is stepped by its own Adam optimizer on its own loss.
 
 There is no observation model (no ``decode``): the likelihood evaluator puts a Gaussian
-around ``generate(z)`` (Wu et al. 2017). Divergence: see :func:`genbench.adversarial.check_discriminator`;
+around ``generate(z)`` (Wu et al. 2017). Divergence: see :func:`genbench.kit.adversarial.check_discriminator`;
 ``--set lr=1e30`` reproducibly blows a run up (non-finite losses).
 """
 
@@ -18,9 +18,9 @@ import torch
 from torch import nn
 
 from genbench import register_model
-from genbench.adversarial import AdversarialHooks, adversarial_step
 from genbench.contract import Batch, DataInfo
-from genbench.nn import Maxout, activation
+from genbench.kit.adversarial import AdversarialHooks, adversarial_step
+from genbench.kit.nn import Maxout, activation
 from genbench.settings import one_of, positive, probability
 
 

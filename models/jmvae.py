@@ -40,7 +40,7 @@ from genbench.contract import Batch, DataInfo
 from genbench.data import morpho
 from genbench.data.bundle import DataBundle
 from genbench.errors import GenbenchError
-from genbench.latent import (
+from genbench.kit.latent import (
     LabelledEncoder,
     gaussian_kl,
     label_features,
@@ -48,8 +48,8 @@ from genbench.latent import (
     split_gaussian,
     standard_normal_prior,
 )
-from genbench.nn import ACTIVATIONS, adam, build_decoder, build_encoder, mlp
-from genbench.observation import learned_log_std, observation_log_prob, observation_model
+from genbench.kit.nn import ACTIVATIONS, adam, build_decoder, build_encoder, mlp
+from genbench.kit.observation import learned_log_std, observation_log_prob, observation_model
 from genbench.settings import nonnegative, one_of, positive
 
 

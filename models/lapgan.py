@@ -32,10 +32,10 @@ from torch import nn
 from torch.distributions import Distribution
 
 from genbench import register_model
-from genbench.adversarial import adversarial_optimizers, adversarial_step
 from genbench.contract import Batch, DataInfo
 from genbench.errors import Diverged, GenbenchError
-from genbench.latent import standard_normal_prior
+from genbench.kit.adversarial import adversarial_optimizers, adversarial_step
+from genbench.kit.latent import standard_normal_prior
 from genbench.settings import positive, probability
 
 COARSEST = 8  # halve until the image is at most this wide

@@ -54,7 +54,7 @@ from genbench import register_model
 from genbench.contract import Batch, DataInfo
 from genbench.data import DataBundle, transform
 from genbench.errors import GenbenchError
-from genbench.latent import (
+from genbench.kit.latent import (
     LabelledEncoder,
     gaussian_kl,
     label_features,
@@ -64,8 +64,8 @@ from genbench.latent import (
     split_gaussian,
     standard_normal_prior,
 )
-from genbench.nn import ACTIVATIONS, adam, build_decoder, build_encoder
-from genbench.observation import learned_log_std, observation_log_prob, observation_model
+from genbench.kit.nn import ACTIVATIONS, adam, build_decoder, build_encoder
+from genbench.kit.observation import learned_log_std, observation_log_prob, observation_model
 from genbench.settings import finite, nonnegative, one_of, positive
 
 WEIGHTINGS = ("paper", "balanced")

@@ -44,8 +44,8 @@ from genbench import register_model
 from genbench.contract import Batch, DataInfo
 from genbench.data.bundle import DataBundle
 from genbench.errors import GenbenchError
-from genbench.latent import label_features, random_labels
-from genbench.nn import adam
+from genbench.kit.latent import label_features, random_labels
+from genbench.kit.nn import adam
 from genbench.settings import positive
 
 # isort: split

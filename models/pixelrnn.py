@@ -50,7 +50,7 @@ from torch import nn
 from genbench import register_model
 from genbench.contract import Batch, DataInfo
 from genbench.errors import GenbenchError
-from genbench.nn import adam
+from genbench.kit.nn import adam
 from genbench.settings import one_of, positive
 
 # isort: split

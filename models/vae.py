@@ -18,9 +18,9 @@ from torch.distributions import Distribution
 
 from genbench import register_model
 from genbench.contract import Batch, DataInfo
-from genbench.latent import gaussian_kl, reparameterize, split_gaussian, standard_normal_prior
-from genbench.nn import AUTOENCODER_PRESETS, AutoencoderConfig, adam, build_decoder, build_encoder
-from genbench.observation import learned_log_std, observation_log_prob, observation_model
+from genbench.kit.latent import gaussian_kl, reparameterize, split_gaussian, standard_normal_prior
+from genbench.kit.nn import AUTOENCODER_PRESETS, AutoencoderConfig, adam, build_decoder, build_encoder
+from genbench.kit.observation import learned_log_std, observation_log_prob, observation_model
 
 
 @register_model("vae")

@@ -30,10 +30,10 @@ from torch import nn
 from torch.distributions import Distribution
 
 from genbench import register_model
-from genbench.adversarial import AdversarialHooks, discriminator_loss, discriminator_stats, generator_loss
 from genbench.contract import Batch, DataInfo
-from genbench.latent import gaussian_kl, reparameterize, split_gaussian
-from genbench.nn import adam, conv_pair, dcgan_init, split_head
+from genbench.kit.adversarial import AdversarialHooks, discriminator_loss, discriminator_stats, generator_loss
+from genbench.kit.latent import gaussian_kl, reparameterize, split_gaussian
+from genbench.kit.nn import adam, conv_pair, dcgan_init, split_head
 from genbench.settings import finite, nonnegative, positive, probability
 
 

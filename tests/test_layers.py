@@ -13,25 +13,24 @@ from pathlib import Path
 import pytest
 
 import genbench
+from genbench.moved import MOVED
 
 ROOT = Path(genbench.__file__).parent
 
 # (layer, module prefixes, why). The longest matching prefix places a module.
 LAYERS: list[tuple[str, tuple[str, ...], str]] = [
-    ("interface", ("genbench.cli", "genbench.__main__", "genbench.api", "genbench.notebook",
-                   "genbench.export",
-                   "genbench.commands", "genbench.report_cli"),
+    ("interface", ("genbench.interfaces", "genbench.__main__"),
      "front doors (command line, Python API): parse, call one library function, print; "
      "nothing below imports them"),
-    ("runs", ("genbench.runs", "genbench.executors", "genbench.costs", "genbench.check",
-              "genbench.scoring"),
+    ("runs", ("genbench.running", "genbench.running.runs", "genbench.executors",
+              "genbench.running.costs", "genbench.running.check", "genbench.running.scoring"),
      "schedule work: sweeps of seeds and models, Ray/SLURM executors, cost plans, the one-step "
      "model check; they drive training"),
-    ("training", ("genbench.training", "genbench.tblog", "genbench.wandblog", "genbench.loggers",
-                  "genbench.display"),
+    ("training", ("genbench.running.training", "genbench.running.tblog", "genbench.running.wandblog",
+                  "genbench.running.loggers", "genbench.running.display"),
      "the runner (loop, checkpoints, resume) and what it shows or logs; it calls evaluation "
      "at the end of a run"),
-    ("evaluation", ("genbench.evaluation", "genbench.outside"),
+    ("evaluation", ("genbench.running.evaluation", "genbench.running.outside"),
      "runs the metrics on a trained model or a finished run folder and writes their results"),
     ("report", ("genbench.report",),
      "reads only the store; it places the pictures galleries drew into it, and loads nothing"),
@@ -42,10 +41,10 @@ LAYERS: list[tuple[str, tuple[str, ...], str]] = [
      "into a run folder"),
     ("core", ("genbench", "genbench.contract", "genbench.data", "genbench.store",
               "genbench.registry", "genbench.errors", "genbench.settings", "genbench.presets",
-              "genbench.nn", "genbench.latent", "genbench.adversarial", "genbench.observation",
-              "genbench.images", "genbench.figures", "genbench.listing", "genbench.listcache",
-              "genbench.edits", "genbench.ranges"),
-     "the contract, data, store, registry and helpers every layer (and every model) may use"),
+              "genbench.kit", "genbench.images", "genbench.figures", "genbench.ranges",
+              "genbench.moved"),
+     "the contract, data, store, registry, the model-building kit and helpers every layer (and "
+     "every model) may use"),
 ]
 RANK = {name: i for i, (name, _, _) in enumerate(LAYERS)}  # 0 = top
 
@@ -58,11 +57,12 @@ class Rule:
 
 
 RULES = (
-    Rule("metrics", ("genbench.training", "genbench.evaluation", "genbench.report", "genbench.cli"),
+    Rule("metrics", ("genbench.running.training", "genbench.running.evaluation", "genbench.report",
+                     "genbench.interfaces.cli"),
          "metrics are called by evaluation, never the other way round"),
-    Rule("report", ("genbench.training", "genbench.runs", "genbench.cli", "genbench.evaluation",
-                    "genbench.loading", "genbench.plugins", "genbench.executors",
-                    "genbench.galleries"),
+    Rule("report", ("genbench.running.training", "genbench.running.runs", "genbench.interfaces.cli",
+                    "genbench.running.evaluation", "genbench.loading", "genbench.plugins",
+                    "genbench.executors", "genbench.galleries"),
          "the report reads only the store; checkpoints and plugins are loaded where galleries "
          "are drawn (evaluation, genbench gallery)"),
 )
@@ -87,8 +87,8 @@ def modules(root: Path) -> dict[str, Path]:
 
 
 # modules whose ``__getattr__`` re-exports names lazily: the package's API, and the old
-# ``genbench.nn`` path of the GAN helpers that moved to ``genbench.adversarial``
-FACADES = ("", ".nn")
+# ``genbench.kit.nn`` path of the GAN helpers that moved to ``genbench.kit.adversarial``
+FACADES = ("", ".kit.nn")
 
 
 def _lazy_facade(node: ast.AST, module: str, root: Path) -> bool:
@@ -138,12 +138,23 @@ def layer_of(module: str) -> str | None:
     return None if best is None else best[0]
 
 
+def old_path(imp: Import, known: set[str]) -> str | None:
+    """The old flat path (genbench.nn, genbench.training...) an import names, if any."""
+    names = [imp.target] + [f"{imp.target}.{n}" for n in imp.names if n]
+    return next((n for n in names if n in MOVED and n not in known), None)
+
+
 def violations(root: Path) -> list[str]:
     """Every import that goes up the table or breaks a rule, one line each."""
-    out = []
+    out, known = [], set(modules(root))
     for imp in imports(root):
         src, dst = layer_of(imp.source), layer_of(imp.target)
         where = f"{imp.source}:{imp.line} imports {imp.target}"
+        old = old_path(imp, known)
+        if old:
+            out.append(f"{where}: {old} moved to {MOVED[old]}; import that (the old path is "
+                       "kept for users outside genbench)")
+            continue
         if src is None or dst is None:
             out.append(f"{where}: {imp.source if src is None else imp.target} is in no layer; "
                        "add it to LAYERS in tests/test_layers.py")
@@ -280,11 +291,13 @@ def write_tree(root: Path, files: dict[str, str]) -> Path:
 
 CLEAN = {
     "__init__.py": "from genbench.registry import register_model\n"
-                   "def __getattr__(name):\n    from genbench import api\n    return api\n",
+                   "def __getattr__(name):\n    from genbench.interfaces import api\n    return api\n",
     "registry.py": "",
-    "api.py": "from genbench.training import run\n",
-    "training.py": "from genbench import evaluation\n",
-    "evaluation.py": "from genbench.metrics import runner\n",
+    "interfaces/__init__.py": "",
+    "interfaces/api.py": "from genbench.running.training import run\n",
+    "running/__init__.py": "",
+    "running/training.py": "from genbench.running import evaluation\n",
+    "running/evaluation.py": "from genbench.metrics import runner\n",
     "metrics/__init__.py": "",
     "metrics/runner.py": "from genbench import register_model\n",
     "report/__init__.py": "",
@@ -300,22 +313,25 @@ def test_a_clean_synthetic_tree_passes(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("path", "text", "message"), [
-    ("metrics/bad.py", "def f():\n    from genbench.training import run\n", "layer above it"),
-    ("metrics/bad.py", "from genbench import evaluation\n", "metrics are called by evaluation"),
-    ("report/bad.py", "from genbench.evaluation import load_run\n", "reads only the store"),
+    ("metrics/bad.py", "def f():\n    from genbench.running.training import run\n", "layer above it"),
+    ("metrics/bad.py", "from genbench.running import evaluation\n", "metrics are called by evaluation"),
+    ("report/bad.py", "from genbench.running.evaluation import load_run\n", "reads only the store"),
     ("report/bad.py", "from genbench.plugins import load_plugins\n", "reads only the store"),
     ("report/bad.py", "from genbench.galleries.core import codes\n", "reads only the store"),
     ("report/bad.py", "def f():\n    from genbench.galleries import render_all\n", "reads only the store"),
-    ("report/bad.py", "import genbench.runs\n", "layer above it"),
-    ("training.py", "from genbench.report import build\n", "only the interface layer"),
-    ("galleries/bad.py", "from genbench.evaluation import x\n", "layer above it"),
+    ("report/bad.py", "import genbench.running.runs\n", "layer above it"),
+    ("running/training.py", "from genbench.report import build\n", "only the interface layer"),
+    ("galleries/bad.py", "from genbench.running.evaluation import x\n", "layer above it"),
+    ("galleries/bad.py", "from genbench.training import x\n", "moved to genbench.running.training"),
+    ("running/bad.py", "import genbench.nn\n", "moved to genbench.kit.nn"),
+    ("interfaces/bad.py", "from genbench import evaluation\n", "moved to genbench.running.evaluation"),
     ("metrics/bad.py", "from genbench import run\n", "lazy API"),
     ("newthing.py", "", "in no layer"),
 ])
 def test_an_upward_import_is_caught(tmp_path: Path, path: str, text: str, message: str) -> None:
     files = {**CLEAN, path: text}
     if path == "newthing.py":
-        files["cli.py"] = "import genbench.newthing\n"
+        files["interfaces/cli.py"] = "import genbench.newthing\n"
     found = violations(write_tree(tmp_path, files))
     assert any(message in v for v in found), found
 

@@ -4,7 +4,7 @@ genbench grows no scheduler of its own. ``local`` runs the plans one after anoth
 process (today's behaviour); ``ray`` makes each (model, dataset, variant, seed) run one Ray
 task with its CPU and GPU share, on a local Ray or a cluster (``--address``); ``slurm``
 submits the runs as one SLURM job array through ``submitit``. Every executor calls the same
-:func:`genbench.training.execute` on a plan rebuilt where it runs, from the RunSpec (never
+:func:`genbench.running.training.execute` on a plan rebuilt where it runs, from the RunSpec (never
 tensors), so results, locks and resume are those of one machine, on a shared filesystem.
 
 Options are checked before anything is submitted: an unknown executor, a missing extra, an
@@ -98,7 +98,7 @@ def eval_sharding(opts: RunOptions, run_dir: Path, device: str, data_dir: str | 
     sharder = chosen.sharder(opts, Path(run_dir), device, data_dir)
     if sharder is None:
         return nullcontext()
-    from genbench.evaluation import sharded
+    from genbench.running.evaluation import sharded
 
     return sharded(sharder)
 

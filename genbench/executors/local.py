@@ -8,10 +8,10 @@ from pathlib import Path
 
 from rich.console import Console
 
-from genbench.display import RichReporter
 from genbench.executors.base import LocalOptions, Sharder
+from genbench.running.display import RichReporter
+from genbench.running.training import Plan, RunOutcome, execute
 from genbench.store import Busy
-from genbench.training import Plan, RunOutcome, execute
 
 
 class LocalExecutor:

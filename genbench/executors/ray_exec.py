@@ -33,7 +33,7 @@ from genbench.executors.base import (
     worker_plugins,
 )
 from genbench.executors.task import RunTask, mark_failed, prepare_worker, run_task
-from genbench.training import Plan, RunOutcome
+from genbench.running.training import Plan, RunOutcome
 
 CONNECT_TIMEOUT_S = 5.0
 WORKER_NICENESS = "RAY_worker_niceness"  # read by the raylet a local ray.init starts
@@ -83,8 +83,8 @@ def connect(opts: RayOptions) -> tuple[dict[str, float], bool]:
 
 def _warm(threads: int, env: dict[str, str], plugins: tuple[str, ...]) -> None:
     prepare_worker(threads, env, plugins)
-    import genbench.evaluation  # noqa: F401  (the runner, the metrics, torch)
-    import genbench.training  # noqa: F401
+    import genbench.running.evaluation  # noqa: F401  (the runner, the metrics, torch)
+    import genbench.running.training  # noqa: F401
 
 
 def warm_up(opts: RayOptions, resources: dict[str, float]) -> list[Any]:
@@ -117,7 +117,7 @@ def _remote_run(task: RunTask, shards: int) -> RunOutcome:  # the body of each r
         return run_task(task)
 
     def around(plan: Plan) -> Any:  # the run's IWAE, AIS and BDMC split over Ray tasks
-        from genbench.evaluation import sharded
+        from genbench.running.evaluation import sharded
 
         return sharded(RaySharder(plan.run_dir, str(plan.device), task.spec.data_dir, task.plugins,
                                   dict(task.env), task.threads, shards))
@@ -215,7 +215,7 @@ _MODELS: dict[tuple[str, str, int, int], Any] = {}  # per worker process: loaded
 
 
 def _shard_model(run_dir: str, device: str, data_dir: str | None) -> Any:
-    from genbench.evaluation import load_run
+    from genbench.running.evaluation import load_run
 
     ckpt = Path(run_dir) / "checkpoint.pt"
     st = ckpt.stat()

@@ -27,7 +27,7 @@ from genbench.executors.base import (
     worker_plugins,
 )
 from genbench.executors.task import RunTask, mark_failed, run_task
-from genbench.training import Plan, RunOutcome
+from genbench.running.training import Plan, RunOutcome
 
 CLUSTERS = ("slurm", "local", "debug")
 

@@ -1,8 +1,8 @@
 """One run as a task: what a Ray task or a SLURM array element executes.
 
-The task carries the :class:`~genbench.training.RunSpec` (never tensors); the worker sets
+The task carries the :class:`~genbench.running.training.RunSpec` (never tensors); the worker sets
 its thread count, loads the plugins and the data itself, rebuilds the plan and calls the
-same :func:`genbench.training.execute` as ``--executor local``. Where it stands goes to a
+same :func:`genbench.running.training.execute` as ``--executor local``. Where it stands goes to a
 small ``.progress.json`` in the run folder, which the driver's sweep view reads (it works
 the same on a shared filesystem under SLURM).
 """
@@ -22,7 +22,7 @@ from typing import Any
 
 from genbench import store
 from genbench.metrics.context import EvalProgress
-from genbench.training import RunOutcome, RunSpec
+from genbench.running.training import RunOutcome, RunSpec
 
 PROGRESS = ".progress.json"  # transient: removed when the task ends
 Around = Callable[[Any], AbstractContextManager[Any]]  # plan -> what its execution runs inside
@@ -57,7 +57,7 @@ def run_task(task: RunTask, around: Around | None = None) -> RunOutcome:
     """Plan and execute one run where this process is (a Ray worker, a SLURM job);
     ``around(plan)`` is entered around its execution (Ray's evaluation shards)."""
     from genbench.errors import GenbenchError
-    from genbench.training import plan_run
+    from genbench.running.training import plan_run
 
     prepare_worker(task.threads, task.env, task.plugins)
     folder = Path(task.run_dir)
@@ -70,7 +70,7 @@ def run_task(task: RunTask, around: Around | None = None) -> RunOutcome:
                            f"(its data differs: {plan.data.source}); give the workers the same data")
     reporter = FileReporter(plan.run_dir, plan.data.steps_per_epoch(plan.preset.batch_size),
                             plan.preset.epochs)
-    from genbench.training import execute
+    from genbench.running.training import execute
 
     try:
         with around(plan) if around is not None else contextlib.nullcontext():

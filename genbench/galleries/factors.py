@@ -2,7 +2,7 @@
 (rows) edited from -2 to +2 training sd of that factor (columns), the picture behind the
 ``edits`` numbers on rendered data.
 
-The edit is the one ``edits`` measures (:mod:`genbench.edits`): a model with its own ``edit``
+The edit is the one ``edits`` measures (:mod:`genbench.kit.edits`): a model with its own ``edit``
 hook moves what it assigned to the factor (DC-IGN: the factor's latent unit alone); a VAE or
 AE moves its code along the latent-arithmetic vector found from the training images'
 factors; a CVAE does the same with its condition held. The first column is the input; the
@@ -16,10 +16,10 @@ from pathlib import Path
 import torch
 
 from genbench.data import render3d
-from genbench.edits import edit_method, make_editor
 from genbench.errors import GenbenchError
 from genbench.galleries.core import NotApplicable, display_order, register_gallery
 from genbench.galleries.sweeps import labelled_grid, save_image
+from genbench.kit.edits import edit_method, make_editor
 from genbench.loading import LoadedRun
 
 HOW = {"hook": "own edit", "arithmetic": "arithmetic", "condition": "condition"}

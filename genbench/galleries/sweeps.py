@@ -2,7 +2,7 @@
 for a Morpho-MNIST measure, -1 .. +1 for a CelebA attribute), each edit measured again and
 the value printed under it: the picture behind the ``edits`` metric.
 
-Edits come from :mod:`genbench.edits` (the model's own hook, CVAE's condition, or latent
+Edits come from :mod:`genbench.kit.edits` (the model's own hook, CVAE's condition, or latent
 arithmetic). Values printed: the Morpho-MNIST measure in its units (slant in degrees) on
 ``*-morpho`` data; the evaluator's probability of the attribute on CelebA.
 """
@@ -16,9 +16,9 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from genbench.data import morpho
-from genbench.edits import dataset_attributes, edit_method, make_editor
 from genbench.errors import GenbenchError
 from genbench.galleries.core import NotApplicable, display_order, register_gallery
+from genbench.kit.edits import dataset_attributes, edit_method, make_editor
 from genbench.loading import LoadedRun
 from genbench.store import atomic_write_bytes
 

@@ -2,7 +2,7 @@
 
 For each attribute a, the test images are edited by a range of requests d (``DELTAS``: -2 ..
 +2 training sd for a measured attribute, -1 .. +1 for a binary one) through
-:mod:`genbench.edits` (the model's own hook, CVAE's condition, or latent arithmetic), and the
+:mod:`genbench.kit.edits` (the model's own hook, CVAE's condition, or latent arithmetic), and the
 edited images are measured again: Morpho-MNIST's measures (:mod:`genbench.data.morpho`) on
 ``*-morpho`` data, the evaluator's attribute probabilities on CelebA. Changes are taken
 against the zero edit (the model's reconstruction), so a blurry reconstruction does not
@@ -27,8 +27,8 @@ from collections.abc import Callable, Sequence
 import torch
 
 from genbench.data import morpho, render3d
-from genbench.edits import Editor, dataset_attributes, edit_method, make_editor
 from genbench.errors import GenbenchError
+from genbench.kit.edits import Editor, dataset_attributes, edit_method, make_editor
 from genbench.metrics.context import EvalContext
 from genbench.registry import ResultKey, register_metric
 

@@ -16,7 +16,7 @@ diagnostic that is a mean over images (AIS's acceptance rate) is merged as the
 image-weighted mean, equal up to float rounding.
 
 Who runs a shard is not this module's business: a *sharder* (installed around an evaluation
-by :func:`genbench.evaluation.sharded`; the Ray one lives in ``genbench.executors``) is a
+by :func:`genbench.running.evaluation.sharded`; the Ray one lives in ``genbench.executors``) is a
 callable ``sharder(fn, jobs) -> results`` with an attribute ``shards``, where each job is the
 keyword arguments of one call ``fn(model, **job)`` made where the sharder rebuilt the model.
 Without a sharder the function is called here, unchanged.

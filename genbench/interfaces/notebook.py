@@ -3,8 +3,8 @@
     table = genbench.summary(df)               # the report's wide table; bold in Jupyter
     numbers = genbench.summary(df, long=True)  # its numbers: mean, std, n_seeds, stderr
 
-It takes the tidy frame of :func:`genbench.api.load_results` and formats it with the
-report's own table code. pandas loads on first use, as in :mod:`genbench.api`.
+It takes the tidy frame of :func:`genbench.interfaces.api.load_results` and formats it with the
+report's own table code. pandas loads on first use, as in :mod:`genbench.interfaces.api`.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """``genbench export``: the tidy results frame as CSV or Parquet, for spreadsheets and
 other languages (R, Julia, DuckDB). One row per run and metric, the columns of
-:func:`genbench.api.load_results`."""
+:func:`genbench.interfaces.api.load_results`."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ FORMATS = ("csv", "parquet")
 def export_results(results: str | Path = "results", format: str = "csv",
                    out: str | Path | None = None) -> Path:
     """Write the tidy frame of ``results`` to ``out`` (default: ``results/results.<format>``)."""
-    from genbench.api import load_results
+    from genbench.interfaces.api import load_results
 
     if format not in FORMATS:
         raise GenbenchError(f"unknown --format {format!r}; use {' or '.join(FORMATS)}")

@@ -1,7 +1,7 @@
 """The loggers of ``genbench run --log NAME``: which there are, the check before training,
 and what they share (a run's name and hparams, the evaluation tee).
 
-Each logger lives in its own module (:mod:`genbench.tblog`, :mod:`genbench.wandblog`) and is
+Each logger lives in its own module (:mod:`genbench.running.tblog`, :mod:`genbench.running.wandblog`) and is
 named here by "module:class", loaded only when asked for, so that neither package is
 imported by a run that does not log.
 """
@@ -18,9 +18,9 @@ from genbench.errors import GenbenchError
 from genbench.metrics.context import EvalProgress
 
 # name -> (the logger class as "module:class", the packages it needs, the pip extra)
-LOGGERS = {"tensorboard": ("genbench.tblog:TensorBoardLogger", ("tensorboard", "torch.utils.tensorboard"),
-                           "tensorboard"),
-           "wandb": ("genbench.wandblog:WandbLogger", ("wandb",), "wandb")}
+LOGGERS = {"tensorboard": ("genbench.running.tblog:TensorBoardLogger",
+                           ("tensorboard", "torch.utils.tensorboard"), "tensorboard"),
+           "wandb": ("genbench.running.wandblog:WandbLogger", ("wandb",), "wandb")}
 
 
 def check(names: Sequence[str]) -> None:

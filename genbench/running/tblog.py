@@ -30,9 +30,9 @@ from typing import Any
 import torch
 
 from genbench.errors import GenbenchError
-from genbench.loggers import Tee, _safe, _scalar, hparams_of, run_name  # noqa: F401
 from genbench.metrics.context import EvalProgress
 from genbench.registry import headline_keys
+from genbench.running.loggers import Tee, _safe, _scalar, hparams_of, run_name  # noqa: F401
 
 FOLDER = "tensorboard"
 

@@ -82,7 +82,7 @@ class RunSpec:
     metrics: tuple[str, ...] = ()
     force: bool = False
     command: str = ""
-    log: tuple[str, ...] = ()  # "tensorboard": events under <run_dir>/tensorboard (genbench.tblog)
+    log: tuple[str, ...] = ()  # "tensorboard": events under <run_dir>/tensorboard (genbench.running.tblog)
 
 
 @dataclass
@@ -119,7 +119,7 @@ class Plan:
     data: DataBundle
     device: torch.device
     run_dir: Path
-    logger: Any = None  # a genbench.tblog.TensorBoardLogger while the run executes (--log)
+    logger: Any = None  # a genbench.running.tblog.TensorBoardLogger while the run executes (--log)
 
     def config_json(self) -> dict[str, Any]:
         info = self.data.info
@@ -162,7 +162,7 @@ def plan_run(spec: RunSpec, data: DataBundle | None = None) -> Plan:
     """Resolve model, settings and data; name the run folder. Writes nothing."""
     entry = get_model(spec.model)
     if spec.log:
-        from genbench.loggers import check
+        from genbench.running.loggers import check
 
         check(spec.log)  # an unknown logger or a missing package fails before any training
     preset = get_preset(spec.preset)
@@ -254,7 +254,7 @@ class Progress:
 
 
 def _train_and_evaluate(plan: Plan, reporter: Reporter) -> RunOutcome:
-    from genbench.evaluation import evaluate_model  # evaluation imports the metrics
+    from genbench.running.evaluation import evaluate_model  # evaluation imports the metrics
 
     folder, spec = plan.run_dir, plan.spec
     if plan.device.type == "cpu":
@@ -263,7 +263,7 @@ def _train_and_evaluate(plan: Plan, reporter: Reporter) -> RunOutcome:
     optimizers = optimizer_dict(model.configure_optimizers())
     progress = load_checkpoint(folder, model, optimizers) or Progress()
     if spec.log:
-        from genbench.loggers import open_loggers
+        from genbench.running.loggers import open_loggers
 
         plan.logger = open_loggers(spec.log, folder)
     if progress.trained:

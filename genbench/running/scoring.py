@@ -29,7 +29,7 @@ import torch
 
 from genbench import store
 from genbench.errors import GenbenchError
-from genbench.outside import OutsideSamples, file_sha256, fit_to, read_samples, resize_record, to_unit
+from genbench.running.outside import OutsideSamples, file_sha256, fit_to, read_samples, resize_record, to_unit
 
 SAMPLE_METRICS = ("quality", "modes", "memorization")  # every sample metric needing no model
 MIN_SAMPLES = 10  # the k-NN metrics' own minimum (quality refuses n_quality below it)
@@ -80,11 +80,11 @@ def score(samples: Any, *, dataset: str, name: str, variant: str | None = None,
           data_dir: str | None = None, command: str = "", reference_stats: str | Path | None = None,
           progress: Any = None, note: Callable[[str], None] | None = None) -> Any:
     """Score outside ``samples`` (a path, tensor or array) against ``dataset`` and store them
-    as an external run; returns a :class:`genbench.training.RunOutcome`."""
+    as an external run; returns a :class:`genbench.running.training.RunOutcome`."""
     from genbench.data import DataRequest, load_dataset
     from genbench.presets import get_preset
+    from genbench.running.training import RunOutcome, resolve_device
     from genbench.settings import resolve
-    from genbench.training import RunOutcome, resolve_device
 
     check_label(name)
     _, p = resolve(PresetOnly, {}, get_preset(preset), dict(overrides or {}))
@@ -166,7 +166,7 @@ def run_folder(results: Path, data: Any, p: Any, name: str, seed: int, samples: 
 
 def _config(data: Any, p: Any, name: str, seed: int, samples: OutsideSamples,
             resize: str | None, command: str, device: torch.device) -> dict[str, Any]:
-    from genbench.training import versions
+    from genbench.running.training import versions
 
     info = data.info
     return {
@@ -290,7 +290,7 @@ def make_stats(dataset: str, *, features: str | None = None, preset: str = "quic
     from genbench.metrics import reference
     from genbench.metrics.quality import reference_set
     from genbench.presets import get_preset
-    from genbench.training import resolve_device
+    from genbench.running.training import resolve_device
 
     sets = dict(overrides or {})
     if features is not None:

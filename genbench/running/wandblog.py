@@ -23,8 +23,8 @@ from typing import Any
 
 import torch
 
-from genbench.loggers import Tee, _scalar, hparams_of, run_name
 from genbench.metrics.context import EvalProgress
+from genbench.running.loggers import Tee, _scalar, hparams_of, run_name
 
 
 class WandbLogger:

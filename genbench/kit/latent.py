@@ -18,7 +18,7 @@ from torch.distributions import Distribution, Independent, Normal
 
 from genbench.contract import DataInfo
 from genbench.errors import GenbenchError
-from genbench.nn import activation, build_encoder, mlp
+from genbench.kit.nn import activation, build_encoder, mlp
 
 
 def standard_normal_prior(dim: int, like: torch.Tensor | nn.Module) -> Distribution:

@@ -12,12 +12,12 @@ import torch
 from genbench import store
 from genbench.data import DataBundle
 from genbench.errors import GenbenchError
+from genbench.kit.nn import fuse_batchnorm
 from genbench.loading import LoadedRun, load_run, refuse_outside, rescore_hint  # noqa: F401  (LoadedRun: re-exported)
 from genbench.metrics import EvalContext, evaluate_metrics
 from genbench.metrics.classification import LABELLED_FILE, labelled_subset
 from genbench.metrics.context import EvalProgress
 from genbench.metrics.features import default_cache_dir
-from genbench.nn import fuse_batchnorm
 from genbench.presets import Preset, get_preset
 from genbench.registry import declarations_for
 

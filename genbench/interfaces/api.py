@@ -21,14 +21,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from genbench.errors import GenbenchError
-from genbench.notebook import GROUP, summary  # noqa: F401  (part of this API)
+from genbench.interfaces.notebook import GROUP, summary  # noqa: F401  (part of this API)
 
 if TYPE_CHECKING:  # pandas and torch load lazily: `import genbench` stays cheap
     import pandas as pd
     import torch
 
     from genbench.data import DataBundle
-    from genbench.training import RunOutcome
+    from genbench.running.training import RunOutcome
 
 # columns of the tidy frame, in order
 TIDY_COLUMNS = ("dataset", "variant", "preset", "model", "label", "config_id", "seed", "run_dir",
@@ -313,14 +313,14 @@ def run(models: str | Sequence[str], *, dataset: str = "mnist", variant: str | N
         log: Sequence[str] = (), quiet: bool = False) -> list[RunOutcome]:
     """Train ``models`` on ``dataset`` for each seed, evaluate them; what ``genbench run`` does.
 
-    Returns one :class:`genbench.training.RunOutcome` per (model, seed) with ``status``
+    Returns one :class:`genbench.running.training.RunOutcome` per (model, seed) with ``status``
     ("finished", "skipped" when already done, "failed"), ``run_dir`` and ``metrics``.
     ``overrides`` are ``--set`` values ({"latent_dim": 2} or ["latent_dim=2"]); ``log``
     may hold "tensorboard". Progress goes to the terminal unless ``quiet``.
     """
     from rich.console import Console
 
-    from genbench.runs import RunRequest, run_all
+    from genbench.running.runs import RunRequest, run_all
 
     _load_plugins(plugins)
     names = [models] if isinstance(models, str) else list(models)
@@ -389,10 +389,10 @@ def evaluate(run_dir: str | Path, metrics: str | Sequence[str] = (), *, preset: 
     retraining, as ``genbench eval`` does; returns the run's updated metrics.json."""
     from rich.console import Console
 
-    from genbench.display import EvalDisplay
-    from genbench.evaluation import evaluate_run
     from genbench.presets import get_preset
-    from genbench.training import resolve_device
+    from genbench.running.display import EvalDisplay
+    from genbench.running.evaluation import evaluate_run
+    from genbench.running.training import resolve_device
 
     _load_plugins(plugins)
     names = _metric_names(metrics)
@@ -425,7 +425,7 @@ def load_model(run_dir: str | Path, device: str = "cpu", data_dir: str | None = 
     plugin model is reloaded from the folder its run recorded, or from ``plugins``.
     """
     from genbench.loading import load_run
-    from genbench.training import resolve_device
+    from genbench.running.training import resolve_device
 
     _load_plugins(plugins)
     _check_run_dir(run_dir)
@@ -474,8 +474,8 @@ def score(samples: Any, *, dataset: str, name: str, variant: str | None = None,
     (``run_dir``, ``metrics``). ``reference_stats``: a ``genbench stats`` file (checked
     against the reference it stands for), or pytorch-fid's mu/sigma ``.npz`` (FID only).
     """
-    from genbench.scoring import command_line
-    from genbench.scoring import score as score_samples
+    from genbench.running.scoring import command_line
+    from genbench.running.scoring import score as score_samples
     from genbench.settings import parse_overrides
 
     sets = ([f"{k}={v}" for k, v in overrides.items()] if isinstance(overrides, Mapping)

@@ -21,7 +21,7 @@ def features_command(
     from genbench.data import DataRequest, load_dataset
     from genbench.metrics.features import FEATURE_SEED, default_cache_dir, load_or_train_extractor
     from genbench.presets import get_preset
-    from genbench.training import resolve_device
+    from genbench.running.training import resolve_device
 
     console = Console()
     p = get_preset(preset)
@@ -58,8 +58,8 @@ def score_command(
 ) -> None:
     """Score samples from a model genbench did not train (FID, KID, precision/recall, mode
     coverage, memorization), stored as an external run beside the trained models."""
-    from genbench.api import score
-    from genbench.display import EvalDisplay
+    from genbench.interfaces.api import score
+    from genbench.running.display import EvalDisplay
 
     console = Console()
     watch = EvalDisplay(console)
@@ -96,9 +96,9 @@ def stats_command(
 ) -> None:
     """Compute and cache the real data's reference statistics (mean, covariance and the
     features KID and precision/recall need) that runs and `genbench score` then read."""
-    from genbench.scoring import make_stats
+    from genbench.running.scoring import make_stats
+    from genbench.running.training import resolve_device
     from genbench.settings import parse_overrides
-    from genbench.training import resolve_device
 
     console = Console()
     made = make_stats(dataset, features=features, preset=preset, variant=variant, out=out,

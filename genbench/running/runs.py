@@ -14,8 +14,8 @@ from genbench import store
 from genbench.data import DataRequest, load_dataset
 from genbench.errors import ContractError, GenbenchError
 from genbench.executors import LocalOptions, RunOptions, check_options, run_plans, start
+from genbench.running.training import Plan, RunOutcome, RunSpec, plan_run, resolve_device
 from genbench.settings import parse_overrides, resolve, split_overrides
-from genbench.training import Plan, RunOutcome, RunSpec, plan_run, resolve_device
 
 SEED_MAX = 2**32 - 1
 
@@ -81,7 +81,7 @@ def run_all(request: RunRequest, console: Console, *, plan_only: bool = False) -
         console.print(f"[bold yellow]warning:[/] {note}", highlight=False)
     plans: list[Plan] = [plan_run(spec, data) for spec in request.specs()]
     if plan_only:  # `--plan`: the estimated cost of each run, nothing run
-        from genbench.costs import print_costs
+        from genbench.running.costs import print_costs
 
         print_costs(plans, console, threads=request.executor.cpus_per_run if request.executor else None)
         return []

@@ -41,7 +41,7 @@ def _left(elapsed: float, done: float, total: float) -> str:
 
 
 class RichReporter:
-    """The training progress (a :class:`genbench.training.Reporter`) and, through
+    """The training progress (a :class:`genbench.running.training.Reporter`) and, through
     :meth:`evaluation`, the evaluation display that follows it."""
 
     def __init__(self, console: Console, interval: float = PLAIN_INTERVAL_S) -> None:

@@ -23,7 +23,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from genbench.training import Plan
+from genbench.running.training import Plan
 
 if TYPE_CHECKING:
     from genbench.contract import Batch

@@ -3,7 +3,7 @@
 Two shapes: an MLP for small images (28x28, flattened) and the DCGAN-style convolutional
 stack for 64x64 RGB (Radford et al. 2016), which CelebA models share. The adversarial
 models (GAN, DCGAN, VAE-GAN) add a 28x28 convolutional pair, maxout units and DCGAN's
-initialisation; their losses, step and divergence check are in :mod:`genbench.adversarial`,
+initialisation; their losses, step and divergence check are in :mod:`genbench.kit.adversarial`,
 beside their hooks. Every model builds its optimizer with :func:`adam`.
 """
 
@@ -311,7 +311,7 @@ def adam(params, lr: float, betas: tuple[float, float] = (0.9, 0.999), *,
     return torch.optim.Adam(params, lr=lr, betas=betas, foreach=True)
 
 
-# The GAN step and its helpers live in genbench.adversarial, beside the hooks that use them;
+# The GAN step and its helpers live in genbench.kit.adversarial, beside the hooks that use them;
 # `from genbench.nn import adversarial_step` (the old path) still works.
 _MOVED_TO_ADVERSARIAL = ("adversarial_optimizers", "adversarial_step", "check_discriminator",
                          "discriminator_loss", "discriminator_stats", "frozen", "generator_loss")
@@ -319,7 +319,7 @@ _MOVED_TO_ADVERSARIAL = ("adversarial_optimizers", "adversarial_step", "check_di
 
 def __getattr__(name: str) -> object:
     if name in _MOVED_TO_ADVERSARIAL:
-        from genbench import adversarial
+        from genbench.kit import adversarial
 
         return getattr(adversarial, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -85,8 +85,8 @@ def list_cmd(
     plugins: list[Path] = typer.Option([], "--plugins", help="extra plugin folder"),
 ) -> None:
     """List registered models, datasets, metrics and presets, one line each."""
-    from genbench import listing
-    from genbench.listcache import cached_sections
+    from genbench.interfaces import listing
+    from genbench.interfaces.listcache import cached_sections
 
     def make() -> list[tuple[str, list[tuple[str, str]]]]:
         _load(plugins)
@@ -135,7 +135,7 @@ def run(
 ) -> None:
     """Train MODELs on a dataset, evaluate them, and print a table of their metrics."""
     from genbench.executors import options_for
-    from genbench.runs import RunRequest, run_all
+    from genbench.running.runs import RunRequest, run_all
 
     _load(plugins)
     opts = options_for(executor, address=address, cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run,
@@ -183,11 +183,11 @@ def eval_cmd(
                                           help="score an unfinished run's last checkpoint"),
 ) -> None:
     """Add metrics to finished runs without retraining."""
-    from genbench.display import EvalDisplay
-    from genbench.evaluation import check_run_folder, evaluate_run
     from genbench.executors import eval_sharding, options_for
+    from genbench.running.display import EvalDisplay
+    from genbench.running.evaluation import check_run_folder, evaluate_run
+    from genbench.running.training import resolve_device
     from genbench.store import CONFIG, METRICS, read_json
-    from genbench.training import resolve_device
 
     _load(plugins)
     dev = str(resolve_device(device))
@@ -224,7 +224,7 @@ def check(
 ) -> None:
     """Smoke-check a model: one training step, samples, its capabilities and the metrics it
     will get (or why not, and which hook would unlock them). Exit 1 on a problem."""
-    from genbench.check import check_model, format_check
+    from genbench.running.check import check_model, format_check
 
     _load(plugins)
     result = check_model(model, dataset=dataset)
@@ -373,7 +373,7 @@ def export_cmd(
     plugins: list[Path] = typer.Option([], "--plugins", help="extra plugin folder"),
 ) -> None:
     """Write every run's metrics as one tidy table (a row per run and metric) to CSV or Parquet."""
-    from genbench.export import export_results
+    from genbench.interfaces.export import export_results
 
     _load(plugins)
     path = export_results(results, format, out)
@@ -382,17 +382,17 @@ def export_cmd(
 def _register_optional() -> None:
     """Commands whose implementation lives beside the library code they drive."""
     try:
-        from genbench.commands import features_command
+        from genbench.interfaces.commands import features_command
 
         app.command("features")(friendly(features_command))
-        from genbench.commands import score_command, stats_command
+        from genbench.interfaces.commands import score_command, stats_command
 
         app.command("score")(friendly(score_command))
         app.command("stats")(friendly(stats_command))
     except ImportError:  # pragma: no cover
         pass
     try:
-        from genbench.report_cli import gallery_command, report_command
+        from genbench.interfaces.report_cli import gallery_command, report_command
 
         app.command("report")(friendly(report_command))
         app.command("gallery")(friendly(gallery_command))

@@ -6,7 +6,7 @@ They step their own optimizers (one Adam per network, each on its own loss), dra
 from N(0, I) and stop a run whose discriminator has won outright. A class lists
 :class:`AdversarialHooks` first among its bases to get those three contract hooks, and calls
 :func:`adversarial_step` from its ``training_step``. (These helpers were in
-:mod:`genbench.nn`; importing them from there still works.)
+:mod:`genbench.kit.nn`; importing them from there still works.)
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from torch import nn
 from torch.distributions import Distribution
 
 from genbench.errors import Diverged
-from genbench.latent import standard_normal_prior
-from genbench.nn import adam
+from genbench.kit.latent import standard_normal_prior
+from genbench.kit.nn import adam
 
 
 # -- the losses, statistics and divergence check of a GAN step -------------------------------
