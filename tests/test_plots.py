@@ -116,3 +116,20 @@ def test_one_picture_across_models_reconstructs_the_same_test_images(tmp_path: P
     tile = 28 + 2  # make_grid's padding
     assert Image.open(made.images["reconstructions"]).size == (4 * tile + 2, 3 * tile + 2)
     assert Image.open(made.images["samples"]).size == (4 * tile + 2, 3 * tile + 2)
+
+
+def test_repeated_headings_get_distinct_ids_as_on_github(tmp_path) -> None:
+    """Every group has its "Plots": the HTML gives each heading its own id (GitHub's -1, -2),
+    and the contents link the ids the headings carry."""
+    import re
+
+    from genbench.report.document import Document, Heading, contents, to_html
+
+    doc = Document("r")
+    doc.add(Heading(2, "mnist · dynamic"), Heading(3, "Plots"), Heading(2, "mnist · continuous"),
+            Heading(3, "Plots"), Heading(3, "Plots"))
+    doc.add(contents(doc))
+    page = to_html(doc, tmp_path)
+    ids = re.findall(r'<h\d id="([^"]+)"', page)
+    assert ids == ["mnist--dynamic", "plots", "mnist--continuous", "plots-1", "plots-2"]
+    assert all(f'href="#{i}"' in page for i in ("mnist--dynamic", "mnist--continuous"))

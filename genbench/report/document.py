@@ -71,10 +71,25 @@ def anchor(text: str) -> str:
     return kept.replace(" ", "-")
 
 
+def anchors(doc: Document) -> list[str]:
+    """Each heading's id, in order, deduplicated as GitHub does: a heading text seen before
+    gets ``-1``, ``-2``... (every group has its "Plots"), so an id names one heading."""
+    seen: dict[str, int] = {}
+    out = []
+    for b in doc.blocks:
+        if isinstance(b, Heading):
+            base = anchor(b.text)
+            n = seen.get(base, 0)
+            seen[base] = n + 1
+            out.append(base if n == 0 else f"{base}-{n}")
+    return out
+
+
 def contents(doc: Document, level: int = 2) -> Bullets:
     """Links to the document's headings of ``level``."""
-    return Bullets(tuple(f"[{b.text}](#{anchor(b.text)})" for b in doc.blocks
-                         if isinstance(b, Heading) and b.level == level))
+    heads = [b for b in doc.blocks if isinstance(b, Heading)]
+    return Bullets(tuple(f"[{b.text}](#{a})" for b, a in zip(heads, anchors(doc), strict=True)
+                         if b.level == level))
 
 
 # -- markdown ---------------------------------------------------------------------------
@@ -209,9 +224,10 @@ def _html_image(b: Image, root: Path) -> str:
 def to_html(doc: Document, root: Path) -> str:
     """Self-contained HTML; ``root`` is the folder image paths are relative to."""
     out = [f"<h1>{html.escape(doc.title)}</h1>"]
+    ids = iter(anchors(doc))
     for b in doc.blocks:
         if isinstance(b, Heading):
-            out.append(f'<h{b.level} id="{anchor(b.text)}">{_inline(b.text)}</h{b.level}>')
+            out.append(f'<h{b.level} id="{next(ids)}">{_inline(b.text)}</h{b.level}>')
         elif isinstance(b, Para):
             out.append(f"<p>{_inline(b.text)}</p>")
         elif isinstance(b, Bullets):
