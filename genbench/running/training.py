@@ -271,20 +271,7 @@ def _train_and_evaluate(plan: Plan, reporter: Reporter) -> RunOutcome:
     elif progress.step or progress.epoch:
         reporter.note(f"resuming {folder} at epoch {progress.epoch + 1}, step {progress.step}")
     if not progress.trained:
-        with deferred_sigint():  # Ctrl-C lands between steps, never inside one
-            if callable(getattr(model, "on_evaluator", None)):  # the network IS and modes read
-                from genbench.metrics.features import default_cache_dir, preset_extractor
-
-                model.on_evaluator(preset_extractor(plan.data, plan.preset, default_cache_dir()))
-            if callable(getattr(model, "on_train_start", None)):
-                model.on_train_start(plan.data)
-            train_loop(plan, model, optimizers, progress, reporter)
-            reporter.stop()
-            if callable(getattr(model, "on_train_end", None)):
-                with torch.no_grad():
-                    model.on_train_end(plan.data.eval_x("train"))
-            progress.trained = True
-            save_checkpoint(folder, model, optimizers, progress)
+        _train(plan, model, optimizers, progress, reporter)
     model.eval()
     save_images(plan, model, folder)
     reporter.note(f"evaluating {spec.model} ({plan.preset.name} preset)")
@@ -313,6 +300,25 @@ def _train_and_evaluate(plan: Plan, reporter: Reporter) -> RunOutcome:
         draw_at_evaluation(folder, LoadedRun(model, plan.data, plan.config_json(), plan.preset,
                                              spec.seed), reporter.note)
     return RunOutcome("finished", folder, recorded)
+
+
+def _train(plan: Plan, model: torch.nn.Module, optimizers: dict[str, torch.optim.Optimizer],
+           progress: Progress, reporter: Reporter) -> None:
+    """Training with the model's hooks around the loop, checkpointed as trained at the end."""
+    with deferred_sigint():  # Ctrl-C lands between steps, never inside one
+        if callable(getattr(model, "on_evaluator", None)):  # the network IS and modes read
+            from genbench.metrics.features import default_cache_dir, preset_extractor
+
+            model.on_evaluator(preset_extractor(plan.data, plan.preset, default_cache_dir()))
+        if callable(getattr(model, "on_train_start", None)):
+            model.on_train_start(plan.data)
+        train_loop(plan, model, optimizers, progress, reporter)
+        reporter.stop()
+        if callable(getattr(model, "on_train_end", None)):
+            with torch.no_grad():
+                model.on_train_end(plan.data.eval_x("train"))
+        progress.trained = True
+        save_checkpoint(plan.run_dir, model, optimizers, progress)
 
 
 def train_loop(plan: Plan, model: torch.nn.Module, optimizers: dict[str, torch.optim.Optimizer],
