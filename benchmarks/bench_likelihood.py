@@ -47,8 +47,6 @@ INFO = DataInfo(name="bench", variant="dynamic", shape=(1, 28, 28))
 CLOCK: Callable[[], float] = time.perf_counter  # or time.process_time (--clock cpu)
 
 
-
-
 def vae_model() -> VAE:
     torch.manual_seed(0)
     return VAE(VAE.Config(hidden=(400,), latent_dim=20), INFO).eval()

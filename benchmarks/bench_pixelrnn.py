@@ -43,8 +43,6 @@ from peak import matmul_peak  # benchmarks/peak.py, beside this script
 TRAIN_IMAGES = 4000  # mnist-5k's training split
 
 
-
-
 def model_for(layer: str) -> pixelrnn.PixelRNN:
     torch.manual_seed(0)
     info = DataInfo("bench", "dynamic", (1, 28, 28))

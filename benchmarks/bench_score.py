@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import resource
 import subprocess
 import sys
@@ -31,6 +30,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from peak import matmul_peak  # benchmarks/peak.py, beside this script
 
 
 def make_samples(dataset: str, n: int, path: Path) -> None:
@@ -84,19 +84,6 @@ def score_once(samples: Path, dataset: str, n: int, results: Path) -> dict[str, 
     return dict(clock)
 
 
-def matmul_gflops(threads: int, size: int = 1024, repeats: int = 20) -> float:
-    """This machine's float32 matmul rate now (GFLOP/s, best of ``repeats``) at ``threads``:
-    the yardstick that says how busy the machine was while the scoring was timed."""
-    torch.set_num_threads(threads)
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    best = math.inf
-    for _ in range(repeats):
-        start = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - start)
-    return 2 * size**3 / best / 1e9
-
-
 def vm_hwm_mb() -> float:
     """This process's peak resident memory (VmHWM: unlike ru_maxrss, not inherited across
     fork and exec from the parent)."""
@@ -133,9 +120,9 @@ def main() -> None:
         make_samples(args.dataset, args.n, samples)
         make_stats(args.dataset, overrides={"n_quality": str(args.n)})  # cached statistics
         score_once(samples, args.dataset, args.n, folder / "results")  # warm: evaluator, floor
-        before = matmul_gflops(args.threads)
+        before = matmul_peak(n=1024, repeats=20)  # how busy the machine was while timed
         clock = score_once(samples, args.dataset, args.n, folder / "results")
-        after = matmul_gflops(args.threads)
+        after = matmul_peak(n=1024, repeats=20)
         print(json.dumps({k: round(v, 2) for k, v in clock.items()}, indent=1))
         print(f"{args.n} samples in {clock['total']:.1f} s on {args.threads} thread(s), "
               f"{clock['cpu seconds (all threads)']:.1f} CPU-seconds (target: under 30 s on 2 cores)")

@@ -36,8 +36,6 @@ DEBIAN = Path("/usr/share/datasets/fashion-mnist")
 D, H, Z, BATCH = 784, 400, 20, 128
 
 
-
-
 def flops_per_image() -> float:
     """Forward matmul FLOPs of 784-400-(20,20)-400-784 times 3 (forward + backward)."""
     forward = 2 * (D * H + H * 2 * Z + Z * H + H * D)
