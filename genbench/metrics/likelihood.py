@@ -556,8 +556,7 @@ NOISE_RESULT_KEYS = (
               direction="unranked",
               section="Likelihood, shared family"),
     ResultKey("latent_dims",
-              label="latent dims",
-              text="dimensions of the latent z whose posterior AIS anneals",
+              label="latent dims",  # its one line is NOISE_KEYS'
               caveat=("The size of z. A likelihood by AIS is harder to certify the larger z and the "
                       "sharper its posterior, and Wu et al. (2017) compare VAEs and GANs at matched "
                       "sizes (10 and 50): read the likelihoods beside it."),

@@ -10,10 +10,8 @@ from genbench.report.adversarial import DECISION, WEIGHED, reference_note, refer
 
 
 def _mean(runs: pd.DataFrame, key: str) -> float | None:
-    if key not in runs:
-        return None
-    vals = pd.to_numeric(runs[key], errors="coerce").dropna()
-    return float(vals.mean()) if not vals.empty else None
+    s = tables.stats(runs, key)
+    return s.mean if s is not None else None
 
 
 def _fmt(key: str, x: float) -> str:

@@ -244,11 +244,6 @@ def ais_status(runs: pd.DataFrame, key: str) -> str | None:
     return min((s or "not converged" for s in seen), key=_TRUST_ORDER.index)
 
 
-def unconverged(runs: pd.DataFrame, key: str) -> bool:
-    """True when any of these runs recorded an AIS for ``key`` that did not converge."""
-    return ais_status(runs, key) == "not converged"
-
-
 def uncertified(runs: pd.DataFrame, key: str) -> bool:
     """True when these runs recorded an AIS for ``key`` that is not certified: never ranked."""
     return ais_status(runs, key) in ("converged", "not converged")
