@@ -75,6 +75,14 @@ def refuse_outside(run_dir: Path, config: dict[str, Any], verb: str, instead: st
                             f"no model to {verb}; {instead}")
 
 
+def refuse_outside_folder(path: str | Path, verb: str, instead: str) -> None:
+    """:func:`refuse_outside` for a path a user gave, which may be no run folder at all
+    (then there is nothing to refuse here; the command's own checks speak)."""
+    path = Path(path)
+    if (path / store.CONFIG).is_file():
+        refuse_outside(path, store.read_config(path), verb, instead)
+
+
 def refuse_beside_outside(model_dir: Path, model: str) -> None:
     """`genbench run MODEL` where ``genbench score`` filed outside samples under the name
     MODEL (a plugin named after them later): one line, before anything is trained or written,

@@ -23,8 +23,8 @@ import torch
 
 from genbench.errors import GenbenchError
 from genbench.galleries.core import GALLERIES, Gallery, NotApplicable, register_gallery, unmet
-from genbench.loading import LoadedRun, load_run, refuse_outside
-from genbench.store import check_output_file, read_config, read_metrics
+from genbench.loading import LoadedRun, load_run, refuse_outside_folder
+from genbench.store import check_output_file, read_metrics
 
 __all__ = ["GALLERIES", "Gallery", "NotApplicable", "RunGalleries", "kinds", "register_gallery",
            "render", "render_across", "render_all"]
@@ -102,9 +102,8 @@ def render(run_dir: Path, kind: str, out_path: Path | None = None, *, seed: int 
 
 def _no_outside(run_dir: Path) -> None:
     """Outside samples (``genbench score``) have no model to decode: say where their samples are."""
-    if (run_dir / "config.json").is_file():
-        refuse_outside(run_dir, read_config(run_dir), "decode galleries from",
-                       f"its first 64 samples are in {run_dir / 'samples.png'}")
+    refuse_outside_folder(run_dir, "decode galleries from",
+                          f"its first 64 samples are in {run_dir / 'samples.png'}")
 
 
 @dataclass

@@ -215,15 +215,10 @@ def _inference_checks(model: Any, x: torch.Tensor, cond: dict[str, torch.Tensor]
 
 def _no_outside(name: str) -> None:
     """A run folder of outside samples given for a model name: nothing to check, say so."""
-    from pathlib import Path
+    from genbench.loading import refuse_outside_folder
 
-    from genbench.loading import refuse_outside
-    from genbench.store import read_config
-
-    if (Path(name) / "config.json").is_file():
-        refuse_outside(Path(name), read_config(Path(name)), "check",
-                       "`genbench check MODEL` smoke-checks a genbench model or plugin "
-                       "(`genbench list models`)")
+    refuse_outside_folder(name, "check", "`genbench check MODEL` smoke-checks a genbench model "
+                          "or plugin (`genbench list models`)")
 
 
 def check_model(name: str, *, dataset: str = "synthetic") -> CheckResult:
