@@ -20,6 +20,8 @@ from genbench.loading import LoadedRun
 # what the report shows of each gallery: 8 images a row, 10 interpolation steps, a 15 x 15
 # manifold
 REPORT_OPTIONS: dict[str, Any] = {"n": 8, "steps": 10, "manifold_n": 15}
+
+
 def draw_run(run_dir: Path, run: LoadedRun | None = None, seed: int = 0) -> RunGalleries:
     """Every gallery that applies to the run, as ``<run_dir>/galleries/<kind>.png`` plus
     ``galleries.json`` (seed, captions in order, what was not drawn and why). ``run``: the run

@@ -317,8 +317,7 @@ def summary_table(outcomes: list[Any], width: int) -> tuple[Table, list[str]]:
     headers = {k: k + {True: " ↑", False: " ↓", None: ""}[direction(k)] for k in present}
     columns = {"model": [r[0] for r in rows], "seed": [r[1] for r in rows],
                "status": [r[2] for r in rows],
-               **{headers[k]: [_cell(o.metrics, k, heads[k])
-                               for o in outcomes] for k in present}}
+               **{headers[k]: [_cell(o.metrics, k, heads[k]) for o in outcomes] for k in present}}
 
     def need(cols: list[str]) -> int:  # cell widths + padding 1 each side + the borders
         return sum(max(Text.from_markup(c).cell_len for c in [col, *columns[col]]) + 2

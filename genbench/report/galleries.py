@@ -64,6 +64,7 @@ def _place(src: Path, target: Path, out: Path) -> Path | None:
     shutil.copyfile(src, target)
     return target
 
+
 def add_progress(doc: Document, runs: pd.DataFrame, model: str, img: Path, out: Path, summary) -> None:
     """The fixed-noise sample grids over training (from the store; no checkpoint needed)."""
     from genbench.report.epochs import progress_strip
