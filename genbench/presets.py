@@ -74,9 +74,10 @@ class Preset:
     # and adds more (the total doubling up to bdmc_n) only while that is still open
     certify_tol: float = positive(1.0)
     bdmc_first: int = positive(4)
-    # the pilot (0: none): before the full AIS, BDMC with pilot_steps distributions on pilot_n
-    # simulated images; if even an optimistic extrapolation of its gap needs more than
-    # ais_max_steps distributions, AIS runs once at pilot_steps and the number is not certified
+    # the pilot (0: none): before the full AIS, BDMC on pilot_n simulated images at half
+    # pilot_steps, pilot_steps, then doubled up to ais_steps, until a look decides: certified,
+    # or its gap's extrapolation (optimistic before ais_steps, 1/T at it) needs more than
+    # ais_max_steps distributions; then AIS runs once at that look's schedule, not certified
     pilot_steps: int = nonnegative(0)
     pilot_n: int = positive(4)
     # inference network q(z|x) for a model without a density encoder (metrics/inference.py):

@@ -19,7 +19,15 @@ from genbench.data import DataRequest, load_dataset
 from genbench.metrics import evaluate_metrics
 from genbench.metrics.ais import HMCConfig, pooled_estimate
 from genbench.metrics.bdmc import bdmc, bdmc_until_certified, rounds
-from genbench.metrics.certify import AISRun, decay_exponent, gap_floor, hopeless, needed_distributions
+from genbench.metrics.certify import (
+    AISRun,
+    decay_exponent,
+    gap_floor,
+    hopeless,
+    needed_distributions,
+    pilot_schedules,
+    pilot_verdict,
+)
 from genbench.metrics.context import EvalContext, MetricResult
 from genbench.metrics.likelihood import load_per_image
 from genbench.metrics.obsmodel import FLIP_BOUNDS, ObservationModel
@@ -90,6 +98,76 @@ def test_a_short_schedule_on_a_sharp_posterior_is_stopped_by_the_pilot(sharp, co
     assert on["ais_pilot_gap"] + 2 * on["ais_pilot_gap_stderr"] <= 1.0
     assert on["ais_distributions"] == on["bdmc_distributions"] == 12 and on["ais_runs"] == 1
     assert tables.ais_status(pd.DataFrame([{"model": "ppca", **on}]), "test_ais") == "certified"
+
+
+def _no_full_bdmc(monkeypatch) -> list:
+    """Record every full BDMC the likelihood metrics start (none, where the pilot's look is
+    the certificate)."""
+    import genbench.metrics.likelihood as likelihood
+
+    calls = []
+    real = likelihood.bdmc_until_certified
+    monkeypatch.setattr(likelihood, "bdmc_until_certified",
+                        lambda *a, **k: calls.append(k["steps"]) or real(*a, **k))
+    return calls
+
+
+def test_the_pilots_last_look_reads_its_gap_at_one_over_t(sharp, continuous, monkeypatch):
+    """An early look lets what an optimistic reading could certify go on; the look at AIS's own
+    schedule reads the gap at the long-schedule rate 1/T and stops it there: AIS runs once at
+    that schedule and its certificate's answer is that look's gap, no BDMC run again."""
+    calls = _no_full_bdmc(monkeypatch)
+    most = 200
+    values, na = evaluate_metrics(_ctx(sharp, continuous, ais_init="prior", pilot_steps=6, pilot_n=4,
+                                       ais_steps=12, ais_max_steps=most), ["ais", "bdmc"])
+    assert not na, na
+    assert values["ais_pilot_distributions"] == 12 and values["ais_pilot_decay"] == 1.0
+    gap = values["ais_pilot_gap"]
+    assert values["ais_needed_distributions"] == math.ceil(12 * gap) > most  # 1/T, tolerance 1
+    assert values["ais_pilot_stopped"] == 1.0 and values["ais_distributions"] == 12
+    assert values["ais_runs"] == 1 and values["ais_certified"] == 0.0
+    assert values["bdmc_gap"] == gap and values["bdmc_distributions"] == 12 and values["bdmc_images"] == 4
+    assert calls == []
+
+
+def test_a_pilot_certified_at_the_ais_schedule_is_its_certificate(ppca, continuous, monkeypatch):
+    """Where the pilot's last look is at ais_steps and certified, AIS runs once there and BDMC
+    reads the pilot's gap: the same start, schedule and observation model, measured once."""
+    calls = _no_full_bdmc(monkeypatch)
+    values, _ = evaluate_metrics(_ctx(ppca, continuous, pilot_steps=12, pilot_n=4, ais_steps=12,
+                                      ais_max_steps=24), ["ais", "bdmc"])
+    assert values["ais_certified"] == 1.0 and values["ais_pilot_stopped"] == 0.0
+    assert values["ais_distributions"] == values["bdmc_distributions"] == 12 and values["ais_runs"] == 1
+    assert values["bdmc_gap"] == values["ais_pilot_gap"] and values["bdmc_images"] == 4
+    assert calls == []
+    exact = float(ppca.log_px(continuous.eval_x("test", 8)).double().mean())
+    assert abs(values["test_ais"] - exact) < 0.05
+
+
+def test_the_pilot_looks_until_one_decides():
+    assert pilot_schedules(250, 500) == (125, 250, 500)
+    assert pilot_schedules(250, 1000) == (125, 250, 500, 1000) and pilot_schedules(6, 12) == (3, 6, 12)
+    assert pilot_schedules(500, 500) == (250, 500)
+    assert pilot_schedules(0, 500) == pilot_schedules(600, 500) == ()
+    # the reference's gaps at 250 and 500 on the pilot's images (mnist-5k, quick): an early
+    # look lets all four go on; 1/T from 500 stops DCGAN and Conv DRAW (not certified at
+    # 1,000: 1.36 and 1.32), and lets VAE-GAN and LAPGAN on (certified at 1,000)
+    looks = {"dcgan": [(250, 6.34, 1.99), (500, 2.49, 0.83)],
+             "convdraw": [(250, 7.76, 1.20), (500, 2.34, 0.41)],
+             "vaegan": [(250, 4.48, 1.48), (500, 0.92, 0.50)],
+             "lapgan": [(250, 2.96, 0.48), (500, 0.44, 0.33)]}
+    for seen in looks.values():
+        assert pilot_verdict([(125, 20.0, 5.0), seen[0]], False, 0.0, 1.0, 1000) is None
+    verdict = {name: pilot_verdict([(125, 20.0, 5.0), *seen], True, 0.0, 1.0, 1000)
+               for name, seen in looks.items()}
+    assert verdict["dcgan"] == (1.0, 1245) and verdict["convdraw"] == (1.0, 1170)
+    assert verdict["vaegan"] == (1.0, 500) and verdict["lapgan"] == (1.0, 500)  # within reach at once
+    # a certified look decides at once, early or last; an early look out of reach even
+    # optimistically stops (the continuous VAE: 831 at 250, about 1,480 needed at decay 3)
+    assert pilot_verdict([(125, 1.0, 0.5), (250, 0.2, 0.1)], False, 0.0, 1.0, 1000)[1] == 250
+    assert pilot_verdict([(125, 900.0, 500.0), (250, 831.0, 1.0)], False, 0.0, 1.0, 1000)[1] > 1000
+    # the floor of a heavy tail raises the last look's reading
+    assert pilot_verdict([(250, 3.0, 1.0), (500, 0.9, 0.9)], True, 2.5, 1.0, 1000) == (1.0, 1250)
 
 
 def test_needed_distributions_extrapolate_optimistically():

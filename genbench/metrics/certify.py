@@ -51,7 +51,48 @@ def hopeless(gap: float, stderr: float, tol: float, floor: float = -math.inf) ->
     return math.isfinite(gap) and math.isfinite(stderr) and gap - 2 * stderr > tol
 
 
-MIN_DECAY, MAX_DECAY = 3.0, 4.0  # the decay exponents the pilot extrapolates with
+MIN_DECAY, MAX_DECAY = 3.0, 4.0  # the decay exponents the pilot's early looks extrapolate with
+LONG_DECAY = 1.0  # the exponent of its last look, at the AIS's own schedule: 1/T
+
+
+def pilot_schedules(pilot_steps: int, ais_steps: int) -> tuple[int, ...]:
+    """The schedules the pilot looks at, on the same simulated images: half of
+    ``pilot_steps``, ``pilot_steps``, then doubling while within ``ais_steps`` (quick: 125,
+    250, 500). It stops at the first look that decides (:func:`pilot_verdict`); () where
+    the pilot is off (0) or would be longer than AIS's first schedule."""
+    if pilot_steps <= 0 or pilot_steps > ais_steps:
+        return ()
+    out = [max(2, pilot_steps // 2), pilot_steps]
+    while 2 * out[-1] <= ais_steps:
+        out.append(2 * out[-1])
+    return tuple(out)
+
+
+def pilot_verdict(looks: list[tuple[int, float, float]], last: bool, floor: float, tol: float,
+                  most: int) -> tuple[float, int] | None:
+    """What the pilot's looks so far say, as (decay, needed distributions), or None to look
+    again at the next, doubled schedule. ``looks`` holds (T, gap, s.e.) per schedule, the
+    newest last; ``last`` says no longer look remains (the newest is at the AIS's schedule).
+
+    A certified gap decides at once (needed = T). An early look stops only what even an
+    optimistic reading cannot certify within ``most`` distributions: the low end of the gap's
+    interval, extrapolated with the decay between the two newest looks or 3
+    (:func:`decay_exponent`). The last look, taken at the schedule the AIS would run first,
+    reads the point estimate at the long-schedule rate 1/T (:func:`needed_distributions`):
+    a short schedule's gap falls faster than that, so the early looks cannot use it, but from
+    this look on the schedule only doubles (once, at quick), where 1/T is what theory gives.
+    On the reference's GAN-family models it separates the two that 1,000 distributions did
+    not certify from the two they did, which the optimistic reading could not (the figures
+    are in ``tests/test_certify.py::test_the_pilot_looks_until_one_decides``).
+    """
+    steps, gap, se = looks[-1]
+    if certified(gap, se, tol):
+        return decay_exponent(looks[-2][:2], looks[-1][:2]), steps
+    if last:
+        return LONG_DECAY, needed_distributions(gap, math.nan, steps, tol, LONG_DECAY, floor)
+    decay = decay_exponent(looks[-2][:2], looks[-1][:2])
+    needed = needed_distributions(gap, se, steps, tol, decay, floor)
+    return (decay, needed) if needed > most else None
 
 
 def decay_exponent(short: tuple[int, float], long: tuple[int, float]) -> float:
@@ -79,10 +120,11 @@ def needed_distributions(gap: float, stderr: float, steps: int, tol: float, deca
     forward and the reverse AIS chains' joint distributions; each of the T transitions adds
     O(1/T^2) to it, so it shrinks like 1/T (Grosse, Ghahramani & Adams 2015; Neal 2001). A
     short schedule is not in that regime: the local exponent wanders (DCGAN: 0.4, 1.5, 2.3,
-    then near 0 at thousands of distributions), so the pilot measures the gap at two
-    schedules and extrapolates with their local exponent or 3, whichever is larger
-    (:func:`decay_exponent`): faster than any decay measured, so that the pilot stops only
-    what even an optimistic reading cannot certify. The lower end of the gap's
+    then near 0 at thousands of distributions), so the pilot's early looks extrapolate with
+    the local exponent of their two newest schedules or 3, whichever is larger
+    (:func:`decay_exponent`): faster than any decay measured, so that they stop only
+    what even an optimistic reading cannot certify (its last look reads 1/T:
+    :func:`pilot_verdict`). There, the lower end of the gap's
     two-standard-error interval is used for the same reason; or ``floor``, where larger:
     the least the mean over all of BDMC's images can be (:func:`gap_floor`), which a heavy
     tail of per-image gaps keeps high when it inflates the standard error.
@@ -96,7 +138,8 @@ def needed_distributions(gap: float, stderr: float, steps: int, tol: float, deca
 
 @dataclass(frozen=True)
 class Pilot:
-    """A short BDMC on a few simulated images, run before the full AIS (quick preset)."""
+    """Short BDMCs on a few simulated images, run before the full AIS (quick preset): the
+    numbers of its last look, the one that decided."""
 
     distributions: int
     images: int
@@ -104,7 +147,7 @@ class Pilot:
     stderr: float
     lower: float  # mean forward (lower) and reverse (upper) bound over its images
     upper: float
-    decay: float  # the exponent extrapolated with (gap ~ T^-decay), from a run at half the schedule
+    decay: float  # the exponent extrapolated with (gap ~ T^-decay): :func:`pilot_verdict`
     needed: int  # distributions the optimistic extrapolation says reach the tolerance
     reachable: bool  # needed <= the longest schedule the preset allows
 
@@ -120,11 +163,6 @@ class AISRun:
     from_encoder: bool | Encoder  # the model's q(z|x) (True), an inference network's, or the prior
     pilot: Pilot | None = None
     reused_own: bool = False
-
-    @property
-    def stopped(self) -> bool:
-        """The pilot judged certification unreachable, so only the pilot's schedule ran."""
-        return self.pilot is not None and not self.pilot.reachable
 
 
 @dataclass(frozen=True)

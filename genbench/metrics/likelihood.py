@@ -43,9 +43,9 @@ from genbench.metrics.certify import (
     BDMCRun,
     Pilot,
     certified,
-    decay_exponent,
     gap_floor,
-    needed_distributions,
+    pilot_schedules,
+    pilot_verdict,
     shared_is_own,
 )
 from genbench.metrics.context import EvalContext, MetricResult
@@ -249,35 +249,41 @@ def _iwae(ctx: EvalContext, obs: ObservationModel, suffix: str) -> dict[str, flo
 
 
 def _pilot(ctx: EvalContext, obs: ObservationModel, from_encoder: bool | Encoder) -> Pilot | None:
-    """BDMC with ``pilot_steps`` and with half as many distributions on ``pilot_n`` simulated
-    images (None where the preset runs no pilot, or its schedule would not be shorter than
-    AIS's first); the two gaps give the decay the extrapolation uses
-    (:func:`genbench.metrics.certify.needed_distributions`).
+    """BDMC on ``pilot_n`` simulated images at half of ``pilot_steps``, at ``pilot_steps``,
+    then at doubled schedules up to AIS's first (quick: 125, 250, 500), stopping at the first
+    look that decides (:func:`genbench.metrics.certify.pilot_verdict`); None where the
+    preset runs no pilot.
 
-    It costs 2 x 1.5 x pilot_steps x pilot_n chain-steps (3,000 at quick), against the full
-    AIS's (500 + 1000) x 20 plus BDMC's (500 + 1000 + 1000) x 16 (70,000): about 4%, and the
-    estimate it leaves when it stops (pilot_steps x ais_n, 5,000) brings it to 11%.
+    At quick it costs 2 x pilot_n chain-steps per distribution looked at: 3,000 when the look
+    at 250 decides (the VAE family, certified there), 7,000 when it takes the look at 500,
+    against the full AIS's (500 + 1000) x 20 plus BDMC's (500 + 1000 + 1000) x 16 (70,000)
+    that a model it stops is spared. Where the last look is at the schedule AIS then runs,
+    its gap is that AIS's certificate (:func:`_bdmc`), so the look is not paid twice.
     """
     p = ctx.preset
-    if p.pilot_steps <= 0 or p.pilot_steps >= p.ais_steps:
+    schedules = pilot_schedules(p.pilot_steps, p.ais_steps)
+    if not schedules:
         return None
-    n = min(p.pilot_n, p.bdmc_n)
+    n, most = min(p.pilot_n, p.bdmc_n), max(p.ais_max_steps, p.ais_steps)
     y = labels_for(ctx.model, ctx.data.eval_y("test", n))
     seed = seed_from(ctx.generator(SALT_PILOT))
-    gaps = []
-    for steps in (max(2, p.pilot_steps // 2), p.pilot_steps):
+    looks: list[tuple[int, float, float]] = []
+    for i, steps in enumerate(schedules):
         res = map_subsets(bdmc, ctx.model, n, obs=obs, shape=ctx.data.info.shape, chains=p.ais_chains,
-                          steps=steps, hmc=_hmc(ctx), seed=seed, y=y,  # the same images twice
+                          steps=steps, hmc=_hmc(ctx), seed=seed, y=y,  # the same images each time
                           progress=ctx.tracker(f"pilot ({steps} distributions): AIS steps x "
                                                f"{p.ais_chains} chains, forward + reverse"),
                           from_encoder=from_encoder)
-        gaps.append((steps, *mean_stderr(res.gap)))
-    (t1, g1, _), (t2, gap, se) = gaps
-    decay = decay_exponent((t1, g1), (t2, gap))
-    # the full BDMC's mean over bdmc_n images is at least these images' gaps summed over bdmc_n
-    needed = needed_distributions(gap, se, t2, p.certify_tol, decay, gap_floor(res.gap, p.bdmc_n))
-    return Pilot(t2, n, gap, se, float(res.lower.mean()), float(res.upper.mean()), decay, needed,
-                 needed <= max(p.ais_max_steps, p.ais_steps))
+        looks.append((steps, *mean_stderr(res.gap)))
+        # the full BDMC's mean over bdmc_n images is at least these images' gaps summed over bdmc_n
+        verdict = None if i == 0 else pilot_verdict(looks, i == len(schedules) - 1,
+                                                    gap_floor(res.gap, p.bdmc_n), p.certify_tol, most)
+        if verdict is not None:
+            decay, needed = verdict
+            _, gap, se = looks[-1]
+            return Pilot(steps, n, gap, se, float(res.lower.mean()), float(res.upper.mean()), decay,
+                         needed, needed <= most)
+    raise AssertionError("unreachable: the last look always decides")
 
 
 def _pilot_values(pilot: Pilot | None, suffix: str) -> dict[str, float]:
@@ -293,12 +299,13 @@ def _pilot_values(pilot: Pilot | None, suffix: str) -> dict[str, float]:
 def _ais(ctx: EvalContext, obs: ObservationModel, suffix: str) -> MetricResult:
     """AIS on the test images, handing BDMC the run it certifies (:class:`AISRun`).
 
-    Where the pilot judges certification unreachable, one run at the pilot's schedule is the
-    estimate (not converged, uncertified, with the pilot's gap at that very schedule), and
-    the doubling is not started. Where the pilot's gap is already certified at its shorter
-    schedule, AIS runs once at ``ais_steps`` too: the doubling would only test agreement, a
-    weaker claim than the certificate BDMC then measures at that schedule (a gap shrinks as
-    the schedule grows; if BDMC does not certify it, the number is flagged not converged).
+    Where the pilot judges certification unreachable, one run at the pilot's last schedule is
+    the estimate (not converged, uncertified, with the pilot's gap at that very schedule),
+    and the doubling is not started. Where the pilot's gap is already certified, AIS runs
+    once at ``ais_steps``: the doubling would only test agreement, a weaker claim than the
+    certificate, which is the pilot's own where it looked at ``ais_steps`` and else BDMC's at
+    that schedule (a gap shrinks as the schedule grows; if BDMC does not certify it, the
+    number is flagged not converged).
     """
     p = ctx.preset
     x, y = _split(ctx, "test", p.ais_n)
@@ -349,21 +356,23 @@ def _bdmc(ctx: EvalContext, obs: ObservationModel, suffix: str, run: AISRun | No
     """BDMC with the start, schedules and observation model of the AIS it certifies (``run``,
     handed over by the runner; without it, the preset's ``ais_steps`` from the preset's start
     and no certificate recorded), in rounds of simulated images that stop once the gap is
-    certified or cannot be (:func:`bdmc_until_certified`). Where the pilot stopped AIS, the
-    pilot's gap is the certificate's answer: it was measured at the schedule AIS then ran.
+    certified or cannot be (:func:`bdmc_until_certified`). Where AIS ran once at the pilot's
+    last schedule (the pilot stopped it, or certified it at AIS's first schedule), the
+    pilot's gap is the certificate's answer: it was measured at the schedule AIS then ran,
+    from the same start, under the same observation model, on as many images as BDMC's
+    first round.
 
     Started from q(z|x), the gap is pessimistic: the encoder meets simulated images (the
     decoder's mean plus its noise) it was not trained on, so forward AIS starts farther from
     the posterior than on test images."""
     p = ctx.preset
     tol = {f"certify_tolerance{suffix}": p.certify_tol}
-    if run is not None and run.stopped:
-        pilot = run.pilot
-        assert pilot is not None
+    if run is not None and (pilot := run.pilot) is not None and run.schedules == (pilot.distributions,):
         return {f"bdmc_gap{suffix}": pilot.gap, f"bdmc_gap{suffix}_stderr": pilot.stderr,
                 f"bdmc_lower{suffix}": pilot.lower, f"bdmc_upper{suffix}": pilot.upper,
                 f"bdmc_distributions{suffix}": float(pilot.distributions),
-                f"bdmc_images{suffix}": float(pilot.images), f"ais_certified{suffix}": 0.0, **tol}
+                f"bdmc_images{suffix}": float(pilot.images),
+                f"ais_certified{suffix}": float(certified(pilot.gap, pilot.stderr, p.certify_tol)), **tol}
     if run is not None:
         obs = run.obs
     steps = run.schedules[-1] if run is not None else p.ais_steps
@@ -435,16 +444,18 @@ def _ais_keys(suffix: str, which: str) -> dict[str, str]:
                                      "without one), 0 from the prior",
         f"ais_runs{suffix}": "AIS runs of the doubling, pooled into the estimate (weights proportional to "
                              "their distributions)",
-        f"ais_pilot_gap{suffix}": "the pilot's BDMC gap (pilot_steps distributions, pilot_n simulated "
-                                  "images), nats/image",
-        f"ais_pilot_distributions{suffix}": "distributions of the pilot's BDMC",
-        f"ais_pilot_decay{suffix}": "the exponent a of gap ~ T^-a the pilot extrapolated with: the decay "
-                                    "between half its schedule and its schedule, kept within 3 to 4 "
-                                    "(optimistic: certify.MIN_DECAY, MAX_DECAY)",
-        f"ais_needed_distributions{suffix}": "distributions the pilot's gap, extrapolated optimistically "
+        f"ais_pilot_gap{suffix}": "the pilot's BDMC gap at its deciding look (pilot_n simulated images), "
+                                  "nats/image",
+        f"ais_pilot_distributions{suffix}": "distributions of the pilot's deciding look (it looks at half "
+                                            "pilot_steps, pilot_steps, then doubled up to ais_steps)",
+        f"ais_pilot_decay{suffix}": "the exponent a of gap ~ T^-a the pilot extrapolated with: 1 (1/T) at "
+                                    "its look at ais_steps; at an earlier look the decay between its two "
+                                    "newest looks, kept within 3 to 4 (optimistic: certify.MIN_DECAY, "
+                                    "MAX_DECAY)",
+        f"ais_needed_distributions{suffix}": "distributions the pilot's gap, extrapolated as gap ~ T^-a "
                                              "(ais_pilot_decay), needs to reach certify_tolerance",
         f"ais_pilot_stopped{suffix}": "1 if the pilot judged certification unreachable within "
-                                      "ais_max_steps: AIS ran once at the pilot's schedule",
+                                      "ais_max_steps: AIS ran once at the pilot's last schedule",
     }
 
 
