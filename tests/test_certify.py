@@ -21,12 +21,14 @@ from genbench.metrics.ais import HMCConfig, pooled_estimate
 from genbench.metrics.bdmc import bdmc, bdmc_until_certified, rounds
 from genbench.metrics.certify import (
     AISRun,
+    Pilot,
     decay_exponent,
     gap_floor,
     hopeless,
     needed_distributions,
     pilot_schedules,
     pilot_verdict,
+    schedule_past,
 )
 from genbench.metrics.context import EvalContext, MetricResult
 from genbench.metrics.likelihood import load_per_image
@@ -142,6 +144,31 @@ def test_a_pilot_certified_at_the_ais_schedule_is_its_certificate(ppca, continuo
     assert calls == []
     exact = float(ppca.log_px(continuous.eval_x("test", 8)).double().mean())
     assert abs(values["test_ais"] - exact) < 0.05
+
+
+def test_a_pilot_that_lets_ais_on_asks_for_one_longer_schedule(sharp, continuous, monkeypatch):
+    """Open at its last look but within reach: AIS runs once at the first doubling past that
+    look (no shorter run to pool or agree with) and BDMC measures the certificate there,
+    unpooled. A tolerance just above the exact start's tiny gap, below it plus two standard
+    errors, keeps every look open and every reading within reach."""
+    calls = _no_full_bdmc(monkeypatch)
+    values, _ = evaluate_metrics(_ctx(sharp, continuous, pilot_steps=6, pilot_n=4, ais_steps=12,
+                                      ais_max_steps=48, certify_tol=1e-4), ["ais", "bdmc"])
+    assert values["ais_pilot_distributions"] == 12 and values["ais_pilot_stopped"] == 0.0
+    assert values["ais_pilot_gap"] + 2 * values["ais_pilot_gap_stderr"] > 1e-4
+    assert values["ais_runs"] == 1 and values["ais_distributions"] == values["bdmc_distributions"] == 24
+    assert values["ais_converged"] == 0.0 and calls == [24]
+
+
+def test_the_schedule_past_the_pilot_doubles_to_what_it_needs():
+    def pilot(steps: int, needed: int) -> Pilot:
+        return Pilot(steps, 4, 2.0, 0.5, -1.0, 1.0, 1.0, needed, True)
+
+    assert schedule_past(pilot(500, 1000), 500, 1000) == 1000  # quick: the one doubling
+    assert schedule_past(pilot(500, 600), 500, 16000) == 1000
+    assert schedule_past(pilot(500, 3000), 500, 16000) == 4000
+    assert schedule_past(pilot(500, 400), 500, 16000) == 1000  # never the open look again
+    assert schedule_past(pilot(500, 9000), 500, 4000) == 4000  # capped
 
 
 def test_the_pilot_looks_until_one_decides():

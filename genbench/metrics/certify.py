@@ -95,6 +95,16 @@ def pilot_verdict(looks: list[tuple[int, float, float]], last: bool, floor: floa
     return (decay, needed) if needed > most else None
 
 
+def schedule_past(pilot: Pilot, first: int, most: int) -> int:
+    """The one AIS schedule a pilot that let AIS go on, uncertified, asks for: the first
+    doubling of ``first`` longer than the pilot's last look and at least the distributions it
+    needs, capped at ``most``. Never the look's own schedule again: its gap there was open."""
+    steps = first
+    while steps < most and (steps <= pilot.distributions or steps < pilot.needed):
+        steps *= 2
+    return min(steps, most)
+
+
 def decay_exponent(short: tuple[int, float], long: tuple[int, float]) -> float:
     """The exponent a of gap ~ T^-a the pilot extrapolates with: the local exponent between
     two schedules (T, gap), but never below ``MIN_DECAY`` (nor above ``MAX_DECAY``).

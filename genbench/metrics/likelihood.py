@@ -46,6 +46,7 @@ from genbench.metrics.certify import (
     gap_floor,
     pilot_schedules,
     pilot_verdict,
+    schedule_past,
     shared_is_own,
 )
 from genbench.metrics.context import EvalContext, MetricResult
@@ -256,9 +257,9 @@ def _pilot(ctx: EvalContext, obs: ObservationModel, from_encoder: bool | Encoder
 
     At quick it costs 2 x pilot_n chain-steps per distribution looked at: 3,000 when the look
     at 250 decides (the VAE family, certified there), 7,000 when it takes the look at 500,
-    against the full AIS's (500 + 1000) x 20 plus BDMC's (500 + 1000 + 1000) x 16 (70,000)
-    that a model it stops is spared. Where the last look is at the schedule AIS then runs,
-    its gap is that AIS's certificate (:func:`_bdmc`), so the look is not paid twice.
+    against AIS's 1000 x 20 plus BDMC's 2 x 1000 x 16 (52,000) that a model it stops is
+    spared. Where the last look is at the schedule AIS then runs, its gap is that AIS's
+    certificate (:func:`_bdmc`), so the look is not paid twice.
     """
     p = ctx.preset
     schedules = pilot_schedules(p.pilot_steps, p.ais_steps)
@@ -299,13 +300,15 @@ def _pilot_values(pilot: Pilot | None, suffix: str) -> dict[str, float]:
 def _ais(ctx: EvalContext, obs: ObservationModel, suffix: str) -> MetricResult:
     """AIS on the test images, handing BDMC the run it certifies (:class:`AISRun`).
 
-    Where the pilot judges certification unreachable, one run at the pilot's last schedule is
-    the estimate (not converged, uncertified, with the pilot's gap at that very schedule),
-    and the doubling is not started. Where the pilot's gap is already certified, AIS runs
-    once at ``ais_steps``: the doubling would only test agreement, a weaker claim than the
-    certificate, which is the pilot's own where it looked at ``ais_steps`` and else BDMC's at
-    that schedule (a gap shrinks as the schedule grows; if BDMC does not certify it, the
-    number is flagged not converged).
+    Without a pilot the schedule doubles from ``ais_steps`` until two runs agree (the paper
+    protocol). With one, the certificate drives it and AIS runs once: at the pilot's last
+    schedule where the pilot judges certification unreachable (not converged, uncertified,
+    with the pilot's gap at that very schedule); at ``ais_steps`` where the pilot's gap is
+    certified already; else at the first doubling of ``ais_steps`` past the pilot's last look
+    that reaches the distributions it said are needed (quick: 1,000), which BDMC then
+    certifies or not. Agreement between runs is a weaker claim than the certificate, and the
+    shorter run it would take costs a third of the doubling at quick. A number BDMC does
+    not certify is then flagged not converged (one run agrees with nothing).
     """
     p = ctx.preset
     x, y = _split(ctx, "test", p.ais_n)
@@ -316,6 +319,8 @@ def _ais(ctx: EvalContext, obs: ObservationModel, suffix: str) -> MetricResult:
         start = most = pilot.distributions
     elif pilot is not None and certified(pilot.gap, pilot.stderr, p.certify_tol):
         most = start
+    elif pilot is not None:
+        start = most = schedule_past(pilot, start, most)
     res = ais_until_converged(ctx.model, obs, x, y, chains=p.ais_chains, start=start,
                               max_steps=most, tol=p.ais_tol,
                               hmc=_hmc(ctx), seed=seed_from(ctx.generator(SALT_AIS)),
