@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -105,11 +106,20 @@ def test_eval_adds_metrics_without_retraining(tmp_path: Path) -> None:
          "--results", str(tmp_path), "--metrics", "elbo")
     run_dir = next(tmp_path.glob("synthetic/vae/*"))
     before = (run_dir / "checkpoint.pt").stat().st_mtime_ns
+    first = json.loads((run_dir / "metrics.json").read_text())
     out = _run("eval", str(run_dir), "--metrics", "recon", "--device", "cpu")
     assert out.exit_code == 0, out.output
     assert "recon_bce" in (run_dir / "metrics.json").read_text()
     assert "test_elbo" in (run_dir / "metrics.json").read_text()
     assert (run_dir / "checkpoint.pt").stat().st_mtime_ns == before
+    # the row's evaluation time is what its numbers cost: a metric added, its seconds added;
+    # a metric measured again, its old seconds replaced by the new
+    added = json.loads((run_dir / "metrics.json").read_text())
+    assert added["eval_seconds"] == pytest.approx(first["eval_seconds"] + added["_seconds_recon"], abs=0.02)
+    assert _run("eval", str(run_dir), "--metrics", "elbo", "--device", "cpu").exit_code == 0
+    again = json.loads((run_dir / "metrics.json").read_text())
+    assert again["eval_seconds"] == pytest.approx(
+        added["eval_seconds"] - added["_seconds_elbo"] + again["_seconds_elbo"], abs=0.02)
     _one_line_error(_run("eval", str(tmp_path)), "not a run folder")
 
 

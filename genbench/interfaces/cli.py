@@ -246,7 +246,7 @@ def changes(before: dict[str, Any], after: dict[str, Any]) -> list[tuple[str, st
     metric's ``_stderr`` is shown in its cell; unchanged keys and bookkeeping are left out."""
     out = []
     for key in sorted(after):
-        if key.startswith("_") or key == "not_applicable" or key.endswith("_stderr"):
+        if key.startswith("_") or key == "not_applicable" or key.endswith(("_stderr", "eval_seconds")):
             continue
         old, new = before.get(key), after[key]
         old_se, new_se = before.get(f"{key}_stderr"), after.get(f"{key}_stderr")

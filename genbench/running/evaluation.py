@@ -114,12 +114,27 @@ def _evaluate_run(run_dir: Path, names: Iterable[str], preset: str | None, devic
                                 results_root=store.results_root(run_dir, run.config),
                                 progress=progress)
     extra = {"eval_preset": eval_preset.name} if eval_preset.name != run.preset.name else {}
+    extra.update(eval_seconds(current, values, everything=wanted != budget))
     if wanted != budget:  # the old budget's numbers go: nothing of it is left beside the new
         kept = {k: v for k, v in current.items() if k in RUNNER_KEYS}
         store.write_json(Path(run_dir) / store.METRICS, {**kept, **values, **extra,
                                                          "not_applicable": na})
         return store.read_json(Path(run_dir) / store.METRICS)
     return store.update_metrics(Path(run_dir), {**values, **extra, "not_applicable": na})
+
+
+def eval_seconds(current: dict[str, Any], values: dict[str, Any], everything: bool = False
+                 ) -> dict[str, float]:
+    """The row's ``eval_seconds`` once ``values`` join it: the recorded total with the
+    seconds of each metric measured again (``_seconds_<metric>``; every one where
+    ``everything``, a new budget) taken out and the new ones put in, so that the report's
+    cost table tells what the row's numbers cost now. {} where none was recorded."""
+    if not isinstance(current.get("eval_seconds"), (int, float)):
+        return {}
+    new = {k: v for k, v in values.items() if k.startswith("_seconds_") and isinstance(v, (int, float))}
+    old = {k: v for k, v in current.items() if k.startswith("_seconds_") and isinstance(v, (int, float))
+           and (everything or k in new)}
+    return {"eval_seconds": round(current["eval_seconds"] - sum(old.values()) + sum(new.values()), 2)}
 
 
 # what the runner records in metrics.json beside the metrics: kept when a row changes budget
