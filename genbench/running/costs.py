@@ -8,8 +8,9 @@ AIS: images x chains x distributions x leapfrog steps x a forward and a backward
 BDMC: the same forward and reverse). Seconds divide those FLOPs by a calibration measured
 on this machine (a timed float32 matmul with the run's thread count), so they are a floor:
 small models run well below a big matmul's rate (the calibration ratio printed beside).
-AIS doubles its schedule until converged; the range is from ``ais_steps`` to the
-worst case (every doubling up to ``ais_max_steps``).
+AIS doubles its schedule until converged (with a pilot, runs once at the schedule it
+chooses); the range is from ``ais_steps`` to the worst case (every doubling up to
+``ais_max_steps``; with a pilot, the longest alone).
 """
 
 from __future__ import annotations
@@ -169,15 +170,16 @@ def _eval_flops(p: Preset, applies: set[str], n_test: int, enc: float, dec: floa
 
 
 def _worst_steps(p: Preset) -> int:
-    """Distributions of every AIS run if the schedule doubles all the way to ``ais_max_steps``:
-    the worst case the likelihood cost scales to."""
+    """Distributions of every AIS run in the worst case the likelihood cost scales to: every
+    doubling up to ``ais_max_steps``, pooled; with a pilot, the one run it may ask for at
+    the longest doubling (the pilot's own looks, a few simulated images, are left out)."""
     worst_steps = p.ais_steps
     max_steps = getattr(p, "ais_max_steps", p.ais_steps)
     s = p.ais_steps
     while 2 * s <= max_steps:
         s *= 2
         worst_steps += s
-    return worst_steps
+    return s if getattr(p, "pilot_steps", 0) > 0 else worst_steps
 
 
 def _applicable(model: torch.nn.Module, names: tuple[str, ...] = ()) -> set[str]:
