@@ -166,9 +166,12 @@ def test_ais_from_the_prior_and_from_the_encoder_agree_with_iwae(from_encoder):
     k = 20_000
     lk = iwae(model.log_importance_weights(x, k, torch.Generator().manual_seed(0)))
     # 400 distributions: at 100 the step size has not adapted yet (acceptance 1.0) and
-    # either start is off by up to 0.3 nats on this model; at 400 both are within 0.05
+    # either start is off by up to 0.3 nats on this model; at 400 both are within 0.05, with
+    # Wu et al.'s HMC (5 leapfrog steps) and with quick's Hamiltonian AIS (1, momentum kept),
+    # which costs a fifth of the gradients
     est, _ = ais_log_likelihood(model, ObservationModel("decoder"), x, chains=16, steps=400,
-                                hmc=HMCConfig(leapfrog=5), seed=4, from_encoder=from_encoder)
+                                hmc=HMCConfig(leapfrog=1, persistence=0.9), seed=4,
+                                from_encoder=from_encoder)
     assert ((est - lk).abs() < 0.1).all(), (est, lk)
     if from_encoder:
         with torch.no_grad():
