@@ -270,11 +270,15 @@ def uncertified_reason(runs: pd.DataFrame, key: str) -> str:
     if (num(f"ais_pilot_stopped{suffix}") or 0) > 0:
         steps, needed = num(f"ais_pilot_distributions{suffix}"), num(f"ais_needed_distributions{suffix}")
         return (f"stopped by the pilot: BDMC gap {gap_text(f'ais_pilot_gap{suffix}')} at "
-                f"{fmt_number(steps)} distributions; about {fmt_number(needed)} needed to reach "
+                f"{fmt_number(steps)} distributions; about {_count(needed)} needed to reach "
                 f"{tol_text}: run `--preset paper` on a GPU")
     if num(f"bdmc_gap{suffix}") is not None:
         return f"BDMC gap {gap_text(f'bdmc_gap{suffix}')}: gap + 2 s.e. > {tol_text}"
     return "no BDMC run to certify it"
+
+
+def _count(n: float | None) -> str:
+    return "?" if n is None else f"{n:,.0f}"
 
 
 @functools.lru_cache(maxsize=4096)
