@@ -145,6 +145,10 @@ def test_eval_under_another_preset_measures_the_whole_row_again_and_prints_chang
     assert {"_seconds_elbo", "_seconds_recon", "_seconds_active_units"} <= set(after)
     assert after["test_elbo"] != before["test_elbo"]  # measured again on 32 images, not kept
     assert after["train_seconds"] == before["train_seconds"]
+    seconds = {k: v for k, v in after.items() if k.startswith("_seconds_")}
+    assert after["eval_seconds"] == pytest.approx(  # every old metric's seconds replaced
+        before["eval_seconds"] - sum(v for k, v in before.items() if k.startswith("_seconds_"))
+        + sum(seconds.values()), abs=0.02)
     assert "measured again under tiny" in out.output and "test_elbo" in out.output
     assert "test_elbo_stderr" not in out.output and "_seconds" not in out.output
     again = _run("eval", str(run_dir), "--metrics", "active_units", "--device", "cpu")

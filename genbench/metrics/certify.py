@@ -158,7 +158,7 @@ class Pilot:
     lower: float  # mean forward (lower) and reverse (upper) bound over its images
     upper: float
     decay: float  # the exponent extrapolated with (gap ~ T^-decay): :func:`pilot_verdict`
-    needed: int  # distributions the optimistic extrapolation says reach the tolerance
+    needed: int  # distributions its extrapolation says reach the tolerance (:func:`pilot_verdict`)
     reachable: bool  # needed <= the longest schedule the preset allows
 
 
