@@ -474,7 +474,8 @@ CERTIFIED_CAPTION = (
     "own start and schedule, is within `certify_tol`; only certified AIS numbers are ranked. "
     "⚠ converged, not certified: two AIS runs, the second with twice the distributions, "
     "agreed, but BDMC did not certify them. ⚠ not converged: they disagreed by more than "
-    "the tolerance up to `ais_max_steps`, or the pilot stopped AIS early. An uncertified "
+    "the tolerance up to `ais_max_steps`, or the pilot stopped AIS early, or AIS ran once at "
+    "the schedule the pilot chose and BDMC did not certify it. An uncertified "
     "number is a lower bound of unknown looseness and is not ranked.")
 
 
