@@ -88,7 +88,21 @@ def _assert_identical(a: dict, b: dict) -> None:
     assert a["samples.png"] == b["samples.png"]
 
 
+@pytest.fixture
+def ctrl_c_delivered():
+    """Ctrl-C delivered as a terminal delivers it. A suite started in the background of a
+    non-interactive shell inherits an ignored SIGINT (POSIX), which genbench rightly keeps
+    (test_an_ignored_sigint_stays_ignored_during_training) and which would leave these tests
+    nothing to interrupt; a handler, unlike SIG_IGN, is not inherited by the children."""
+    import signal
+
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, old)
+
+
 # -- 1: Ctrl-C then resume is exact ------------------------------------------------------
+@pytest.mark.usefixtures("ctrl_c_delivered")
 def test_sigint_at_five_points_then_resume_is_bit_identical(tmp_path: Path) -> None:
     """Real SIGINTs to a `genbench run` subprocess: right after an optimizer step inside a
     training step (mid-epoch and on an epoch's last step), inside the epoch-end sample grid,
@@ -599,6 +613,7 @@ def test_fid_is_translation_invariant_with_a_large_common_offset() -> None:
 
 
 # -- 1 (unit) and 16: the deferral itself; report files written atomically ------------------------
+@pytest.mark.usefixtures("ctrl_c_delivered")
 def test_sigint_is_deferred_to_the_step_boundary_and_the_handler_restored() -> None:
     import signal
 
