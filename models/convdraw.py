@@ -41,7 +41,7 @@ from torch.distributions import Distribution
 
 from genbench import register_model
 from genbench.contract import Batch, DataInfo
-from genbench.kit.nn import adam
+from genbench.kit.nn import ConvTranspose2d, adam
 from genbench.kit.observation import learned_log_std, observation_log_prob
 from genbench.settings import nonnegative, positive
 
@@ -105,7 +105,9 @@ class ConvDRAW(SequentialCanvas, nn.Module):
         self.encoder = ConvLSTMCell(2 * hid, hid, kern)  # input: [r_t, h_dec]
         self.q_head = nn.Conv2d(hid, 2 * config.z_channels, kern, padding=kern // 2)
         self.decoder = ConvLSTMCell(config.z_channels, hid, kern)
-        self.writer = nn.ConvTranspose2d(hid, c, k, stride=s, padding=pad)
+        # one or three output channels: genbench's transposed convolution, a matmul and a fold
+        # where oneDNN's is slow (46% of IWAE's time on the CPU; the same state_dict)
+        self.writer = ConvTranspose2d(hid, c, k, stride=s, padding=pad)
         self.log_std = learned_log_std(info)
         if config.grad_clip:  # by value, in a hook: the runner owns backward and the step
             clip = config.grad_clip
