@@ -29,12 +29,9 @@ from peak import matmul_peak  # benchmarks/peak.py, beside this script
 from genbench.loading import load_run
 from genbench.metrics import EvalContext
 from genbench.metrics import likelihood as lk
-from genbench.metrics.bdmc import bdmc
 from genbench.metrics.certify import gap_floor, pilot_schedules, pilot_verdict
 from genbench.metrics.estimates import mean_stderr, own_observation
 from genbench.metrics.features import default_cache_dir
-from genbench.metrics.sampling import labels_for, seed_from
-from genbench.metrics.shards import map_subsets
 from genbench.nn import fuse_batchnorm
 
 
@@ -53,15 +50,12 @@ def looks(arg: str) -> dict[str, object]:
         obs, _ = lk.shared_observation(ctx)
     start = lk._ais_init(ctx, obs)
     p = ctx.preset
-    n, most = min(p.pilot_n, p.bdmc_n), max(p.ais_max_steps, p.ais_steps)
-    y = labels_for(ctx.model, ctx.data.eval_y("test", n))
-    seed = seed_from(ctx.generator(lk.SALT_PILOT))
+    most = max(p.ais_max_steps, p.ais_steps)
     seen, rows, decided = [], [], None
     schedules = pilot_schedules(p.pilot_steps, p.ais_steps)
     for i, steps in enumerate(schedules):  # every look, also past the one that decides
         t = time.process_time()
-        res = map_subsets(bdmc, ctx.model, n, obs=obs, shape=run.data.info.shape, chains=p.ais_chains,
-                          steps=steps, hmc=lk._hmc(ctx), seed=seed, y=y, from_encoder=start)
+        res = lk.pilot_look(ctx, obs, start, steps)
         gap, se = mean_stderr(res.gap)
         seen.append((steps, gap, se))
         verdict = None if i == 0 else pilot_verdict(seen, i == len(schedules) - 1,
@@ -74,7 +68,7 @@ def looks(arg: str) -> dict[str, object]:
     longest = p.ais_steps
     while 2 * longest <= most:
         longest *= 2
-    paid = 2 * n * sum(schedules[: decided[0] + 1]) if decided else 0  # forward + reverse, per chain
+    paid = 2 * len(res.gap) * sum(schedules[: decided[0] + 1]) if decided else 0  # fwd + rev, per chain
     spared = longest * (p.ais_n + 2 * p.bdmc_n)
     return {"run": arg, "looks": rows, "decided_at": decided and schedules[decided[0]],
             "stops": bool(decided and decided[2] > most),

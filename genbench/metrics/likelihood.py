@@ -37,7 +37,7 @@ import torch
 from genbench.contract import capabilities, has_density_encoder, sample_from
 from genbench.errors import GenbenchError
 from genbench.metrics.ais import HMCConfig, ais_log_likelihood, ais_until_converged
-from genbench.metrics.bdmc import bdmc, bdmc_until_certified
+from genbench.metrics.bdmc import BDMCResult, bdmc, bdmc_until_certified
 from genbench.metrics.certify import (
     AISRun,
     BDMCRun,
@@ -265,16 +265,10 @@ def _pilot(ctx: EvalContext, obs: ObservationModel, from_encoder: bool | Encoder
     schedules = pilot_schedules(p.pilot_steps, p.ais_steps)
     if not schedules:
         return None
-    n, most = min(p.pilot_n, p.bdmc_n), max(p.ais_max_steps, p.ais_steps)
-    y = labels_for(ctx.model, ctx.data.eval_y("test", n))
-    seed = seed_from(ctx.generator(SALT_PILOT))
+    most = max(p.ais_max_steps, p.ais_steps)
     looks: list[tuple[int, float, float]] = []
     for i, steps in enumerate(schedules):
-        res = map_subsets(bdmc, ctx.model, n, obs=obs, shape=ctx.data.info.shape, chains=p.ais_chains,
-                          steps=steps, hmc=_hmc(ctx), seed=seed, y=y,  # the same images each time
-                          progress=ctx.tracker(f"pilot ({steps} distributions): AIS steps x "
-                                               f"{p.ais_chains} chains, forward + reverse"),
-                          from_encoder=from_encoder)
+        res = pilot_look(ctx, obs, from_encoder, steps)
         looks.append((steps, *mean_stderr(res.gap)))
         # the full BDMC's mean over bdmc_n images is at least these images' gaps summed over bdmc_n
         verdict = None if i == 0 else pilot_verdict(looks, i == len(schedules) - 1,
@@ -282,9 +276,24 @@ def _pilot(ctx: EvalContext, obs: ObservationModel, from_encoder: bool | Encoder
         if verdict is not None:
             decay, needed = verdict
             _, gap, se = looks[-1]
-            return Pilot(steps, n, gap, se, float(res.lower.mean()), float(res.upper.mean()), decay,
-                         needed, needed <= most)
+            return Pilot(steps, len(res.gap), gap, se, float(res.lower.mean()), float(res.upper.mean()),
+                         decay, needed, needed <= most)
     raise AssertionError("unreachable: the last look always decides")
+
+
+def pilot_look(ctx: EvalContext, obs: ObservationModel, from_encoder: bool | Encoder, steps: int
+               ) -> BDMCResult:
+    """One look of the pilot: BDMC with ``steps`` distributions on its ``pilot_n`` simulated
+    images, the same images, noise and start at every schedule (and in
+    ``benchmarks/bench_pilot.py``, which looks at every schedule to show what each says)."""
+    p = ctx.preset
+    n = min(p.pilot_n, p.bdmc_n)
+    return map_subsets(bdmc, ctx.model, n, obs=obs, shape=ctx.data.info.shape, chains=p.ais_chains,
+                       steps=steps, hmc=_hmc(ctx), seed=seed_from(ctx.generator(SALT_PILOT)),
+                       y=labels_for(ctx.model, ctx.data.eval_y("test", n)),
+                       progress=ctx.tracker(f"pilot ({steps} distributions): AIS steps x "
+                                            f"{p.ais_chains} chains, forward + reverse"),
+                       from_encoder=from_encoder)
 
 
 def _pilot_values(pilot: Pilot | None, suffix: str) -> dict[str, float]:
