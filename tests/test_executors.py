@@ -404,3 +404,15 @@ def test_plan_counts_a_linear_decoder_exactly() -> None:
 
     layer = torch.nn.Linear(20, 30)
     assert _count(lambda: layer(torch.zeros(7, 20))) == 2 * 7 * 20 * 30
+
+
+def test_plans_worst_case_follows_the_schedule_the_preset_runs() -> None:
+    """Without a pilot every doubling runs and is pooled (paper: 1,000 to 16,000); with one,
+    AIS runs once, at most at the longest doubling (quick: 1,000); a pilot longer than AIS's
+    first schedule is off, as the metric has it."""
+    from genbench.costs import _worst_steps
+    from genbench.presets import get_preset
+
+    assert _worst_steps(get_preset("paper")) == 1000 + 2000 + 4000 + 8000 + 16000
+    assert _worst_steps(get_preset("quick")) == 1000
+    assert _worst_steps(get_preset("quick").with_overrides(pilot_steps=600)) == 500 + 1000

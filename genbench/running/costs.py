@@ -24,6 +24,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
+from genbench.metrics.certify import pilot_schedules
 from genbench.running.training import Plan
 
 if TYPE_CHECKING:
@@ -179,7 +180,7 @@ def _worst_steps(p: Preset) -> int:
     while 2 * s <= max_steps:
         s *= 2
         worst_steps += s
-    return s if getattr(p, "pilot_steps", 0) > 0 else worst_steps
+    return s if pilot_schedules(getattr(p, "pilot_steps", 0), p.ais_steps) else worst_steps
 
 
 def _applicable(model: torch.nn.Module, names: tuple[str, ...] = ()) -> set[str]:
