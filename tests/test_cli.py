@@ -123,6 +123,18 @@ def test_eval_adds_metrics_without_retraining(tmp_path: Path) -> None:
     _one_line_error(_run("eval", str(tmp_path)), "not a run folder")
 
 
+def test_eval_seconds_replace_what_was_measured_again_and_drop_what_a_new_budget_dropped() -> None:
+    """A metric measured again: its old seconds out, its new in; under a new budget the row
+    keeps none of its old numbers, so none of their seconds either."""
+    from genbench.running.evaluation import eval_seconds
+
+    row = {"eval_seconds": 10.0, "_seconds_a": 3.0, "_seconds_b": 2.0}
+    assert eval_seconds(row, {"_seconds_a": 1.0}) == {"eval_seconds": 8.0}
+    assert eval_seconds(row, {"_seconds_c": 4.0}) == {"eval_seconds": 14.0}
+    assert eval_seconds(row, {"_seconds_a": 1.0}, everything=True) == {"eval_seconds": 6.0}
+    assert eval_seconds({"status": "finished"}, {"_seconds_a": 1.0}) == {}
+
+
 def test_eval_under_another_preset_measures_the_whole_row_again_and_prints_changes(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """One budget per row: `eval --preset P` on a run of another preset measures every metric
